@@ -1,0 +1,447 @@
+"""Stage 2: does the port speak DICOM, is our association accepted, which titles and models?"""
+
+from __future__ import annotations
+
+import time
+
+from pynetdicom import sop_class as sc
+
+from qrdoctor.context import Context, Outcome
+from qrdoctor.dicom import association, describe_status, hex_status
+from qrdoctor.model import Finding, Severity, Stage
+from qrdoctor.registry import check
+from qrdoctor.wire import Abort, ProbeResult, Rejection, probe_association, probe_tls
+
+WRONG_CALLED_AE = "QRD-NO-SUCH-AE"
+UNKNOWN_CALLING_AE = "QRD-UNKNOWN-AE"
+
+
+def our_address(ctx: Context) -> str:
+    """The address the PACS will see for us: --advertise, else the local end of our TCP probe."""
+    if ctx.target.advertise:
+        return ctx.target.advertise
+    return ctx.facts("network.tcp").get("local_address") or "this computer's IP address"
+
+
+def _node_entry(ctx: Context) -> str:
+    t = ctx.target
+    return f"AE title {t.calling_ae}, address {our_address(ctx)}, port {t.store_port}"
+
+
+def rejection_finding(ctx: Context, rj: Rejection, *, context_note: str = "") -> Finding:
+    """Turn a decoded A-ASSOCIATE-RJ into a finding with a concrete fix."""
+    t = ctx.target
+    ev = rj.evidence() | {"calling_ae": t.calling_ae, "called_ae": t.called_ae,
+                          "our_address": our_address(ctx)}
+    if rj.source == 1 and rj.reason == 3:
+        return ctx.finding(
+            "calling-ae-rejected", Severity.FAIL,
+            f"The PACS rejected our calling AE title {t.calling_ae} ({rj.describe()}){context_note}.",
+            f"Ask the PACS administrator to register this workstation as a DICOM node on "
+            f"{t.called_ae}: {_node_entry(ctx)}. If {t.calling_ae} is already registered, the "
+            f"address registered for it must be {our_address(ctx)} (the address the PACS sees; "
+            "behind NAT or a VPN it is the translated address). Until then this workstation cannot "
+            "query or retrieve.",
+            **ev,
+        )
+    if rj.source == 1 and rj.reason == 7:
+        return ctx.finding(
+            "called-ae-rejected", Severity.FAIL,
+            f"The PACS rejected the AE title we addressed it by, {t.called_ae} ({rj.describe()}){context_note}.",
+            f"Use exactly the AE title the PACS is configured with (AE titles are compared exactly: "
+            f"case, spelling and spaces matter). Ask the PACS administrator for the AE title of the "
+            f"DICOM service at {t.host} port {t.port} and change the called AE title on this "
+            f"workstation from {t.called_ae}.",
+            **ev,
+        )
+    if (rj.source, rj.reason) in ((3, 1), (3, 2)) or (rj.result == 2 and (rj.source, rj.reason) == (1, 2)):
+        busy = "temporarily congested" if (rj.source, rj.reason) == (3, 1) else "at its limit of simultaneous associations"
+        hint = ""
+        if (rj.source, rj.reason) == (1, 2):
+            hint = (" (dcm4chee uses this code, nominally 'application context not supported', for its "
+                    "per-AE-title association limit)")
+        return ctx.finding(
+            "association-rejected", Severity.FAIL,
+            f"The PACS refused the association because it is {busy}: {rj.describe()}{hint}{context_note}.",
+            f"Wait a minute and retry. If it keeps happening, ask the PACS administrator how many "
+            f"simultaneous associations {t.called_ae} allows per client and whether stale "
+            f"associations from {t.calling_ae} are still open; close other programs using {t.calling_ae}.",
+            **ev,
+        )
+    if rj.source == 1 and rj.reason == 1:
+        return ctx.finding(
+            "association-rejected", Severity.FAIL,
+            f"The PACS refused the association without giving a reason ({rj.describe()}){context_note}.",
+            f"Most often this workstation is not on the PACS's allowed list, or a licence or policy "
+            f"limit applies. Ask the PACS administrator to check its log for the association from "
+            f"{t.calling_ae} at {our_address(ctx)}, and to register {_node_entry(ctx)} if it is missing.",
+            **ev,
+        )
+    return ctx.finding(
+        "association-rejected", Severity.FAIL,
+        f"The PACS rejected the association: {rj.describe()}{context_note}.",
+        f"Ask the PACS administrator to look up this rejection in the PACS log (result {rj.result}, "
+        f"source {rj.source}, reason {rj.reason}) for calling AE {t.calling_ae} from {our_address(ctx)}.",
+        **ev,
+    )
+
+
+def abort_finding(ctx: Context, ab: Abort | None, when: str) -> Finding:
+    t = ctx.target
+    ev = (ab.evidence() if ab else {"abort_source": None}) | {"when": when}
+    what = ab.describe() if ab else "no A-ABORT details received"
+    user_abort = ab is not None and ab.source == 0
+    likely = (
+        "An abort from the PACS application right after the request is most often an authorisation "
+        f"decision: the PACS does not allow {t.calling_ae} to use this service."
+        if user_abort else
+        "An abort from the peer's protocol layer means it did not understand what we sent or the "
+        "connection broke."
+    )
+    return ctx.finding(
+        "association-aborted", Severity.FAIL,
+        f"The PACS aborted the association {when} ({what}).",
+        f"{likely} Ask the PACS administrator to check its log at the time of this run and to make "
+        f"sure {_node_entry(ctx)} is registered and allowed to query and retrieve.",
+        **ev,
+    )
+
+
+def _probe_failure(ctx: Context, probe: ProbeResult) -> tuple[str, Finding]:
+    """Findings for a probe that got no A-ASSOCIATE-AC."""
+    t = ctx.target
+    where = f"{t.host} port {t.port}"
+    ev = probe.evidence()
+    if probe.kind == "rejected" and probe.rejection:
+        return f"association rejected ({probe.rejection.triple})", rejection_finding(ctx, probe.rejection)
+    if probe.kind == "aborted":
+        return "association aborted by the PACS", abort_finding(ctx, probe.abort, "instead of answering the association request")
+    if probe.kind == "silent":
+        return "no answer to the association request", ctx.finding(
+            "peer-silent", Severity.FAIL,
+            f"{where} accepted the TCP connection but did not answer our association request within "
+            f"{t.timeout:g} s.",
+            f"Something listens on {where} but it is not answering as a DICOM service: a wrong port (a "
+            "different service), a hung PACS process, or a proxy or load balancer with nothing behind "
+            "it. Confirm the DICOM port with the PACS administrator and check that the DICOM service is "
+            "healthy; if the PACS is just slow, retry with a larger --timeout.",
+            **ev,
+        )
+    if probe.kind == "http":
+        return "an HTTP server, not DICOM", ctx.finding(
+            "not-dicom", Severity.FAIL,
+            f"{where} answered like a web server ({probe.detail!r}), not with DICOM.",
+            "This is the port of a web interface or DICOMweb, not the DICOM (DIMSE) port. Ask the PACS "
+            "administrator for the DICOM port (often 104, 11112 or 4242); if you meant to test "
+            "DICOMweb, pass the URL with --dicomweb instead.",
+            **ev,
+        )
+    tls = None
+    if probe.kind in ("tls", "closed"):
+        tls = probe_tls(t.host, t.port, ctx.timeout(at_most=5))
+    if probe.kind == "tls" or tls:
+        ev["tls"] = tls
+        return "the port expects TLS", ctx.finding(
+            "tls-required", Severity.FAIL,
+            f"{where} expects an encrypted (TLS) connection; it did not accept plain DICOM.",
+            "Turn on DICOM TLS for this PACS on the workstation (with the PACS's certificate "
+            "authority and, if required, a client certificate), or ask the PACS administrator for "
+            "its unencrypted DICOM port.",
+            **ev,
+        )
+    if probe.kind == "closed":
+        return "connection closed without an answer", ctx.finding(
+            "peer-closed", Severity.FAIL,
+            f"{where} closed the connection instead of answering our association request ({probe.detail}).",
+            f"The PACS (or a firewall in front of it) drops connections from this computer before "
+            f"DICOM starts: most often an IP allow-list, or a connection limit. Ask the PACS "
+            f"administrator to check its log and to allow {_node_entry(ctx)}.",
+            **ev,
+        )
+    if probe.kind == "connect-failed":
+        return "could not connect for the association", ctx.finding(
+            "peer-closed", Severity.FAIL,
+            f"The TCP connection to {where} failed when we tried to associate ({probe.detail}), "
+            "although it worked a moment earlier.",
+            "The PACS or the network is unstable, or it accepts only a few connections at a time. "
+            "Re-run the check; if this repeats, ask the PACS administrator about connection limits.",
+            **ev,
+        )
+    return "not a DICOM answer", ctx.finding(
+        "not-dicom", Severity.FAIL,
+        f"{where} answered, but not with DICOM ({probe.detail}).",
+        f"Another kind of service listens on {where}. Ask the PACS administrator for the DICOM port.",
+        **ev,
+    )
+
+
+@check(
+    "association.echo",
+    stage=Stage.ASSOCIATION,
+    title="DICOM association and C-ECHO",
+    requires=("network.tcp",),
+    codes=("not-dicom", "peer-silent", "tls-required", "peer-closed", "calling-ae-rejected",
+           "called-ae-rejected", "association-rejected", "association-aborted",
+           "verification-not-offered", "echo-failed"),
+    budget=3.0,
+)
+def echo(ctx: Context) -> Outcome:
+    t = ctx.target
+    probe = probe_association(t.host, t.port, t.calling_ae, t.called_ae, ctx.timeout())
+    facts: dict = {"accepted": probe.kind == "accepted", "rtt_ms": None, "probe_result": probe.kind,
+                   "association_ms": round(probe.elapsed_ms, 1)}
+    if probe.peer_implementation:
+        facts["peer_implementation"] = probe.peer_implementation
+    if probe.kind != "accepted":
+        summary, f = _probe_failure(ctx, probe)
+        return Outcome(summary=summary, facts=facts, findings=[f], learned=probe)
+
+    if probe.decoded and str(sc.Verification) not in probe.accepted_contexts:
+        f = ctx.finding(
+            "verification-not-offered", Severity.WARN,
+            "The PACS accepted the association but not the Verification service, so C-ECHO "
+            "(the usual 'test connection' button) cannot work.",
+            "Nothing to change for querying and retrieving, which qrdoctor tests next. If a "
+            "workstation insists on a successful echo before it will query, ask the PACS "
+            f"administrator to enable Verification (C-ECHO) for {t.calling_ae}.",
+            context_results=probe.context_results,
+        )
+        return Outcome(summary="associated; Verification not offered", facts=facts, findings=[f], learned=probe)
+
+    ctx.raise_if_cancelled()
+    with association(ctx, [sc.Verification]) as op:
+        assoc = op.assoc
+        if not assoc.is_established:
+            facts["accepted"] = False
+            if op.events.rejection:
+                f = rejection_finding(ctx, op.events.rejection, context_note=" on a second association")
+                return Outcome(summary="second association rejected", facts=facts, findings=[f], learned=probe)
+            return Outcome(summary="second association failed", facts=facts, learned=probe,
+                           findings=[abort_finding(ctx, op.events.abort, "on a second association request")])
+        t0 = time.monotonic()
+        rsp = assoc.send_c_echo()
+        rtt = round((time.monotonic() - t0) * 1000, 2)
+        code = int(rsp.Status) if rsp is not None and "Status" in rsp else None
+        facts["echo_status"] = hex_status(code)
+        if code is None:
+            if assoc.is_aborted or op.events.abort:
+                return Outcome(summary="aborted after C-ECHO request", facts=facts, learned=probe,
+                               findings=[abort_finding(ctx, op.events.abort, "after our C-ECHO request")])
+            f = ctx.finding(
+                "echo-failed", Severity.FAIL,
+                f"The PACS accepted the association but did not answer the C-ECHO within {t.timeout:g} s.",
+                "The PACS's DICOM service is overloaded or hung. Ask its administrator to check the "
+                "service; if it is known to be slow, retry with a larger --timeout.",
+                timeout_s=t.timeout,
+            )
+            return Outcome(summary="no C-ECHO response", facts=facts, findings=[f], learned=probe)
+        facts["rtt_ms"] = rtt
+        if code != 0x0000:
+            category, text = describe_status(code, "echo")
+            f = ctx.finding(
+                "echo-failed", Severity.FAIL,
+                f"The PACS answered the C-ECHO with status {hex_status(code)} ({category}: {text}).",
+                "The association works but the PACS refuses the Verification request. Ask the PACS "
+                f"administrator to allow C-ECHO for {t.calling_ae}; look up {hex_status(code)} in its "
+                "conformance statement.",
+                status=hex_status(code), category=category, description=text,
+            )
+            return Outcome(summary=f"C-ECHO status {hex_status(code)}", facts=facts, findings=[f], learned=probe)
+    impl = f" ({probe.peer_implementation})" if probe.peer_implementation else ""
+    return Outcome(summary=f"association accepted, C-ECHO ok in {rtt} ms{impl}", facts=facts, learned=probe)
+
+
+# ----------------------------------------------------------------------------------------------
+
+
+def _checked(probe: ProbeResult, own_reason: int) -> bool | None:
+    if probe.kind == "accepted":
+        return False
+    if probe.kind in ("rejected", "aborted"):
+        return True
+    return None  # silent, closed, ...: inconclusive
+
+
+@check(
+    "association.ae_titles",
+    stage=Stage.ASSOCIATION,
+    title="AE title checks",
+    requires=("association.echo",),
+    codes=("called-ae-not-checked", "calling-ae-not-checked"),
+    budget=3.0,
+)
+def ae_titles(ctx: Context) -> Outcome:
+    t = ctx.target
+    called = probe_association(t.host, t.port, t.calling_ae, WRONG_CALLED_AE, ctx.timeout(at_most=5))
+    ctx.raise_if_cancelled()
+    calling = probe_association(t.host, t.port, UNKNOWN_CALLING_AE, t.called_ae, ctx.timeout(at_most=5))
+    called_checked = _checked(called, 7)
+    calling_checked = _checked(calling, 3)
+    facts = {
+        "called_ae_checked": called_checked,
+        "calling_ae_checked": calling_checked,
+        "probes": {
+            "wrong_called_ae": {"called_ae": WRONG_CALLED_AE, **called.evidence()},
+            "unknown_calling_ae": {"calling_ae": UNKNOWN_CALLING_AE, **calling.evidence()},
+        },
+    }
+    findings = []
+    if called_checked is False:
+        findings.append(ctx.finding(
+            "called-ae-not-checked", Severity.INFO,
+            f"The PACS accepted an association addressed to {WRONG_CALLED_AE} instead of its own AE "
+            f"title {t.called_ae}: it does not check the called AE title.",
+            "Nothing to fix for this workstation. Be aware that a workstation configured with a "
+            "misspelt PACS AE title will still connect here, so the mistake only shows up on a "
+            "stricter PACS; the PACS administrator may turn on called-AE checking.",
+            probe_called_ae=WRONG_CALLED_AE,
+        ))
+    if calling_checked is False:
+        findings.append(ctx.finding(
+            "calling-ae-not-checked", Severity.INFO,
+            f"The PACS accepted an association from the unknown AE title {UNKNOWN_CALLING_AE}: anyone who "
+            "can reach the port may associate with it.",
+            "A security observation, not a failure: ask the PACS administrator whether the PACS should "
+            "accept only registered AE titles (and addresses). It may still refuse queries or "
+            "retrieves from unknown titles, which the query stage tests.",
+            probe_calling_ae=UNKNOWN_CALLING_AE,
+        ))
+    parts = []
+    for label, value in (("called AE", called_checked), ("calling AE", calling_checked)):
+        parts.append(f"{label} {'checked' if value else 'not checked' if value is False else 'unknown'}")
+    return Outcome(summary=", ".join(parts), facts=facts, findings=findings)
+
+
+# ----------------------------------------------------------------------------------------------
+
+MODELS = {
+    "patient_root": ("Patient Root", {
+        "find": sc.PatientRootQueryRetrieveInformationModelFind,
+        "move": sc.PatientRootQueryRetrieveInformationModelMove,
+        "get": sc.PatientRootQueryRetrieveInformationModelGet,
+    }),
+    "study_root": ("Study Root", {
+        "find": sc.StudyRootQueryRetrieveInformationModelFind,
+        "move": sc.StudyRootQueryRetrieveInformationModelMove,
+        "get": sc.StudyRootQueryRetrieveInformationModelGet,
+    }),
+    "patient_study_only": ("Patient/Study Only", {
+        "find": sc.PatientStudyOnlyQueryRetrieveInformationModelFind,
+        "move": sc.PatientStudyOnlyQueryRetrieveInformationModelMove,
+        "get": sc.PatientStudyOnlyQueryRetrieveInformationModelGet,
+    }),
+}
+
+CONTEXT_RESULT = {
+    0: "acceptance",
+    1: "user-rejection",
+    2: "no-reason (provider rejection)",
+    3: "abstract-syntax-not-supported",
+    4: "transfer-syntaxes-not-supported",
+}
+
+
+@check(
+    "association.models",
+    stage=Stage.ASSOCIATION,
+    title="Query/Retrieve information models",
+    requires=("association.echo",),
+    codes=("model-not-offered",),
+    budget=2.0,
+)
+def models(ctx: Context) -> Outcome:
+    # A raw association request: pynetdicom aborts when no context is accepted, and then the
+    # per-context results (the capability map) would be lost.
+    t = ctx.target
+    uids = [str(uid) for _label, ops in MODELS.values() for uid in ops.values()]
+    probe = probe_association(t.host, t.port, t.calling_ae, t.called_ae, ctx.timeout(), abstract_syntaxes=uids)
+    if probe.kind != "accepted":
+        summary, f = _probe_failure(ctx, probe)
+        return Outcome(summary=f"{summary} when proposing the Q/R models", findings=[f])
+    by_uid = {row["abstract_syntax"]: row for row in probe.context_results}
+
+    table: dict[str, dict[str, bool]] = {}
+    rows = []
+    for key, (_label, ops) in MODELS.items():
+        table[key] = {}
+        for op_name, uid in ops.items():
+            row = by_uid.get(str(uid), {})
+            result = row.get("result")
+            ok = result == 0
+            table[key][op_name] = ok
+            rows.append({
+                "model": key, "operation": op_name, "sop_class": str(uid), "accepted": ok,
+                "result": result,
+                "result_str": CONTEXT_RESULT.get(result, f"non-standard result {result}") if result is not None else "no answer",
+                "transfer_syntax": row.get("transfer_syntax"),
+            })
+    tsyntaxes = sorted({r["transfer_syntax"] for r in rows if r["transfer_syntax"]})
+    facts = {"models": table, "contexts": rows, "transfer_syntaxes": tsyntaxes}
+    pr, sr = table["patient_root"], table["study_root"]
+    findings: list[Finding] = []
+
+    def missing(model: str, op_name: str) -> dict:
+        r = next(r for r in rows if r["model"] == model and r["operation"] == op_name)
+        return {"model": model, "operation": op_name, "result": r["result"], "result_str": r["result_str"]}
+
+    if not pr["find"] and not sr["find"]:
+        findings.append(ctx.finding(
+            "model-not-offered", Severity.FAIL,
+            f"The PACS accepts neither Patient Root nor Study Root C-FIND from {t.calling_ae}: no "
+            "workstation can search it.",
+            f"Ask the PACS administrator to enable Query/Retrieve (C-FIND) for {t.calling_ae}; some PACS "
+            "enable services per AE title. Check its conformance statement for the models it supports.",
+            missing=[missing("patient_root", "find"), missing("study_root", "find")],
+        ))
+    elif not sr["find"]:
+        findings.append(ctx.finding(
+            "model-not-offered", Severity.WARN,
+            "The PACS does not offer Study Root C-FIND, only Patient Root; workstations that search "
+            "with Study Root (most do) will fail with 'no presentation context accepted'.",
+            "Configure the workstation to query this PACS with the Patient Root model, or ask the "
+            "PACS administrator to enable Study Root Query/Retrieve.",
+            missing=[missing("study_root", "find")],
+        ))
+    elif not pr["find"]:
+        findings.append(ctx.finding(
+            "model-not-offered", Severity.WARN,
+            "The PACS does not offer Patient Root C-FIND, only Study Root; a workstation configured "
+            "for Patient Root will fail to search (status 0x0122 or 'no presentation context').",
+            "Configure the workstation (and tools such as movescu, whose default is Patient Root) to "
+            "use the Study Root model with this PACS.",
+            missing=[missing("patient_root", "find")],
+        ))
+    can_move = pr["move"] or sr["move"]
+    can_get = pr["get"] or sr["get"]
+    if not can_move and not can_get:
+        findings.append(ctx.finding(
+            "model-not-offered", Severity.FAIL,
+            f"The PACS accepts neither C-MOVE nor C-GET from {t.calling_ae}: images cannot be retrieved.",
+            f"Ask the PACS administrator to allow retrieval (C-MOVE) for {t.calling_ae}, and to "
+            f"register {_node_entry(ctx)} as a move destination.",
+            missing=[missing(m, o) for m in ("patient_root", "study_root") for o in ("move", "get")],
+        ))
+    else:
+        for key, label in (("patient_root", "Patient Root"), ("study_root", "Study Root")):
+            if table[key]["find"] and not table[key]["move"] and not table[key]["get"]:
+                findings.append(ctx.finding(
+                    "model-not-offered", Severity.WARN,
+                    f"The PACS lets us search with {label} but not retrieve with it: a workstation "
+                    f"that queries and retrieves with {label} finds studies it cannot pull.",
+                    f"Configure the workstation to retrieve with the model the PACS offers for "
+                    f"C-MOVE ({'Study Root' if key == 'patient_root' else 'Patient Root'}).",
+                    missing=[missing(key, "move"), missing(key, "get")],
+                ))
+        if not can_get:
+            findings.append(ctx.finding(
+                "model-not-offered", Severity.INFO,
+                "The PACS does not offer C-GET; retrieval must use C-MOVE, which needs the PACS to "
+                "know this workstation's address and port.",
+                f"Use C-MOVE on the workstation and make sure the PACS has {_node_entry(ctx)} as a "
+                "move destination.",
+                missing=[missing("patient_root", "get"), missing("study_root", "get")],
+            ))
+    offered = [f"{MODELS[k][0]} {'/'.join(o.upper() for o, ok in v.items() if ok)}"
+               for k, v in table.items() if any(v.values())]
+    summary = "; ".join(offered) if offered else "no Q/R model accepted"
+    return Outcome(summary=summary, facts=facts, findings=findings, learned=table)

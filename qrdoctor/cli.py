@@ -1,0 +1,221 @@
+"""The command line: ``qrdoctor check | explain | checks | schema | simulate | demo``.
+
+stdout carries the command's output (the summary, or the JSON with ``--json -``); messages for
+people (errors, progress, where files went) go to stderr. Exit codes are :class:`ExitCode`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+from . import __version__
+from .model import ExitCode, Report
+from .target import DEFAULT_CALLING_AE, TargetError, check_ae_title, check_port, resolve_target
+
+EPILOG_CHECK = """exit status:
+  0  no check failed
+  1  at least one check failed
+  2  usage or configuration error
+  3  qrdoctor itself broke (a check ended in `error` and none failed)
+"""
+
+
+class UsageError(Exception):
+    pass
+
+
+def _ae(what: str):
+    def parse(value: str) -> str:
+        try:
+            return check_ae_title(value, what)
+        except TargetError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+    return parse
+
+
+def _port(what: str):
+    def parse(value: str) -> int:
+        try:
+            return check_port(value, what)
+        except TargetError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+    return parse
+
+
+def _store_port(value: str) -> int:
+    if value.strip() == "0":
+        return 0
+    return _port("The store port")(value)
+
+
+def _timeout(value: str) -> float:
+    try:
+        t = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"timeout {value!r} is not a number of seconds") from None
+    if t <= 0 or t > 3600:
+        raise argparse.ArgumentTypeError(f"timeout {t:g} s is out of range (0-3600)")
+    return t
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse that exits with our usage code and a one-line message."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(ExitCode.USAGE, f"qrdoctor: error: {message}\n(see: {self.prog} --help)\n")
+
+
+def add_target_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--calling-ae", type=_ae("The calling AE title"), default=None,
+                   help=f"our AE title (default {DEFAULT_CALLING_AE})")
+    p.add_argument("--move-ae", type=_ae("The move destination AE title"), default=None,
+                   help="AE title the PACS sends C-MOVE results to (default: the calling AE)")
+    p.add_argument("--store-port", type=_store_port, default=None,
+                   help="port of the temporary Store SCP for retrieve checks (default 11113)")
+    p.add_argument("--advertise", metavar="HOST", default=None,
+                   help="the address the PACS should use to reach us (used in fix texts)")
+    p.add_argument("--timeout", type=_timeout, default=None, metavar="S",
+                   help="network timeout per step in seconds (default 10)")
+
+
+def add_report_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--only", metavar="CHECK,...", default=None,
+                   help="run only these checks (and the checks they require)")
+    p.add_argument("--json", metavar="FILE", default=None, help="write the JSON report ('-' for stdout)")
+    p.add_argument("--details", action="store_true", help="print every finding with its fix")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = Parser(prog="qrdoctor", description="Diagnose DICOM Query/Retrieve problems against a PACS.")
+    parser.add_argument("--version", action="version", version=f"qrdoctor {__version__}")
+    sub = parser.add_subparsers(dest="command", parser_class=Parser)
+
+    p = sub.add_parser("check", help="run the staged diagnosis against a PACS",
+                       epilog=EPILOG_CHECK, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("target", help="AE@host:port (e.g. ORTHANC@127.0.0.1:4242) or a saved profile name")
+    add_target_options(p)
+    add_report_options(p)
+
+    p = sub.add_parser("explain", help="print the long explanation of a finding code")
+    p.add_argument("code", nargs="?", help="a finding code, e.g. tcp-refused (omit to list all)")
+
+    sub.add_parser("checks", help="list the checks in the order they run")
+    sub.add_parser("schema", help="print the JSON Schema of the report")
+    return parser
+
+
+def _check_writable(path: str | None) -> None:
+    if not path or path == "-":
+        return
+    p = Path(path)
+    parent = p.parent if str(p.parent) else Path(".")
+    if p.is_dir():
+        raise UsageError(f"cannot write the report to {path}: it is a directory")
+    if not parent.is_dir():
+        raise UsageError(f"cannot write the report to {path}: the folder {parent} does not exist")
+    if not os.access(parent, os.W_OK) or (p.exists() and not os.access(p, os.W_OK)):
+        raise UsageError(f"cannot write the report to {path}: permission denied")
+
+
+def _only(value: str | None) -> list[str] | None:
+    if not value:
+        return None
+    from .registry import all_checks
+
+    ids = [v.strip() for v in value.split(",") if v.strip()]
+    known = {c.id for c in all_checks()}
+    unknown = [i for i in ids if i not in known]
+    if unknown:
+        raise UsageError(f"unknown check id {', '.join(unknown)} in --only (see: qrdoctor checks)")
+    return ids
+
+
+def write_reports(report: Report, json_path: str | None) -> None:
+    if json_path == "-":
+        sys.stdout.write(report.to_json() + "\n")
+    elif json_path:
+        Path(json_path).write_text(report.to_json() + "\n", encoding="utf-8")
+        print(f"JSON report written to {json_path}", file=sys.stderr)
+
+
+def run_check(args: argparse.Namespace) -> int:
+    from .console import LiveSummary, details
+    from .runner import Runner
+
+    target = resolve_target(
+        args.target, calling_ae=args.calling_ae, move_ae=args.move_ae, store_port=args.store_port,
+        advertise=args.advertise, timeout=args.timeout,
+    )
+    only = _only(args.only)
+    _check_writable(args.json)
+    out = sys.stderr if args.json == "-" else sys.stdout
+    print(f"qrdoctor {__version__}: checking {target.label} as {target.calling_ae}", file=out, flush=True)
+    runner = Runner(target, only=only, observer=LiveSummary(out))
+    try:
+        report = runner.run()
+    except KeyboardInterrupt:
+        runner.cancel()
+        print("qrdoctor: interrupted", file=sys.stderr)
+        return 130
+    if args.details:
+        for line in details(report):
+            print(line, file=out)
+    write_reports(report, args.json)
+    return int(report.exit_code)
+
+
+def run_explain(args: argparse.Namespace) -> int:
+    from .explain import UnknownCodeError, explanations, get
+
+    if not args.code:
+        for code, exp in sorted(explanations().items()):
+            print(f"{code:<28} {exp.title}")
+        return 0
+    try:
+        print(get(args.code).text, end="")
+    except UnknownCodeError:
+        raise UsageError(f"unknown finding code {args.code!r} (see: qrdoctor explain)") from None
+    return 0
+
+
+def run_checks_list() -> int:
+    from .registry import all_checks
+
+    for c in all_checks():
+        req = f"  (requires {', '.join(c.requires)})" if c.requires else ""
+        print(f"{c.stage.label:<12} {c.id:<24} {c.title}{req}")
+    return 0
+
+
+def report_schema() -> dict:
+    return Report.model_json_schema(by_alias=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "check":
+            return run_check(args)
+        if args.command == "explain":
+            return run_explain(args)
+        if args.command == "checks":
+            return run_checks_list()
+        if args.command == "schema":
+            print(json.dumps(report_schema(), indent=2))
+            return 0
+        parser.print_help()
+        return int(ExitCode.USAGE)
+    except (UsageError, TargetError) as exc:
+        print(f"qrdoctor: error: {exc}", file=sys.stderr)
+        return int(ExitCode.USAGE)
+    except BrokenPipeError:
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,83 @@
+"""Terminal rendering: one line per check as it finishes, then a verdict line."""
+
+from __future__ import annotations
+
+import sys
+from typing import TextIO
+
+from .model import CheckResult, Report, Status
+from .registry import Check
+
+MARKS_UTF8 = {Status.PASS: "✔", Status.WARN: "!", Status.FAIL: "✘", Status.ERROR: "?", Status.SKIPPED: "-"}
+MARKS_ASCII = {Status.PASS: "+", Status.WARN: "!", Status.FAIL: "x", Status.ERROR: "?", Status.SKIPPED: "-"}
+LABELS = {Status.PASS: "pass", Status.WARN: "WARN", Status.FAIL: "FAIL", Status.ERROR: "ERROR", Status.SKIPPED: "skip"}
+COLOURS = {Status.PASS: "32", Status.WARN: "33", Status.FAIL: "31", Status.ERROR: "35", Status.SKIPPED: "2"}
+
+
+def _can_utf8(stream: TextIO) -> bool:
+    enc = (getattr(stream, "encoding", None) or "").lower()
+    return "utf" in enc
+
+
+def check_line(result: CheckResult, width: int = 24, colour: bool = False, utf8: bool = True) -> str:
+    marks = MARKS_UTF8 if utf8 else MARKS_ASCII
+    mark, label = marks[result.status], LABELS[result.status]
+    codes = sorted({f.code for f in result.findings if f.severity.value in ("warn", "fail", "error")})
+    tail = f"  [{', '.join(codes)}]" if codes else ""
+    text = result.summary or result.reason or ""
+    head = f"{mark} {label:<5}"
+    if colour:
+        head = f"\x1b[{COLOURS[result.status]}m{head}\x1b[0m"
+    return f"  {head} {result.id:<{width}} {text}{tail}"
+
+
+def verdict(report: Report) -> str:
+    s = report.summary
+    bad = [c for c in report.checks if c.status in (Status.FAIL, Status.WARN, Status.ERROR)]
+    if not bad:
+        return f"No issues found ({s.pass_} passed, {s.skipped} skipped) in {report.duration_s:.1f} s."
+    parts = [f"{n} {label}" for n, label in ((s.fail, "failed"), (s.warn, "with warnings"), (s.error, "could not complete")) if n]
+    noun = "check" if len(bad) == 1 else "checks"
+    return f"Found issues in {len(bad)} {noun} ({', '.join(parts)}) in {report.duration_s:.1f} s."
+
+
+def details(report: Report) -> list[str]:
+    """The findings that need action, with their fixes (for the demo and --details)."""
+    out: list[str] = []
+    for c in report.checks:
+        for f in c.findings:
+            if f.severity.value == "info" and c.status is not Status.PASS:
+                continue
+            out.append(f"[{f.severity.value}] {c.id}: {f.code}")
+            out.append(f"    {f.summary}")
+            out.append(f"    Why: {f.explanation}")
+            out.append(f"    Fix: {f.fix}")
+        if c.status is Status.ERROR and c.reason:
+            out.append(f"[error] {c.id}: {c.reason}")
+    return out
+
+
+class LiveSummary:
+    """Observer printing each check's line as soon as it finishes."""
+
+    def __init__(self, stream: TextIO | None = None, width: int = 24) -> None:
+        self.stream = stream or sys.stdout
+        self.width = width
+        self.colour = self.stream.isatty()
+        self.utf8 = _can_utf8(self.stream)
+
+    def run_started(self, checks: list[Check]) -> None:
+        if checks:
+            self.width = max(len(c.id) for c in checks) + 1
+
+    def check_started(self, check: Check) -> None:
+        pass
+
+    def check_progress(self, check: Check, message: str) -> None:
+        pass
+
+    def check_finished(self, check: Check, result: CheckResult) -> None:
+        print(check_line(result, self.width, self.colour, self.utf8), file=self.stream, flush=True)
+
+    def run_finished(self, report: Report) -> None:
+        print(verdict(report), file=self.stream, flush=True)

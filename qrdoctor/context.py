@@ -1,0 +1,85 @@
+"""What a check receives (the context) and what it returns (the outcome)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from .explain import finding
+from .model import CheckResult, Finding, Severity, Status, status_from_findings
+from .target import Target
+
+
+class Cancelled(Exception):
+    """Raised inside a check when the run was cancelled or the check ran out of time."""
+
+
+@dataclass
+class Context:
+    """Everything a check may use: the target, what earlier checks learned, time and cancel."""
+
+    target: Target
+    results: dict[str, CheckResult] = field(default_factory=dict)
+    learned: dict[str, Any] = field(default_factory=dict)
+    cancel_event: threading.Event = field(default_factory=threading.Event)
+    deadline: float = float("inf")  # time.monotonic() value
+    progress_fn: Callable[[str], None] | None = None
+    check_id: str = ""
+    extras: dict[str, Any] = field(default_factory=dict)  # options later stages need (e.g. --study)
+
+    # -- time -------------------------------------------------------------------------------
+    def remaining(self) -> float:
+        return max(0.0, self.deadline - time.monotonic())
+
+    def timeout(self, at_most: float | None = None) -> float:
+        """The network timeout to use now: the user's timeout, cut to what the deadline allows."""
+        t = min(self.target.timeout, max(0.2, self.remaining() - 0.5))
+        return min(t, at_most) if at_most else t
+
+    @property
+    def cancelled(self) -> bool:
+        return self.cancel_event.is_set()
+
+    def raise_if_cancelled(self) -> None:
+        if self.cancel_event.is_set():
+            raise Cancelled("cancelled")
+
+    def progress(self, message: str) -> None:
+        if self.progress_fn:
+            self.progress_fn(message)
+
+    # -- earlier results --------------------------------------------------------------------
+    def result(self, check_id: str) -> CheckResult | None:
+        return self.results.get(check_id)
+
+    def facts(self, check_id: str) -> dict[str, Any]:
+        r = self.results.get(check_id)
+        return r.facts if r else {}
+
+    # -- building findings ------------------------------------------------------------------
+    def finding(self, code: str, severity: Severity | str, summary: str, fix: str,
+                explanation: str | None = None, **evidence: Any) -> Finding:
+        return finding(code, Severity(severity), summary, fix, explanation, evidence)
+
+
+@dataclass
+class Outcome:
+    """What a check concludes. ``status`` defaults to the worst severity among the findings."""
+
+    summary: str
+    findings: list[Finding] = field(default_factory=list)
+    facts: dict[str, Any] = field(default_factory=dict)
+    status: Status | None = None
+    learned: Any = None  # private knowledge for later checks, never serialised
+    blocked_by: str | None = None
+    reason: str | None = None
+
+    def final_status(self) -> Status:
+        return self.status if self.status is not None else status_from_findings(self.findings)
+
+    @classmethod
+    def skipped(cls, blocked_by: str | None, reason: str) -> Outcome:
+        return cls(summary=reason, status=Status.SKIPPED, blocked_by=blocked_by, reason=reason)

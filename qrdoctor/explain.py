@@ -1,0 +1,77 @@
+"""Long explanations of finding codes, kept as data: one Markdown file per code.
+
+Each file ``explanations/<code>.md`` starts with ``# <code>: <title>``; its first paragraph is
+the short "why this usually happens" text every finding of that code carries; the rest is the
+long explanation that ``qrdoctor explain CODE`` prints. A retired code keeps its file with a
+line ``Retired:`` saying so, and is never reused.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cache
+from importlib import resources
+from typing import Any
+
+from .model import Finding, Severity
+
+
+class UnknownCodeError(KeyError):
+    pass
+
+
+@dataclass(frozen=True)
+class Explanation:
+    code: str
+    title: str
+    short: str
+    text: str  # the whole file
+    retired: bool = False
+
+
+def _parse(code: str, text: str) -> Explanation:
+    lines = text.strip().splitlines()
+    if not lines or not lines[0].startswith(f"# {code}:"):
+        raise ValueError(f"explanation file for {code!r} must start with '# {code}: <title>'")
+    title = lines[0].split(":", 1)[1].strip()
+    body = "\n".join(lines[1:]).strip()
+    short = body.split("\n\n", 1)[0].replace("\n", " ").strip()
+    return Explanation(code, title, short, text.strip() + "\n", retired="\nRetired:" in text)
+
+
+@cache
+def explanations() -> dict[str, Explanation]:
+    out: dict[str, Explanation] = {}
+    for entry in resources.files("qrdoctor.explanations").iterdir():
+        name = entry.name
+        if name.endswith(".md"):
+            code = name[:-3]
+            out[code] = _parse(code, entry.read_text(encoding="utf-8"))
+    return out
+
+
+def get(code: str) -> Explanation:
+    try:
+        return explanations()[code]
+    except KeyError:
+        raise UnknownCodeError(code) from None
+
+
+# Every code a finding was built for in this process; the test suite uses it to prove that each
+# code is triggered by at least one test.
+EMITTED: set[str] = set()
+
+
+def finding(code: str, severity: Severity, summary: str, fix: str,
+            explanation: str | None = None, evidence: dict[str, Any] | None = None) -> Finding:
+    """Build a finding; an unknown code is a programming error and fails loudly."""
+    exp = get(code)
+    EMITTED.add(code)
+    return Finding(
+        code=code,
+        severity=severity,
+        summary=summary,
+        explanation=explanation or exp.short,
+        fix=fix,
+        evidence=evidence or {},
+    )

@@ -1,0 +1,172 @@
+"""The finding model and the report model: one shape for every output.
+
+Checks produce :class:`Finding` objects and an :class:`Outcome`; the runner wraps them into
+:class:`CheckResult` and a :class:`Report`. The JSON report and its published JSON Schema are
+generated from these models, so renderers never invent fields of their own.
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum, StrEnum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+SCHEMA_ID = "qrdoctor.report/1"
+
+
+class Status(StrEnum):
+    """How a check ended."""
+
+    PASS = "pass"
+    WARN = "warn"
+    FAIL = "fail"
+    ERROR = "error"  # qrdoctor could not test: a bug or a local problem, never the PACS's fault
+    SKIPPED = "skipped"  # blocked by an earlier check, or not applicable
+
+
+class Severity(StrEnum):
+    INFO = "info"
+    WARN = "warn"
+    FAIL = "fail"
+    ERROR = "error"
+
+
+class Stage(IntEnum):
+    """Stages in the order they run."""
+
+    NETWORK = 1
+    ASSOCIATION = 2
+    QUERY = 3
+    MATCHING = 4
+    RETRIEVE = 5
+    DICOMWEB = 6
+
+    @property
+    def label(self) -> str:
+        return self.name.lower()
+
+
+class ExitCode(IntEnum):
+    """Documented exit codes of ``qrdoctor check``."""
+
+    OK = 0  # no check failed
+    FAILED = 1  # at least one check failed
+    USAGE = 2  # usage or configuration error
+    INTERNAL = 3  # qrdoctor itself broke (an `error` check and nothing failed)
+
+
+class Finding(BaseModel):
+    """One thing a check learned that the user should know about."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    code: str = Field(description="Stable identifier; `qrdoctor explain CODE` prints its long explanation.")
+    severity: Severity
+    summary: str = Field(description="One sentence: what happened.")
+    explanation: str = Field(description="Why this usually happens.")
+    fix: str = Field(description="What exactly to change, where, and who usually has to do it.")
+    evidence: dict[str, Any] = Field(default_factory=dict, description="The raw facts it rests on.")
+
+
+_SEVERITY_TO_STATUS = {
+    Severity.INFO: Status.PASS,
+    Severity.WARN: Status.WARN,
+    Severity.FAIL: Status.FAIL,
+    Severity.ERROR: Status.ERROR,
+}
+_STATUS_RANK = {Status.PASS: 0, Status.WARN: 1, Status.FAIL: 2, Status.ERROR: 3, Status.SKIPPED: -1}
+
+
+def status_from_findings(findings: list[Finding]) -> Status:
+    """The worst status implied by the findings' severities (no findings: pass)."""
+    status = Status.PASS
+    for f in findings:
+        candidate = _SEVERITY_TO_STATUS[f.severity]
+        if _STATUS_RANK[candidate] > _STATUS_RANK[status]:
+            status = candidate
+    return status
+
+
+class CheckResult(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    id: str
+    stage: str
+    title: str
+    status: Status
+    duration_s: float = 0.0
+    blocked_by: str | None = Field(default=None, description="The check whose failure skipped this one.")
+    reason: str | None = Field(default=None, description="Why the check was skipped or could not complete.")
+    summary: str = Field(default="", description="One line for the terminal and the TUI.")
+    facts: dict[str, Any] = Field(default_factory=dict)
+    findings: list[Finding] = Field(default_factory=list)
+    transcript: list[str] = Field(default_factory=list, description="Protocol transcript captured while the check ran.")
+
+
+class ToolInfo(BaseModel):
+    name: str = "qrdoctor"
+    version: str
+
+
+class TargetInfo(BaseModel):
+    host: str
+    port: int
+    called_ae: str
+    calling_ae: str
+    move_ae: str
+    store_port: int | None = None
+    advertise: str | None = None
+    timeout_s: float | None = None
+
+
+class Summary(BaseModel):
+    model_config = ConfigDict(populate_by_name=True)
+
+    pass_: int = Field(default=0, alias="pass")
+    warn: int = 0
+    fail: int = 0
+    error: int = 0
+    skipped: int = 0
+
+
+class Report(BaseModel):
+    model_config = ConfigDict(populate_by_name=True)
+
+    schema_: str = Field(default=SCHEMA_ID, alias="schema")
+    tool: ToolInfo
+    target: TargetInfo
+    started_at: str = Field(description="ISO-8601 time the run started (UTC).")
+    duration_s: float
+    phi_included: bool = False
+    summary: Summary
+    checks: list[CheckResult]
+
+    def to_json(self, **kw: Any) -> str:
+        return self.model_dump_json(by_alias=True, indent=2, **kw)
+
+    @property
+    def exit_code(self) -> ExitCode:
+        return exit_code_for(self.checks)
+
+
+def summarise(results: list[CheckResult]) -> Summary:
+    counts = {s: 0 for s in Status}
+    for r in results:
+        counts[r.status] += 1
+    return Summary(
+        pass_=counts[Status.PASS],
+        warn=counts[Status.WARN],
+        fail=counts[Status.FAIL],
+        error=counts[Status.ERROR],
+        skipped=counts[Status.SKIPPED],
+    )
+
+
+def exit_code_for(results: list[CheckResult]) -> ExitCode:
+    statuses = {r.status for r in results}
+    if Status.FAIL in statuses:
+        return ExitCode.FAILED
+    if Status.ERROR in statuses:
+        return ExitCode.INTERNAL
+    return ExitCode.OK
