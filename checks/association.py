@@ -58,8 +58,9 @@ def rejection_finding(ctx: Context, rj: Rejection, *, context_note: str = "") ->
         busy = "temporarily congested" if (rj.source, rj.reason) == (3, 1) else "at its limit of simultaneous associations"
         hint = ""
         if (rj.source, rj.reason) == (1, 2):
-            hint = (" (dcm4chee uses this code, nominally 'application context not supported', for its "
-                    "per-AE-title association limit)")
+            hint = (" (nominally 'application context not supported'; dcm4chee documents this "
+                    "transient code for its per-AE-title association limit, so it most likely means "
+                    "too many open associations)")
         return ctx.finding(
             "association-rejected", Severity.FAIL,
             f"The PACS refused the association because it is {busy}: {rj.describe()}{hint}{context_note}.",
@@ -346,7 +347,8 @@ CONTEXT_RESULT = {
     stage=Stage.ASSOCIATION,
     title="Query/Retrieve information models",
     requires=("association.echo",),
-    codes=("model-not-offered",),
+    codes=("model-not-offered", "not-dicom", "peer-silent", "tls-required", "peer-closed",
+           "calling-ae-rejected", "called-ae-rejected", "association-rejected", "association-aborted"),
     budget=2.0,
 )
 def models(ctx: Context) -> Outcome:

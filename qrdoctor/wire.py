@@ -103,7 +103,9 @@ class Abort:
     @property
     def source_str(self) -> str:
         text = self._pdu().source_str
-        return text if text != "(no value available)" else f"non-standard source {self.source}"
+        if self.source not in (0, 2) or text == "(no value available)":
+            return f"non-standard source {self.source}"
+        return text
 
     @property
     def reason_str(self) -> str:

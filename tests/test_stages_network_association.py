@@ -189,3 +189,29 @@ def test_models_capability_map(offered, expected_severities):
     assert models.status is Status.FAIL
     rejected = [r for r in models.facts["contexts"] if not r["accepted"]]
     assert all(r["result"] == 3 for r in rejected)
+
+
+def test_echo_with_a_failure_status():
+    def refuse(event):
+        return 0xC001
+
+    with dicom_scp(handlers=[(evt.EVT_C_ECHO, refuse)]) as port:
+        report = run(port, only=["association.echo"])
+    (f,) = result(report, "association.echo").findings
+    assert f.code == "echo-failed" and f.evidence["status"] == "0xC001"
+
+
+def test_unreachable_network_is_classified(monkeypatch):
+    # No route can be produced on loopback without sending traffic elsewhere, so the kernel's
+    # answer is injected: ENETUNREACH from connect().
+    import errno
+    import socket as socket_module
+
+    def no_route(self, address):
+        raise OSError(errno.ENETUNREACH, "Network is unreachable")
+
+    monkeypatch.setattr(socket_module.socket, "connect", no_route)
+    report = run(104, only=["network.tcp"])
+    tcp = result(report, "network.tcp")
+    assert tcp.facts["result"] == "unreachable"
+    assert codes(report) == {"tcp-unreachable"}

@@ -1,0 +1,162 @@
+"""The headless command line: contract, exit codes, bad input."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+
+import pytest
+from faults import closed_port, dicom_scp, silent_listener
+
+from qrdoctor.cli import main
+
+
+def qrdoctor(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "qrdoctor", *args], capture_output=True, text=True, timeout=timeout)
+
+
+def test_closed_port_exits_1_within_2_seconds_with_tcp_refused(tmp_path):
+    # Given a closed port, when `qrdoctor check` runs in a fresh process
+    report_path = tmp_path / "r.json"
+    t0 = time.monotonic()
+    proc = qrdoctor("check", f"X@127.0.0.1:{closed_port()}", "--json", str(report_path))
+    elapsed = time.monotonic() - t0
+    # Then it exits 1 in under 2 s and the JSON report carries tcp-refused
+    assert proc.returncode == 1, proc.stderr
+    assert elapsed < 2.0, elapsed
+    report = json.loads(report_path.read_text())
+    assert report["schema"] == "qrdoctor.report/1"
+    tcp = report["checks"][0]
+    assert tcp["id"] == "network.tcp" and tcp["status"] == "fail"
+    assert tcp["facts"]["result"] == "refused"
+    assert tcp["findings"][0]["code"] == "tcp-refused"
+    assert report["summary"] == {"pass": 0, "warn": 0, "fail": 1, "error": 0, "skipped": 3}
+    # The terminal summary is one line per check on stdout
+    assert "network.tcp" in proc.stdout and "tcp-refused" in proc.stdout
+    assert "JSON report written" in proc.stderr
+
+
+def test_json_to_stdout_keeps_stdout_pure(capsys):
+    with dicom_scp() as port:
+        code = main(["check", f"FAULTSCP@127.0.0.1:{port}", "--json", "-", "--only", "association.echo"])
+    out, err = capsys.readouterr()
+    report = json.loads(out)
+    assert code == 0
+    assert [c["id"] for c in report["checks"]] == ["network.tcp", "association.echo"]
+    echo = report["checks"][1]
+    assert echo["facts"]["accepted"] is True and echo["facts"]["rtt_ms"] > 0
+    assert "association.echo" in err  # the summary went to stderr
+
+
+def test_peer_silent_run_ends_within_timeout_plus_one(tmp_path):
+    with silent_listener() as port:
+        t0 = time.monotonic()
+        code = main(["check", f"SILENT@127.0.0.1:{port}", "--timeout", "2", "--json", str(tmp_path / "r.json")])
+        elapsed = time.monotonic() - t0
+    assert code == 1
+    assert elapsed < 3.0, elapsed
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["checks"][1]["findings"][0]["code"] == "peer-silent"
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["check", "not-a-target"], "neither AE@host:port nor a saved profile"),
+        (["check", "ORTHANC@127.0.0.1"], "not of the form AE@host:port"),
+        (["check", "THIS_AE_TITLE_IS_TOO_LONG@127.0.0.1:104"], "must not exceed 16 characters"),
+        (["check", "AE@127.0.0.1:104", "--calling-ae", "BAD\\AE"], "backslash"),
+        (["check", "AE@127.0.0.1:70000"], "out of range"),
+        (["check", "AE@127.0.0.1:104", "--store-port", "0x"], "not a number"),
+        (["check", "AE@127.0.0.1:104", "--only", "network.tcp,find.nonsense"], "unknown check id find.nonsense"),
+        (["check", "AE@127.0.0.1:104", "--json", "/no/such/folder/r.json"], "does not exist"),
+        (["check", "AE@127.0.0.1:104", "--timeout", "-1"], "out of range"),
+        (["explain", "no-such-code"], "unknown finding code"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(args, message, tmp_path, monkeypatch):
+    monkeypatch.setenv("QRDOCTOR_PROFILES", str(tmp_path / "none.toml"))
+    proc = qrdoctor(*args)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert message in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert proc.stderr.count("\n") <= 2
+
+
+def test_unwritable_report_path(tmp_path):
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    try:
+        if subprocess.run(["test", "-w", str(locked)]).returncode == 0:
+            pytest.skip("running as a user who can write anywhere (root)")
+        proc = qrdoctor("check", "AE@127.0.0.1:104", "--json", str(locked / "r.json"))
+        assert proc.returncode == 2 and "permission denied" in proc.stderr
+    finally:
+        locked.chmod(0o700)
+
+
+def test_report_path_that_is_a_directory(tmp_path):
+    proc = qrdoctor("check", "AE@127.0.0.1:104", "--json", str(tmp_path))
+    assert proc.returncode == 2 and "is a directory" in proc.stderr
+
+
+def test_saved_profile_is_a_target(tmp_path, monkeypatch):
+    profiles = tmp_path / "profiles.toml"
+    port = closed_port()
+    profiles.write_text(f'[profiles.radiology]\ncalled_ae = "PACS1"\nhost = "127.0.0.1"\nport = {port}\ncalling_ae = "WS7"\n')
+    monkeypatch.setenv("QRDOCTOR_PROFILES", str(profiles))
+    proc = qrdoctor("check", "radiology", "--json", "-", "--only", "network.tcp")
+    report = json.loads(proc.stdout)
+    assert report["target"]["called_ae"] == "PACS1" and report["target"]["calling_ae"] == "WS7"
+    assert proc.returncode == 1
+
+
+def test_explain_prints_the_long_text():
+    proc = qrdoctor("explain", "tcp-refused")
+    assert proc.returncode == 0
+    assert proc.stdout.startswith("# tcp-refused:")
+    assert "## How to fix it" in proc.stdout
+
+
+def test_explain_lists_codes():
+    proc = qrdoctor("explain")
+    assert "calling-ae-rejected" in proc.stdout and "model-not-offered" in proc.stdout
+
+
+def test_crashing_check_becomes_error_with_exit_3(monkeypatch):
+    from helpers import result
+
+    from qrdoctor import registry
+    from qrdoctor.model import ExitCode, Status
+    from qrdoctor.runner import Runner
+    from qrdoctor.target import Target
+
+    def boom(ctx):
+        raise RuntimeError("simulated defect")
+
+    chk = registry.Check(id="network.tcp", stage=registry.Stage.NETWORK, title="t", fn=boom)
+    report = Runner(Target("127.0.0.1", 104, "AE"), checks=[chk]).run()
+    r = result(report, "network.tcp")
+    assert r.status is Status.ERROR
+    assert "not a finding about the PACS" in r.reason and "RuntimeError" in r.facts["traceback"]
+    assert report.exit_code is ExitCode.INTERNAL
+
+
+def test_check_that_overruns_its_deadline_is_stopped():
+    from qrdoctor import registry
+    from qrdoctor.model import Status
+    from qrdoctor.runner import Runner
+    from qrdoctor.target import Target
+
+    def slow(ctx):
+        ctx.cancel_event.wait(30)
+        ctx.raise_if_cancelled()
+
+    chk = registry.Check(id="slow", stage=registry.Stage.NETWORK, title="slow", fn=slow, budget=0.1)
+    t0 = time.monotonic()
+    report = Runner(Target("127.0.0.1", 104, "AE", timeout=1.0), checks=[chk]).run()
+    assert time.monotonic() - t0 < 5
+    assert report.checks[0].status is Status.ERROR and "time limit" in report.checks[0].reason
