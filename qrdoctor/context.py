@@ -29,6 +29,15 @@ class Context:
     progress_fn: Callable[[str], None] | None = None
     check_id: str = ""
     extras: dict[str, Any] = field(default_factory=dict)  # options later stages need (e.g. --study)
+    phi: dict[str, str] = field(default_factory=dict)  # patient-identifying values seen -> kind
+
+    def note_phi(self, kind: str, *values: Any) -> None:
+        """Remember patient-identifying values (names, IDs, birth dates, accession numbers) the
+        PACS returned, so every output can redact them unless the user opted in."""
+        for v in values:
+            text = str(v).strip() if v is not None else ""
+            if text:
+                self.phi.setdefault(text, kind)
 
     # -- time -------------------------------------------------------------------------------
     def remaining(self) -> float:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from enum import IntEnum, StrEnum
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
 SCHEMA_ID = "qrdoctor.report/1"
 
@@ -141,6 +141,13 @@ class Report(BaseModel):
     phi_included: bool = False
     summary: Summary
     checks: list[CheckResult]
+    # Patient-identifying values the checks saw (value -> kind: "name", "id", "birth_date",
+    # "accession", ...). Never serialised; redaction replaces them in every output.
+    _phi: dict[str, str] = PrivateAttr(default_factory=dict)
+
+    @property
+    def phi_values(self) -> dict[str, str]:
+        return self._phi
 
     def to_json(self, **kw: Any) -> str:
         return self.model_dump_json(by_alias=True, indent=2, **kw)

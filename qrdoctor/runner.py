@@ -111,6 +111,7 @@ class Runner:
             summary=summarise(results),
             checks=results,
         )
+        report._phi.update(ctx.phi)
         self.observer.run_finished(report)
         return report
 
