@@ -20,7 +20,7 @@ def _full_run(session: pytest.Session) -> bool:
     args = [a for a in cfg.args if not a.startswith("-")]
     whole = all(os.path.abspath(a) in (os.path.abspath(cfg.rootpath), os.path.abspath(cfg.rootpath / "tests"))
                 for a in args) if args else True
-    return whole and not cfg.getoption("keyword") and not cfg.getoption("markexpr") and not cfg.getoption("lf")
+    return whole and not cfg.getoption("keyword") and not cfg.getoption("markexpr") and not cfg.getoption("lf", default=False)
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
