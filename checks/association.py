@@ -51,7 +51,9 @@ def rejection_finding(ctx: Context, rj: Rejection, *, context_note: str = "") ->
             f"Use exactly the AE title the PACS is configured with (AE titles are compared exactly: "
             f"case, spelling and spaces matter). Ask the PACS administrator for the AE title of the "
             f"DICOM service at {t.host} port {t.port} and change the called AE title on this "
-            f"workstation from {t.called_ae}.",
+            f"workstation from {t.called_ae}. If {t.called_ae} is certainly right, the PACS may be "
+            f"using this reason for an unknown calling AE title (DCMTK-based servers do): then ask "
+            f"the administrator to allow {_node_entry(ctx)} to use {t.called_ae}.",
             **ev,
         )
     if (rj.source, rj.reason) in ((3, 1), (3, 2)) or (rj.result == 2 and (rj.source, rj.reason) == (1, 2)):

@@ -35,10 +35,10 @@ def verdict(report: Report) -> str:
     s = report.summary
     bad = [c for c in report.checks if c.status in (Status.FAIL, Status.WARN, Status.ERROR)]
     if not bad:
-        return f"No issues found ({s.pass_} passed, {s.skipped} skipped) in {report.duration_s:.1f} s."
+        return f"No issues found ({s.pass_} passed, {s.skipped} skipped) in {report.duration_s:.2g} s."
     parts = [f"{n} {label}" for n, label in ((s.fail, "failed"), (s.warn, "with warnings"), (s.error, "could not complete")) if n]
     noun = "check" if len(bad) == 1 else "checks"
-    return f"Found issues in {len(bad)} {noun} ({', '.join(parts)}) in {report.duration_s:.1f} s."
+    return f"Found issues in {len(bad)} {noun} ({', '.join(parts)}) in {report.duration_s:.2g} s."
 
 
 def details(report: Report) -> list[str]:
