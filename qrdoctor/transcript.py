@@ -28,13 +28,19 @@ pnd_config.LOG_RESPONSE_IDENTIFIERS = False
 wire_log = logging.getLogger("qrdoctor.wire")
 
 
+def _in_process_server(assoc: object) -> bool:
+    """An association that belongs to a server in this process (the simulator marks its AE;
+    its C-MOVE sub-associations are requestors, but not ours)."""
+    return bool(getattr(getattr(assoc, "ae", None), "qrdoctor_server", False))
+
+
 def _is_acceptor_thread() -> bool:
     t = threading.current_thread()
     if isinstance(t, Association):
-        return t.is_acceptor
+        return t.is_acceptor or _in_process_server(t)
     if isinstance(t, DULServiceProvider):
         assoc = getattr(t, "assoc", None) or getattr(t, "_assoc", None)
-        return bool(assoc is not None and assoc.is_acceptor)
+        return bool(assoc is not None and (assoc.is_acceptor or _in_process_server(assoc)))
     name = t.name or ""
     return "process_request" in name or "serve_forever" in name or getattr(t, "qrdoctor_server", False)
 

@@ -158,7 +158,8 @@ class ProbeResult:
         return ev
 
 
-def association_request(calling_ae: str, called_ae: str, abstract_syntaxes: list[str] | None = None) -> bytes:
+def association_request(calling_ae: str, called_ae: str, abstract_syntaxes: list[str] | None = None,
+                        max_pdu: int = 16382) -> bytes:
     """Encode an A-ASSOCIATE-RQ using pynetdicom's PDU classes."""
     prim = A_ASSOCIATE()
     prim.application_context_name = "1.2.840.10008.3.1.1.1"
@@ -171,7 +172,7 @@ def association_request(calling_ae: str, called_ae: str, abstract_syntaxes: list
         contexts.append(cx)
     prim.presentation_context_definition_list = contexts
     max_len = MaximumLengthNotification()
-    max_len.maximum_length_received = 16382
+    max_len.maximum_length_received = max_pdu
     impl = ImplementationClassUIDNotification()
     impl.implementation_class_uid = PYNETDICOM_IMPLEMENTATION_UID
     ver = ImplementationVersionNameNotification()

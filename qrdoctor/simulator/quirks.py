@@ -1,0 +1,336 @@
+"""Misbehaviours of real PACS products, switchable by name and combinable.
+
+A quirk string is a comma-separated list of ``name`` or ``name=value`` items, for example
+``"silent-cap=500,case-sensitive-pn,calling-ae-allowlist=WS1+WS2"``. Lists inside a value are
+separated by ``+``. Names are stable: tests, the demo and saved command lines rely on them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+from pydicom.datadict import tag_for_keyword
+
+__all__ = [
+    "QuirkInfo",
+    "QUIRKS",
+    "Quirks",
+    "parse_quirks",
+    "describe_quirks",
+    "DEMO_QUIRKS",
+    "DEMO_STUDIES",
+]
+
+
+class QuirkInfo(NamedTuple):
+    """What a quirk takes and what it does: ``(param, explanation)``."""
+
+    param: str | None  # hint for the value, e.g. "N"; None for a plain switch
+    explanation: str  # one sentence
+
+
+# Quirks whose value may be left out.
+_OPTIONAL_VALUE = frozenset({"calling-ae-allowlist"})
+
+
+QUIRKS: dict[str, QuirkInfo] = {
+    "silent-cap": QuirkInfo(
+        "N",
+        "C-FIND stops after N matches and still ends with Success (0x0000), as the Google Cloud "
+        "DICOM adapter (100) and many PACS (500) do.",
+    ),
+    "cap-cancel": QuirkInfo(
+        "N",
+        "C-FIND stops after N matches and ends with Cancel (0xFE00) although nobody cancelled, "
+        "like Orthanc's LimitFindResults.",
+    ),
+    "cap-warning": QuirkInfo(
+        "N",
+        "C-FIND stops after N matches and ends with Warning 0xB001 (matching reached response "
+        "limit).",
+    ),
+    "cap-refuse": QuirkInfo(
+        "N",
+        "A C-FIND that would match more than N records is refused with 0xA700 (out of "
+        "resources) and returns nothing, like dcm4chee's QueryMaxNumberOfResults.",
+    ),
+    "cap-abort": QuirkInfo(
+        "N",
+        "The PACS aborts the association (A-ABORT) once it has sent N C-FIND matches and more "
+        "would follow.",
+    ),
+    "calling-ae-allowlist": QuirkInfo(
+        "AE1+AE2",
+        "Associations from calling AE titles not on the list (without a list: the known AE "
+        "titles and move destinations) are rejected 1/1/3 (calling AE title not recognised).",
+    ),
+    "check-called-ae": QuirkInfo(
+        None,
+        "Associations that do not call the PACS by its exact AE title are rejected 1/1/7 "
+        "(called AE title not recognised).",
+    ),
+    "query-refused-unknown": QuirkInfo(
+        None,
+        "Any AE title may associate and C-ECHO, but C-FIND/C-MOVE/C-GET from calling AE titles "
+        "the PACS does not know are refused with status 0x0124 (not authorised).",
+    ),
+    "query-abort-unknown": QuirkInfo(
+        None,
+        "Any AE title may associate and C-ECHO, but the PACS answers C-FIND/C-MOVE/C-GET from "
+        "unknown calling AE titles with an A-ABORT, as Orthanc does when "
+        "DicomAlwaysAllowFind is off.",
+    ),
+    "case-sensitive-pn": QuirkInfo(
+        None,
+        "Person name matching is case sensitive (like DCMTK's dcmqrscp), so smith* does not "
+        "find SMITH^JOHN.",
+    ),
+    "family-name-wildcards": QuirkInfo(
+        None,
+        "PN wildcards are matched against the family name component only (component by "
+        "component when the pattern contains ^), so *SMITH* misses JONES^SMITH.",
+    ),
+    "no-question-mark": QuirkInfo(
+        None,
+        "The ? wildcard is taken literally instead of matching exactly one character.",
+    ),
+    "no-open-ranges": QuirkInfo(
+        None,
+        "Open-ended date/time ranges (20240101- or -20231231) silently match nothing; closed "
+        "ranges and single values still work.",
+    ),
+    "empty-keys": QuirkInfo(
+        "Key1+Key2",
+        "The named return keys always come back empty (e.g. StudyDescription+AccessionNumber) "
+        "although the PACS holds the values and still matches on them.",
+    ),
+    "no-patient-root": QuirkInfo(
+        None,
+        "Patient Root and Patient/Study Only FIND/MOVE/GET presentation contexts are rejected: "
+        "only Study Root is offered.",
+    ),
+    "no-get": QuirkInfo(
+        None,
+        "C-GET presentation contexts are rejected (abstract syntax not supported): the PACS "
+        "only retrieves by C-MOVE.",
+    ),
+    "move-destination-unknown": QuirkInfo(
+        None,
+        "Every C-MOVE fails with 0xA801 (move destination unknown), whatever the destination.",
+    ),
+    "wrong-port": QuirkInfo(
+        None,
+        "Every move destination is registered with its port + 1, so the PACS connects to the "
+        "wrong port and the C-MOVE fails with 0xA702 and Failed = N.",
+    ),
+    "success-all-failed": QuirkInfo(
+        None,
+        "C-MOVE and C-GET report Success (0x0000) with Failed = N although nothing was sent.",
+    ),
+    "success-zero": QuirkInfo(
+        None,
+        "C-MOVE and C-GET report Success (0x0000) with Completed = 0 and nothing sent, as an "
+        "overloaded PACS that found nothing does.",
+    ),
+    "pending-forever": QuirkInfo(
+        None,
+        "C-MOVE and C-GET send Pending responses without progress, about twice a second, until "
+        "the association is aborted.",
+    ),
+    "slow": QuirkInfo(
+        "SECONDS",
+        "The PACS waits SECONDS before each C-ECHO, C-FIND, C-MOVE or C-GET response.",
+    ),
+    "max-associations": QuirkInfo(
+        "N",
+        "More than N simultaneous associations are rejected 2/3/2 (transient, local limit "
+        "exceeded).",
+    ),
+}
+
+# Quirks that cannot be combined with each other (they answer the same question differently).
+_EXCLUSIVE_GROUPS = (
+    ("silent-cap", "cap-cancel", "cap-warning", "cap-refuse", "cap-abort"),
+    ("query-refused-unknown", "query-abort-unknown"),
+    ("move-destination-unknown", "wrong-port", "success-all-failed", "success-zero",
+     "pending-forever"),
+)
+
+_INT_QUIRKS = {"silent-cap", "cap-cancel", "cap-warning", "cap-refuse", "cap-abort",
+               "max-associations"}
+
+#: A realistic combination for ``qrdoctor demo``: a silent cap at an odd number, family-name-only
+#: wildcards, a key returned empty, no C-GET, and the demo's move destination (QRDOCTOR)
+#: registered with the wrong port. Every stage still runs; several of them find something.
+DEMO_QUIRKS = "silent-cap=137,family-name-wildcards,empty-keys=ReferringPhysicianName,no-get,wrong-port"
+#: Archive size for the demo: large enough for the cap to bite.
+DEMO_STUDIES = 400
+
+
+@dataclass(frozen=True)
+class Quirks:
+    """Parsed quirks. ``items`` keeps the order and values as given; the fields are derived."""
+
+    items: tuple[tuple[str, object], ...] = ()
+    find_cap: tuple[str, int] | None = None  # (quirk name, N)
+    allowlist: tuple[str, ...] | None = None  # None: off; (): the known AE titles
+    check_called_ae: bool = False
+    unknown_ae_policy: str | None = None  # "refuse" (0x0124) | "abort"
+    case_sensitive_pn: bool = False
+    family_name_wildcards: bool = False
+    no_question_mark: bool = False
+    no_open_ranges: bool = False
+    empty_keys: frozenset[str] = field(default_factory=frozenset)
+    no_patient_root: bool = False
+    no_get: bool = False
+    move_outcome: str | None = None  # one of the move-outcome quirk names
+    slow: float = 0.0
+    max_associations: int | None = None
+
+    @property
+    def names(self) -> list[str]:
+        return [name for name, _ in self.items]
+
+    def __contains__(self, name: object) -> bool:
+        return name in self.names
+
+    def __bool__(self) -> bool:
+        return bool(self.items)
+
+    def __str__(self) -> str:
+        parts = []
+        for name, value in self.items:
+            if value is None or value == ():
+                parts.append(name)
+            elif isinstance(value, tuple):
+                parts.append(f"{name}={'+'.join(value)}")
+            else:
+                parts.append(f"{name}={value:g}" if isinstance(value, float) else f"{name}={value}")
+        return ",".join(parts)
+
+
+def _bad(name: str, message: str) -> ValueError:
+    info = QUIRKS[name]
+    return ValueError(f"quirk {name!r}: {message} (usage: {name}={info.param})")
+
+
+def _parse_value(name: str, raw: str | None) -> object:
+    info = QUIRKS[name]
+    if info.param is None:
+        if raw is not None:
+            raise ValueError(f"quirk {name!r} takes no value, got {name}={raw}")
+        return None
+    if raw is None or raw.strip() == "":
+        if name in _OPTIONAL_VALUE:
+            return ()
+        raise _bad(name, "needs a value")
+    raw = raw.strip()
+    if name in _INT_QUIRKS:
+        try:
+            number = int(raw)
+        except ValueError:
+            raise _bad(name, f"{raw!r} is not a whole number") from None
+        if number < 1:
+            raise _bad(name, f"needs a number of at least 1, not {number}")
+        return number
+    if name == "slow":
+        try:
+            seconds = float(raw)
+        except ValueError:
+            raise _bad(name, f"{raw!r} is not a number of seconds") from None
+        if not 0 <= seconds <= 600:
+            raise _bad(name, f"needs 0 to 600 seconds, not {raw}")
+        return seconds
+    values = tuple(v.strip() for v in raw.split("+"))
+    if any(not v for v in values):
+        raise _bad(name, f"empty item in {raw!r}")
+    if name == "calling-ae-allowlist":
+        for ae in values:
+            if len(ae) > 16 or "\\" in ae or not ae.isprintable():
+                raise _bad(name, f"{ae!r} is not a valid AE title (at most 16 characters)")
+        return values
+    if name == "empty-keys":
+        for keyword in values:
+            if tag_for_keyword(keyword) is None:
+                raise _bad(name, f"{keyword!r} is not a DICOM keyword (e.g. StudyDescription)")
+        return values
+    raise AssertionError(name)  # pragma: no cover - every quirk with a value is handled above
+
+
+def parse_quirks(spec: str | Iterable[str] | Quirks | None) -> Quirks:
+    """Parse ``"name,name=value,..."`` (or an iterable of such items) into :class:`Quirks`.
+
+    Raises :class:`ValueError` with a readable message for an unknown name, a bad or missing
+    value, a repeated quirk or two quirks that contradict each other.
+    """
+    if isinstance(spec, Quirks):
+        return spec
+    if spec is None:
+        return Quirks()
+    if isinstance(spec, str):
+        tokens = [t for t in (x.strip() for x in spec.replace("\n", ",").split(",")) if t]
+    else:
+        tokens = []
+        for entry in spec:
+            if not isinstance(entry, str):
+                raise TypeError(f"quirks must be strings, got {entry!r}")
+            tokens.extend(t for t in (x.strip() for x in entry.split(",")) if t)
+
+    items: list[tuple[str, object]] = []
+    for token in tokens:
+        name, sep, raw = token.partition("=")
+        name = name.strip().lower()
+        if name not in QUIRKS:
+            known = ", ".join(sorted(QUIRKS))
+            raise ValueError(f"unknown quirk {name!r}; known quirks: {known}")
+        if name in (n for n, _ in items):
+            raise ValueError(f"quirk {name!r} is given twice")
+        items.append((name, _parse_value(name, raw if sep else None)))
+
+    names = [n for n, _ in items]
+    for group in _EXCLUSIVE_GROUPS:
+        clash = [n for n in names if n in group]
+        if len(clash) > 1:
+            raise ValueError(f"quirks {' and '.join(clash)} cannot be combined")
+
+    values = dict(items)
+    find_cap = next(((n, int(values[n])) for n in _EXCLUSIVE_GROUPS[0] if n in values), None)  # type: ignore[call-overload]
+    unknown = None
+    if "query-refused-unknown" in values:
+        unknown = "refuse"
+    elif "query-abort-unknown" in values:
+        unknown = "abort"
+    allow = values.get("calling-ae-allowlist")  # None when the quirk is off
+    return Quirks(
+        items=tuple(items),
+        find_cap=find_cap,
+        allowlist=allow,  # type: ignore[arg-type]
+        check_called_ae="check-called-ae" in values,
+        unknown_ae_policy=unknown,
+        case_sensitive_pn="case-sensitive-pn" in values,
+        family_name_wildcards="family-name-wildcards" in values,
+        no_question_mark="no-question-mark" in values,
+        no_open_ranges="no-open-ranges" in values,
+        empty_keys=frozenset(values.get("empty-keys", ())),  # type: ignore[arg-type]
+        no_patient_root="no-patient-root" in values,
+        no_get="no-get" in values,
+        move_outcome=next((n for n in _EXCLUSIVE_GROUPS[2] if n in values), None),
+        slow=float(values.get("slow", 0.0)),  # type: ignore[arg-type]
+        max_associations=values.get("max-associations"),  # type: ignore[arg-type]
+    )
+
+
+def describe_quirks() -> list[tuple[str, str]]:
+    """``[(usage, explanation), ...]`` for ``qrdoctor demo --list-quirks``."""
+    rows = []
+    for name, info in QUIRKS.items():
+        if info.param is None:
+            usage = name
+        elif name in _OPTIONAL_VALUE:
+            usage = f"{name}[={info.param}]"
+        else:
+            usage = f"{name}={info.param}"
+        rows.append((usage, info.explanation))
+    return rows
