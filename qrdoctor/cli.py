@@ -52,6 +52,16 @@ def _store_port(value: str) -> int:
     return _port("The store port")(value)
 
 
+def _count(value: str) -> int:
+    try:
+        n = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a whole number") from None
+    if n < 1 or n > 200_000:
+        raise argparse.ArgumentTypeError(f"{n} is out of range (1-200000)")
+    return n
+
+
 def _timeout(value: str) -> float:
     try:
         t = float(value)
@@ -86,7 +96,9 @@ def add_report_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--only", metavar="CHECK,...", default=None,
                    help="run only these checks (and the checks they require)")
     p.add_argument("--json", metavar="FILE", default=None, help="write the JSON report ('-' for stdout)")
-    p.add_argument("--details", action="store_true", help="print every finding with its fix")
+    p.add_argument("--details", action="store_true", help="print every problem with its fix")
+    p.add_argument("--probe-limit", type=_count, default=None, metavar="N",
+                   help="matches find.match_limit counts before it stops looking (default 5000)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -105,6 +117,24 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("checks", help="list the checks in the order they run")
     sub.add_parser("schema", help="print the JSON Schema of the report")
+
+    p = sub.add_parser("simulate", help="run the embedded simulated PACS in the foreground")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    p.add_argument("--port", type=_store_port, default=11112, help="port to listen on (default 11112; 0 = any free port)")
+    p.add_argument("--ae", type=_ae("The simulator's AE title"), default="SIMPACS", help="its AE title (default SIMPACS)")
+    p.add_argument("--quirks", default="", help="comma-separated quirks (see: qrdoctor demo --list-quirks)")
+    p.add_argument("--studies", type=_count, default=40, help="number of studies (default 40)")
+    p.add_argument("--seed", type=int, default=1, help="seed of the synthetic data (default 1)")
+    p.add_argument("--destination", action="append", default=[], metavar="AE=HOST:PORT",
+                   help="a C-MOVE destination it knows (default QRDOCTOR=127.0.0.1:11113); repeatable")
+
+    p = sub.add_parser("demo", help="diagnose the embedded simulated PACS, which has a few typical problems")
+    p.add_argument("--headless", action="store_true", help="print the terminal summary instead of opening the TUI")
+    p.add_argument("--list-quirks", action="store_true", help="explain every quirk the simulator can play")
+    p.add_argument("--quirks", default=None, help="play these quirks instead of the demo's own")
+    p.add_argument("--studies", type=_count, default=None, help="size of the simulated archive")
+    p.add_argument("--timeout", type=_timeout, default=5.0, metavar="S", help="network timeout (default 5)")
+    add_report_options(p)
     return parser
 
 
@@ -134,6 +164,14 @@ def _only(value: str | None) -> list[str] | None:
     return ids
 
 
+def _extras(args: argparse.Namespace) -> dict:
+    """Options for later stages, passed to checks through the context."""
+    extras: dict = {}
+    if getattr(args, "probe_limit", None):
+        extras["probe_limit"] = args.probe_limit
+    return extras
+
+
 def write_reports(report: Report, json_path: str | None) -> None:
     if json_path == "-":
         sys.stdout.write(report.to_json() + "\n")
@@ -154,7 +192,7 @@ def run_check(args: argparse.Namespace) -> int:
     _check_writable(args.json)
     out = sys.stderr if args.json == "-" else sys.stdout
     print(f"qrdoctor {__version__}: checking {target.label} as {target.calling_ae}", file=out, flush=True)
-    runner = Runner(target, only=only, observer=LiveSummary(out))
+    runner = Runner(target, only=only, observer=LiveSummary(out), extras=_extras(args))
     try:
         report = runner.run()
     except KeyboardInterrupt:
@@ -191,6 +229,87 @@ def run_checks_list() -> int:
     return 0
 
 
+def _destinations(values: list[str]) -> dict[str, tuple[str, int]]:
+    out: dict[str, tuple[str, int]] = {}
+    for item in values or ["QRDOCTOR=127.0.0.1:11113"]:
+        ae, sep, address = item.partition("=")
+        host, sep2, port = address.rpartition(":")
+        if not sep or not sep2 or not host:
+            raise UsageError(f"destination {item!r} is not of the form AE=HOST:PORT")
+        out[check_ae_title(ae, "The destination AE title")] = (host, check_port(port, "The destination port"))
+    return out
+
+
+def run_simulate(args: argparse.Namespace) -> int:
+    from .simulator import SimulatedPACS, parse_quirks
+
+    try:
+        quirks = parse_quirks(args.quirks)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    pacs = SimulatedPACS(ae_title=args.ae, host=args.host, port=args.port, studies=args.studies,
+                         seed=args.seed, quirks=quirks, destinations=_destinations(args.destination))
+    try:
+        pacs.start()
+    except OSError as exc:
+        raise UsageError(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}") from None
+    host = args.host if args.host not in ("0.0.0.0", "::") else "127.0.0.1"
+    print(f"Simulated PACS {args.ae} listening on {args.host}:{pacs.port} "
+          f"({args.studies} studies; quirks: {args.quirks or 'none'})", flush=True)
+    for ae, (h, p) in pacs.destinations.items():
+        print(f"  knows the C-MOVE destination {ae} at {h}:{p}", flush=True)
+    print(f"Diagnose it with:  qrdoctor check {args.ae}@{host}:{pacs.port}", flush=True)
+    print("Press Ctrl+C to stop.", file=sys.stderr, flush=True)
+    pacs.serve_forever()
+    return 0
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    from .console import LiveSummary, details
+    from .runner import Runner
+    from .simulator import DEMO_QUIRKS, DEMO_STUDIES, demo_pacs, describe_quirks, parse_quirks
+    from .target import Target
+
+    if args.list_quirks:
+        for usage, explanation in describe_quirks():
+            print(f"{usage:<34} {explanation}")
+        return 0
+    quirks = args.quirks if args.quirks is not None else DEMO_QUIRKS
+    try:
+        parse_quirks(quirks)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    _check_writable(args.json)
+    store_port = _free_port()
+    pacs = demo_pacs(store_port, quirks=quirks, studies=args.studies or DEMO_STUDIES).start()
+    try:
+        target = Target(host="127.0.0.1", port=pacs.port, called_ae=pacs.ae_title, store_port=store_port,
+                        advertise="127.0.0.1", timeout=args.timeout)
+        extras = {"listen_host": "127.0.0.1", **_extras(args)}
+        if not args.headless and sys.stdout.isatty() and sys.stdin.isatty():
+            from .tui import run_tui
+
+            return run_tui(target, extras=extras, title="qrdoctor demo: a simulated PACS with typical problems")
+        out = sys.stderr if args.json == "-" else sys.stdout
+        print(f"qrdoctor {__version__} demo: a simulated PACS ({pacs.ae_title}, quirks: {quirks}) "
+              f"on {target.host}:{target.port}", file=out, flush=True)
+        report = Runner(target, only=_only(args.only), observer=LiveSummary(out), extras=extras).run()
+        for line in details(report):
+            print(line, file=out)
+        write_reports(report, args.json)
+        return int(report.exit_code)
+    finally:
+        pacs.stop()
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def report_schema() -> dict:
     return Report.model_json_schema(by_alias=True)
 
@@ -208,6 +327,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "schema":
             print(json.dumps(report_schema(), indent=2))
             return 0
+        if args.command == "simulate":
+            return run_simulate(args)
+        if args.command == "demo":
+            return run_demo(args)
         parser.print_help()
         return int(ExitCode.USAGE)
     except (UsageError, TargetError) as exc:

@@ -46,7 +46,7 @@ def details(report: Report) -> list[str]:
     out: list[str] = []
     for c in report.checks:
         for f in c.findings:
-            if f.severity.value == "info" and c.status is not Status.PASS:
+            if f.severity.value == "info":
                 continue
             out.append(f"[{f.severity.value}] {c.id}: {f.code}")
             out.append(f"    {f.summary}")
