@@ -166,3 +166,38 @@ def test_non_ascii_names_that_cannot_be_found():
     wild = result(report, "match.wildcards")
     assert wild.facts["non_ascii"] is False
     assert "pn-non-ascii" in codes(report, "match.wildcards")
+
+
+def test_a_level_that_fails_in_one_model_only():
+    # Given a PACS (fault injection) that answers every level in Study Root, but 0xA900 to a
+    # SERIES query in Patient Root
+    from faults import QR_CONTEXTS, dicom_scp
+    from pydicom import Dataset
+    from pynetdicom import evt
+    from pynetdicom.sop_class import PatientRootQueryRetrieveInformationModelFind
+
+    def find(event):
+        q = event.identifier
+        level = q.QueryRetrieveLevel
+        if level == "SERIES" and event.request.AffectedSOPClassUID == PatientRootQueryRetrieveInformationModelFind:
+            yield 0xA900, None
+            return
+        ds = Dataset()
+        ds.QueryRetrieveLevel = level
+        ds.PatientName, ds.PatientID = "DOE^JANE", "P1"
+        ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.SOPInstanceUID = "1.2.3", "1.2.3.4", "1.2.3.4.5"
+        ds.StudyDate, ds.Modality = "20200101", "CT"
+        yield 0xFF00, ds
+
+    with dicom_scp(contexts=QR_CONTEXTS, handlers=[(evt.EVT_C_FIND, find)]) as port:
+        report = run(port, only=["find.levels"])
+    levels = result(report, "find.levels")
+    (f,) = levels.findings
+    assert f.code == "find-level-failed"
+    assert f.evidence["model"] == "patient_root" and f.evidence["level"] == "SERIES"
+    assert f.evidence["status"] == "0xA900"
+    assert "only Patient Root is affected" in f.summary
+    assert "Study Root" in f.fix
+    rows = {(r["model"], r["level"]): r for r in levels.facts["levels"]}
+    assert rows[("study_root", "SERIES")]["status"] == "0x0000"
+    assert rows[("patient_root", "IMAGE")]["skipped"]
