@@ -83,12 +83,11 @@ def http_server() -> Iterator[int]:
 
 
 @contextmanager
-def silent_listener() -> Iterator[int]:
-    """Accepts TCP connections and never says anything."""
+def _listener(on_connection) -> Iterator[int]:
+    """A TCP listener on 127.0.0.1:<free port> that hands each connection to ``on_connection``."""
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     sock.listen(16)
-    held: list[socket.socket] = []
     stop = threading.Event()
 
     def accept() -> None:
@@ -96,9 +95,9 @@ def silent_listener() -> Iterator[int]:
         while not stop.is_set():
             try:
                 conn, _ = sock.accept()
-                held.append(conn)
             except OSError:
                 continue
+            on_connection(conn)
 
     t = threading.Thread(target=accept, daemon=True)
     t.start()
@@ -107,36 +106,26 @@ def silent_listener() -> Iterator[int]:
     finally:
         stop.set()
         t.join(1)
+        sock.close()
+
+
+@contextmanager
+def silent_listener() -> Iterator[int]:
+    """Accepts TCP connections and never says anything."""
+    held: list[socket.socket] = []
+    try:
+        with _listener(held.append) as port:
+            yield port
+    finally:
         for c in held:
             c.close()
-        sock.close()
 
 
 @contextmanager
 def closing_listener() -> Iterator[int]:
     """Accepts TCP connections and closes them at once, without a byte."""
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(16)
-    stop = threading.Event()
-
-    def accept() -> None:
-        sock.settimeout(0.1)
-        while not stop.is_set():
-            try:
-                conn, _ = sock.accept()
-                conn.close()
-            except OSError:
-                continue
-
-    t = threading.Thread(target=accept, daemon=True)
-    t.start()
-    try:
-        yield sock.getsockname()[1]
-    finally:
-        stop.set()
-        t.join(1)
-        sock.close()
+    with _listener(lambda conn: conn.close()) as port:
+        yield port
 
 
 def closed_port() -> int:
@@ -185,11 +174,6 @@ def tls_listener(tmp: Path) -> Iterator[int]:
     )
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.load_cert_chain(cert, key)
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(16)
-    stop = threading.Event()
-
     def serve(conn: socket.socket) -> None:
         try:
             conn.settimeout(5)
@@ -200,20 +184,8 @@ def tls_listener(tmp: Path) -> Iterator[int]:
         finally:
             conn.close()
 
-    def accept() -> None:
-        sock.settimeout(0.1)
-        while not stop.is_set():
-            try:
-                conn, _ = sock.accept()
-            except OSError:
-                continue
-            threading.Thread(target=serve, args=(conn,), daemon=True).start()
+    def start(conn: socket.socket) -> None:
+        threading.Thread(target=serve, args=(conn,), daemon=True).start()
 
-    t = threading.Thread(target=accept, daemon=True)
-    t.start()
-    try:
-        yield sock.getsockname()[1]
-    finally:
-        stop.set()
-        t.join(1)
-        sock.close()
+    with _listener(start) as port:
+        yield port

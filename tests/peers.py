@@ -564,7 +564,45 @@ ORTHANC_ALLOW_ALL: dict[str, Any] = {
 }
 
 
-class OrthancServer:
+class _ServerProcess:
+    """What the two server wrappers share: a process group, a temp dir, start/stop."""
+
+    STOP_GRACE = 5.0
+    proc: subprocess.Popen | None
+    tmpdir: Path
+    log_path: Path
+
+    def start(self) -> Any:  # overridden
+        raise RuntimeError("subclasses start their own server")
+
+    def stop(self, grace: float | None = None, keep_files: bool = False) -> None:
+        """SIGTERM the server's process group (SIGKILL after ``grace`` s), remove the temp dir."""
+        if self.proc is not None:
+            _stop_process_group(self.proc, self.STOP_GRACE if grace is None else grace)
+            self.proc = None
+        _live.discard(self)
+        if not keep_files:
+            shutil.rmtree(self.tmpdir, ignore_errors=True)
+
+    def kill(self) -> None:
+        """Stop at once (SIGKILL, no graceful shutdown) and remove the temp dir."""
+        self.stop(grace=0)
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def __enter__(self) -> Any:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def log_tail(self, lines: int = 40) -> str:
+        return _tail(self.log_path, lines)
+
+
+class OrthancServer(_ServerProcess):
     """A private Orthanc 1.10.1 on loopback, with its own temp dir, config and ports.
 
     ``OrthancServer(aet="ORTHANC", config={...}, dicomweb=False)`` writes a test configuration
@@ -609,6 +647,9 @@ class OrthancServer:
     Orthanc 1.10 cannot choose its listening interface: it listens on all interfaces, so keep
     every client connection and every ``DicomModalities`` host on 127.0.0.1.
     """
+
+    # A graceful Orthanc 1.10 shutdown takes about 3.5 s (its HTTP and DICOM servers poll).
+    STOP_GRACE = 10.0
 
     kind = "orthanc"
     host = LOOPBACK
@@ -756,35 +797,6 @@ class OrthancServer:
                 f"Orthanc started without the DICOMweb plugin; log {self.log_path}:\n{tail}"
             )
 
-    def stop(self, grace: float = 10.0, keep_files: bool = False) -> None:
-        """Terminate Orthanc (SIGTERM, then SIGKILL after ``grace`` s) and remove its temp dir.
-
-        A graceful Orthanc 1.10 shutdown takes about 3.5 s (its HTTP and DICOM servers poll).
-        """
-        if self.proc is not None:
-            _stop_process_group(self.proc, grace)
-            self.proc = None
-        _live.discard(self)
-        if not keep_files:
-            shutil.rmtree(self.tmpdir, ignore_errors=True)
-
-    def kill(self) -> None:
-        """Stop at once (SIGKILL, no graceful shutdown) and remove the temp dir."""
-        self.stop(grace=0)
-
-    @property
-    def running(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    def __enter__(self) -> OrthancServer:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    def log_tail(self, lines: int = 40) -> str:
-        return _tail(self.log_path, lines)
-
     # -- REST ---------------------------------------------------------------------------------
 
     def request(
@@ -883,7 +895,7 @@ class OrthancServer:
 # --------------------------------------------------------------------------------------------
 
 
-class DcmqrscpServer:
+class DcmqrscpServer(_ServerProcess):
     """A private DCMTK 3.6.7 ``dcmqrscp`` on loopback, with its own config and storage area.
 
     ``DcmqrscpServer(aet="DCMQRSCP", peers={"QRDOCTOR": ("QRDOCTOR", "127.0.0.1", port)})``
@@ -1083,31 +1095,6 @@ class DcmqrscpServer:
 
     load = store
 
-    def stop(self, grace: float = 5.0, keep_files: bool = False) -> None:
-        """SIGTERM the dcmqrscp process group (SIGKILL after ``grace`` s), remove the temp dir."""
-        if self.proc is not None:
-            _stop_process_group(self.proc, grace)
-            self.proc = None
-        _live.discard(self)
-        if not keep_files:
-            shutil.rmtree(self.tmpdir, ignore_errors=True)
-
-    def kill(self) -> None:
-        """Stop at once (SIGKILL) and remove the temp dir."""
-        self.stop(grace=0)
-
-    @property
-    def running(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    def __enter__(self) -> DcmqrscpServer:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    def log_tail(self, lines: int = 40) -> str:
-        return _tail(self.log_path, lines)
 
 
 # --------------------------------------------------------------------------------------------
