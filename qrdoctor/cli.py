@@ -96,6 +96,12 @@ def add_report_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--only", metavar="CHECK,...", default=None,
                    help="run only these checks (and the checks they require)")
     p.add_argument("--json", metavar="FILE", default=None, help="write the JSON report ('-' for stdout)")
+    p.add_argument("--md", metavar="FILE", default=None, help="write a Markdown report (for a ticket)")
+    p.add_argument("--html", metavar="FILE", default=None, help="write a self-contained HTML report")
+    p.add_argument("--bundle", metavar="FILE.zip", default=None,
+                   help="write one zip for a support ticket: HTML, JSON, Markdown, transcripts, environment")
+    p.add_argument("--include-phi", action="store_true",
+                   help="keep patient names, IDs, birth dates and accession numbers in the reports")
     p.add_argument("--details", action="store_true", help="print every problem with its fix")
     p.add_argument("--probe-limit", type=_count, default=None, metavar="N",
                    help="matches find.match_limit counts before it stops looking (default 5000)")
@@ -172,12 +178,32 @@ def _extras(args: argparse.Namespace) -> dict:
     return extras
 
 
-def write_reports(report: Report, json_path: str | None) -> None:
-    if json_path == "-":
-        sys.stdout.write(report.to_json() + "\n")
-    elif json_path:
-        Path(json_path).write_text(report.to_json() + "\n", encoding="utf-8")
-        print(f"JSON report written to {json_path}", file=sys.stderr)
+REPORT_FORMATS = (("json", "JSON"), ("md", "Markdown"), ("html", "HTML"), ("bundle", "support bundle"))
+
+
+def _check_report_paths(args: argparse.Namespace) -> None:
+    for fmt, _label in REPORT_FORMATS:
+        path = getattr(args, fmt, None)
+        if path == "-" and fmt != "json":
+            raise UsageError(f"--{fmt} needs a file name ('-' is only for --json)")
+        _check_writable(path)
+
+
+def write_reports(report: Report, args: argparse.Namespace) -> None:
+    """Every requested report, each redacted unless --include-phi."""
+    from .reports import render, write_report
+
+    phi = bool(getattr(args, "include_phi", False))
+    for fmt, label in REPORT_FORMATS:
+        path = getattr(args, fmt, None)
+        if path == "-":
+            sys.stdout.write(str(render(report, "json", include_phi=phi)).rstrip("\n") + "\n")
+        elif path:
+            try:
+                write_report(report, fmt, path, include_phi=phi)
+            except OSError as exc:
+                raise UsageError(f"cannot write the {label} report to {path}: {exc.strerror or exc}") from None
+            print(f"{label} report written to {path}", file=sys.stderr)
 
 
 def run_check(args: argparse.Namespace) -> int:
@@ -189,7 +215,7 @@ def run_check(args: argparse.Namespace) -> int:
         advertise=args.advertise, timeout=args.timeout,
     )
     only = _only(args.only)
-    _check_writable(args.json)
+    _check_report_paths(args)
     out = sys.stderr if args.json == "-" else sys.stdout
     print(f"qrdoctor {__version__}: checking {target.label} as {target.calling_ae}", file=out, flush=True)
     runner = Runner(target, only=only, observer=LiveSummary(out), extras=_extras(args))
@@ -200,9 +226,11 @@ def run_check(args: argparse.Namespace) -> int:
         print("qrdoctor: interrupted", file=sys.stderr)
         return 130
     if args.details:
-        for line in details(report):
+        from .reports import redact_report
+
+        for line in details(redact_report(report, include_phi=args.include_phi)):
             print(line, file=out)
-    write_reports(report, args.json)
+    write_reports(report, args)
     return int(report.exit_code)
 
 
@@ -279,7 +307,7 @@ def run_demo(args: argparse.Namespace) -> int:
         parse_quirks(quirks)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
-    _check_writable(args.json)
+    _check_report_paths(args)
     store_port = _free_port()
     pacs = demo_pacs(store_port, quirks=quirks, studies=args.studies or DEMO_STUDIES).start()
     try:
@@ -294,9 +322,11 @@ def run_demo(args: argparse.Namespace) -> int:
         print(f"qrdoctor {__version__} demo: a simulated PACS ({pacs.ae_title}, quirks: {quirks}) "
               f"on {target.host}:{target.port}", file=out, flush=True)
         report = Runner(target, only=_only(args.only), observer=LiveSummary(out), extras=extras).run()
-        for line in details(report):
+        from .reports import redact_report
+
+        for line in details(redact_report(report, include_phi=args.include_phi)):
             print(line, file=out)
-        write_reports(report, args.json)
+        write_reports(report, args)
         return int(report.exit_code)
     finally:
         pacs.stop()

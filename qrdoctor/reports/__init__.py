@@ -1,0 +1,86 @@
+"""Reports for people and for support desks: JSON, Markdown, HTML and a zip bundle.
+
+Every format goes through :func:`redact_report` first, so patient names, IDs, birth dates and
+accession numbers never leave qrdoctor unless the user asked for them (``--include-phi``)::
+
+    from qrdoctor.reports import write_report
+    write_report(report, "bundle", "ticket-4711.zip")
+
+The CLI (``--json/--md/--html/--bundle``) and the TUI's export both call this module.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from pathlib import Path
+
+from ..model import Report
+from .environment import environment_info
+from .redact import Redactor, redact_report, salt_for
+
+__all__ = ["FORMATS", "render", "write_report", "redact_report", "environment_info", "Redactor"]
+
+FORMATS = ("json", "md", "html", "bundle")
+
+
+class UnknownFormatError(ValueError):
+    pass
+
+
+def _check_format(fmt: str) -> str:
+    if fmt not in FORMATS:
+        raise UnknownFormatError(f"unknown report format {fmt!r} (choose from {', '.join(FORMATS)})")
+    return fmt
+
+
+def render(report: Report, fmt: str, include_phi: bool = False) -> str | bytes:
+    """The report in one format: ``json``, ``md`` and ``html`` as text, ``bundle`` as zip bytes.
+
+    ``json`` is exactly the redacted report's ``to_json()``.
+    """
+    _check_format(fmt)
+    safe = redact_report(report, include_phi=include_phi)
+    if fmt == "json":
+        return safe.to_json()
+    if fmt == "md":
+        from .markdown import render_markdown
+
+        return render_markdown(safe)
+    if fmt == "html":
+        from .html import render_html
+
+        return render_html(safe)
+    from .bundle import render_bundle
+
+    return render_bundle(safe, None if include_phi else Redactor(report.phi_values, salt_for(report)))
+
+
+def write_report(report: Report, fmt: str, path: str | Path, include_phi: bool = False) -> Path:
+    """Render and write the report; returns the path written.
+
+    A regular file is written next to its destination and then moved into place, so a reader
+    (or a monitoring job) never sees half a report. A new file that contains patient data is
+    readable by its owner only.
+    """
+    content = render(report, fmt, include_phi=include_phi)
+    if isinstance(content, str):
+        content = (content if content.endswith("\n") else content + "\n").encode("utf-8")
+    dest = Path(path)
+    if dest.exists() and not dest.is_file():  # a device or pipe (e.g. /dev/stdout): write through
+        with open(dest, "wb") as fh:
+            fh.write(content)
+        return dest
+    mode = dest.stat().st_mode & 0o777 if dest.exists() else (0o600 if include_phi else 0o644)
+    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(content)
+        os.chmod(tmp, mode)
+        os.replace(tmp, dest)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    return dest

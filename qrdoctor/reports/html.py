@@ -1,0 +1,82 @@
+"""The HTML report: one self-contained file that opens offline and prints well.
+
+Rendered from a Jinja2 template with autoescape on. The complete (redacted) JSON report is
+embedded in a ``<script type="application/json" id="qrdoctor-report">`` element so nothing is
+lost. Text never contains ``//``, so nothing in the file can be read as a URL to fetch.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import cache
+from typing import Any
+
+from jinja2 import Environment, PackageLoader, StrictUndefined
+from markupsafe import Markup, escape
+
+from ..model import Report
+from .view import ReportView, build
+
+EMBED_ID = "qrdoctor-report"
+
+
+def _finalize(value: Any) -> Any:
+    """Escape every expression and break up ``//`` so no text can look like a resource URL."""
+    if value is None:
+        return ""
+    if isinstance(value, Markup):
+        return value
+    return Markup(str(escape(value)).replace("//", "&#47;&#47;"))
+
+
+@cache
+def environment() -> Environment:
+    return Environment(
+        loader=PackageLoader("qrdoctor.reports", "templates"),
+        autoescape=True,
+        undefined=StrictUndefined,
+        finalize=_finalize,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
+
+
+def embeddable_json(text: str) -> Markup:
+    """JSON that is safe inside a ``<script>`` element and still parses to the same value.
+
+    ``<``, ``>`` and ``&`` become ``\\u003c`` etc. (so neither ``</script>`` nor ``<!--`` can
+    occur), ``/`` becomes ``\\/``, and the line separators JavaScript dislikes are escaped.
+    All of these can occur only inside JSON strings, where the escapes mean the same characters.
+    """
+    for raw, esc in (("<", "\\u003c"), (">", "\\u003e"), ("&", "\\u0026"), ("/", "\\/"),
+                     ("\u2028", "\\u2028"), ("\u2029", "\\u2029")):
+        text = text.replace(raw, esc)
+    return Markup(text)
+
+
+def overall_status(report: Report) -> str:
+    statuses = {c.status.value for c in report.checks}
+    for s in ("fail", "error", "warn"):
+        if s in statuses:
+            return s
+    return "pass"
+
+
+def render_view(v: ReportView, report: Report) -> str:
+    template = environment().get_template("report.html.j2")
+    return template.render(v=v, overall=overall_status(report),
+                           report_json=embeddable_json(report.to_json()))
+
+
+def render_html(report: Report) -> str:
+    """HTML of an already redacted report."""
+    return render_view(build(report), report)
+
+
+def embedded_report(html: str) -> dict[str, Any]:
+    """The JSON report embedded in an HTML report (for tests and tools)."""
+    start_tag = f'<script type="application/json" id="{EMBED_ID}">'
+    start = html.index(start_tag) + len(start_tag)
+    end = html.index("</script>", start)
+    return json.loads(html[start:end])

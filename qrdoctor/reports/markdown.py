@@ -1,0 +1,141 @@
+"""The Markdown report: written to be pasted into a ticket system.
+
+Title with target and time, a table of every check, the problems with their explanation, fix and
+key evidence, one box of what to tell the PACS administrator, the matching profile and brief
+notes. Evidence that is larger than a line goes into a fenced JSON block; the protocol
+transcripts are left to the HTML report and the bundle.
+"""
+
+from __future__ import annotations
+
+import re
+
+from ..model import Report
+from .view import FindingView, ReportView, build, one_line
+
+_CODE_SPAN_RE = re.compile(r"(`+)(.+?)\1", re.DOTALL)
+_BOUNDARY_UNDERSCORE_RE = re.compile(r"(?<![0-9A-Za-z])_|_(?![0-9A-Za-z])")
+
+
+def code(text: str) -> str:
+    """A code span that survives any backticks in the text."""
+    text = one_line(text)
+    longest = max((len(m) for m in re.findall(r"`+", text)), default=0)
+    fence = "`" * (longest + 1)
+    pad = " " if text.startswith("`") or text.endswith("`") or not text.strip() else ""
+    return f"{fence}{pad}{text}{pad}{fence}"
+
+
+def fenced(text: str, lang: str = "") -> str:
+    longest = max((len(m) for m in re.findall(r"`{3,}", text)), default=0)
+    fence = "`" * max(3, longest + 1)
+    return f"{fence}{lang}\n{text}\n{fence}"
+
+
+def _escape_plain(text: str) -> str:
+    text = text.replace("<", "&lt;").replace("*", "\\*")
+    return _BOUNDARY_UNDERSCORE_RE.sub(r"\\_", text)
+
+
+def prose(text: str) -> str:
+    """Text from a check (which may already use `code spans`), made safe for Markdown: emphasis
+    markers and HTML outside code spans are escaped, code spans are kept."""
+    out: list[str] = []
+    pos = 0
+    for m in _CODE_SPAN_RE.finditer(text):
+        out.append(_escape_plain(text[pos:m.start()]))
+        out.append(m.group(0))
+        pos = m.end()
+    out.append(_escape_plain(text[pos:]))
+    return "".join(out)
+
+
+def cell(text: str) -> str:
+    """A table cell: one line, pipes escaped (GitHub needs that even inside code spans)."""
+    return one_line(text).replace("|", "\\|")
+
+
+def _indent(text: str, spaces: int = 2) -> str:
+    pad = " " * spaces
+    return "\n".join((pad + line) if line.strip() else "" for line in text.splitlines())
+
+
+def _item(label: str, text: str) -> str:
+    body = prose(text.strip())
+    first, _, rest = body.partition("\n")
+    line = f"- **{label}:** {first}"
+    return line + ("\n" + _indent(rest) if rest.strip() else "")
+
+
+def _finding(f: FindingView) -> list[str]:
+    out = [f"#### {code(f.code)} ({f.severity})", "", prose(f.summary.strip()), ""]
+    out.append(_item("Why", f.explanation))
+    out.append(_item("Fix", f.fix))
+    if f.evidence_inline:
+        pairs = ", ".join(f"{code(k)}: {code(v)}" for k, v in f.evidence_inline)
+        out.append(f"- **Evidence:** {pairs}")
+    elif f.evidence_json:
+        out.append("- **Evidence:**")
+        out.append("")
+        out.append(_indent(fenced(f.evidence_json, "json")))
+    out.append("")
+    return out
+
+
+def render_view(v: ReportView) -> str:
+    lines: list[str] = [f"# {prose(v.title)}", ""]
+    if v.banner:
+        lines += [f"> **{v.banner}** {prose(v.banner_detail or '')}", ""]
+    lines += [
+        f"Calling AE title {code(v.calling_ae)}; qrdoctor {v.tool_version}; the run took "
+        f"{v.duration_s:.1f} s.",
+        "",
+        f"**{prose(v.verdict)}**",
+        "",
+        "| | Check | Status | Summary |",
+        "|---|---|---|---|",
+    ]
+    for r in v.rows:
+        lines.append(f"| {r.mark} | {cell(code(r.id))} | {r.status} | {cell(prose(r.summary))} |")
+    lines.append("")
+
+    if v.admin_fixes:
+        lines += ["## What to tell the PACS administrator", ""]
+        for n, fix in enumerate(v.admin_fixes, 1):
+            codes = ", ".join(code(c) for c in fix.codes)
+            body = _indent(prose(fix.fix), 5).lstrip()
+            lines.append(f"> {n}. {body} ({codes})".replace("\n", "\n> "))
+        lines.append("")
+
+    if v.problems:
+        lines += ["## Problems", ""]
+        for p in v.problems:
+            lines += [f"### {p.check.mark} {code(p.check.id)}: {prose(p.check.title)} ({p.check.status})", ""]
+            if p.reason:
+                lines += [prose(p.reason.strip()), ""]
+            for f in p.findings:
+                lines += _finding(f)
+
+    if v.profile:
+        lines += ["## Matching profile", "", "| Property | This PACS |", "|---|---|"]
+        lines += [f"| {cell(k)} | {cell(prose(val))} |" for k, val in v.profile]
+        lines.append("")
+
+    if v.notes:
+        lines += ["## Notes", ""]
+        lines += [f"- {code(n.check_id)} {code(n.code)}: {prose(n.summary)}" for n in v.notes]
+        lines.append("")
+
+    lines += ["---", ""]
+    if v.redaction_note:
+        lines += [f"_{prose(v.redaction_note)}_", ""]
+    lines.append(
+        "Evidence of every check and the protocol transcripts are in the HTML report and the "
+        "support bundle (`qrdoctor check ... --html FILE` or `--bundle FILE.zip`)."
+    )
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def render_markdown(report: Report) -> str:
+    """Markdown of an already redacted report."""
+    return render_view(build(report))

@@ -1,0 +1,287 @@
+"""What a report for people shows, independent of Markdown or HTML.
+
+Both renderers take a :class:`ReportView` built from an already redacted report, so they cannot
+disagree about which findings are problems, which fixes go to the PACS administrator, or what
+the matching profile says.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..console import MARKS_UTF8, verdict
+from ..model import CheckResult, Finding, Report, Severity, Status
+
+PROBLEM_STATUSES = (Status.FAIL, Status.WARN, Status.ERROR)
+ADMIN_SEVERITIES = (Severity.FAIL, Severity.WARN)
+
+# Evidence this small is shown inline; anything larger as a JSON block.
+INLINE_MAX_KEYS = 6
+INLINE_MAX_CHARS = 240
+INLINE_MAX_VALUE_CHARS = 60
+
+PHI_BANNER = "This report contains patient data."
+PHI_BANNER_DETAIL = (
+    "It was written with --include-phi: patient names, IDs, birth dates and accession numbers "
+    "from the PACS appear unredacted. Share it only where patient data may go."
+)
+REDACTED_NOTE = (
+    "Patient data is redacted: names, patient IDs, birth dates and accession numbers are replaced "
+    "by tokens such as «name:3fa2c1». The same value has the same token throughout this report; "
+    "tokens cannot be turned back into the values."
+)
+
+
+@dataclass
+class CheckRow:
+    id: str
+    title: str
+    stage: str
+    status: str
+    mark: str
+    summary: str
+
+
+@dataclass
+class FindingView:
+    code: str
+    severity: str
+    summary: str
+    explanation: str
+    fix: str
+    evidence: dict[str, Any]
+    evidence_inline: list[tuple[str, str]] | None  # small evidence: (key, compact value)
+    evidence_json: str | None  # large evidence: pretty JSON
+
+
+@dataclass
+class Problem:
+    check: CheckRow
+    findings: list[FindingView]
+    reason: str | None  # why a check could not complete, when no finding says so
+
+
+@dataclass
+class Note:
+    check_id: str
+    code: str
+    summary: str
+
+
+@dataclass
+class AdminFix:
+    codes: list[str]
+    fix: str
+
+
+@dataclass
+class CheckDetail:
+    row: CheckRow
+    duration_s: float
+    blocked_by: str | None
+    reason: str | None
+    facts_json: str | None
+    findings: list[FindingView]
+    transcript: str
+
+
+@dataclass
+class ReportView:
+    title: str
+    target: str
+    calling_ae: str
+    started_at: str
+    duration_s: float
+    tool_version: str
+    verdict: str
+    phi_included: bool
+    banner: str | None
+    banner_detail: str | None
+    redaction_note: str | None
+    counts: dict[str, int]
+    rows: list[CheckRow]
+    problems: list[Problem]
+    admin_fixes: list[AdminFix]
+    profile: list[tuple[str, str]]
+    notes: list[Note]
+    details: list[CheckDetail] = field(default_factory=list)
+
+
+def one_line(text: str | None) -> str:
+    return " ".join((text or "").split())
+
+
+def compact(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, ensure_ascii=False, default=str)
+
+
+def pretty_json(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, indent=2, default=str)
+
+
+def _is_small(evidence: dict[str, Any]) -> bool:
+    if len(evidence) > INLINE_MAX_KEYS:
+        return False
+    total = 0
+    for key, val in evidence.items():
+        if isinstance(val, dict):
+            return False
+        if isinstance(val, list) and any(isinstance(v, dict | list) for v in val):
+            return False
+        text = compact(val)
+        if len(text) > INLINE_MAX_VALUE_CHARS or "\n" in text:
+            return False
+        total += len(str(key)) + len(text)
+    return total <= INLINE_MAX_CHARS
+
+
+def finding_view(f: Finding) -> FindingView:
+    small = _is_small(f.evidence)
+    return FindingView(
+        code=f.code,
+        severity=f.severity.value,
+        summary=f.summary,
+        explanation=f.explanation,
+        fix=f.fix,
+        evidence=f.evidence,
+        evidence_inline=[(str(k), compact(v)) for k, v in f.evidence.items()] if f.evidence and small else None,
+        evidence_json=pretty_json(f.evidence) if f.evidence and not small else None,
+    )
+
+
+def check_row(c: CheckResult) -> CheckRow:
+    return CheckRow(
+        id=c.id, title=c.title, stage=c.stage, status=c.status.value, mark=MARKS_UTF8[c.status],
+        summary=one_line(c.summary or c.reason),
+    )
+
+
+def format_time(iso: str) -> str:
+    try:
+        when = dt.datetime.fromisoformat(iso)
+    except ValueError:
+        return iso
+    if when.tzinfo is not None and when.utcoffset() == dt.timedelta(0):
+        return when.strftime("%Y-%m-%d %H:%M:%S UTC")
+    return when.isoformat(sep=" ")
+
+
+def _problem(c: CheckResult) -> Problem:
+    findings = [finding_view(f) for f in c.findings if f.severity is not Severity.INFO]
+    reason = None
+    if not findings:
+        reason = c.reason or c.summary or f"The check ended with status {c.status.value}."
+    elif c.status is Status.ERROR and c.reason:
+        reason = c.reason
+    return Problem(check=check_row(c), findings=findings, reason=reason)
+
+
+def admin_fixes(report: Report) -> list[AdminFix]:
+    """The concrete fixes of fail and warn findings, each once, in the order they were found."""
+    by_fix: dict[str, AdminFix] = {}
+    for c in report.checks:
+        for f in c.findings:
+            if f.severity not in ADMIN_SEVERITIES or not f.fix.strip():
+                continue
+            key = one_line(f.fix)
+            entry = by_fix.setdefault(key, AdminFix(codes=[], fix=f.fix.strip()))
+            if f.code not in entry.codes:
+                entry.codes.append(f.code)
+    return list(by_fix.values())
+
+
+def _not_tested(c: CheckResult | None) -> str:
+    if c is None:
+        return "not tested (the check did not run)"
+    if c.status is Status.SKIPPED:
+        return f"not tested ({one_line(c.reason or c.summary) or 'skipped'})"
+    if c.status is Status.ERROR:
+        return "not tested (the check could not complete)"
+    return "could not be determined"
+
+
+def matching_profile(report: Report) -> list[tuple[str, str]]:
+    """How this PACS matches queries: its match limit, PN case sensitivity and wildcard scope.
+
+    Empty when neither ``find.match_limit`` nor ``match.wildcards`` is in the report.
+    """
+    checks = {c.id: c for c in report.checks}
+    limit_check = checks.get("find.match_limit")
+    wild_check = checks.get("match.wildcards")
+    if limit_check is None and wild_check is None:
+        return []
+    rows: list[tuple[str, str]] = []
+
+    facts = limit_check.facts if limit_check is not None else {}
+    probed = facts.get("probed_up_to")
+    if isinstance(facts.get("limit"), int) and not isinstance(facts.get("limit"), bool):
+        rows.append(("Match limit", f"capped at {facts['limit']} matches per query, without a warning status"))
+    elif "limit" in facts and facts["limit"] is None:
+        upto = f" (probed up to {probed} matches)" if isinstance(probed, int) else ""
+        rows.append(("Match limit", f"no cap found{upto}"))
+    else:
+        rows.append(("Match limit", _not_tested(limit_check)))
+
+    facts = wild_check.facts if wild_check is not None else {}
+    case = facts.get("case_sensitive")
+    if case is True:
+        rows.append(("PN matching", "case sensitive: a lower-case query does not find upper-case names"))
+    elif case is False:
+        rows.append(("PN matching", "case insensitive"))
+    elif "case_sensitive" in facts:
+        rows.append(("PN matching", "case sensitivity could not be determined"))
+    else:
+        rows.append(("PN matching", _not_tested(wild_check)))
+
+    scope = facts.get("scope")
+    if scope == "whole_value":
+        rows.append(("PN wildcard scope", "whole value: a wildcard pattern is matched against the whole name"))
+    elif scope == "family_name":
+        rows.append(("PN wildcard scope", "family name only: patterns match the family name component"))
+    elif "scope" in facts:
+        rows.append(("PN wildcard scope", f"could not be determined{f' ({scope})' if scope else ''}"))
+    else:
+        rows.append(("PN wildcard scope", _not_tested(wild_check)))
+    return rows
+
+
+def build(report: Report) -> ReportView:
+    """The view of an (already redacted) report."""
+    t = report.target
+    target = f"{t.called_ae}@{t.host}:{t.port}"
+    s = report.summary
+    started = format_time(report.started_at)
+    return ReportView(
+        title=f"qrdoctor report: {target}, {started}",
+        target=target,
+        calling_ae=t.calling_ae,
+        started_at=started,
+        duration_s=report.duration_s,
+        tool_version=report.tool.version,
+        verdict=verdict(report),
+        phi_included=report.phi_included,
+        banner=PHI_BANNER if report.phi_included else None,
+        banner_detail=PHI_BANNER_DETAIL if report.phi_included else None,
+        redaction_note=None if report.phi_included else REDACTED_NOTE,
+        counts={"pass": s.pass_, "warn": s.warn, "fail": s.fail, "error": s.error, "skipped": s.skipped},
+        rows=[check_row(c) for c in report.checks],
+        problems=[_problem(c) for c in report.checks if c.status in PROBLEM_STATUSES],
+        admin_fixes=admin_fixes(report),
+        profile=matching_profile(report),
+        notes=[Note(c.id, f.code, one_line(f.summary))
+               for c in report.checks for f in c.findings if f.severity is Severity.INFO],
+        details=[
+            CheckDetail(
+                row=check_row(c), duration_s=c.duration_s, blocked_by=c.blocked_by, reason=c.reason,
+                facts_json=pretty_json(c.facts) if c.facts else None,
+                findings=[finding_view(f) for f in c.findings],
+                transcript="\n".join(c.transcript),
+            )
+            for c in report.checks
+        ],
+    )
