@@ -190,7 +190,8 @@ def _probe_failure(ctx: Context, probe: ProbeResult) -> tuple[str, Finding]:
 )
 def echo(ctx: Context) -> Outcome:
     t = ctx.target
-    probe = probe_association(t.host, t.port, t.calling_ae, t.called_ae, ctx.timeout())
+    probe = probe_association(t.host, t.port, t.calling_ae, t.called_ae, ctx.timeout(), cancel=ctx.cancel_event)
+    ctx.raise_if_cancelled()
     facts: dict = {"accepted": probe.kind == "accepted", "rtt_ms": None, "probe_result": probe.kind,
                    "association_ms": round(probe.elapsed_ms, 1)}
     if probe.peer_implementation:
@@ -224,6 +225,7 @@ def echo(ctx: Context) -> Outcome:
         t0 = time.monotonic()
         rsp = assoc.send_c_echo()
         rtt = round((time.monotonic() - t0) * 1000, 2)
+        ctx.raise_if_cancelled()  # an abort we caused is not the PACS's doing
         code = int(rsp.Status) if rsp is not None and "Status" in rsp else None
         facts["echo_status"] = hex_status(code)
         if code is None:
@@ -275,9 +277,12 @@ def _checked(probe: ProbeResult, own_reason: int) -> bool | None:
 )
 def ae_titles(ctx: Context) -> Outcome:
     t = ctx.target
-    called = probe_association(t.host, t.port, t.calling_ae, WRONG_CALLED_AE, ctx.timeout(at_most=5))
+    called = probe_association(t.host, t.port, t.calling_ae, WRONG_CALLED_AE, ctx.timeout(at_most=5),
+                               cancel=ctx.cancel_event)
     ctx.raise_if_cancelled()
-    calling = probe_association(t.host, t.port, UNKNOWN_CALLING_AE, t.called_ae, ctx.timeout(at_most=5))
+    calling = probe_association(t.host, t.port, UNKNOWN_CALLING_AE, t.called_ae, ctx.timeout(at_most=5),
+                                cancel=ctx.cancel_event)
+    ctx.raise_if_cancelled()
     called_checked = _checked(called, 7)
     calling_checked = _checked(calling, 3)
     facts = {
@@ -358,7 +363,9 @@ def models(ctx: Context) -> Outcome:
     # per-context results (the capability map) would be lost.
     t = ctx.target
     uids = [str(uid) for _label, ops in MODELS.values() for uid in ops.values()]
-    probe = probe_association(t.host, t.port, t.calling_ae, t.called_ae, ctx.timeout(), abstract_syntaxes=uids)
+    probe = probe_association(t.host, t.port, t.calling_ae, t.called_ae, ctx.timeout(), abstract_syntaxes=uids,
+                              cancel=ctx.cancel_event)
+    ctx.raise_if_cancelled()
     if probe.kind != "accepted":
         summary, f = _probe_failure(ctx, probe)
         return Outcome(summary=f"{summary} when proposing the Q/R models", findings=[f])

@@ -118,6 +118,11 @@ def build_parser() -> argparse.ArgumentParser:
     add_target_options(p)
     add_report_options(p)
 
+    p = sub.add_parser("tui", help="the interactive troubleshooter (also: qrdoctor with no arguments)")
+    p.add_argument("target", nargs="?", help="AE@host:port or a saved profile; omit for the connection form")
+    add_target_options(p)
+    p.add_argument("--include-phi", action="store_true", help="show and export patient data unredacted")
+
     p = sub.add_parser("explain", help="print the long explanation of a finding code")
     p.add_argument("code", nargs="?", help="a finding code, e.g. tcp-refused (omit to list all)")
 
@@ -232,6 +237,18 @@ def run_check(args: argparse.Namespace) -> int:
             print(line, file=out)
     write_reports(report, args)
     return int(report.exit_code)
+
+
+def run_tui_command(args: argparse.Namespace) -> int:
+    from .tui import run_tui
+
+    target = None
+    if args.target:
+        target = resolve_target(
+            args.target, calling_ae=args.calling_ae, move_ae=args.move_ae, store_port=args.store_port,
+            advertise=args.advertise, timeout=args.timeout,
+        )
+    return run_tui(target, extras={"include_phi": True} if args.include_phi else {})
 
 
 def run_explain(args: argparse.Namespace) -> int:
@@ -357,6 +374,12 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "schema":
             print(json.dumps(report_schema(), indent=2))
             return 0
+        if args.command == "tui":
+            return run_tui_command(args)
+        if args.command is None and sys.stdin.isatty() and sys.stdout.isatty():
+            from .tui import run_tui
+
+            return run_tui(None)
         if args.command == "simulate":
             return run_simulate(args)
         if args.command == "demo":

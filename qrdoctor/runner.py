@@ -156,9 +156,9 @@ class Runner:
             worker = threading.Thread(target=target_fn, name=f"qrdoctor-check-{chk.id}", daemon=True)
             worker.start()
             while worker.is_alive():
-                if self.cancel_event.is_set():
-                    check_cancel.set()
-                if time.monotonic() >= own_deadline:
+                if self.cancel_event.is_set() or time.monotonic() >= own_deadline:
+                    # Ask the check to stop (its associations are aborted), give it a moment,
+                    # then stop waiting: a blocking call in a check never holds up the run.
                     check_cancel.set()
                     worker.join(GRACE_S)
                     break

@@ -13,6 +13,7 @@ import logging
 import socket
 import ssl
 import struct
+import threading
 import time
 from dataclasses import dataclass, field
 
@@ -183,14 +184,19 @@ def association_request(calling_ae: str, called_ae: str, abstract_syntaxes: list
     return pdu.encode()
 
 
-def _recv_exact(sock: socket.socket, n: int, deadline: float) -> bytes:
+def _recv_exact(sock: socket.socket, n: int, deadline: float, cancel: threading.Event | None = None) -> bytes:
     buf = b""
     while len(buf) < n:
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             raise TimeoutError
-        sock.settimeout(remaining)
-        chunk = sock.recv(n - len(buf))
+        if cancel is not None and cancel.is_set():
+            raise InterruptedError
+        sock.settimeout(min(remaining, 0.1) if cancel is not None else remaining)
+        try:
+            chunk = sock.recv(n - len(buf))
+        except TimeoutError:
+            continue
         if not chunk:
             break
         buf += chunk
@@ -217,7 +223,8 @@ def _classify_bytes(data: bytes) -> tuple[str, str]:
 
 
 def probe_association(host: str, port: int, calling_ae: str, called_ae: str, timeout: float,
-                      http_nudge: float = 0.5, abstract_syntaxes: list[str] | None = None) -> ProbeResult:
+                      http_nudge: float = 0.5, abstract_syntaxes: list[str] | None = None,
+                      cancel: threading.Event | None = None) -> ProbeResult:
     """Send one A-ASSOCIATE-RQ (for Verification by default) and classify the first answer."""
     abstract_syntaxes = [str(u) for u in (abstract_syntaxes or [Verification])]
     t0 = time.monotonic()
@@ -239,7 +246,9 @@ def probe_association(host: str, port: int, calling_ae: str, called_ae: str, tim
             return ProbeResult("closed", ms(), detail=f"sending failed: {exc}", local_address=local)
         deadline = time.monotonic() + timeout
         try:
-            header = _recv_exact(sock, 6, deadline)
+            header = _recv_exact(sock, 6, deadline, cancel)
+        except InterruptedError:
+            return ProbeResult("cancelled", ms(), detail="cancelled while waiting for an answer", local_address=local)
         except TimeoutError:
             log.debug("probe: no answer within %.1f s", timeout)
             # An HTTP server may still be waiting for the end of a request line: nudge it.

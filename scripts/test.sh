@@ -4,8 +4,9 @@
 #   bash scripts/test.sh [pytest args...]     (CI: `bash .ci/run` on a clean checkout, CI=true)
 #
 # On a fresh Debian bookworm machine (as root, or with sudo) it:
-#   1. installs Debian's orthanc, orthanc-dicomweb and dcmtk when Orthanc, its DICOMweb plugin
-#      or dcmqrscp is missing -- the real DICOM peers the test suite starts on loopback;
+#   1. installs Debian's orthanc, orthanc-dicomweb, dcmtk and tmux when one of them is missing --
+#      the real DICOM peers the test suite starts on loopback, and the terminal for the TUI's
+#      end-to-end test;
 #   2. installs qrdoctor and its test extra: python3 -m pip install -e '.[test]';
 #   3. runs python3 -m pytest "$@". Pytest's exit code 5 ("no tests were collected", e.g. a
 #      -k that matches nothing) is turned into 0; every other code is passed through.
@@ -44,8 +45,9 @@ cleanup() {
 }
 trap cleanup EXIT
 
-if [ ! -x "$ORTHANC_BIN" ] || [ ! -f "$DICOMWEB_PLUGIN" ] || [ ! -x "$DCMQRSCP_BIN" ]; then
-    log "installing Debian packages: orthanc orthanc-dicomweb dcmtk"
+if [ ! -x "$ORTHANC_BIN" ] || [ ! -f "$DICOMWEB_PLUGIN" ] || [ ! -x "$DCMQRSCP_BIN" ] \
+        || ! command -v tmux >/dev/null 2>&1; then
+    log "installing Debian packages: orthanc orthanc-dicomweb dcmtk tmux"
     if [ ! -e "$POLICY_RC" ]; then
         printf '#!/bin/sh\n# temporary, from qrdoctor scripts/test.sh: no service starts\nexit 101\n' \
             | "${SUDO[@]}" tee "$POLICY_RC" >/dev/null
@@ -55,7 +57,7 @@ if [ ! -x "$ORTHANC_BIN" ] || [ ! -f "$DICOMWEB_PLUGIN" ] || [ ! -x "$DCMQRSCP_B
     "${SUDO[@]}" apt-get -o Acquire::Retries=3 update
     "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive \
         apt-get -o Acquire::Retries=3 install -y --no-install-recommends \
-        orthanc orthanc-dicomweb dcmtk
+        orthanc orthanc-dicomweb dcmtk tmux
     cleanup
     POLICY_RC_OURS=0
 fi

@@ -1,0 +1,304 @@
+"""The connection form: what to diagnose, validated as you type, with saved node profiles."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Grid, Horizontal, VerticalScroll
+from textual.screen import Screen
+from textual.validation import ValidationResult, Validator
+from textual.widgets import Button, Footer, Header, Input, Label, Select, Static
+
+from ..profiles import ProfileError, check_profile_name, delete_profile, save_profile
+from ..target import (
+    DEFAULT_CALLING_AE,
+    DEFAULT_STORE_PORT,
+    DEFAULT_TIMEOUT,
+    Target,
+    TargetError,
+    check_ae_title,
+    check_port,
+    load_profiles,
+    profiles_path,
+)
+
+
+def _host(value: str) -> str:
+    value = value.strip()
+    if not value:
+        raise TargetError("The PACS host is empty")
+    if any(c.isspace() for c in value):
+        raise TargetError(f"The host {value!r} contains spaces")
+    return value
+
+
+def _timeout(value: str) -> float:
+    try:
+        t = float(value)
+    except ValueError:
+        raise TargetError(f"The timeout {value!r} is not a number of seconds") from None
+    if not 0 < t <= 3600:
+        raise TargetError(f"The timeout {t:g} s is out of range (0-3600)")
+    return t
+
+
+def _store_port(value: str) -> int:
+    return 0 if value.strip() == "0" else check_port(value, "The store port")
+
+
+def _advertise(value: str) -> str | None:
+    value = value.strip()
+    if any(c.isspace() for c in value):
+        raise TargetError(f"The advertised address {value!r} contains spaces")
+    return value or None
+
+
+def _move_ae(value: str) -> str | None:
+    return check_ae_title(value, "The move destination AE title") if value.strip() else None
+
+
+@dataclass(frozen=True)
+class Field:
+    id: str
+    label: str
+    parse: Callable[[str], Any]
+    placeholder: str = ""
+
+
+FIELDS = (
+    Field("called_ae", "PACS AE", lambda v: check_ae_title(v, "The PACS AE title"), "e.g. ORTHANC"),
+    Field("host", "Host", _host, "name or IP address"),
+    Field("port", "Port", lambda v: check_port(v, "The PACS port"), "e.g. 104"),
+    Field("timeout", "Timeout (s)", _timeout),
+    Field("calling_ae", "Our AE", lambda v: check_ae_title(v, "The calling AE title")),
+    Field("move_ae", "Move AE", _move_ae, "same as our AE"),
+    Field("store_port", "Store port", _store_port),
+    Field("advertise", "Advertise", _advertise, "auto"),
+)
+BY_ID = {f.id: f for f in FIELDS}
+
+
+class FieldValidator(Validator):
+    """Runs the same checks the command line uses and reports their message."""
+
+    def __init__(self, field: Field) -> None:
+        super().__init__()
+        self.field = field
+
+    def validate(self, value: str) -> ValidationResult:
+        try:
+            self.field.parse(value)
+        except (TargetError, ValueError) as exc:
+            return self.failure(str(exc), value)
+        return self.success()
+
+
+def field_values(target: Target | None) -> dict[str, str]:
+    if target is None:
+        return {"called_ae": "", "host": "", "port": "104", "timeout": f"{DEFAULT_TIMEOUT:g}",
+                "calling_ae": DEFAULT_CALLING_AE, "move_ae": "",
+                "store_port": str(DEFAULT_STORE_PORT), "advertise": ""}
+    return {
+        "called_ae": target.called_ae, "host": target.host, "port": str(target.port),
+        "timeout": f"{target.timeout:g}", "calling_ae": target.calling_ae,
+        "move_ae": "" if target.move_ae == target.calling_ae else (target.move_ae or ""),
+        "store_port": str(target.store_port), "advertise": target.advertise or "",
+    }
+
+
+class ConnectScreen(Screen[Target | None]):
+    """Dismisses with the Target to diagnose, or None when the user backs out."""
+
+    BINDINGS = [
+        Binding("ctrl+r", "run", "Run", priority=True),
+        Binding("ctrl+s", "save_profile", "Save profile", priority=True),
+        Binding("ctrl+d", "delete_profile", "Delete profile", priority=True),
+        Binding("escape", "back", "Back"),
+    ]
+
+    def __init__(self, target: Target | None = None, *, cursor_blink: bool = True) -> None:
+        super().__init__()
+        self.initial = target
+        self.dicomweb = target.dicomweb if target else None
+        self.cursor_blink = cursor_blink
+        self.touched: set[str] = set()
+        self.profiles: dict[str, dict] = {}
+
+    def compose(self) -> ComposeResult:
+        yield Header(show_clock=False, icon="")
+        values = field_values(self.initial)
+        with VerticalScroll(id="connect"):
+            yield Static("Which PACS should qrdoctor diagnose?", classes="form-title")
+            with Grid(classes="form-grid"):
+                yield Label("Profile")
+                yield Select([], prompt="saved nodes", id="profile", compact=True, allow_blank=True)
+                yield Label("Save as")
+                yield Input(placeholder="profile name", id="profile_name", compact=True,
+                            select_on_focus=False)
+                yield Static("The PACS", classes="form-section")
+                for f in FIELDS[:4]:
+                    yield from self._field(f, values[f.id])
+                yield Static("This workstation", classes="form-section")
+                for f in FIELDS[4:]:
+                    yield from self._field(f, values[f.id])
+            yield Static("", id="form-errors", markup=False)
+            with Horizontal(classes="buttons"):
+                yield Button("Run the checks", id="run", variant="primary", compact=True)
+                yield Button("Save profile", id="save", compact=True)
+                yield Button("Delete profile", id="delete", compact=True)
+        yield Footer(compact=True)
+
+    def _field(self, f: Field, value: str) -> ComposeResult:
+        yield Label(f.label, classes="field-label")
+        yield Input(value, placeholder=f.placeholder, id=f.id, compact=True,
+                    validators=[FieldValidator(f)], validate_on=["changed", "submitted"],
+                    select_on_focus=False)
+
+    def on_mount(self) -> None:
+        for inp in self.query(Input):
+            inp.cursor_blink = self.cursor_blink
+        self.title = self.app.title
+        self.sub_title = "connection"
+        self.reload_profiles()
+        first = next((f.id for f in FIELDS if not self.query_one(f"#{f.id}", Input).value), FIELDS[0].id)
+        self.query_one(f"#{first}", Input).focus()
+        self._show_errors()
+
+    # ---- profiles -------------------------------------------------------------------------
+    def reload_profiles(self, select: str | None = None) -> None:
+        try:
+            self.profiles = load_profiles()
+        except TargetError as exc:
+            self.profiles = {}
+            self.notify(str(exc), title="Profiles", severity="warning", markup=False)
+        sel = self.query_one("#profile", Select)
+        with self.prevent(Select.Changed):
+            sel.set_options((name, name) for name in sorted(self.profiles))
+            if select in self.profiles:
+                sel.value = select
+
+    @on(Select.Changed, "#profile")
+    def _profile_chosen(self, event: Select.Changed) -> None:
+        name = event.value
+        if not isinstance(name, str) or name not in self.profiles:
+            return
+        p = self.profiles[name]
+        values = {
+            "called_ae": p.get("called_ae", ""), "host": p.get("host", ""), "port": p.get("port", ""),
+            "timeout": p.get("timeout", DEFAULT_TIMEOUT), "calling_ae": p.get("calling_ae", DEFAULT_CALLING_AE),
+            "move_ae": p.get("move_ae", ""), "store_port": p.get("store_port", DEFAULT_STORE_PORT),
+            "advertise": p.get("advertise", ""),
+        }
+        for key, value in values.items():
+            text = f"{value:g}" if isinstance(value, float) else str(value)
+            self.query_one(f"#{key}", Input).value = text
+            self.touched.add(key)
+        self.dicomweb = p.get("dicomweb")
+        self.query_one("#profile_name", Input).value = name
+
+    def action_save_profile(self) -> None:
+        target = self.build_target(show=True)
+        if target is None:
+            return
+        try:
+            name = check_profile_name(self.query_one("#profile_name", Input).value)
+            path = save_profile(name, target)
+        except ProfileError as exc:
+            self.notify(str(exc), title="Profile not saved", severity="error", markup=False)
+            self.query_one("#profile_name", Input).focus()
+            return
+        self.reload_profiles(select=name)
+        self.notify(f"Saved profile {name} in {path}. Use it with: qrdoctor check {name}",
+                    title="Profile saved", markup=False)
+
+    def action_delete_profile(self) -> None:
+        from .modals import ConfirmScreen
+
+        sel = self.query_one("#profile", Select).value
+        name = sel if isinstance(sel, str) else self.query_one("#profile_name", Input).value.strip()
+        if name not in self.profiles:
+            self.notify("Choose a saved profile to delete first.", severity="warning")
+            return
+
+        def confirmed(yes: bool | None) -> None:
+            if not yes:
+                return
+            try:
+                delete_profile(name)
+            except ProfileError as exc:
+                self.notify(str(exc), title="Profile not deleted", severity="error", markup=False)
+                return
+            self.reload_profiles()
+            self.notify(f"Deleted profile {name} from {profiles_path()}.", markup=False)
+
+        self.app.push_screen(ConfirmScreen(f"Delete the profile {name!r}?"), confirmed)
+
+    @on(Button.Pressed, "#save")
+    def _save_pressed(self) -> None:
+        self.action_save_profile()
+
+    @on(Button.Pressed, "#delete")
+    def _delete_pressed(self) -> None:
+        self.action_delete_profile()
+
+    # ---- validation -----------------------------------------------------------------------
+    @on(Input.Changed)
+    def _changed(self, event: Input.Changed) -> None:
+        if event.input.id in BY_ID:
+            self.touched.add(event.input.id)
+            self._show_errors()
+
+    def errors(self, every: bool = False) -> dict[str, str]:
+        """Validation messages by field: the touched fields, or every field."""
+        out: dict[str, str] = {}
+        for f in FIELDS:
+            if not every and f.id not in self.touched:
+                continue
+            inp = self.query_one(f"#{f.id}", Input)
+            result = inp.validate(inp.value)
+            if result is not None and not result.is_valid:
+                out[f.id] = "; ".join(result.failure_descriptions)
+        return out
+
+    def _show_errors(self, every: bool = False) -> dict[str, str]:
+        errors = self.errors(every)
+        text = "\n".join(f"{BY_ID[k].label}: {v}" for k, v in errors.items())
+        self.query_one("#form-errors", Static).update(text)
+        return errors
+
+    def build_target(self, show: bool = False) -> Target | None:
+        errors = self._show_errors(every=True) if show else self.errors(every=True)
+        if errors:
+            self.query_one(f"#{next(iter(errors))}", Input).focus()
+            return None
+        v = {f.id: f.parse(self.query_one(f"#{f.id}", Input).value) for f in FIELDS}
+        try:
+            return Target(host=v["host"], port=v["port"], called_ae=v["called_ae"],
+                          calling_ae=v["calling_ae"], move_ae=v["move_ae"],
+                          store_port=v["store_port"], advertise=v["advertise"],
+                          timeout=v["timeout"], dicomweb=self.dicomweb)
+        except TargetError as exc:
+            self.query_one("#form-errors", Static).update(str(exc))
+            return None
+
+    # ---- leaving ---------------------------------------------------------------------------
+    @on(Input.Submitted)
+    def _submitted(self, event: Input.Submitted) -> None:
+        if event.input.id == "profile_name":
+            self.action_save_profile()
+        else:
+            self.action_run()
+
+    @on(Button.Pressed, "#run")
+    def action_run(self) -> None:
+        target = self.build_target(show=True)
+        if target is not None:
+            self.dismiss(target)
+
+    def action_back(self) -> None:
+        self.dismiss(None)

@@ -1,0 +1,529 @@
+"""The run screen: every check in stage order with a live status, and the selected check's details.
+
+The screen never touches the network. It starts the headless :class:`~qrdoctor.runner.Runner`
+in a thread worker; the runner's observer posts messages back (see :mod:`.messages`).
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Vertical
+from textual.screen import Screen
+from textual.widgets import Footer, Header, ListView, Static
+from textual.worker import Worker, WorkerState
+
+from ..model import CheckResult, Report, Status
+from ..registry import Check
+from ..target import Target
+from .messages import (
+    CheckFinished,
+    CheckProgress,
+    CheckStarted,
+    PostingObserver,
+    RunCrashed,
+    RunFinished,
+    RunMessage,
+    RunStarted,
+)
+from .render import (
+    PROBLEMS,
+    RUNNING,
+    WAITING,
+    clipboard_summary,
+    duration_text,
+    merge_reports,
+    redact,
+    row_summary,
+    state_of,
+    verdict_text,
+)
+from .widgets import CheckDetail, CheckRow, DetailScroll, DetailState, row_id
+
+if TYPE_CHECKING:
+    from .app import QRDoctorApp
+
+
+MAX_PROGRESS = 200  # progress lines kept per running check
+
+
+class RunScreen(Screen):
+    """The staged run, live."""
+
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (120, "-wide")]
+
+    BINDINGS = [
+        Binding("r", "rerun_all", "Rerun", tooltip="Re-run all checks"),
+        Binding("s", "rerun_selected", "Check", tooltip="Re-run the selected check"),
+        Binding("x", "cancel_run", "Cancel"),
+        Binding("n", "next_problem", "Next", tooltip="Select the next check with a problem"),
+        Binding("e", "export", "Export"),
+        Binding("y", "copy_summary", "Copy"),
+        Binding("i", "explain", "Explain"),
+        Binding("question_mark", "help", "Help", key_display="?"),
+        Binding("q", "quit", "Quit"),
+        Binding("t", "change_target", "Target", show=False),
+        Binding("p", "transcript", "Transcript", show=False),
+        Binding("z", "zoom", "Zoom details", show=False),
+        Binding("escape", "focus_list", "Back to the list", show=False),
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.target: Target | None = None
+        self.checks: list[Check] = []
+        self.by_id: dict[str, Check] = {}
+        self.shown: dict[str, CheckResult] = {}  # latest result per check, redacted once the run ends
+        self.redacted_ids: set[str] = set()  # results whose evidence may be shown
+        self.progress: dict[str, list[str]] = {}
+        self.started: dict[str, float] = {}
+        self.running_id: str | None = None
+        self.report: Report | None = None  # the merged report of every run so far (unredacted)
+        self.runner = None
+        self.run_id = 0
+        self.running = False
+        self.cancelling = False
+        # a run to start when the running one has ended: (only, new target or None)
+        self.pending: tuple[list[str] | None, Target | None] | None = None
+        self.user_moved = False
+        self._auto_highlight = False
+        self._auto_index: int | None = None  # where the screen itself last moved the cursor
+        self.worker_runs: dict[Worker, int] = {}
+
+    @property
+    def qapp(self) -> QRDoctorApp:
+        return self.app  # type: ignore[return-value]
+
+    # ---- layout -----------------------------------------------------------------------------
+    def compose(self) -> ComposeResult:
+        yield Header(show_clock=False, icon="")
+        with Vertical(id="body"):
+            with Vertical(id="left"):
+                yield ListView(id="checks")
+                yield Static("", id="status", markup=False)
+            with DetailScroll(id="detail-scroll"):
+                yield CheckDetail(id="detail")
+        yield Footer(compact=True, show_command_palette=False)
+
+    @property
+    def check_list(self) -> ListView:
+        return self.query_one("#checks", ListView)
+
+    @property
+    def detail(self) -> CheckDetail:
+        return self.query_one("#detail", CheckDetail)
+
+    async def on_mount(self) -> None:
+        self.set_class(not self.qapp.show_timings, "-no-timings")
+        self.set_interval(0.5, self._tick)
+        await self.qapp.run_screen_ready()
+
+    async def set_checks(self, checks: list[Check]) -> None:
+        """List the checks (all waiting)."""
+        self.checks = list(checks)
+        self.by_id = {c.id: c for c in checks}
+        lv = self.check_list
+        await lv.clear()
+        await lv.extend(CheckRow(c) for c in checks)
+        if checks:
+            self._auto_index = 0
+            lv.index = 0
+        self._show_detail()
+
+    def set_target(self, target: Target) -> None:
+        self.target = target
+        self.title = self.qapp.title
+        self.sub_title = f"{target.label} as {target.calling_ae}"
+        self.report = None
+        self.shown.clear()
+        self.redacted_ids.clear()
+        self.progress.clear()
+        self.started.clear()
+        for cid in self.by_id:
+            self._update_row(cid)
+        self._status("")
+        self._show_detail()
+
+    # ---- starting and cancelling runs ---------------------------------------------------------
+    def start_run(self, only: list[str] | None = None, target: Target | None = None) -> None:
+        """Start a run of all checks (``only=None``) or of some checks and their requirements,
+        against a new target if one is given. A running run is cancelled first."""
+        if self.running:
+            self.pending = (only, target)
+            self.action_cancel_run()
+            self.notify("Cancelling the current run first.")
+            return
+        if target is not None:
+            self.set_target(target)
+        if self.target is None:
+            return
+        app = self.qapp
+        self.run_id += 1
+        self.running, self.cancelling = True, False
+        self.running_id = None
+        self.user_moved = False
+        self._auto_highlight = only is None
+        observer = PostingObserver(self, self.run_id)
+        run_only = only if only is not None else app.only
+        try:
+            self.runner = app.runner_factory(self.target, only=run_only, observer=observer,
+                                             extras=dict(app.extras))
+        except Exception as exc:  # e.g. an unknown check id: a broken setup, not a PACS problem
+            self.running = False
+            self._crashed(exc)
+            return
+        self._status(f"Starting the checks against {self.target.label}…")
+        self.refresh_bindings()
+        worker = self.run_worker(self.runner.run, thread=True, exit_on_error=False,
+                                 group="runner", name=f"run {self.run_id}")
+        self.worker_runs[worker] = self.run_id
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        """The one place where a broken worker (the runner itself, or an export) is handled."""
+        worker = event.worker
+        if event.state in (WorkerState.SUCCESS, WorkerState.CANCELLED):
+            self.worker_runs.pop(worker, None)
+        if event.state is not WorkerState.ERROR:
+            return
+        error = worker.error or RuntimeError("unknown error")
+        if worker.group == "runner":
+            self.post_message(RunCrashed(self.worker_runs.pop(worker, -1), error))
+        else:
+            self.notify(f"{worker.name} failed: {type(error).__name__}: {error}",
+                        title="qrdoctor error", severity="error", markup=False, timeout=10)
+
+    def _current(self, message: RunMessage) -> bool:
+        return message.run_id == self.run_id
+
+    # ---- runner messages ------------------------------------------------------------------
+    def on_run_started(self, message: RunStarted) -> None:
+        if not self._current(message):
+            return
+        for cid in message.check_ids:
+            self.shown.pop(cid, None)
+            self.redacted_ids.discard(cid)
+            self.progress.pop(cid, None)
+            self.started.pop(cid, None)
+            self._update_row(cid)
+        self._show_detail()
+        self._status(f"Running {len(message.check_ids)} checks against {self.target.label}…")
+
+    def on_check_started(self, message: CheckStarted) -> None:
+        if not self._current(message):
+            return
+        cid = message.check_id
+        self.running_id = cid
+        self.started[cid] = time.monotonic()
+        self.progress[cid] = []
+        self._update_row(cid)
+        self._status(f"Running {cid}…")
+        if not self.user_moved:
+            self._highlight(cid)
+        self._show_detail(cid)
+
+    def on_check_progress(self, message: CheckProgress) -> None:
+        if not self._current(message):
+            return
+        lines = self.progress.setdefault(message.check_id, [])
+        lines.append(message.text)
+        del lines[:-MAX_PROGRESS]
+        self._update_row(message.check_id)
+        self._show_detail(message.check_id)
+
+    def on_check_finished(self, message: CheckFinished) -> None:
+        if not self._current(message):
+            return
+        cid = message.check_id
+        self.shown[cid] = message.result
+        self.redacted_ids.discard(cid)
+        if self.running_id == cid:
+            self.running_id = None
+        self._update_row(cid)
+        self._show_detail(cid)
+
+    def on_run_finished(self, message: RunFinished) -> None:
+        if not self._current(message):
+            return
+        cancelled = self.cancelling
+        self.report = merge_reports(self.report, message.report)
+        self._end_run()
+        view = redact(self.report, self.qapp.include_phi)
+        for res in view.checks:
+            self.shown[res.id] = res
+            self.redacted_ids.add(res.id)
+        for cid in self.by_id:
+            self._update_row(cid)
+        self.qapp.exit_status = int(self.report.exit_code)
+        verdict = verdict_text(view, self.qapp.show_timings)
+        self._status(f"Cancelled. {verdict}" if cancelled else verdict)
+        if self._auto_highlight and not self.user_moved:
+            self._highlight_first_problem()
+        self._show_detail()
+        self._after_run()
+
+    def on_run_crashed(self, message: RunCrashed) -> None:
+        if not self._current(message):
+            return
+        self._end_run()
+        self._crashed(message.error)
+        self._after_run()
+
+    def _crashed(self, error: BaseException) -> None:
+        self.qapp.exit_status = 3
+        text = f"qrdoctor itself failed: {type(error).__name__}: {error}"
+        self._status(text)
+        self.notify(text + "\nPlease report this as a bug.", title="qrdoctor error",
+                    severity="error", markup=False, timeout=15)
+
+    def _end_run(self) -> None:
+        self.running = self.cancelling = False
+        self.running_id = None
+        self.runner = None
+        self.refresh_bindings()
+
+    def _after_run(self) -> None:
+        if self.qapp.quit_after_run:
+            self.app.exit(self.qapp.exit_status)
+            return
+        if self.pending is not None:
+            only, target = self.pending
+            self.pending = None
+            self.start_run(only, target)
+
+    # ---- rendering ------------------------------------------------------------------------
+    def _status(self, text: str) -> None:
+        self.query_one("#status", Static).update(text)
+
+    def _elapsed(self, cid: str) -> float | None:
+        t = self.started.get(cid)
+        return None if t is None else time.monotonic() - t
+
+    def _slow_note(self, cid: str) -> str:
+        elapsed = self._elapsed(cid)
+        if elapsed is None or elapsed < self.qapp.slow_after:
+            return ""
+        chk = self.by_id[cid]
+        limit = chk.deadline_for(self.target.timeout) if self.target else None
+        tail = f"; qrdoctor stops it after {limit:.0f} s" if limit else ""
+        return f"taking longer than usual{tail}"
+
+    def _row_state(self, cid: str) -> str:
+        return state_of(self.shown.get(cid), cid == self.running_id)
+
+    def _update_row(self, cid: str) -> None:
+        row = self._row(cid)
+        if row is None:
+            return
+        state = self._row_state(cid)
+        timings = self.qapp.show_timings
+        if state == RUNNING:
+            elapsed = self._elapsed(cid) or 0.0
+            time_text = f"{elapsed:.0f}s" if timings else ""
+            progress = self.progress.get(cid) or ["running…"]
+            note = self._slow_note(cid)
+            summary = f"{progress[-1]}  ({note})" if note else progress[-1]
+        elif state == WAITING:
+            time_text = ""
+            summary = self.by_id[cid].title
+        else:
+            res = self.shown[cid]
+            time_text = duration_text(res.duration_s) if timings and res.status is not Status.SKIPPED else ""
+            summary = row_summary(res)
+        row.show(state, time_text, summary)
+
+    def _row(self, cid: str) -> CheckRow | None:
+        if cid not in self.by_id:
+            return None
+        rows = self.check_list.query(f"#{row_id(cid)}")
+        return rows.first(CheckRow) if rows else None
+
+    def selected_id(self) -> str | None:
+        item = self.check_list.highlighted_child
+        return item.check.id if isinstance(item, CheckRow) else None
+
+    def _show_detail(self, only_if: str | None = None) -> None:
+        cid = self.selected_id()
+        if cid is None:
+            self.detail.show(None)
+            return
+        if only_if is not None and cid != only_if:
+            return
+        state = self._row_state(cid)
+        self.detail.show(DetailState(
+            check=self.by_id[cid], state=state, result=self.shown.get(cid),
+            progress=list(self.progress.get(cid, [])), elapsed=self._elapsed(cid),
+            slow_note=self._slow_note(cid) if state == RUNNING else "",
+            evidence_ready=self.qapp.include_phi or cid in self.redacted_ids,
+            show_timings=self.qapp.show_timings,
+        ))
+
+    def _tick(self) -> None:
+        if self.running_id is not None:
+            self._update_row(self.running_id)
+            self._show_detail(self.running_id)
+
+    def _highlight(self, cid: str) -> None:
+        for i, c in enumerate(self.checks):
+            if c.id == cid:
+                self._auto_index = i
+                self.check_list.index = i
+                return
+
+    def _highlight_first_problem(self) -> None:
+        """Select the first failure (else the first error, else the first warning)."""
+        for status in PROBLEMS:
+            for c in self.checks:
+                res = self.shown.get(c.id)
+                if res is not None and res.status is status:
+                    self._highlight(c.id)
+                    return
+
+    @on(ListView.Highlighted, "#checks")
+    def _on_highlighted(self, event: ListView.Highlighted) -> None:
+        if self.check_list.index != self._auto_index and self.check_list.has_focus:
+            self.user_moved = True
+        self.detail.parent.scroll_home(animate=False)
+        self._show_detail()
+        self.refresh_bindings()
+
+    @on(ListView.Selected, "#checks")
+    def _on_selected(self, event: ListView.Selected) -> None:
+        self.query_one("#detail-scroll").focus()
+
+    # ---- actions --------------------------------------------------------------------------
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "cancel_run":
+            return True if self.running and not self.cancelling else None
+        if action in ("export", "copy_summary"):
+            return True if self.report is not None else None
+        if action == "rerun_selected":
+            return True if self.selected_id() is not None and self.target is not None else None
+        if action == "rerun_all":
+            return True if self.target is not None else None
+        if action == "explain":
+            res = self.shown.get(self.selected_id() or "")
+            return True if res is not None and res.findings else None
+        return True
+
+    def action_rerun_all(self) -> None:
+        self.start_run(None)
+
+    def action_rerun_selected(self) -> None:
+        cid = self.selected_id()
+        if cid is not None:
+            self.start_run([cid])
+
+    def action_cancel_run(self) -> None:
+        if self.running and self.runner is not None:
+            self.cancelling = True
+            self.runner.cancel()
+            self._status("Cancelling: aborting the open association…")
+            self.refresh_bindings()
+
+    def action_next_problem(self) -> None:
+        ids = [c.id for c in self.checks]
+        if not ids:
+            return
+        start = self.check_list.index or 0
+        for step in range(1, len(ids) + 1):
+            cid = ids[(start + step) % len(ids)]
+            res = self.shown.get(cid)
+            if res is not None and res.status in PROBLEMS:
+                self.user_moved = True
+                self._highlight(cid)
+                self.check_list.focus()
+                return
+        self.notify("No check found a problem.")
+
+    def action_focus_list(self) -> None:
+        if self.maximized is not None:
+            self.minimize()
+        self.check_list.focus()
+
+    def action_transcript(self) -> None:
+        scroll = self.query_one("#detail-scroll", DetailScroll)
+        scroll.focus()
+        scroll.scroll_end(animate=False)
+
+    def action_zoom(self) -> None:
+        if self.maximized is not None:
+            self.minimize()
+        else:
+            scroll = self.query_one("#detail-scroll", DetailScroll)
+            scroll.focus()
+            self.maximize(scroll, container=False)
+
+    def action_copy_summary(self) -> None:
+        if self.report is None or self.target is None:
+            return
+        view = redact(self.report, self.qapp.include_phi)
+        self.app.copy_to_clipboard(clipboard_summary(view, self.target.label))
+        self.notify("Summary copied to the clipboard.")
+
+    def action_explain(self) -> None:
+        from .modals import ExplainScreen
+
+        res = self.shown.get(self.selected_id() or "")
+        if res is None or not res.findings:
+            self.notify("This check has no findings to explain.")
+            return
+        codes = list(dict.fromkeys(f.code for f in sorted_by_severity(res)))
+        self.app.push_screen(ExplainScreen(codes))
+
+    def action_help(self) -> None:
+        from .modals import HelpScreen
+
+        self.app.push_screen(HelpScreen())
+
+    async def action_quit(self) -> None:
+        await self.qapp.action_quit()
+
+    def action_change_target(self) -> None:
+        self.qapp.open_connection_form(self.target)
+
+    def action_export(self) -> None:
+        from .modals import ExportScreen
+
+        if self.report is None or self.target is None:
+            self.notify("Nothing to export yet: run the checks first.")
+            return
+        self.app.push_screen(ExportScreen(self.target, self.qapp.include_phi), self._export)
+
+    def _export(self, choice: tuple[str, Path] | None) -> None:
+        if choice is None or self.report is None:
+            return
+        fmt, path = choice
+        self._export_in_thread(self.report, fmt, path, self.qapp.include_phi)
+
+    @work(thread=True, exit_on_error=False, group="export", name="export")
+    def _export_in_thread(self, report: Report, fmt: str, path: Path, include_phi: bool) -> None:
+        written, error = export_report(report, fmt, path, include_phi)
+        if error:
+            self.app.call_from_thread(self.notify, error, title="Export failed", severity="error",
+                                      markup=False, timeout=12)
+        else:
+            self.app.call_from_thread(self.notify, f"{fmt.upper()} report written to {written}",
+                                      markup=False, timeout=8)
+
+
+def sorted_by_severity(res: CheckResult):
+    from .render import sorted_findings
+
+    return sorted_findings(res)
+
+
+def export_report(report: Report, fmt: str, path: Path, include_phi: bool) -> tuple[Path | None, str | None]:
+    """Write one report format through the reports module; (path, None) or (None, error text)."""
+    try:
+        from ..reports import write_report
+
+        return write_report(report, fmt, path, include_phi=include_phi), None
+    except OSError as exc:
+        return None, f"Cannot write {path}: {exc.strerror or exc}"
+    except Exception as exc:  # a broken format must not take the TUI down
+        return None, f"The {fmt} report could not be written: {type(exc).__name__}: {exc}"

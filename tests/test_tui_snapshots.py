@@ -1,0 +1,127 @@
+"""SVG snapshots of the TUI's main states (pytest-textual-snapshot).
+
+The run is the real runner executing stand-in checks with fixed outcomes, so the pictures do not
+depend on ports, timings or the wording of the real checks; timings are hidden and the cursor
+does not blink. Update after a deliberate change with ``pytest tests/test_tui_snapshots.py
+--snapshot-update`` and look at the pictures (``snapshot_report.html``).
+"""
+
+from __future__ import annotations
+
+import time
+from functools import partial
+
+import pytest
+
+from qrdoctor.context import Context, Outcome
+from qrdoctor.model import Finding, Severity, Stage, Status
+from qrdoctor.registry import Check
+from qrdoctor.runner import Runner
+from qrdoctor.target import Target
+from qrdoctor.tui.app import QRDoctorApp
+
+pytestmark = pytest.mark.timeout(60)
+
+TARGET = Target(host="pacs.example.org", port=104, called_ae="ORTHANC", advertise="10.1.2.3",
+                store_port=11113)
+
+
+def outcome(summary: str, *findings: Finding, state: Status | None = None, **facts) -> object:
+    def fn(ctx: Context) -> Outcome:
+        return Outcome(summary=summary, findings=list(findings), facts=facts, status=state)
+
+    return fn
+
+
+def finding(code: str, severity: str, summary: str, fix: str, why: str, **evidence) -> Finding:
+    return Finding(code=code, severity=Severity(severity), summary=summary, fix=fix,
+                   explanation=why, evidence=evidence)
+
+
+CHECKS = [
+    Check("network.tcp", Stage.NETWORK, "TCP connection",
+          outcome("connected to pacs.example.org:104 in 1.2 ms", result="connected", connect_ms=1.2)),
+    Check("association.echo", Stage.ASSOCIATION, "DICOM association and C-ECHO",
+          outcome("association accepted, C-ECHO ok in 3.4 ms", accepted=True, rtt_ms=3.4),
+          requires=("network.tcp",)),
+    Check("association.models", Stage.ASSOCIATION, "Information models",
+          outcome("Study Root FIND/MOVE; Patient Root FIND/MOVE"), requires=("association.echo",)),
+    Check("find.match_limit", Stage.QUERY, "Match limit", outcome(
+        "capped at 500 matches (silent, proven)",
+        finding("match-limit", "warn",
+                "The PACS caps C-FIND answers at 500 matches and still says Success.",
+                "Narrow searches, or ask the PACS administrator to raise the query limit.",
+                "Many PACS limit query results to protect themselves.", limit=500, probed_up_to=1200),
+        limit=500, probed_up_to=1200), requires=("association.models",)),
+    Check("match.wildcards", Stage.MATCHING, "Person name wildcards", outcome(
+        "wildcards match the family name only",
+        finding("pn-family-name-only", "warn", "*SMITH* does not find JONES^SMITH.",
+                "Search by family name, or ask the vendor to match the whole name.",
+                "Some PACS apply wildcards to the family name component only.")),
+        requires=("association.models",)),
+    Check("retrieve.move", Stage.RETRIEVE, "C-MOVE round trip", outcome(
+        "C-MOVE accepted, but the PACS never connected to us",
+        finding("move-no-inbound", "fail",
+                "The PACS accepted the C-MOVE but never opened a connection to our Store SCP.",
+                "Ask the PACS administrator to register QRDOCTOR at 10.1.2.3 port 11113 as a "
+                "move destination, and to allow connections from the PACS to 10.1.2.3:11113.",
+                "The PACS sends images over a new connection to the address it has on file.",
+                status="0xA702", completed=0, failed=1, received=0),
+        status="0xA702", completed=0, failed=1, warning=0, received=0, inbound_associations=0),
+        requires=("association.models",)),
+    Check("retrieve.get", Stage.RETRIEVE, "C-GET round trip",
+          outcome("skipped: C-GET was not offered", state=Status.SKIPPED),
+          requires=("association.models",)),
+]
+
+
+def make_app(**options) -> QRDoctorApp:
+    return QRDoctorApp(TARGET, title="qrdoctor", checks=CHECKS,
+                       runner_factory=partial(Runner, checks=CHECKS),
+                       show_timings=False, cursor_blink=False, **options)
+
+
+async def wait_for_report(pilot) -> None:
+    deadline = time.monotonic() + 10
+    while pilot.app.run_screen.report is None:
+        assert time.monotonic() < deadline, "the run did not finish"
+        await pilot.pause(0.05)
+    await pilot.pause()
+
+
+def test_connection_form(snap_compare):
+    app = QRDoctorApp(title="qrdoctor", cursor_blink=False)
+    assert snap_compare(app, terminal_size=(80, 24))
+
+
+def test_connection_form_with_mistakes(snap_compare):
+    async def type_mistakes(pilot) -> None:
+        await pilot.pause()
+        await pilot.press(*"ORTHANC\\1")  # a backslash is not allowed in an AE title
+        pilot.app.screen.query_one("#port").value = "99999"
+        pilot.app.screen.query_one("#host").value = "pacs.example.org"
+        await pilot.pause()
+
+    app = QRDoctorApp(title="qrdoctor", cursor_blink=False)
+    assert snap_compare(app, terminal_size=(80, 24), run_before=type_mistakes)
+
+
+def test_finished_run_with_the_failure_selected(snap_compare):
+    # The failure is selected when the run ends: its fix is on screen without a key press
+    assert snap_compare(make_app(), terminal_size=(80, 24), run_before=wait_for_report)
+
+
+def test_finished_run_light_theme_wide(snap_compare):
+    async def light(pilot) -> None:
+        pilot.app.theme = "textual-light"
+        await wait_for_report(pilot)
+
+    assert snap_compare(make_app(), terminal_size=(130, 32), run_before=light)
+
+
+def test_next_issue_selects_the_next_problem(snap_compare):
+    async def next_issue(pilot) -> None:
+        await wait_for_report(pilot)
+        await pilot.press("n")
+
+    assert snap_compare(make_app(), terminal_size=(80, 24), run_before=next_issue)

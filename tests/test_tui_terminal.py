@@ -1,0 +1,123 @@
+"""End to end in a real pseudo-terminal: qrdoctor's TUI in tmux at 80x24 against a real peer."""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from faults import dicom_scp
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def tmux_path() -> str:
+    path = shutil.which("tmux") or ("/usr/bin/tmux" if os.path.exists("/usr/bin/tmux") else None)
+    if path is None:
+        message = "tmux is not installed (apt-get install tmux)"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    return path
+
+
+def tui_command(target: str, timeout: float) -> list[str]:
+    """``qrdoctor tui TARGET`` once the CLI has it; until then the documented entry point."""
+    from qrdoctor.cli import build_parser
+
+    parser = build_parser()
+    commands = next((a.choices for a in parser._actions if getattr(a, "choices", None)
+                     and isinstance(a.choices, dict)), {})
+    if "tui" in commands:
+        return [sys.executable, "-m", "qrdoctor", "tui", target, "--timeout", str(timeout)]
+    code = ("import sys; from qrdoctor.target import resolve_target; from qrdoctor.tui import run_tui; "
+            f"sys.exit(run_tui(resolve_target({target!r}, timeout={timeout})))")
+    return [sys.executable, "-c", code]
+
+
+class Tmux:
+    """One tmux server on a private socket, with one 80x24 window."""
+
+    def __init__(self, tmux: str, sock: Path) -> None:
+        self.base = [tmux, "-u", "-S", str(sock)]
+
+    def __call__(self, *args: str) -> str:
+        out = subprocess.run([*self.base, *args], capture_output=True, text=True, timeout=10)
+        if out.returncode != 0:
+            raise RuntimeError(f"tmux {' '.join(args)}: {out.stderr.strip()}")
+        return out.stdout
+
+    def screen(self) -> str:
+        return self("capture-pane", "-p", "-t", "e2e")
+
+    def wait_for(self, pattern: str, timeout: float = 20.0) -> str:
+        deadline = time.monotonic() + timeout
+        while True:
+            text = self.screen()
+            if re.search(pattern, text):
+                return text
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{pattern!r} did not appear on the screen:\n{text}")
+            time.sleep(0.1)
+
+    def keys(self, *keys: str) -> None:
+        for key in keys:
+            self("send-keys", "-t", "e2e", key)
+            time.sleep(0.15)
+
+
+def flat(text: str) -> str:
+    return " ".join(text.split())
+
+
+def test_tui_in_a_real_terminal(tmp_path):
+    tmux = Tmux(tmux_path(), tmp_path / "tmux.sock")
+    rc_file = tmp_path / "exit-code"
+    # Given a DICOM peer that does not know our calling AE title
+    with dicom_scp(require_calling_aet=["SOMEONE-ELSE"]) as port:
+        command = shlex.join(tui_command(f"FAULTSCP@127.0.0.1:{port}", 3.0))
+        shell = f"{command}; echo $? > {shlex.quote(str(rc_file))}"
+        env = {"LANG": "C.UTF-8", "TERM": "xterm-256color", "QRDOCTOR_PROFILES": str(tmp_path / "p.toml")}
+        args = ["new-session", "-d", "-s", "e2e", "-x", "80", "-y", "24", "-c", os.getcwd()]
+        for key, value in env.items():
+            args += ["-e", f"{key}={value}"]
+        tmux(*args, shell)
+        try:
+            # When the TUI has run the checks
+            tmux.wait_for(r"Found issues in \d+ check")
+            screen = tmux.wait_for(r"q Quit")
+            # Then every check is listed with its mark, the failure among them
+            lines = screen.splitlines()
+            assert len(lines) == 24 and all(len(line) <= 80 for line in lines)
+            assert re.search(r"✔ network\.tcp .*connected to 127\.0\.0\.1", screen), screen
+            assert re.search(r"✘ association\.echo .*association rejected \(1/1/3\)", screen), screen
+            assert re.search(r"- association\.ae_titles .*skipped: blocked by association\.echo", screen)
+            assert "q Quit" in lines[-1] and "x Cancel" in lines[-1], screen
+
+            # When the user moves to another check, the details follow the selection
+            tmux.keys("Up")
+            assert "✔ pass  network.tcp" in tmux.wait_for(r"✔ pass  network\.tcp")
+            # And one key brings back the failure with its fix
+            tmux.keys("n")
+            screen = tmux.wait_for(r"Fix: ")
+            text = flat(screen)
+            assert "✘ FAIL association.echo" in text
+            assert "The PACS rejected our calling AE title QRDOCTOR" in text
+            assert "Fix: Ask the PACS administrator to register this workstation as a DICOM node on FAULTSCP" in text
+
+            # When the user quits
+            tmux.keys("q")
+            deadline = time.monotonic() + 10
+            while not rc_file.exists() and time.monotonic() < deadline:
+                time.sleep(0.1)
+            # Then the TUI exits cleanly with the exit code of `qrdoctor check` (1: a check failed)
+            assert rc_file.exists(), tmux.screen()
+            assert rc_file.read_text().strip() == "1"
+        finally:
+            subprocess.run([*tmux.base, "kill-server"], capture_output=True, timeout=10)
