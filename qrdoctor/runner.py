@@ -7,6 +7,7 @@ It knows nothing of output formats or of the TUI; observers receive its progress
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import threading
 import time
@@ -136,18 +137,21 @@ class Runner:
             return self._skip(chk, None, "skipped: the run's overall time limit was reached")
 
         own_deadline = min(now + chk.deadline_for(self.target.timeout), run_deadline)
-        ctx.deadline = own_deadline
-        ctx.check_id = chk.id
-        ctx.progress_fn = lambda msg: self.observer.check_progress(chk, msg)
         check_cancel = threading.Event()
-        ctx.cancel_event = check_cancel
+        # Each check gets its own context (sharing results, learned and phi), so a check that
+        # overran its deadline and still winds down in the background keeps its own cancel
+        # event and cannot report progress as the next check.
+        cctx = dataclasses.replace(
+            ctx, deadline=own_deadline, check_id=chk.id, cancel_event=check_cancel,
+            progress_fn=lambda msg: self.observer.check_progress(chk, msg),
+        )
         self.observer.check_started(chk)
 
         box: dict[str, object] = {}
 
         def target_fn() -> None:
             try:
-                box["outcome"] = chk.fn(ctx)
+                box["outcome"] = chk.fn(cctx)
             except BaseException as exc:  # noqa: BLE001 - every failure becomes an `error` result
                 box["exc"] = exc
                 box["tb"] = traceback.format_exc()
