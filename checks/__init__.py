@@ -3,4 +3,4 @@
 Installed as ``qrdoctor.checks``; never import this folder as a top-level ``checks`` package.
 """
 
-from . import association, matching, network, query  # noqa: F401
+from . import association, matching, network, query, retrieve  # noqa: F401

@@ -228,9 +228,9 @@ def wildcards(ctx: Context) -> Outcome:
                 "pn-family-name-only", Severity.WARN,
                 "Name wildcards only match the family name: '<family:3>*<given:2>*' does not find "
                 "a patient that '<family:3>*' finds.",
-                "Searches that include the given name (SMITH^JO*) find nothing on this PACS; "
-                "search by family name only, then pick the patient. Ask the vendor whether "
-                "whole-name wildcard matching can be enabled.",
+                "Searches that add the start of the given name after the family name (family^giv*) "
+                "find nothing on this PACS; search by family name only, then pick the patient. Ask "
+                "the vendor whether whole-name wildcard matching can be enabled.",
                 proved_by=["<family:3>* matched", "<family:2>*<family:-2>* matched",
                            "<family:3>*<given:2>* did not"],
             ))

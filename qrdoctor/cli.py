@@ -105,6 +105,13 @@ def add_report_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--details", action="store_true", help="print every problem with its fix")
     p.add_argument("--probe-limit", type=_count, default=None, metavar="N",
                    help="matches find.match_limit counts before it stops looking (default 5000)")
+    p.add_argument("--study", metavar="UID", default=None,
+                   help="retrieve this study (default: one small series found by the query stage)")
+    p.add_argument("--series", metavar="UID", default=None, help="retrieve this series (give --study too)")
+    p.add_argument("--keep-files", metavar="DIR", default=None,
+                   help="keep the objects received by the retrieve checks in DIR (default: deleted)")
+    p.add_argument("--listen-host", metavar="ADDR", default=None,
+                   help="address the temporary Store SCP listens on (default 0.0.0.0, all interfaces)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -180,6 +187,18 @@ def _extras(args: argparse.Namespace) -> dict:
     extras: dict = {}
     if getattr(args, "probe_limit", None):
         extras["probe_limit"] = args.probe_limit
+    for name in ("study", "series", "keep_files", "listen_host"):
+        value = getattr(args, name, None)
+        if value:
+            extras[name] = value
+    if extras.get("study") or extras.get("series"):
+        from pydicom.uid import UID
+
+        for name in ("study", "series"):
+            if extras.get(name) and not UID(extras[name]).is_valid:
+                raise UsageError(f"--{name} {extras[name]!r} is not a valid DICOM UID")
+    if extras.get("keep_files") and not Path(extras["keep_files"]).parent.is_dir():
+        raise UsageError(f"--keep-files {extras['keep_files']}: the folder {Path(extras['keep_files']).parent} does not exist")
     return extras
 
 
@@ -221,9 +240,10 @@ def run_check(args: argparse.Namespace) -> int:
     )
     only = _only(args.only)
     _check_report_paths(args)
+    extras = _extras(args)
     out = sys.stderr if args.json == "-" else sys.stdout
     print(f"qrdoctor {__version__}: checking {target.label} as {target.calling_ae}", file=out, flush=True)
-    runner = Runner(target, only=only, observer=LiveSummary(out), extras=_extras(args))
+    runner = Runner(target, only=only, observer=LiveSummary(out), extras=extras)
     try:
         report = runner.run()
     except KeyboardInterrupt:

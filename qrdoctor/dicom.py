@@ -61,8 +61,13 @@ def association(
     called_ae: str | None = None,
     ext_neg: list | None = None,
     timeout: float | None = None,
+    handlers: list | None = None,
 ) -> Iterator[Opened]:
-    """Open an association that is aborted when the check is cancelled, released at the end."""
+    """Open an association that is aborted when the check is cancelled, released at the end.
+
+    ``handlers`` are further pynetdicom ``(event, handler)`` pairs for the association, e.g.
+    ``(evt.EVT_C_STORE, ...)`` for the sub-operations of a C-GET.
+    """
     t = ctx.target
     ae = make_ae(calling_ae or t.calling_ae, timeout or ctx.timeout())
     for cx in contexts:
@@ -73,7 +78,7 @@ def association(
     events = PeerEvents()
     assoc = ae.associate(
         t.host, t.port, ae_title=called_ae or t.called_ae, ext_neg=ext_neg,
-        evt_handlers=[(evt.EVT_PDU_RECV, events.handler)],
+        evt_handlers=[(evt.EVT_PDU_RECV, events.handler), *(handlers or [])],
     )
     stop = threading.Event()
 

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 from faults import silent_listener
+from peers import free_port
 
 from qrdoctor.cli import main as cli_main
 from qrdoctor.context import Context, Outcome
@@ -58,7 +59,9 @@ def shared_pacs():
     def get(quirks: str = "", studies: int = 40) -> SimulatedPACS:
         key = (quirks, studies)
         if key not in started:
-            started[key] = SimulatedPACS(host="127.0.0.1", port=0, quirks=quirks, studies=studies).start()
+            # It knows QRDOCTOR as a move destination on a reserved port, so retrieve.move works.
+            started[key] = SimulatedPACS(host="127.0.0.1", port=0, quirks=quirks, studies=studies,
+                                         destinations={"QRDOCTOR": ("127.0.0.1", free_port())}).start()
         return started[key]
 
     yield get
@@ -68,7 +71,7 @@ def shared_pacs():
 
 def sim_target(pacs, **options) -> Target:
     options.setdefault("timeout", 3.0)
-    options.setdefault("store_port", 0)
+    options.setdefault("store_port", pacs.destinations.get("QRDOCTOR", ("", 0))[1])
     return Target(host="127.0.0.1", port=pacs.port, called_ae=pacs.ae_title, **options)
 
 
@@ -123,7 +126,7 @@ async def select_check(pilot, app: QRDoctorApp, check_id: str) -> None:
 
 async def test_messages_arrive_in_order_and_statuses_match_the_report(shared_pacs):
     # Given a PACS that does not know our calling AE title
-    pacs = shared_pacs(quirks="calling-ae-allowlist")
+    pacs = shared_pacs(quirks="calling-ae-allowlist=WORKSTATION1")
     target = sim_target(pacs)
     hook = Recorder()
     app = QRDoctorApp(target)
@@ -178,7 +181,7 @@ async def test_the_tui_and_check_json_report_the_same_statuses(shared_pacs, tmp_
     target = sim_target(pacs, timeout=5.0)
     # When the headless command checks it
     out = tmp_path / "check.json"
-    code = cli_main(["check", target.label, "--timeout", "5", "--store-port", "0",
+    code = cli_main(["check", target.label, "--timeout", "5", "--store-port", str(target.store_port),
                      "--json", str(out)])
     headless = json.loads(out.read_text())
     # And the TUI checks it
@@ -318,7 +321,7 @@ async def test_rerun_selected_and_rerun_all(sim_pacs_factory):
 async def test_export_writes_every_format(shared_pacs, tmp_path):
     from qrdoctor.reports import FORMATS
 
-    pacs = shared_pacs(quirks="calling-ae-allowlist")
+    pacs = shared_pacs(quirks="calling-ae-allowlist=WORKSTATION1")
     app = QRDoctorApp(sim_target(pacs))
     async with app.run_test(size=SIZE) as pilot:
         screen = app.run_screen
@@ -348,7 +351,7 @@ async def test_export_writes_every_format(shared_pacs, tmp_path):
 
 
 async def test_export_to_a_missing_folder_says_so(shared_pacs, tmp_path):
-    pacs = shared_pacs(quirks="calling-ae-allowlist")
+    pacs = shared_pacs(quirks="calling-ae-allowlist=WORKSTATION1")
     app = QRDoctorApp(sim_target(pacs), only=["association.echo"])
     async with app.run_test(size=SIZE) as pilot:
         await wait_for(pilot, lambda: app.run_screen.report is not None, what="the run")
@@ -408,7 +411,7 @@ async def test_patient_data_is_redacted_unless_allowed(shared_pacs, tmp_path):
 
 
 async def test_copy_summary_and_explain(shared_pacs):
-    pacs = shared_pacs(quirks="calling-ae-allowlist")
+    pacs = shared_pacs(quirks="calling-ae-allowlist=WORKSTATION1")
     app = QRDoctorApp(sim_target(pacs))
     async with app.run_test(size=SIZE) as pilot:
         await wait_for(pilot, lambda: app.run_screen.report is not None, what="the run")
@@ -555,7 +558,7 @@ async def test_form_validates_as_you_type_then_runs(shared_pacs, profiles_file):
 
         # When the values are corrected and the host filled in
         await fill(pilot, app, called_ae="SIMPACS", host="127.0.0.1", port=str(pacs.port),
-                   timeout="3", store_port="0")
+                   timeout="3", store_port=str(pacs.destinations["QRDOCTOR"][1]))
         app.screen.query_one("#port").focus()
         assert str(form.query_one("#form-errors").render()) == ""
         await pilot.press("enter")
@@ -610,7 +613,7 @@ async def test_form_saves_picks_and_deletes_profiles(profiles_file):
 
 
 async def test_changing_the_target_starts_a_new_run(shared_pacs):
-    first = shared_pacs(quirks="calling-ae-allowlist")
+    first = shared_pacs(quirks="calling-ae-allowlist=WORKSTATION1")
     second = shared_pacs()
     hook = Recorder()
     app = QRDoctorApp(sim_target(first), only=["association.echo"], cursor_blink=False)

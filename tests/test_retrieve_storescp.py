@@ -1,0 +1,135 @@
+"""The temporary Store SCP on its own: what it accepts, what it writes, what it records."""
+
+from __future__ import annotations
+
+import io
+import socket
+import time
+from pathlib import Path
+
+import peers
+import pydicom
+import pytest
+from pydicom.data import get_testdata_file
+from pynetdicom import AE
+from pynetdicom.sop_class import CTImageStorage, MRImageStorage, Verification
+
+from qrdoctor.storescp import StorePortError, StoreSCP, file_meta
+
+
+def store(port: int, datasets, *, calling: str = "PACSAE", called: str = "QRDOCTOR",
+          contexts=None) -> list[int | None]:
+    """C-STORE ``datasets`` with pynetdicom (an independent sender); the statuses."""
+    ae = AE(ae_title=calling)
+    ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = 5
+    for uid, ts in contexts or {(str(d.SOPClassUID), str(d.file_meta.TransferSyntaxUID)) for d in datasets}:
+        ae.add_requested_context(uid, [ts])
+    assoc = ae.associate("127.0.0.1", port, ae_title=called)
+    assert assoc.is_established
+    try:
+        return [getattr(assoc.send_c_store(d), "Status", None) for d in datasets]
+    finally:
+        assoc.release()
+
+
+def test_objects_are_written_as_sent_with_file_meta(tmp_path):
+    # Given our Store SCP keeping its files, and an uncompressed and a JPEG 2000 object
+    plain = peers.make_instance(size=16)
+    j2k = pydicom.dcmread(get_testdata_file("MR_small_jp2klossless.dcm"))
+    with StoreSCP("QRDOCTOR", "127.0.0.1", 0, directory=tmp_path / "kept", keep=True) as scp:
+        # When a peer stores both, calling us by another AE title
+        assert store(scp.port, [plain, j2k], called="SOMEONE") == [0, 0]
+    # Then both files exist, readable, with the transfer syntax they were sent in
+    files = {p.stem: p for p in (tmp_path / "kept").glob("*.dcm")}
+    assert set(files) == {plain.SOPInstanceUID, j2k.SOPInstanceUID}
+    back = pydicom.dcmread(files[j2k.SOPInstanceUID])
+    assert back.file_meta.TransferSyntaxUID == j2k.file_meta.TransferSyntaxUID
+    assert back.file_meta.SourceApplicationEntityTitle == "PACSAE"
+    assert back.PixelData == j2k.PixelData
+    assert pydicom.dcmread(files[plain.SOPInstanceUID]).PixelData == plain.PixelData
+    # ... and the connection is on record with both titles
+    (rec,) = scp.records()
+    assert (rec.calling_ae, rec.called_ae, rec.result, rec.stores) == ("PACSAE", "SOMEONE", "accepted", 2)
+    assert rec.ended == "released"
+    stats = scp.receiver.stats()
+    assert stats["objects"] == 2 and stats["time_to_first_object_ms"] is not None
+    assert set(stats["transfer_syntaxes"]) == {"Explicit VR Little Endian", "JPEG 2000 Image Compression (Lossless Only)"}
+
+
+def test_the_temporary_directory_is_removed_on_stop():
+    scp = StoreSCP("QRDOCTOR", "127.0.0.1", 0).start()
+    directory = scp.directory
+    assert store(scp.port, [peers.make_instance()]) == [0]
+    assert list(directory.glob("*.dcm"))
+    scp.stop()
+    assert not directory.exists()
+
+
+def test_a_private_sop_class_is_refused_and_recorded():
+    private = "1.3.12.2.1107.5.9.1"  # a vendor's private storage class, unknown to pynetdicom
+    with StoreSCP("QRDOCTOR", "127.0.0.1", 0) as scp:
+        ae = AE(ae_title="PACSAE")
+        ae.add_requested_context(private)
+        ae.add_requested_context(CTImageStorage)
+        assoc = ae.associate("127.0.0.1", scp.port, ae_title="QRDOCTOR")
+        assert assoc.is_established
+        assoc.release()
+    (rec,) = scp.records()
+    assert rec.accepted_contexts == 1
+    assert [c["abstract_syntax"] for c in rec.rejected_contexts] == [private]
+    assert rec.rejected_contexts[0]["result_str"] == "abstract-syntax-not-supported"
+
+
+def test_too_many_associations_are_rejected_and_recorded():
+    with StoreSCP("QRDOCTOR", "127.0.0.1", 0, max_associations=1) as scp:
+        ae = AE(ae_title="PACSAE")
+        ae.add_requested_context(Verification)
+        first = ae.associate("127.0.0.1", scp.port, ae_title="QRDOCTOR")
+        second = ae.associate("127.0.0.1", scp.port, ae_title="QRDOCTOR")
+        assert first.is_established and second.is_rejected
+        assert first.send_c_echo().Status == 0
+        first.release()
+    results = sorted(r.result for r in scp.records())
+    assert results == ["accepted", "rejected"]
+    rejected = next(r for r in scp.records() if r.result == "rejected")
+    assert rejected.rejection.triple == "2/3/2"
+
+
+def test_a_connection_that_is_not_dicom_is_recorded():
+    with StoreSCP("QRDOCTOR", "127.0.0.1", 0) as scp:
+        with socket.create_connection(("127.0.0.1", scp.port)) as s:
+            s.sendall(b"GET / HTTP/1.0\r\n\r\n")
+            s.settimeout(2)
+            try:
+                assert s.recv(100) == b""  # closed without a word
+            except ConnectionResetError:
+                pass  # ... or reset, as our request was never read
+        deadline = time.monotonic() + 2
+        while scp.records()[0].closed_ms is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+    (rec,) = scp.records()
+    assert rec.result == "not-dicom" and not rec.requested
+    assert scp.connections == 1
+
+
+def test_a_port_in_use_is_reported():
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen(1)
+        port = holder.getsockname()[1]
+        with pytest.raises(StorePortError):
+            StoreSCP("QRDOCTOR", "127.0.0.1", port).start()
+
+
+def test_file_meta_matches_pydicoms_reading(tmp_path: Path):
+    path = tmp_path / "x.dcm"
+    ds = peers.make_instance(modality="MR")
+    body = peers.dataset_bytes(ds)
+    # strip the file meta pydicom wrote, keep the data set, write ours in front of it
+    parsed = pydicom.dcmread(io.BytesIO(body))
+    offset = 132 + 12 + parsed.file_meta.FileMetaInformationGroupLength
+    path.write_bytes(file_meta(str(MRImageStorage), ds.SOPInstanceUID, str(ds.file_meta.TransferSyntaxUID))
+                     + body[offset:])
+    back = pydicom.dcmread(path)
+    assert back.file_meta.MediaStorageSOPInstanceUID == ds.SOPInstanceUID
+    assert back.PatientName == ds.PatientName and back.PixelData == ds.PixelData
