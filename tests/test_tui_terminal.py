@@ -121,3 +121,39 @@ def test_tui_in_a_real_terminal(tmp_path):
             assert rc_file.read_text().strip() == "1"
         finally:
             subprocess.run([*tmux.base, "kill-server"], capture_output=True, timeout=10)
+
+
+def test_demo_in_a_real_terminal(tmp_path):
+    # Given `qrdoctor demo` started in a real 80x24 terminal
+    tmux = Tmux(tmux_path(), tmp_path / "tmux.sock")
+    rc_file = tmp_path / "exit-code"
+    command = shlex.join([sys.executable, "-m", "qrdoctor", "demo"])
+    shell = f"{command}; echo $? > {shlex.quote(str(rc_file))}"
+    args = ["new-session", "-d", "-s", "e2e", "-x", "80", "-y", "24", "-c", os.getcwd(),
+            "-e", "LANG=C.UTF-8", "-e", "TERM=xterm-256color", "-e", f"QRDOCTOR_PROFILES={tmp_path / 'p.toml'}"]
+    tmux(*args, shell)
+    try:
+        # When the staged run has finished
+        screen = tmux.wait_for(r"Found issues in \d+ check", timeout=40)
+        # Then the checks are listed live with their marks, and the failed retrieve is selected
+        # with its fix already on screen (no key press needed)
+        # (at 24 rows the list scrolls to the selected failure, so the first check may be hidden)
+        assert re.search(r"✔ association\.echo", screen), screen
+        assert re.search(r"! find\.match_limit .*capped at 137", screen), screen
+        assert re.search(r"✘ retrieve\.move", screen), screen
+        screen = tmux.wait_for(r"Fix: ")
+        text = flat(screen)
+        assert "move-no-inbound" in text or "could not open the connection back" in text, screen
+        # And the next problem is one key away
+        tmux.keys("n")
+        text = flat(tmux.wait_for(r"Fix: "))
+        assert "Fix:" in text
+        # When the user quits, the demo ends cleanly with the check's exit code (1: a check failed)
+        tmux.keys("q")
+        deadline = time.monotonic() + 10
+        while not rc_file.exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert rc_file.exists(), tmux.screen()
+        assert rc_file.read_text().strip() == "1"
+    finally:
+        subprocess.run([*tmux.base, "kill-server"], capture_output=True, timeout=10)
