@@ -202,7 +202,8 @@ def _extras(args: argparse.Namespace) -> dict:
     return extras
 
 
-REPORT_FORMATS = (("json", "JSON"), ("md", "Markdown"), ("html", "HTML"), ("bundle", "support bundle"))
+REPORT_FORMATS = (("json", "JSON report"), ("md", "Markdown report"), ("html", "HTML report"),
+                  ("bundle", "support bundle"))
 
 
 def _check_report_paths(args: argparse.Namespace) -> None:
@@ -226,8 +227,8 @@ def write_reports(report: Report, args: argparse.Namespace) -> None:
             try:
                 write_report(report, fmt, path, include_phi=phi)
             except OSError as exc:
-                raise UsageError(f"cannot write the {label} report to {path}: {exc.strerror or exc}") from None
-            print(f"{label} report written to {path}", file=sys.stderr)
+                raise UsageError(f"cannot write the {label} to {path}: {exc.strerror or exc}") from None
+            print(f"{label} written to {path}", file=sys.stderr)
 
 
 def run_check(args: argparse.Namespace) -> int:
