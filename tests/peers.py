@@ -575,6 +575,15 @@ class _ServerProcess:
     def start(self) -> Any:  # overridden
         raise RuntimeError("subclasses start their own server")
 
+    def _launch(self, cmd: list[str]) -> None:
+        """Start the server in its own process group, logging to log_path (one log per attempt)."""
+        with open(self.log_path, "wb") as log:
+            self.proc = subprocess.Popen(
+                cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                cwd=self.tmpdir, env=peer_env(), start_new_session=True,
+            )
+        self.pid = self.proc.pid
+
     def stop(self, grace: float | None = None, keep_files: bool = False) -> None:
         """SIGTERM the server's process group (SIGKILL after ``grace`` s), remove the temp dir."""
         if self.proc is not None:
@@ -751,17 +760,7 @@ class OrthancServer(_ServerProcess):
         last_error = ""
         for _attempt in range(3):
             self.config_path.write_text(json.dumps(self.config, indent=2))
-            with open(self.log_path, "wb") as log:  # one log per attempt
-                self.proc = subprocess.Popen(
-                    [binary, "--verbose", "--no-jobs", str(self.config_path)],
-                    stdin=subprocess.DEVNULL,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    cwd=self.tmpdir,
-                    env=peer_env(),
-                    start_new_session=True,
-                )
-            self.pid = self.proc.pid
+            self._launch([binary, "--verbose", "--no-jobs", str(self.config_path)])
             deadline = time.monotonic() + self.start_timeout
             while time.monotonic() < deadline:
                 if self.proc.poll() is not None:
@@ -1001,17 +1000,7 @@ class DcmqrscpServer(_ServerProcess):
             self.config_path.write_text(self.config_text())
             cmd = [DCMQRSCP_BIN, "-c", str(self.config_path), "--disable-host-lookup",
                    "-d" if self.debug else "-v", *self.extra_args, str(self.dicom_port)]
-            with open(self.log_path, "wb") as log:  # one log per attempt
-                self.proc = subprocess.Popen(
-                    cmd,
-                    stdin=subprocess.DEVNULL,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    cwd=self.tmpdir,
-                    env=peer_env(),
-                    start_new_session=True,
-                )
-            self.pid = self.proc.pid
+            self._launch(cmd)
             deadline = time.monotonic() + self.start_timeout
             if _wait_for_tcp(self.dicom_port, deadline, self.proc) and self._answers(deadline):
                 return self

@@ -18,9 +18,7 @@ Helpers (import them: ``from sim_fixtures import associate, c_find``): :func:`as
 from __future__ import annotations
 
 import os
-import shutil
 import socket
-import subprocess
 import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -44,6 +42,7 @@ from pynetdicom.sop_class import (
 
 from qrdoctor.simulator import SimulatedPACS
 from qrdoctor.simulator.data import SOP_CLASSES
+from qrdoctor.simulator.measure import find_dcmtk_tool  # noqa: F401  (used by fixtures and tests)
 
 LOOPBACK = "127.0.0.1"
 
@@ -144,20 +143,6 @@ def c_find(assoc: Association, model: str = StudyRootQueryRetrieveInformationMod
     return result
 
 
-def find_dcmtk_tool(name: str) -> str | None:
-    """Path of the DCMTK tool ``name``; pynetdicom installs look-alike scripts on PATH."""
-    candidates = [shutil.which(name), f"/usr/bin/{name}", f"/usr/local/bin/{name}"]
-    for path in candidates:
-        if not path or not os.path.exists(path):
-            continue
-        try:
-            out = subprocess.run([path, "--version"], capture_output=True, text=True,
-                                 errors="replace", timeout=10)
-        except (OSError, subprocess.SubprocessError):
-            continue
-        if "dcmtk" in (out.stdout + out.stderr).lower():
-            return path
-    return None
 
 
 # ---- fixtures ----------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ C-FIND of every study takes. Run it in a fresh process: the figures are for the 
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import shutil
 import subprocess
@@ -29,9 +30,11 @@ def _rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def _findscu() -> str | None:
-    for path in (shutil.which("findscu"), "/usr/bin/findscu"):
-        if not path:
+def find_dcmtk_tool(name: str) -> str | None:
+    """Path of the DCMTK tool ``name``; pynetdicom installs look-alike scripts on PATH."""
+    candidates = [shutil.which(name), f"/usr/bin/{name}", f"/usr/local/bin/{name}"]
+    for path in candidates:
+        if not path or not os.path.exists(path):
             continue
         try:
             out = subprocess.run([path, "--version"], capture_output=True, text=True,
@@ -61,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"start (generate + listen): {start_s:.2f} s")
     print(f"RSS: {baseline:.0f} MB after imports, {after:.0f} MB listening "
           f"(+{after - baseline:.0f} MB for the archive)")
-    tool = _findscu()
+    tool = find_dcmtk_tool("findscu")
     if tool:
         started = time.perf_counter()
         proc = subprocess.run(
