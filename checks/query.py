@@ -412,6 +412,64 @@ def _bisect_refusals(ctx: Context, fa: FindAssociation, model: str, level: str) 
     budget=8.0,
 )
 def match_limit(ctx: Context) -> Outcome:
+    out = _top_level_limit(ctx)
+    ctx.raise_if_cancelled()
+    image_facts, finding = _image_level_limit(ctx)
+    out.facts["image_level"] = image_facts
+    if finding is not None:
+        out.findings.append(finding)
+        out.summary += f"; IMAGE level capped at {image_facts['limit']}"
+    return out
+
+
+def _image_level_limit(ctx: Context) -> tuple[dict, Finding | None]:
+    """Instance-level caps (Orthanc's LimitFindInstances, 1000 instances in some cloud
+    adapters): list the images of the largest series seen and compare with the count the PACS
+    itself gives for that series (NumberOfSeriesRelatedInstances)."""
+    learned: LevelsLearned | None = ctx.learned.get("find.levels")
+    series_levels = [r for r in (learned.results if learned else []) if r.level == "SERIES" and r.ok]
+    best: tuple[int, LevelResult, Dataset] | None = None
+    for r in series_levels:
+        for d in r.identifiers:
+            n = value(d, "NumberOfSeriesRelatedInstances")
+            if n.isdigit() and int(n) >= 2 and value(d, "SeriesInstanceUID") and (best is None or int(n) > best[0]):
+                best = (int(n), r, d)
+    if best is None:
+        return {"tested": False, "reason": "no series with a known instance count (NumberOfSeriesRelatedInstances)"}, None
+    expected, r, series = best
+    t = ctx.target
+    keys = dict(r.matching) | {"SeriesInstanceUID": value(series, "SeriesInstanceUID")}
+    try:
+        with FindAssociation(t.host, t.port, t.calling_ae, t.called_ae, [MODEL_UIDS[r.model]],
+                             ctx.timeout(), ctx.cancel_event) as fa:
+            out = fa.find(MODEL_UIDS[r.model], identifier("IMAGE", ["SOPInstanceUID"], **keys),
+                          max_matches=expected + 1)
+    except AssociationFailed as exc:
+        return {"tested": False, "reason": f"association failed ({exc.kind})"}, None
+    facts: dict = {"tested": True, "model": r.model, "series_instances": expected, "returned": out.matches,
+                   "status": out.status_hex, "limit": None}
+    capped = (out.matches < expected and (out.status in (0x0000, 0xFE00, 0xB001) or out.aborted is not None)
+              and out.matches > 0)
+    if not capped:
+        return facts, None
+    facts["limit"] = out.matches
+    signalled = out.status != 0x0000
+    how = ("with Success, without any warning" if not signalled else
+           f"ending with {out.status_hex}" if out.status is not None else "and then aborted the association")
+    return facts, ctx.finding(
+        "match-limit", Severity.WARN,
+        f"The PACS caps IMAGE-level answers at {out.matches}: a series it says holds {expected} "
+        f"instances (NumberOfSeriesRelatedInstances) listed only {out.matches}, {how}.",
+        f"Anything that lists the images of a series with more than {out.matches} instances (an "
+        "image-level query before a retrieve, a viewer's instance list) sees only part of it. Ask "
+        "the PACS administrator to raise the instance-level query limit (for Orthanc: "
+        "LimitFindInstances), or retrieve whole series by their Series Instance UID.",
+        level="IMAGE", limit=out.matches, series_instances=expected, model=r.model,
+        final_status=out.status_hex,
+    )
+
+
+def _top_level_limit(ctx: Context) -> Outcome:
     models = [m for m in accepted_find_models(ctx)]
     model = models[0]
     level = "STUDY" if model == "study_root" else "PATIENT"

@@ -83,3 +83,26 @@ def test_dcmqrscp_real_behaviour(dcmqrscp):
     assert ("ModalitiesInStudy", "missing") in missing
     assert all(f.severity.value == "info" for f in keys.findings)
     assert result(report, "find.match_limit").facts["limit"] is None
+
+
+def test_orthanc_with_an_instance_limit(orthanc_factory):
+    # Given an Orthanc with LimitFindInstances = 4 holding series of 9 instances
+    pacs = orthanc_factory("INSTLIM", config={"LimitFindInstances": 4},
+                           datasets=peers.make_corpus(3, series_per_study=1, instances_per_series=9, seed=2))
+    report = run(pacs.dicom_port, called_ae="INSTLIM", only=["find.match_limit"])
+    limit = result(report, "find.match_limit")
+    # Then the study level has no cap, and the IMAGE level is capped at 4: the PACS itself says
+    # the series holds 9 instances (NumberOfSeriesRelatedInstances) but lists 4, ending with 0xFE00
+    assert limit.facts["limit"] is None
+    image = limit.facts["image_level"]
+    assert image["series_instances"] == 9 and image["returned"] == 4 and image["limit"] == 4
+    assert image["status"] == "0xFE00"
+    (f,) = limit.findings
+    assert f.code == "match-limit" and f.evidence["level"] == "IMAGE"
+
+
+def test_default_orthanc_has_no_instance_cap(orthanc):
+    report = run(orthanc.dicom_port, called_ae=orthanc.aet, only=["find.match_limit"])
+    image = result(report, "find.match_limit").facts["image_level"]
+    assert image["tested"] is True and image["limit"] is None
+    assert image["returned"] == image["series_instances"]
