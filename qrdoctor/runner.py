@@ -77,6 +77,12 @@ class Runner:
         self.run_budget = run_budget
         self.cancel_event = threading.Event()
         self.extras = extras or {}
+        self._phi: dict[str, str] = {}
+
+    def phi_so_far(self) -> dict[str, str]:
+        """The patient-identifying values the checks have registered so far (value -> kind), so
+        a live view can redact a finished check before the whole run ends."""
+        return dict(self._phi)
 
     def cancel(self) -> None:
         """Ask the running check to stop (associations are aborted) and skip the rest."""
@@ -91,7 +97,7 @@ class Runner:
         started_wall = dt.datetime.now(dt.UTC)
         t0 = time.monotonic()
         run_deadline = t0 + self.budget()
-        ctx = Context(target=self.target, cancel_event=self.cancel_event, extras=self.extras)
+        ctx = Context(target=self.target, cancel_event=self.cancel_event, extras=self.extras, phi=self._phi)
         self.observer.run_started(self.checks)
         results: list[CheckResult] = []
         for chk in self.checks:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 import time
 from functools import partial
 from pathlib import Path
@@ -408,6 +409,41 @@ async def test_patient_data_is_redacted_unless_allowed(shared_pacs, tmp_path):
             for value in ("DOE^JANE", "PID-4711"):
                 assert (value in text) is include_phi, (include_phi, value, text[:2000])
         assert "DOE^JANE" not in copied or include_phi
+
+
+def waiting_check(ctx: Context) -> Outcome:
+    """Holds the run open until the test lets it finish (or the run is cancelled)."""
+    RELEASE.wait(20)
+    return Outcome(summary="done")
+
+
+RELEASE = threading.Event()
+LIVE_CHECKS = PHI_CHECKS + [Check(id="match.later", stage=Stage.MATCHING, title="Later", fn=waiting_check)]
+
+
+async def test_a_finished_check_shows_redacted_evidence_while_the_run_goes_on(shared_pacs):
+    # Given a run whose first check saw patient data and whose second check is still running
+    pacs = shared_pacs()
+    RELEASE.clear()
+    app = QRDoctorApp(sim_target(pacs), checks=LIVE_CHECKS,
+                      runner_factory=partial(Runner, checks=LIVE_CHECKS))
+    try:
+        async with app.run_test(size=SIZE) as pilot:
+            screen = app.run_screen
+            await wait_for(pilot, lambda: screen.running_id == "match.later", what="the second check")
+            # When the user selects the finished check
+            await select_check(pilot, app, "match.phi")
+            await pilot.pause()
+            shown = detail_text(app)
+            # Then its evidence and transcript are already shown, redacted
+            assert screen.report is None
+            assert "Evidence:" in shown and "Protocol transcript (1 lines)" in shown
+            assert "DOE^JANE" not in shown and "PID-4711" not in shown
+            assert "«name:" in shown
+            RELEASE.set()
+            await wait_for(pilot, lambda: screen.report is not None, what="the end of the run")
+    finally:
+        RELEASE.set()
 
 
 async def test_copy_summary_and_explain(shared_pacs):

@@ -107,6 +107,25 @@ def merge_reports(base: Report | None, partial: Report) -> Report:
 # ---- redaction --------------------------------------------------------------------------------
 
 
+def redact_result(result: CheckResult, phi: dict[str, str], earlier: Report | None,
+                  include_phi: bool) -> CheckResult:
+    """One finished check, redacted with the patient data known so far (the run's values plus
+    those of earlier runs), for the live view before the run's report exists."""
+    from ..model import Report as _Report
+
+    if earlier is not None:
+        base = earlier.model_copy(update={"checks": [result], "summary": summarise([result])})
+    else:
+        from .. import __version__
+        from ..model import TargetInfo, ToolInfo
+
+        base = _Report(tool=ToolInfo(version=__version__),
+                       target=TargetInfo(host="", port=1, called_ae="", calling_ae="", move_ae=""),
+                       started_at="", duration_s=0.0, summary=summarise([result]), checks=[result])
+    base._phi = {**(earlier.phi_values if earlier is not None else {}), **phi}
+    return redact(base, include_phi).checks[0]
+
+
 def redact(report: Report, include_phi: bool) -> Report:
     """The report as the screen may show it: patient data redacted unless PHI is allowed, by
     the same code every export uses."""

@@ -39,6 +39,7 @@ from .render import (
     duration_text,
     merge_reports,
     redact,
+    redact_result,
     row_summary,
     state_of,
     verdict_text,
@@ -241,6 +242,12 @@ class RunScreen(Screen):
         cid = message.check_id
         self.shown[cid] = message.result
         self.redacted_ids.discard(cid)
+        if callable(getattr(self.runner, "phi_so_far", None)):
+            # Redact with what the checks registered so far, so the evidence, facts and
+            # transcript of a finished check can be read while the run goes on.
+            self.shown[cid] = redact_result(message.result, self.runner.phi_so_far(), self.report,
+                                            self.qapp.include_phi)
+            self.redacted_ids.add(cid)
         if self.running_id == cid:
             self.running_id = None
         self._update_row(cid)
