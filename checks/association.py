@@ -149,7 +149,8 @@ def _probe_failure(ctx: Context, probe: ProbeResult) -> tuple[str, Finding]:
             f"{where} expects an encrypted (TLS) connection; it did not accept plain DICOM.",
             "Turn on DICOM TLS for this PACS on the workstation (with the PACS's certificate "
             "authority and, if required, a client certificate), or ask the PACS administrator for "
-            "its unencrypted DICOM port.",
+            "its unencrypted DICOM port. To test it with qrdoctor, add --tls (and --tls-ca FILE, "
+            "--tls-cert FILE --tls-key FILE as needed).",
             **ev,
         )
     if probe.kind == "closed":
@@ -159,6 +160,14 @@ def _probe_failure(ctx: Context, probe: ProbeResult) -> tuple[str, Finding]:
             f"The PACS (or a firewall in front of it) drops connections from this computer before "
             f"DICOM starts: most often an IP allow-list, or a connection limit. Ask the PACS "
             f"administrator to check its log and to allow {_node_entry(ctx)}.",
+            **ev,
+        )
+    if probe.kind == "tls-failed":
+        return "TLS failed", ctx.finding(
+            "tls-handshake-failed", Severity.FAIL,
+            f"The TLS connection to {where} failed when we tried to associate ({probe.detail}).",
+            "See the network.tls check for the handshake; if it passed, the PACS refused this "
+            "particular connection (for example a per-connection client certificate check).",
             **ev,
         )
     if probe.kind == "connect-failed":
@@ -182,15 +191,16 @@ def _probe_failure(ctx: Context, probe: ProbeResult) -> tuple[str, Finding]:
     "association.echo",
     stage=Stage.ASSOCIATION,
     title="DICOM association and C-ECHO",
-    requires=("network.tcp",),
+    requires=("network.tcp", "network.tls"),
     codes=("not-dicom", "peer-silent", "tls-required", "peer-closed", "calling-ae-rejected",
            "called-ae-rejected", "association-rejected", "association-aborted",
-           "verification-not-offered", "echo-failed"),
+           "verification-not-offered", "echo-failed", "tls-handshake-failed"),
     budget=3.0,
 )
 def echo(ctx: Context) -> Outcome:
     t = ctx.target
-    probe = probe_association(t.host, t.port, t.calling_ae, t.called_ae, ctx.timeout(), cancel=ctx.cancel_event)
+    probe = probe_association(t.host, t.port, t.calling_ae, t.called_ae, ctx.timeout(), cancel=ctx.cancel_event,
+                              tls=t.tls)
     ctx.raise_if_cancelled()
     facts: dict = {"accepted": probe.kind == "accepted", "rtt_ms": None, "probe_result": probe.kind,
                    "association_ms": round(probe.elapsed_ms, 1)}
@@ -278,10 +288,10 @@ def _checked(probe: ProbeResult, own_reason: int) -> bool | None:
 def ae_titles(ctx: Context) -> Outcome:
     t = ctx.target
     called = probe_association(t.host, t.port, t.calling_ae, WRONG_CALLED_AE, ctx.timeout(at_most=5),
-                               cancel=ctx.cancel_event)
+                               cancel=ctx.cancel_event, tls=t.tls)
     ctx.raise_if_cancelled()
     calling = probe_association(t.host, t.port, UNKNOWN_CALLING_AE, t.called_ae, ctx.timeout(at_most=5),
-                                cancel=ctx.cancel_event)
+                                cancel=ctx.cancel_event, tls=t.tls)
     ctx.raise_if_cancelled()
     called_checked = _checked(called, 7)
     calling_checked = _checked(calling, 3)
@@ -354,7 +364,7 @@ CONTEXT_RESULT = {
     stage=Stage.ASSOCIATION,
     title="Query/Retrieve information models",
     requires=("association.echo",),
-    codes=("model-not-offered", "not-dicom", "peer-silent", "tls-required", "peer-closed",
+    codes=("model-not-offered", "not-dicom", "peer-silent", "tls-required", "tls-handshake-failed", "peer-closed",
            "calling-ae-rejected", "called-ae-rejected", "association-rejected", "association-aborted"),
     budget=2.0,
 )
@@ -364,7 +374,7 @@ def models(ctx: Context) -> Outcome:
     t = ctx.target
     uids = [str(uid) for _label, ops in MODELS.values() for uid in ops.values()]
     probe = probe_association(t.host, t.port, t.calling_ae, t.called_ae, ctx.timeout(), abstract_syntaxes=uids,
-                              cancel=ctx.cancel_event)
+                              cancel=ctx.cancel_event, tls=t.tls)
     ctx.raise_if_cancelled()
     if probe.kind != "accepted":
         summary, f = _probe_failure(ctx, probe)

@@ -81,7 +81,7 @@ def _subject(ctx: Context) -> tuple[str, str, list[Dataset]] | None:
 def _open(ctx: Context, model: str) -> FindAssociation:
     t = ctx.target
     return FindAssociation(t.host, t.port, t.calling_ae, t.called_ae, [MODEL_UIDS[model]],
-                           ctx.timeout(), ctx.cancel_event).open()
+                           ctx.timeout(), ctx.cancel_event, tls=t.tls).open()
 
 
 def _with_probes(ctx: Context, body: Callable[[str, str, list[Dataset], FindAssociation], Outcome]) -> Outcome:

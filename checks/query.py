@@ -29,8 +29,9 @@ from qrdoctor.registry import check
 
 SAMPLE = 25  # matches read per level in find.levels; the query is cancelled after that
 DEFAULT_PROBE_LIMIT = 5000  # how many matches find.match_limit counts before it stops looking
-ASSOCIATION_CODES = ("not-dicom", "peer-silent", "tls-required", "peer-closed", "calling-ae-rejected",
-                     "called-ae-rejected", "association-rejected", "association-aborted")
+ASSOCIATION_CODES = ("not-dicom", "peer-silent", "tls-required", "tls-handshake-failed", "peer-closed",
+                     "calling-ae-rejected", "called-ae-rejected", "association-rejected",
+                     "association-aborted")
 
 
 @dataclass
@@ -160,7 +161,7 @@ def levels(ctx: Context) -> Outcome:
                     continue
                 if fa is None or not fa.is_open:
                     fa = FindAssociation(t.host, t.port, t.calling_ae, t.called_ae,
-                                         [MODEL_UIDS[m] for m in models], ctx.timeout(), ctx.cancel_event).open()
+                                         [MODEL_UIDS[m] for m in models], ctx.timeout(), ctx.cancel_event, tls=t.tls).open()
                 ctx.progress(f"{MODEL_LABELS[model]} {level}")
                 ds = identifier(level, [k for k in keys if k not in parent], **parent)
                 r.outcome = fa.find(MODEL_UIDS[model], ds, max_matches=SAMPLE, keep=SAMPLE)
@@ -441,7 +442,7 @@ def _image_level_limit(ctx: Context) -> tuple[dict, Finding | None]:
     keys = dict(r.matching) | {"SeriesInstanceUID": value(series, "SeriesInstanceUID")}
     try:
         with FindAssociation(t.host, t.port, t.calling_ae, t.called_ae, [MODEL_UIDS[r.model]],
-                             ctx.timeout(), ctx.cancel_event) as fa:
+                             ctx.timeout(), ctx.cancel_event, tls=t.tls) as fa:
             out = fa.find(MODEL_UIDS[r.model], identifier("IMAGE", ["SOPInstanceUID"], **keys),
                           max_matches=expected + 1)
     except AssociationFailed as exc:
@@ -485,7 +486,7 @@ def _top_level_limit(ctx: Context) -> Outcome:
     base_keys = ["StudyInstanceUID", "StudyDate"] if level == "STUDY" else ["PatientID"]
     try:
         with FindAssociation(t.host, t.port, t.calling_ae, t.called_ae, [MODEL_UIDS[model]],
-                             ctx.timeout(), ctx.cancel_event) as fa:
+                             ctx.timeout(), ctx.cancel_event, tls=t.tls) as fa:
             ctx.progress(f"counting {level} matches (up to {ceiling})")
             whole = fa.find(MODEL_UIDS[model], identifier(level, base_keys), max_matches=ceiling,
                             on_identifier=collect if level == "STUDY" else None,

@@ -90,6 +90,12 @@ def add_target_options(p: argparse.ArgumentParser) -> None:
                    help="the address the PACS should use to reach us (used in fix texts)")
     p.add_argument("--timeout", type=_timeout, default=None, metavar="S",
                    help="network timeout per step in seconds (default 10)")
+    p.add_argument("--tls", action="store_true", help="speak DICOM over TLS to the PACS")
+    p.add_argument("--tls-ca", metavar="FILE", default=None,
+                   help="certificate authority (PEM) to trust for the PACS (default: the system's)")
+    p.add_argument("--tls-cert", metavar="FILE", default=None, help="our client certificate (PEM), if the PACS requires one")
+    p.add_argument("--tls-key", metavar="FILE", default=None, help="the client certificate's private key (PEM)")
+    p.add_argument("--tls-no-verify", action="store_true", help="do not verify the PACS certificate (tests only)")
 
 
 def add_report_options(p: argparse.ArgumentParser) -> None:
@@ -169,6 +175,18 @@ def _check_writable(path: str | None) -> None:
         raise UsageError(f"cannot write the report to {path}: permission denied")
 
 
+def _tls(args: argparse.Namespace):
+    """TLSOptions from --tls* (any --tls-* option implies --tls)."""
+    wanted = getattr(args, "tls", False) or any(
+        getattr(args, name, None) for name in ("tls_ca", "tls_cert", "tls_key", "tls_no_verify"))
+    if not wanted:
+        return None
+    from .tls import TLSOptions
+
+    return TLSOptions(ca_file=args.tls_ca, cert_file=args.tls_cert, key_file=args.tls_key,
+                      verify=not args.tls_no_verify)
+
+
 def _only(value: str | None) -> list[str] | None:
     if not value:
         return None
@@ -237,7 +255,7 @@ def run_check(args: argparse.Namespace) -> int:
 
     target = resolve_target(
         args.target, calling_ae=args.calling_ae, move_ae=args.move_ae, store_port=args.store_port,
-        advertise=args.advertise, timeout=args.timeout,
+        advertise=args.advertise, timeout=args.timeout, tls=_tls(args),
     )
     only = _only(args.only)
     _check_report_paths(args)
@@ -267,7 +285,7 @@ def run_tui_command(args: argparse.Namespace) -> int:
     if args.target:
         target = resolve_target(
             args.target, calling_ae=args.calling_ae, move_ae=args.move_ae, store_port=args.store_port,
-            advertise=args.advertise, timeout=args.timeout,
+            advertise=args.advertise, timeout=args.timeout, tls=_tls(args),
         )
     return run_tui(target, extras={"include_phi": True} if args.include_phi else {})
 

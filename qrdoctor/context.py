@@ -92,3 +92,12 @@ class Outcome:
     @classmethod
     def skipped(cls, blocked_by: str | None, reason: str) -> Outcome:
         return cls(summary=reason, status=Status.SKIPPED, blocked_by=blocked_by, reason=reason)
+
+    @classmethod
+    def not_applicable(cls, why: str, **facts: Any) -> Outcome:
+        """Skipped because it does not apply to this target; checks requiring it still run."""
+        reason = f"{NOT_APPLICABLE}{why}"
+        return cls(summary=reason, status=Status.SKIPPED, reason=reason, facts=dict(facts))
+
+
+NOT_APPLICABLE = "not applicable: "

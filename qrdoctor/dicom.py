@@ -76,9 +76,10 @@ def association(
         else:
             ae.add_requested_context(cx, DEFAULT_TS)
     events = PeerEvents()
+    tls_args = (t.tls.context(), t.host) if t.tls is not None else None  # type: ignore[attr-defined]
     assoc = ae.associate(
         t.host, t.port, ae_title=called_ae or t.called_ae, ext_neg=ext_neg,
-        evt_handlers=[(evt.EVT_PDU_RECV, events.handler), *(handlers or [])],
+        evt_handlers=[(evt.EVT_PDU_RECV, events.handler), *(handlers or [])], tls_args=tls_args,
     )
     stop = threading.Event()
 

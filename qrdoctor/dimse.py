@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import socket
+import ssl
 import struct
 import threading
 import time
@@ -140,8 +141,9 @@ class FindAssociation:
     """One association offering C-FIND in the given information models."""
 
     def __init__(self, host: str, port: int, calling_ae: str, called_ae: str, models: list[str],
-                 timeout: float, cancel_event: threading.Event | None = None) -> None:
+                 timeout: float, cancel_event: threading.Event | None = None, tls: object | None = None) -> None:
         self.host, self.port = host, port
+        self.tls = tls
         self.calling_ae, self.called_ae = calling_ae, called_ae
         self.models = [str(m) for m in models]
         self.timeout = timeout
@@ -154,8 +156,12 @@ class FindAssociation:
 
     # -- association ----------------------------------------------------------------------
     def open(self) -> FindAssociation:
+        from .tls import connect
+
         try:
-            self.sock = socket.create_connection((self.host, self.port), timeout=self.timeout)
+            self.sock = connect(self.host, self.port, self.timeout, self.tls)  # type: ignore[arg-type]
+        except ssl.SSLError as exc:
+            raise AssociationFailed("tls-failed", f"{type(exc).__name__}: {exc}") from None
         except OSError as exc:
             raise AssociationFailed("connect-failed", str(exc)) from None
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -167,7 +173,8 @@ class FindAssociation:
             raise AssociationFailed("silent", f"no answer within {self.timeout:g} s") from None
         except ConnectionError as exc:
             self._close()
-            raise AssociationFailed("closed", str(exc)) from None
+            kind = "tls-failed" if str(exc).startswith("TLS:") else "closed"
+            raise AssociationFailed(kind, str(exc)) from None
         if pdu_type == 0x03:
             self._close()
             raise AssociationFailed("rejected", rejection=Rejection(body[1], body[2], body[3]))
@@ -251,6 +258,8 @@ class FindAssociation:
                 if self.cancel_event.is_set():
                     raise InterruptedError from None
                 continue
+            except ssl.SSLError as exc:
+                raise ConnectionError(f"TLS: {exc}") from None
             if not chunk:
                 raise ConnectionError("the peer closed the connection")
             self.buf += chunk

@@ -118,6 +118,7 @@ class TargetInfo(BaseModel):
     store_port: int | None = None
     advertise: str | None = None
     timeout_s: float | None = None
+    tls: dict[str, Any] | None = Field(default=None, description="TLS options when DICOM TLS was used.")
 
 
 class Summary(BaseModel):

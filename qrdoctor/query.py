@@ -95,7 +95,7 @@ def find_association(ctx: Context, models: Iterable[str] | None = None) -> Itera
     """A C-FIND association for the models the PACS accepted (or the ones given)."""
     t = ctx.target
     uids = [MODEL_UIDS[m] for m in (models or accepted_find_models(ctx))]
-    fa = FindAssociation(t.host, t.port, t.calling_ae, t.called_ae, uids, ctx.timeout(), ctx.cancel_event)
+    fa = FindAssociation(t.host, t.port, t.calling_ae, t.called_ae, uids, ctx.timeout(), ctx.cancel_event, tls=t.tls)
     fa.open()
     try:
         yield fa

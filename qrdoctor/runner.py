@@ -16,7 +16,7 @@ from collections.abc import Iterable
 from typing import Protocol
 
 from . import __version__
-from .context import Cancelled, Context, Outcome
+from .context import NOT_APPLICABLE, Cancelled, Context, Outcome
 from .model import CheckResult, Report, Status, TargetInfo, ToolInfo, summarise
 from .registry import Check, select
 from .target import Target
@@ -112,6 +112,7 @@ class Runner:
                 host=t.host, port=t.port, called_ae=t.called_ae, calling_ae=t.calling_ae,
                 move_ae=t.move_ae or t.calling_ae, store_port=t.store_port,
                 advertise=t.advertise, timeout_s=t.timeout,
+                tls=t.tls.describe() if t.tls is not None else None,  # type: ignore[attr-defined]
             ),
             started_at=started_wall.isoformat(timespec="seconds"),
             duration_s=round(time.monotonic() - t0, 3),
@@ -136,7 +137,9 @@ class Runner:
             r = ctx.results.get(req)
             if r is None:
                 return self._skip(chk, req, f"skipped: requires {req}, which did not run")
-            if r.status in BLOCKING:
+            not_applicable = (r.status is Status.SKIPPED and r.blocked_by is None
+                              and (r.reason or "").startswith(NOT_APPLICABLE))
+            if r.status in BLOCKING and not not_applicable:
                 return self._skip(chk, req, f"skipped: blocked by {req} ({r.status.value})")
         now = time.monotonic()
         if now >= run_deadline:

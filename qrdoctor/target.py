@@ -51,6 +51,7 @@ class Target:
     advertise: str | None = None
     timeout: float = DEFAULT_TIMEOUT
     dicomweb: str | None = None
+    tls: object | None = None  # qrdoctor.tls.TLSOptions: DICOM over TLS to the PACS
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "called_ae", check_ae_title(self.called_ae, "The PACS AE title"))

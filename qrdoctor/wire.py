@@ -224,7 +224,7 @@ def _classify_bytes(data: bytes) -> tuple[str, str]:
 
 def probe_association(host: str, port: int, calling_ae: str, called_ae: str, timeout: float,
                       http_nudge: float = 0.5, abstract_syntaxes: list[str] | None = None,
-                      cancel: threading.Event | None = None) -> ProbeResult:
+                      cancel: threading.Event | None = None, tls: object | None = None) -> ProbeResult:
     """Send one A-ASSOCIATE-RQ (for Verification by default) and classify the first answer."""
     abstract_syntaxes = [str(u) for u in (abstract_syntaxes or [Verification])]
     t0 = time.monotonic()
@@ -232,8 +232,12 @@ def probe_association(host: str, port: int, calling_ae: str, called_ae: str, tim
     def ms() -> float:
         return (time.monotonic() - t0) * 1000
 
+    from .tls import connect
+
     try:
-        sock = socket.create_connection((host, port), timeout=timeout)
+        sock = connect(host, port, timeout, tls)  # type: ignore[arg-type]
+    except ssl.SSLError as exc:
+        return ProbeResult("tls-failed", ms(), detail=f"{type(exc).__name__}: {exc}")
     except OSError as exc:
         return ProbeResult("connect-failed", ms(), detail=f"{type(exc).__name__}: {exc}")
     with sock:
@@ -249,6 +253,8 @@ def probe_association(host: str, port: int, calling_ae: str, called_ae: str, tim
             header = _recv_exact(sock, 6, deadline, cancel)
         except InterruptedError:
             return ProbeResult("cancelled", ms(), detail="cancelled while waiting for an answer", local_address=local)
+        except ssl.SSLError as exc:
+            return ProbeResult("tls-failed", ms(), detail=f"{type(exc).__name__}: {exc}", local_address=local)
         except TimeoutError:
             log.debug("probe: no answer within %.1f s", timeout)
             # An HTTP server may still be waiting for the end of a request line: nudge it.

@@ -45,8 +45,9 @@ def test_json_to_stdout_keeps_stdout_pure(capsys):
     out, err = capsys.readouterr()
     report = json.loads(out)
     assert code == 0
-    assert [c["id"] for c in report["checks"]] == ["network.tcp", "association.echo"]
-    echo = report["checks"][1]
+    assert [c["id"] for c in report["checks"]] == ["network.tcp", "network.tls", "association.echo"]
+    assert report["checks"][1]["status"] == "skipped"  # plain DICOM: TLS not applicable
+    echo = report["checks"][2]
     assert echo["facts"]["accepted"] is True and echo["facts"]["rtt_ms"] > 0
     assert "association.echo" in err  # the summary went to stderr
 
@@ -59,7 +60,8 @@ def test_peer_silent_run_ends_within_timeout_plus_one(tmp_path):
     assert code == 1
     assert elapsed < 3.0, elapsed
     report = json.loads((tmp_path / "r.json").read_text())
-    assert report["checks"][1]["findings"][0]["code"] == "peer-silent"
+    echo = next(c for c in report["checks"] if c["id"] == "association.echo")
+    assert echo["findings"][0]["code"] == "peer-silent"
 
 
 @pytest.mark.parametrize(

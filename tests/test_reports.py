@@ -478,8 +478,9 @@ def test_runner_report_renders_redacted_in_every_format(tmp_path):
         # When qrdoctor runs and writes every report
         report = Runner(target, checks=base + extra).run()
     statuses = {c.id: c.status for c in report.checks}
-    assert statuses == {"network.tcp": Status.PASS, "association.echo": Status.PASS,
-                        "test.find_patient": Status.WARN, "test.crash": Status.ERROR}
+    assert statuses == {"network.tcp": Status.PASS, "network.tls": Status.SKIPPED,
+                        "association.echo": Status.PASS, "test.find_patient": Status.WARN,
+                        "test.crash": Status.ERROR}
     assert set(report.phi_values) == set(PATIENT.values())
     find = next(c for c in report.checks if c.id == "test.find_patient")
     assert any("Müller^Jürgen" in line for line in find.transcript)  # the raw transcript has it

@@ -148,7 +148,7 @@ async def test_messages_arrive_in_order_and_statuses_match_the_report(shared_pac
             i = msgs.index(started)
             finished = next(m for m in msgs[i:] if isinstance(m, CheckFinished))
             assert finished.check_id == started.check_id, "a check finished before the next one started"
-        assert {m.check_id for m in hook.of(CheckStarted)} == {"network.tcp", "association.echo"}
+        assert {m.check_id for m in hook.of(CheckStarted)} == {"network.tcp", "network.tls", "association.echo"}
 
         # And every row shows the status of the report the same run produced
         assert [c.id for c in report.checks] == expected
@@ -156,8 +156,9 @@ async def test_messages_arrive_in_order_and_statuses_match_the_report(shared_pac
             row = rows(app)[res.id]
             assert row.state == res.status.value
             assert row.has_class(f"-{res.status.value}")
-        assert report.checks[1].status is Status.FAIL
-        assert all(c.status is Status.SKIPPED for c in report.checks[2:])
+        assert report.checks[1].id == "network.tls" and report.checks[1].status is Status.SKIPPED
+        assert report.checks[2].status is Status.FAIL
+        assert all(c.status is Status.SKIPPED for c in report.checks[3:])
 
         # And the verdict counts match the report's summary
         s = report.summary
@@ -265,7 +266,7 @@ async def cancel_hanging_run(timeout: float) -> tuple[QRDoctorApp, Recorder, flo
             took = time.monotonic() - t0
             # And the checks after the cancel are skipped as cancelled, on screen too
             report = screen.report
-            later = [c for c in report.checks if c.id not in ("network.tcp", "association.echo")]
+            later = [c for c in report.checks if c.id not in ("network.tcp", "network.tls", "association.echo")]
             assert later and all(c.status is Status.SKIPPED for c in later)
             assert all("cancelled" in (c.reason or "") for c in later)
             assert all(rows(app)[c.id].state == "skipped" for c in later)
@@ -300,12 +301,12 @@ async def test_rerun_selected_and_rerun_all(sim_pacs_factory):
         await pilot.pause()
         # Then that check ran again with its requirement, and only those
         started = hook.of(RunStarted)[-1]
-        assert started.check_ids == ["network.tcp", "association.echo"]
+        assert started.check_ids == ["network.tcp", "network.tls", "association.echo"]
         assert rows(app)["association.echo"].state == "pass"
         # And the report keeps the other checks' earlier results
         merged = screen.report
         assert [c.id for c in merged.checks] == [c.id for c in first.checks]
-        assert merged.checks[2].status is Status.SKIPPED
+        assert merged.checks[3].id == "association.ae_titles" and merged.checks[3].status is Status.SKIPPED
         assert merged.summary.pass_ == 2 and merged.summary.fail == 0
         assert app.exit_status == 0
 

@@ -106,12 +106,13 @@ def test_tui_in_a_real_terminal(tmp_path):
             lines = screen.splitlines()
             assert len(lines) == 24 and all(len(line) <= 80 for line in lines)
             assert re.search(r"✔ network\.tcp .*connected to 127\.0\.0\.1", screen), screen
+            assert re.search(r"- network\.tls .*not applicable", screen), screen
             assert re.search(r"✘ association\.echo .*association rejected \(1/1/3\)", screen), screen
             assert re.search(r"- association\.ae_titles .*skipped: blocked by association\.echo", screen)
             assert "q Quit" in lines[-1] and "x Cancel" in lines[-1], screen
 
             # When the user moves to another check, the details follow the selection
-            tmux.keys("Up")
+            tmux.keys("Up", "Up")
             assert "✔ pass  network.tcp" in tmux.wait_for(r"✔ pass  network\.tcp")
             # And one key brings back the failure with its fix
             tmux.keys("n")

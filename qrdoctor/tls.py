@@ -1,0 +1,100 @@
+"""DICOM over TLS towards the PACS (PS3.15 Annex B): options, the client context, connections.
+
+Every connection qrdoctor opens to the PACS goes through :func:`connect`, so the raw probes, the
+C-FIND client and pynetdicom's associations all speak TLS when the target asks for it. The
+PACS's own connection back to our temporary Store SCP (C-MOVE) stays plain DICOM.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import socket
+import ssl
+import tempfile
+from dataclasses import dataclass
+
+from .target import TargetError
+
+
+@dataclass(frozen=True)
+class TLSOptions:
+    """How to secure the connection: whom to trust, and our own certificate if the PACS wants one."""
+
+    ca_file: str | None = None  # certificate authority for the PACS; None: the system's trust store
+    cert_file: str | None = None  # our client certificate (PEM), when the PACS requires one
+    key_file: str | None = None  # its private key (PEM); may be inside cert_file
+    verify: bool = True  # verify the PACS's certificate chain and name
+
+    def __post_init__(self) -> None:
+        for what, path in (("--tls-ca", self.ca_file), ("--tls-cert", self.cert_file), ("--tls-key", self.key_file)):
+            if path and not os.path.isfile(path):
+                raise TargetError(f"{what} {path}: no such file")
+        if self.key_file and not self.cert_file:
+            raise TargetError("--tls-key needs --tls-cert")
+
+    def context(self) -> ssl.SSLContext:
+        ctx = ssl.create_default_context(cafile=self.ca_file) if self.verify else ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        if not self.verify:
+            ctx.check_hostname = False
+            ctx.verify_mode = ssl.CERT_NONE
+        if self.cert_file:
+            try:
+                ctx.load_cert_chain(self.cert_file, self.key_file)
+            except (ssl.SSLError, OSError) as exc:
+                raise TargetError(f"cannot load the client certificate {self.cert_file}: {exc}") from None
+        return ctx
+
+    def describe(self) -> dict:
+        return {"ca_file": self.ca_file, "client_certificate": self.cert_file, "verify": self.verify}
+
+
+def connect(host: str, port: int, timeout: float, tls: TLSOptions | None) -> socket.socket:
+    """A TCP connection, wrapped in TLS (handshake done) when ``tls`` is given.
+
+    Raises OSError for TCP failures and ssl.SSLError / ssl.SSLCertVerificationError for TLS ones.
+    """
+    sock = socket.create_connection((host, port), timeout=timeout)
+    if tls is None:
+        return sock
+    try:
+        return tls.context().wrap_socket(sock, server_hostname=host)
+    except BaseException:
+        sock.close()
+        raise
+
+
+def certificate_facts(tls_sock: ssl.SSLSocket) -> dict:
+    """What the PACS presented: subject, issuer, validity, names; version and cipher."""
+    facts: dict = {"version": tls_sock.version(), "cipher": (tls_sock.cipher() or ("",))[0]}
+    cert = tls_sock.getpeercert()
+    if not cert:  # not verified: decode the DER ourselves
+        der = tls_sock.getpeercert(binary_form=True)
+        cert = decode_der(der) if der else {}
+    if cert:
+        facts["subject"] = _name(cert.get("subject", ()))
+        facts["issuer"] = _name(cert.get("issuer", ()))
+        facts["not_before"] = cert.get("notBefore")
+        facts["not_after"] = cert.get("notAfter")
+        facts["names"] = [v for _k, v in cert.get("subjectAltName", ())]
+        if cert.get("notAfter"):
+            expires = dt.datetime.fromtimestamp(ssl.cert_time_to_seconds(cert["notAfter"]), dt.UTC)
+            facts["days_left"] = (expires - dt.datetime.now(dt.UTC)).days
+    return facts
+
+
+def decode_der(der: bytes) -> dict:
+    """Decode a certificate without verifying it, with the standard library's decoder."""
+    pem = ssl.DER_cert_to_PEM_cert(der)
+    with tempfile.NamedTemporaryFile("w", suffix=".pem", delete=False) as f:
+        f.write(pem)
+    try:
+        return ssl._ssl._test_decode_cert(f.name)  # type: ignore[attr-defined]
+    except Exception:
+        return {}
+    finally:
+        os.unlink(f.name)
+
+
+def _name(rdns: tuple) -> str:
+    return ", ".join(f"{k}={v}" for rdn in rdns for k, v in rdn)
