@@ -118,6 +118,14 @@ def profile_from_target(target: Target) -> dict[str, Any]:
     entry["timeout"] = float(target.timeout)
     if target.dicomweb:
         entry["dicomweb"] = target.dicomweb
+    tls = target.tls
+    if tls is not None:
+        entry["tls"] = True
+        for key, attr in (("tls_ca", "ca_file"), ("tls_cert", "cert_file"), ("tls_key", "key_file")):
+            if getattr(tls, attr):
+                entry[key] = getattr(tls, attr)
+        if not tls.verify:  # type: ignore[attr-defined]
+            entry["tls_verify"] = False
     return entry
 
 

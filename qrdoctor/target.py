@@ -127,6 +127,11 @@ def target_from_profile(name: str, overrides: dict[str, object], path: Path | No
     p = profiles[name]
     try:
         options = {k: p[k] for k in _PROFILE_KEYS if k in p}
+        if p.get("tls"):
+            from .tls import TLSOptions
+
+            options["tls"] = TLSOptions(ca_file=p.get("tls_ca"), cert_file=p.get("tls_cert"),
+                                        key_file=p.get("tls_key"), verify=p.get("tls_verify", True))
         options.update({k: v for k, v in overrides.items() if v is not None})
         return Target(host=p["host"], port=p["port"], called_ae=p["called_ae"], **options)
     except KeyError as exc:

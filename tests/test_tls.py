@@ -121,3 +121,21 @@ def test_certificate_about_to_expire(pki):
         report = run(port, called_ae="TLSPACS", only=["network.tls"], tls=TLSOptions(ca_file=str(pki / "ca.pem")))
     assert codes(report, "network.tls") == {"tls-certificate-expiring"}
     assert result(report, "network.tls").status is Status.WARN
+
+
+def test_a_saved_profile_keeps_the_tls_options(pki, tmp_path, monkeypatch):
+    from qrdoctor.profiles import save_profile
+    from qrdoctor.target import Target, target_from_profile
+
+    # Given a TLS target saved as a profile
+    monkeypatch.setenv("QRDOCTOR_PROFILES", str(tmp_path / "profiles.toml"))
+    tls = TLSOptions(ca_file=str(pki / "ca.pem"), cert_file=str(pki / "client.pem"),
+                     key_file=str(pki / "client.key"))
+    save_profile("secure", Target("127.0.0.1", 2762, "TLSPACS", tls=tls))
+    # When it is loaded again, the TLS options come back
+    loaded = target_from_profile("secure", {})
+    assert loaded.tls == tls
+    # And against the TLS PACS it works as a saved profile
+    with tls_scp(pki, require_client_cert=True) as port:
+        report = run(port, called_ae="TLSPACS", only=["association.echo"], tls=loaded.tls)
+    assert result(report, "association.echo").status is Status.PASS

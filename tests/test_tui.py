@@ -679,3 +679,26 @@ def test_run_tui_exit_code_contract():
         return app.return_value
 
     assert asyncio.run(drive()) == 0
+
+
+async def test_picking_a_tls_profile_keeps_its_tls_options(profiles_file, tmp_path):
+    from qrdoctor.profiles import save_profile
+    from qrdoctor.tls import TLSOptions
+
+    # Given a saved profile for a PACS reached over TLS (the form has no TLS fields)
+    ca = tmp_path / "ca.pem"
+    ca.write_text("not read until a connection is made\n")
+    save_profile("secure", Target("10.1.2.3", 2762, "SECURE", tls=TLSOptions(ca_file=str(ca))))
+    app = QRDoctorApp(cursor_blink=False)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: isinstance(app.screen, ConnectScreen), what="the form")
+        form = app.screen
+        await wait_for(pilot, lambda: "secure" in form.profiles, what="the saved profile")
+        await pilot.pause()
+        # When the user picks it
+        form.query_one("#profile").value = "secure"
+        await pilot.pause()
+        # Then the target the form builds speaks TLS with the profile's CA
+        target = form.build_target()
+        assert target is not None and target.tls == TLSOptions(ca_file=str(ca))
+        await pilot.press("escape")

@@ -25,6 +25,7 @@ from ..target import (
     check_port,
     load_profiles,
     profiles_path,
+    target_from_profile,
 )
 
 
@@ -125,6 +126,7 @@ class ConnectScreen(Screen[Target | None]):
         super().__init__()
         self.initial = target
         self.dicomweb = target.dicomweb if target else None
+        self.tls = target.tls if target else None  # kept from the target or a chosen profile
         self.cursor_blink = cursor_blink
         self.touched: set[str] = set()
         self.profiles: dict[str, dict] = {}
@@ -199,6 +201,13 @@ class ConnectScreen(Screen[Target | None]):
             self.query_one(f"#{key}", Input).value = text
             self.touched.add(key)
         self.dicomweb = p.get("dicomweb")
+        self.tls = None
+        try:
+            self.tls = target_from_profile(name, {}, profiles_path()).tls
+        except TargetError as exc:
+            self.notify(str(exc), title="Profile TLS settings", severity="error", markup=False)
+        if self.tls is not None:
+            self.notify("This profile uses DICOM over TLS.", title=name, markup=False)
         self.query_one("#profile_name", Input).value = name
 
     def action_save_profile(self) -> None:
@@ -281,7 +290,7 @@ class ConnectScreen(Screen[Target | None]):
             return Target(host=v["host"], port=v["port"], called_ae=v["called_ae"],
                           calling_ae=v["calling_ae"], move_ae=v["move_ae"],
                           store_port=v["store_port"], advertise=v["advertise"],
-                          timeout=v["timeout"], dicomweb=self.dicomweb)
+                          timeout=v["timeout"], dicomweb=self.dicomweb, tls=self.tls)
         except TargetError as exc:
             self.query_one("#form-errors", Static).update(str(exc))
             return None
