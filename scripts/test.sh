@@ -7,8 +7,9 @@
 #   1. installs Debian's orthanc, orthanc-dicomweb, dcmtk and tmux when one of them is missing --
 #      the real DICOM peers the test suite starts on loopback, and the terminal for the TUI's
 #      end-to-end test;
-#   2. installs qrdoctor and its test extra: python3 -m pip install -e '.[test]';
-#   3. runs python3 -m pytest "$@". Pytest's exit code 5 ("no tests were collected", e.g. a
+#   2. creates a fresh virtual environment (.venv-test) and installs qrdoctor with its test
+#      extra there -- nothing from the system's Python leaks into the test run;
+#   3. runs pytest from that environment with "$@". Pytest's exit code 5 ("no tests were collected", e.g. a
 #      -k that matches nothing) is turned into 0; every other code is passed through.
 #
 # Installing the orthanc package may register (and try to start) a system-wide Orthanc service
@@ -65,24 +66,26 @@ for f in "$ORTHANC_BIN" "$DICOMWEB_PLUGIN" "$DCMQRSCP_BIN"; do
     [ -e "$f" ] || { log "still missing after install: $f"; exit 1; }
 done
 
-# pip refuses to install into a distribution-managed Python (PEP 668) unless told to.
-PIP_EXTRA=()
-if "$PYTHON" - <<'PY'
-import os, sys, sysconfig
-marker = os.path.join(sysconfig.get_path("stdlib"), "EXTERNALLY-MANAGED")
-sys.exit(0 if os.path.exists(marker) and sys.prefix == sys.base_prefix else 1)
-PY
-then
-    PIP_EXTRA=(--break-system-packages)
+# The tests run in a virtual environment of their own, created afresh by this script, so that
+# only the dependencies pyproject.toml declares exist there: a package that merely happens to be
+# installed on this machine cannot hide a missing declaration. QRDOCTOR_TEST_VENV moves it;
+# QRDOCTOR_REUSE_VENV=1 keeps an existing one (faster local re-runs; CI always starts afresh).
+VENV="${QRDOCTOR_TEST_VENV:-.venv-test}"
+if [ "${QRDOCTOR_REUSE_VENV:-0}" != 1 ] || [ ! -x "$VENV/bin/python" ]; then
+    log "creating a fresh virtual environment in $VENV"
+    rm -rf "$VENV"
+    "$PYTHON" -m venv "$VENV"
 fi
-log "installing qrdoctor with its test extra"
-"$PYTHON" -m pip install --disable-pip-version-check --quiet "${PIP_EXTRA[@]}" -e '.[test]'
+VPY="$VENV/bin/python"
+log "installing qrdoctor with its test extra into $VENV"
+"$VPY" -m pip install --disable-pip-version-check --quiet --upgrade pip
+"$VPY" -m pip install --disable-pip-version-check --quiet -e '.[test]'
 
 log "lint: ruff check"
-"$PYTHON" -m ruff check .
+"$VPY" -m ruff check .
 
 set +e
-"$PYTHON" -m pytest "$@"
+"$VPY" -m pytest "$@"
 rc=$?
 set -e
 if [ "$rc" -eq 5 ]; then
