@@ -31,7 +31,7 @@ import peers  # noqa: E402
 from pydicom import Dataset  # noqa: E402
 from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelFind as STUDY_ROOT  # noqa: E402
 
-from qrdoctor.dimse import FindAssociation  # noqa: E402
+from qrdoctor.dicom.find import FindAssociation  # noqa: E402
 
 
 def image_query() -> Dataset:
@@ -51,7 +51,7 @@ def count_in_process(port: int, aet: str) -> tuple[int, float]:
 CHILD = """
 import sys, time
 from pydicom import Dataset
-from qrdoctor.dimse import FindAssociation
+from qrdoctor.dicom.find import FindAssociation
 from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelFind as M
 ds = Dataset(); ds.QueryRetrieveLevel = "IMAGE"; ds.SOPInstanceUID = ""
 with FindAssociation("127.0.0.1", int(sys.argv[1]), "QRDOCTOR", sys.argv[2], [M], 30) as fa:

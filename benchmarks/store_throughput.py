@@ -4,7 +4,7 @@ Starts a local Orthanc (Debian's package) on loopback, loads one large series (N
 ROWS x COLUMNS 16-bit pixels, about 128 KB each at 256 x 256), and moves that series several
 times to each receiver, alternating them:
 
-* qrdoctor: :class:`qrdoctor.storescp.StoreSCP` in a child process of its own, writing every
+* qrdoctor: :class:`qrdoctor.dicom.storescp.StoreSCP` in a child process of its own, writing every
   object to a temporary directory as the retrieve check does;
 * DCMTK ``storescp`` (``-od`` a temporary directory, ``+xa`` every transfer syntax,
   ``TCP_NODELAY=1`` in its environment).
@@ -42,7 +42,7 @@ from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelMove as M
 
 RECEIVER = """
 import json, sys
-from qrdoctor.storescp import StoreSCP
+from qrdoctor.dicom.storescp import StoreSCP
 scp = StoreSCP("QRDOCTOR", "127.0.0.1", int(sys.argv[1])).start()
 print("ready", flush=True)
 sys.stdin.readline()

@@ -1,6 +1,6 @@
-"""The staged checks, one module per stage. Importing this package registers them all.
+"""The staged checks, one module (or package) per stage. Importing this package registers them.
 
 Installed as ``qrdoctor.checks``; never import this folder as a top-level ``checks`` package.
 """
 
-from . import association, matching, network, query, retrieve  # noqa: F401
+from qrdoctor.checks import association, find, match, network, retrieve  # noqa: F401

@@ -6,11 +6,11 @@ import time
 
 from pynetdicom import sop_class as sc
 
-from qrdoctor.context import Context, Outcome
-from qrdoctor.dicom import association, describe_status, hex_status
-from qrdoctor.model import Finding, Severity, Stage
-from qrdoctor.registry import check
-from qrdoctor.wire import Abort, ProbeResult, Rejection, probe_association, probe_tls
+from qrdoctor.core.context import Context, Outcome
+from qrdoctor.core.model import Finding, Severity, Stage
+from qrdoctor.core.registry import check
+from qrdoctor.dicom.assoc import association, describe_status, hex_status
+from qrdoctor.dicom.probe import Abort, ProbeResult, Rejection, probe_association, probe_tls
 
 WRONG_CALLED_AE = "QRD-NO-SUCH-AE"
 UNKNOWN_CALLING_AE = "QRD-UNKNOWN-AE"

@@ -11,10 +11,10 @@ import socket
 import ssl
 import time
 
-from qrdoctor.context import Context, Outcome
-from qrdoctor.model import Severity, Stage
-from qrdoctor.registry import check
-from qrdoctor.tls import certificate_facts, connect
+from qrdoctor.core.context import Context, Outcome
+from qrdoctor.core.model import Severity, Stage
+from qrdoctor.core.registry import check
+from qrdoctor.dicom.tls import certificate_facts, connect
 
 UNREACHABLE_ERRNOS = {errno.ENETUNREACH, errno.EHOSTUNREACH, errno.EHOSTDOWN, errno.ENETDOWN}
 
@@ -124,7 +124,7 @@ def tcp(ctx: Context) -> Outcome:
 
 def _unverified_certificate(t) -> dict:
     """The PACS certificate fetched without verifying it, to show what it presents."""
-    from qrdoctor.tls import TLSOptions
+    from qrdoctor.dicom.tls import TLSOptions
 
     try:
         with connect(t.host, t.port, t.timeout, TLSOptions(verify=False)) as sock:

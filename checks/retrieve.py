@@ -27,13 +27,8 @@ from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 from pynetdicom import ALL_TRANSFER_SYNTAXES, build_context, build_role, evt
 from pynetdicom import sop_class as sc
 from qrdoctor.checks.association import _probe_failure, abort_finding, our_address
-from qrdoctor.checks.query import ASSOCIATION_CODES, LevelsLearned, _association_failure
-
-from qrdoctor.context import Context, Outcome
-from qrdoctor.dicom import DEFAULT_TS, Opened, association, describe_status, hex_status
-from qrdoctor.dimse import AssociationFailed, FindAssociation
-from qrdoctor.model import Finding, Severity, Stage, Status
-from qrdoctor.query import (
+from qrdoctor.checks.find import ASSOCIATION_CODES, LevelsLearned, _association_failure
+from qrdoctor.checks.shared import (
     MODEL_LABELS,
     MODEL_UIDS,
     accepted_find_models,
@@ -41,11 +36,16 @@ from qrdoctor.query import (
     identifier,
     value,
 )
-from qrdoctor.registry import check
-from qrdoctor.storescp import Receiver, StorePortError, StoreSCP, uid_name
-from qrdoctor.wire import Abort, ProbeResult
 
-wire_log = logging.getLogger("qrdoctor.wire")  # lines for the check's protocol transcript
+from qrdoctor.core.context import Context, Outcome
+from qrdoctor.core.model import Finding, Severity, Stage, Status
+from qrdoctor.core.registry import check
+from qrdoctor.dicom.assoc import DEFAULT_TS, Opened, association, describe_status, hex_status
+from qrdoctor.dicom.find import AssociationFailed, FindAssociation
+from qrdoctor.dicom.probe import Abort, ProbeResult
+from qrdoctor.dicom.storescp import Receiver, StorePortError, StoreSCP, uid_name
+
+wire_log = logging.getLogger("qrdoctor.dicom.probe")  # lines for the check's protocol transcript
 SMALL_SERIES = 100  # the default retrieve takes a series of at most this many instances
 FEW_INSTANCES = 5  # ... or, when every series is larger, this many instances at IMAGE level
 NAMED_LIMIT = 10000  # instances enumerated for a series or study the user names

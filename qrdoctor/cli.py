@@ -12,9 +12,15 @@ import os
 import sys
 from pathlib import Path
 
-from . import __version__
-from .model import ExitCode, Report
-from .target import DEFAULT_CALLING_AE, TargetError, check_ae_title, check_port, resolve_target
+from qrdoctor import __version__
+from qrdoctor.core.model import ExitCode, Report
+from qrdoctor.core.target import (
+    DEFAULT_CALLING_AE,
+    TargetError,
+    check_ae_title,
+    check_port,
+    resolve_target,
+)
 
 EPILOG_CHECK = """exit status:
   0  no check failed
@@ -181,7 +187,7 @@ def _tls(args: argparse.Namespace):
         getattr(args, name, None) for name in ("tls_ca", "tls_cert", "tls_key", "tls_no_verify"))
     if not wanted:
         return None
-    from .tls import TLSOptions
+    from qrdoctor.dicom.tls import TLSOptions
 
     return TLSOptions(ca_file=args.tls_ca, cert_file=args.tls_cert, key_file=args.tls_key,
                       verify=not args.tls_no_verify)
@@ -190,7 +196,7 @@ def _tls(args: argparse.Namespace):
 def _only(value: str | None) -> list[str] | None:
     if not value:
         return None
-    from .registry import all_checks
+    from qrdoctor.core.registry import all_checks
 
     ids = [v.strip() for v in value.split(",") if v.strip()]
     known = {c.id for c in all_checks()}
@@ -234,7 +240,7 @@ def _check_report_paths(args: argparse.Namespace) -> None:
 
 def write_reports(report: Report, args: argparse.Namespace) -> None:
     """Every requested report, each redacted unless --include-phi."""
-    from .reports import render, write_report
+    from qrdoctor.reports import render, write_report
 
     phi = bool(getattr(args, "include_phi", False))
     for fmt, label in REPORT_FORMATS:
@@ -250,8 +256,8 @@ def write_reports(report: Report, args: argparse.Namespace) -> None:
 
 
 def run_check(args: argparse.Namespace) -> int:
-    from .console import LiveSummary, details
-    from .runner import Runner
+    from qrdoctor.console import LiveSummary, details
+    from qrdoctor.core.runner import Runner
 
     target = resolve_target(
         args.target, calling_ae=args.calling_ae, move_ae=args.move_ae, store_port=args.store_port,
@@ -270,7 +276,7 @@ def run_check(args: argparse.Namespace) -> int:
         print("qrdoctor: interrupted", file=sys.stderr)
         return 130
     if args.details:
-        from .reports import redact_report
+        from qrdoctor.reports import redact_report
 
         for line in details(redact_report(report, include_phi=args.include_phi)):
             print(line, file=out)
@@ -279,7 +285,7 @@ def run_check(args: argparse.Namespace) -> int:
 
 
 def run_tui_command(args: argparse.Namespace) -> int:
-    from .tui import run_tui
+    from qrdoctor.tui import run_tui
 
     target = None
     if args.target:
@@ -291,7 +297,7 @@ def run_tui_command(args: argparse.Namespace) -> int:
 
 
 def run_explain(args: argparse.Namespace) -> int:
-    from .explain import UnknownCodeError, explanations, get
+    from qrdoctor.core.explain import UnknownCodeError, explanations, get
 
     if not args.code:
         for code, exp in sorted(explanations().items()):
@@ -305,7 +311,7 @@ def run_explain(args: argparse.Namespace) -> int:
 
 
 def run_checks_list() -> int:
-    from .registry import all_checks
+    from qrdoctor.core.registry import all_checks
 
     for c in all_checks():
         req = f"  (requires {', '.join(c.requires)})" if c.requires else ""
@@ -325,7 +331,7 @@ def _destinations(values: list[str]) -> dict[str, tuple[str, int]]:
 
 
 def run_simulate(args: argparse.Namespace) -> int:
-    from .simulator import SimulatedPACS, parse_quirks
+    from qrdoctor.simulator import SimulatedPACS, parse_quirks
 
     try:
         quirks = parse_quirks(args.quirks)
@@ -349,10 +355,16 @@ def run_simulate(args: argparse.Namespace) -> int:
 
 
 def run_demo(args: argparse.Namespace) -> int:
-    from .console import LiveSummary, details
-    from .runner import Runner
-    from .simulator import DEMO_QUIRKS, DEMO_STUDIES, demo_pacs, describe_quirks, parse_quirks
-    from .target import Target
+    from qrdoctor.console import LiveSummary, details
+    from qrdoctor.core.runner import Runner
+    from qrdoctor.core.target import Target
+    from qrdoctor.simulator import (
+        DEMO_QUIRKS,
+        DEMO_STUDIES,
+        demo_pacs,
+        describe_quirks,
+        parse_quirks,
+    )
 
     if args.list_quirks:
         for usage, explanation in describe_quirks():
@@ -371,14 +383,14 @@ def run_demo(args: argparse.Namespace) -> int:
                         advertise="127.0.0.1", timeout=args.timeout)
         extras = {"listen_host": "127.0.0.1", **_extras(args)}
         if not args.headless and sys.stdout.isatty() and sys.stdin.isatty():
-            from .tui import run_tui
+            from qrdoctor.tui import run_tui
 
             return run_tui(target, extras=extras, title="qrdoctor demo: a simulated PACS with typical problems")
         out = sys.stderr if args.json == "-" else sys.stdout
         print(f"qrdoctor {__version__} demo: a simulated PACS ({pacs.ae_title}, quirks: {quirks}) "
               f"on {target.host}:{target.port}", file=out, flush=True)
         report = Runner(target, only=_only(args.only), observer=LiveSummary(out), extras=extras).run()
-        from .reports import redact_report
+        from qrdoctor.reports import redact_report
 
         for line in details(redact_report(report, include_phi=args.include_phi)):
             print(line, file=out)
@@ -416,7 +428,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "tui":
             return run_tui_command(args)
         if args.command is None and sys.stdin.isatty() and sys.stdout.isatty():
-            from .tui import run_tui
+            from qrdoctor.tui import run_tui
 
             return run_tui(None)
         if args.command == "simulate":

@@ -5,8 +5,8 @@ from __future__ import annotations
 import sys
 from typing import TextIO
 
-from .model import CheckResult, Report, Status
-from .registry import Check
+from qrdoctor.core.model import CheckResult, Report, Status
+from qrdoctor.core.registry import Check
 
 MARKS_UTF8 = {Status.PASS: "✔", Status.WARN: "!", Status.FAIL: "✘", Status.ERROR: "?", Status.SKIPPED: "-"}
 MARKS_ASCII = {Status.PASS: "+", Status.WARN: "!", Status.FAIL: "x", Status.ERROR: "?", Status.SKIPPED: "-"}

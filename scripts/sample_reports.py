@@ -31,8 +31,8 @@ def _free_port() -> int:
 
 @contextmanager
 def demo_target() -> Iterator[tuple]:
+    from qrdoctor.core.target import Target
     from qrdoctor.simulator import demo_pacs
-    from qrdoctor.target import Target
 
     store = _free_port()
     with demo_pacs(store).start() as pacs:
@@ -43,7 +43,7 @@ def demo_target() -> Iterator[tuple]:
 def orthanc_target() -> Iterator[tuple]:
     import peers
 
-    from qrdoctor.target import Target
+    from qrdoctor.core.target import Target
 
     store = peers.free_port()
     config = {"DicomAlwaysAllowFind": True, "DicomAlwaysAllowMove": True, "DicomAlwaysAllowGet": True,
@@ -57,7 +57,7 @@ def orthanc_target() -> Iterator[tuple]:
 def dcmqrscp_target() -> Iterator[tuple]:
     import peers
 
-    from qrdoctor.target import Target
+    from qrdoctor.core.target import Target
 
     store = peers.free_port()
     with peers.DcmqrscpServer(aet="DCMQRSCP", peers={"QRDOCTOR": ("QRDOCTOR", "127.0.0.1", store)}) as pacs:
@@ -69,8 +69,8 @@ TARGETS = {"demo": demo_target, "orthanc": orthanc_target, "dcmqrscp": dcmqrscp_
 
 
 def generate(name: str, out: Path = OUT) -> dict[str, Path]:
+    from qrdoctor.core.runner import Runner
     from qrdoctor.reports import write_report
-    from qrdoctor.runner import Runner
 
     out.mkdir(parents=True, exist_ok=True)
     with TARGETS[name]() as target:

@@ -26,8 +26,8 @@ def _full_run(session: pytest.Session) -> bool:
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if exitstatus != 0 or not _full_run(session):
         return
-    from qrdoctor.explain import EMITTED
-    from qrdoctor.registry import all_checks
+    from qrdoctor.core.explain import EMITTED
+    from qrdoctor.core.registry import all_checks
 
     declared = {code for c in all_checks() for code in c.codes}
     untested = sorted(declared - EMITTED)

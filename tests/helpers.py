@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from qrdoctor.model import Report
-from qrdoctor.runner import Runner
-from qrdoctor.target import Target
+from qrdoctor.core.model import Report
+from qrdoctor.core.runner import Runner
+from qrdoctor.core.target import Target
 
 
 def run(port: int, called_ae: str = "FAULTSCP", only=None, host: str = "127.0.0.1", **target_options) -> Report:

@@ -132,10 +132,10 @@ def test_explain_lists_codes():
 def test_crashing_check_becomes_error_with_exit_3(monkeypatch):
     from helpers import result
 
-    from qrdoctor import registry
-    from qrdoctor.model import ExitCode, Status
-    from qrdoctor.runner import Runner
-    from qrdoctor.target import Target
+    from qrdoctor.core import registry
+    from qrdoctor.core.model import ExitCode, Status
+    from qrdoctor.core.runner import Runner
+    from qrdoctor.core.target import Target
 
     def boom(ctx):
         raise RuntimeError("simulated defect")
@@ -149,10 +149,10 @@ def test_crashing_check_becomes_error_with_exit_3(monkeypatch):
 
 
 def test_check_that_overruns_its_deadline_is_stopped():
-    from qrdoctor import registry
-    from qrdoctor.model import Status
-    from qrdoctor.runner import Runner
-    from qrdoctor.target import Target
+    from qrdoctor.core import registry
+    from qrdoctor.core.model import Status
+    from qrdoctor.core.runner import Runner
+    from qrdoctor.core.target import Target
 
     def slow(ctx):
         ctx.cancel_event.wait(30)

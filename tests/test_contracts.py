@@ -8,8 +8,8 @@ import sys
 from pathlib import Path
 
 from qrdoctor.cli import report_schema
-from qrdoctor.explain import explanations
-from qrdoctor.registry import all_checks
+from qrdoctor.core.explain import explanations
+from qrdoctor.core.registry import all_checks
 
 ROOT = Path(__file__).resolve().parent.parent
 SCHEMA = ROOT / "schema" / "qrdoctor.report-1.schema.json"
@@ -48,8 +48,8 @@ def test_check_ids_are_unique_and_requirements_exist():
 
 def test_headless_core_never_imports_textual():
     code = (
-        "import sys, qrdoctor.cli, qrdoctor.runner, qrdoctor.registry, qrdoctor.console;"
-        "qrdoctor.registry.all_checks();"
+        "import sys, qrdoctor.cli, qrdoctor.core.runner, qrdoctor.core.registry, qrdoctor.console;"
+        "qrdoctor.core.registry.all_checks();"
         "bad = sorted(m for m in sys.modules if m == 'textual' or m.startswith('textual.'));"
         "print(bad); sys.exit(1 if bad else 0)"
     )
@@ -61,7 +61,7 @@ def test_top_level_checks_folder_is_not_importable_as_a_package_when_installed()
     # The registry refuses a second copy of a check module (e.g. `import checks.network`).
     code = (
         f"import sys; sys.path.insert(0, {str(ROOT)!r});"
-        "import qrdoctor.registry as r; r.all_checks();"
+        "import qrdoctor.core.registry as r; r.all_checks();"
         "import importlib\n"
         "try:\n    importlib.import_module('checks.network')\nexcept r.DuplicateCheckError:\n    print('refused')\n"
     )

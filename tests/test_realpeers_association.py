@@ -7,7 +7,7 @@ import json
 from helpers import codes, result, run
 
 from qrdoctor.cli import main
-from qrdoctor.model import Status
+from qrdoctor.core.model import Status
 
 
 def test_healthy_orthanc_passes_stages_1_and_2(orthanc, tmp_path):

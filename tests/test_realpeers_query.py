@@ -5,7 +5,7 @@ from __future__ import annotations
 import peers
 from helpers import codes, result, run
 
-from qrdoctor.model import Status
+from qrdoctor.core.model import Status
 
 QUERY_CHECKS = ["find.return_keys", "find.match_limit", "match.wildcards", "match.ranges", "match.lists"]
 

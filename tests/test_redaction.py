@@ -19,7 +19,7 @@ from faults import QR_CONTEXTS, dicom_scp
 from helpers import run
 from test_reports import all_outputs, build_report, sample_checks
 
-from qrdoctor.model import CheckResult, Finding, Report, Severity, Status
+from qrdoctor.core.model import CheckResult, Finding, Report, Severity, Status
 from qrdoctor.reports import FORMATS, redact_report, render
 from qrdoctor.reports.redact import TOKEN_RE, Redactor, canonical_kind
 

@@ -22,8 +22,8 @@ from pydicom.dataset import Dataset
 from pynetdicom import AE, evt
 from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelFind, Verification
 
-from qrdoctor.context import Context, Outcome
-from qrdoctor.model import (
+from qrdoctor.core.context import Context, Outcome
+from qrdoctor.core.model import (
     CheckResult,
     Finding,
     Report,
@@ -34,13 +34,13 @@ from qrdoctor.model import (
     ToolInfo,
     summarise,
 )
-from qrdoctor.registry import Check, select
+from qrdoctor.core.registry import Check, select
+from qrdoctor.core.runner import Runner
+from qrdoctor.core.target import Target
+from qrdoctor.core.transcript import wire_log
 from qrdoctor.reports import FORMATS, environment_info, redact_report, render, write_report
 from qrdoctor.reports.bundle import MEMBERS
 from qrdoctor.reports.html import embedded_report
-from qrdoctor.runner import Runner
-from qrdoctor.target import Target
-from qrdoctor.transcript import wire_log
 
 MOVE_FIX = ("Ask the PACS administrator to add the destination QRDOCTOR at 10.1.2.3 port 11113 to "
             "the PACS's list of DICOM nodes.")

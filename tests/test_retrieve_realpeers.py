@@ -21,9 +21,9 @@ import tempfile
 import peers
 from helpers import codes, result
 
-from qrdoctor.model import Status
-from qrdoctor.runner import Runner
-from qrdoctor.target import Target
+from qrdoctor.core.model import Status
+from qrdoctor.core.runner import Runner
+from qrdoctor.core.target import Target
 
 RETRIEVE = ["retrieve.move", "retrieve.get"]
 

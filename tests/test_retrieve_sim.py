@@ -15,10 +15,10 @@ from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 from pynetdicom import AE, build_context, evt
 from pynetdicom import sop_class as sc
 
-from qrdoctor.model import Status
-from qrdoctor.runner import Runner
+from qrdoctor.core.model import Status
+from qrdoctor.core.runner import Runner
+from qrdoctor.core.target import Target
 from qrdoctor.simulator import SimulatedPACS
-from qrdoctor.target import Target
 
 RETRIEVE = ["retrieve.move", "retrieve.get"]
 

@@ -14,7 +14,7 @@ from pydicom.data import get_testdata_file
 from pynetdicom import AE
 from pynetdicom.sop_class import CTImageStorage, MRImageStorage, Verification
 
-from qrdoctor.storescp import StorePortError, StoreSCP, file_meta
+from qrdoctor.dicom.storescp import StorePortError, StoreSCP, file_meta
 
 
 def store(port: int, datasets, *, calling: str = "PACSAE", called: str = "QRDOCTOR",

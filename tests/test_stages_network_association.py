@@ -21,7 +21,7 @@ from helpers import codes, result, run
 from pynetdicom import evt
 from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelFind, Verification
 
-from qrdoctor.model import ExitCode, Status
+from qrdoctor.core.model import ExitCode, Status
 
 
 def test_closed_port_is_refused_fast():

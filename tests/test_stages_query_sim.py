@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from helpers import codes, result, run
 
-from qrdoctor.model import Status
+from qrdoctor.core.model import Status
 from qrdoctor.simulator import SimulatedPACS
 
 QUERY = ["find.return_keys", "find.match_limit", "match.wildcards", "match.ranges", "match.lists"]
@@ -58,8 +58,8 @@ def test_cap_that_refuses_broad_queries():
 
 def test_no_cap_below_the_probe_limit():
     with SimulatedPACS(ae_title="SIMPACS", studies=400) as pacs:
-        from qrdoctor.runner import Runner
-        from qrdoctor.target import Target
+        from qrdoctor.core.runner import Runner
+        from qrdoctor.core.target import Target
 
         report = Runner(Target("127.0.0.1", pacs.port, "SIMPACS", timeout=5), only=["find.match_limit"],
                         extras={"probe_limit": 150}).run()

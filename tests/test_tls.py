@@ -13,8 +13,8 @@ from helpers import codes, result, run
 from pydicom import Dataset
 from pynetdicom import AE, evt
 
-from qrdoctor.model import Status
-from qrdoctor.tls import TLSOptions
+from qrdoctor.core.model import Status
+from qrdoctor.dicom.tls import TLSOptions
 
 
 def openssl(*args: str, cwd: Path) -> None:
@@ -124,8 +124,8 @@ def test_certificate_about_to_expire(pki):
 
 
 def test_a_saved_profile_keeps_the_tls_options(pki, tmp_path, monkeypatch):
-    from qrdoctor.profiles import save_profile
-    from qrdoctor.target import Target, target_from_profile
+    from qrdoctor.core.profiles import save_profile
+    from qrdoctor.core.target import Target, target_from_profile
 
     # Given a TLS target saved as a profile
     monkeypatch.setenv("QRDOCTOR_PROFILES", str(tmp_path / "profiles.toml"))

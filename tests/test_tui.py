@@ -19,13 +19,13 @@ from faults import silent_listener
 from peers import free_port
 
 from qrdoctor.cli import main as cli_main
-from qrdoctor.context import Context, Outcome
-from qrdoctor.model import Finding, Report, Severity, Stage, Status
-from qrdoctor.registry import Check, select
-from qrdoctor.runner import Runner
+from qrdoctor.core.context import Context, Outcome
+from qrdoctor.core.model import Finding, Report, Severity, Stage, Status
+from qrdoctor.core.registry import Check, select
+from qrdoctor.core.runner import Runner
+from qrdoctor.core.target import Target, load_profiles, target_from_profile
+from qrdoctor.core.transcript import wire_log
 from qrdoctor.simulator import SimulatedPACS
-from qrdoctor.target import Target, load_profiles, target_from_profile
-from qrdoctor.transcript import wire_log
 from qrdoctor.tui.app import QRDoctorApp
 from qrdoctor.tui.connect import ConnectScreen
 from qrdoctor.tui.messages import (
@@ -461,7 +461,7 @@ async def test_copy_summary_and_explain(shared_pacs):
         # The long explanation of the selected failure
         await pilot.press("i")
         await wait_for(pilot, lambda: isinstance(app.screen, ExplainScreen), what="the explanation")
-        from qrdoctor.explain import get
+        from qrdoctor.core.explain import get
 
         assert app.screen.markdown() == get("calling-ae-rejected").text.strip() or \
             get("calling-ae-rejected").text.strip() in app.screen.markdown()
@@ -682,8 +682,8 @@ def test_run_tui_exit_code_contract():
 
 
 async def test_picking_a_tls_profile_keeps_its_tls_options(profiles_file, tmp_path):
-    from qrdoctor.profiles import save_profile
-    from qrdoctor.tls import TLSOptions
+    from qrdoctor.core.profiles import save_profile
+    from qrdoctor.dicom.tls import TLSOptions
 
     # Given a saved profile for a PACS reached over TLS (the form has no TLS fields)
     ca = tmp_path / "ca.pem"

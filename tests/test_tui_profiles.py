@@ -6,7 +6,7 @@ import tomllib
 
 import pytest
 
-from qrdoctor.profiles import (
+from qrdoctor.core.profiles import (
     ProfileError,
     check_profile_name,
     delete_profile,
@@ -14,7 +14,7 @@ from qrdoctor.profiles import (
     profile_from_target,
     save_profile,
 )
-from qrdoctor.target import Target, load_profiles, resolve_target, target_from_profile
+from qrdoctor.core.target import Target, load_profiles, resolve_target, target_from_profile
 
 
 def test_dumps_round_trips_awkward_values():

@@ -13,11 +13,11 @@ from functools import partial
 
 import pytest
 
-from qrdoctor.context import Context, Outcome
-from qrdoctor.model import Finding, Severity, Stage, Status
-from qrdoctor.registry import Check
-from qrdoctor.runner import Runner
-from qrdoctor.target import Target
+from qrdoctor.core.context import Context, Outcome
+from qrdoctor.core.model import Finding, Severity, Stage, Status
+from qrdoctor.core.registry import Check
+from qrdoctor.core.runner import Runner
+from qrdoctor.core.target import Target
 from qrdoctor.tui.app import QRDoctorApp
 
 pytestmark = pytest.mark.timeout(60)

@@ -36,7 +36,7 @@ def tui_command(target: str, timeout: float) -> list[str]:
                      and isinstance(a.choices, dict)), {})
     if "tui" in commands:
         return [sys.executable, "-m", "qrdoctor", "tui", target, "--timeout", str(timeout)]
-    code = ("import sys; from qrdoctor.target import resolve_target; from qrdoctor.tui import run_tui; "
+    code = ("import sys; from qrdoctor.core.target import resolve_target; from qrdoctor.tui import run_tui; "
             f"sys.exit(run_tui(resolve_target({target!r}, timeout={timeout})))")
     return [sys.executable, "-c", code]
 

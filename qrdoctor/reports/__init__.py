@@ -16,9 +16,9 @@ import os
 import tempfile
 from pathlib import Path
 
-from ..model import Report
-from .environment import environment_info
-from .redact import Redactor, redact_report, salt_for
+from qrdoctor.core.model import Report
+from qrdoctor.reports.environment import environment_info
+from qrdoctor.reports.redact import Redactor, redact_report, salt_for
 
 __all__ = ["FORMATS", "render", "write_report", "redact_report", "environment_info", "Redactor"]
 
@@ -45,14 +45,14 @@ def render(report: Report, fmt: str, include_phi: bool = False) -> str | bytes:
     if fmt == "json":
         return safe.to_json()
     if fmt == "md":
-        from .markdown import render_markdown
+        from qrdoctor.reports.markdown import render_markdown
 
         return render_markdown(safe)
     if fmt == "html":
-        from .html import render_html
+        from qrdoctor.reports.html import render_html
 
         return render_html(safe)
-    from .bundle import render_bundle
+    from qrdoctor.reports.bundle import render_bundle
 
     return render_bundle(safe, None if include_phi else Redactor(report.phi_values, salt_for(report)))
 

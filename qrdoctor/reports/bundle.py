@@ -13,12 +13,12 @@ import io
 import json
 import zipfile
 
-from ..model import Report
-from .environment import environment_info
-from .html import render_html
-from .markdown import render_markdown
-from .redact import Redactor
-from .view import format_time
+from qrdoctor.core.model import Report
+from qrdoctor.reports.environment import environment_info
+from qrdoctor.reports.html import render_html
+from qrdoctor.reports.markdown import render_markdown
+from qrdoctor.reports.redact import Redactor
+from qrdoctor.reports.view import format_time
 
 MEMBERS = ("README.txt", "report.html", "report.json", "report.md", "transcript.txt", "environment.json")
 

@@ -12,8 +12,8 @@ import threading
 from importlib import metadata
 from typing import Any
 
-from .. import __version__
-from ..model import Report
+from qrdoctor import __version__
+from qrdoctor.core.model import Report
 
 RESOLVE_TIMEOUT_S = 2.0
 

@@ -14,8 +14,8 @@ from typing import Any
 from jinja2 import Environment, PackageLoader, StrictUndefined
 from markupsafe import Markup, escape
 
-from ..model import Report
-from .view import ReportView, build
+from qrdoctor.core.model import Report
+from qrdoctor.reports.view import ReportView, build
 
 EMBED_ID = "qrdoctor-report"
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import re
 
-from ..model import Report
-from .view import FindingView, ReportView, build, one_line
+from qrdoctor.core.model import Report
+from qrdoctor.reports.view import FindingView, ReportView, build, one_line
 
 _CODE_SPAN_RE = re.compile(r"(`+)(.+?)\1", re.DOTALL)
 _BOUNDARY_UNDERSCORE_RE = re.compile(r"(?<![0-9A-Za-z])_|_(?![0-9A-Za-z])")

@@ -36,7 +36,7 @@ from collections.abc import Iterable
 from typing import Any
 from urllib.parse import quote, unquote_plus
 
-from ..model import Report
+from qrdoctor.core.model import Report
 
 TOKEN_RE = re.compile(r"«[a-z0-9_]+:[0-9a-f]{6}»")
 WILDCARDS = "*?"

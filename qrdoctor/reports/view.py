@@ -12,8 +12,8 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..console import MARKS_UTF8, verdict
-from ..model import CheckResult, Finding, Report, Severity, Status
+from qrdoctor.console import MARKS_UTF8, verdict
+from qrdoctor.core.model import CheckResult, Finding, Report, Severity, Status
 
 PROBLEM_STATUSES = (Status.FAIL, Status.WARN, Status.ERROR)
 ADMIN_SEVERITIES = (Severity.FAIL, Severity.WARN)

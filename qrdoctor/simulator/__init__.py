@@ -22,9 +22,9 @@ from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 from pynetdicom import AE, evt
 from pynetdicom.sop_class import Verification
 
-from .data import SOP_CLASSES, Archive
-from .matching import MODELS, PATIENT_ROOT, PATIENT_STUDY_ONLY
-from .quirks import (
+from qrdoctor.simulator.data import SOP_CLASSES, Archive
+from qrdoctor.simulator.matching import MODELS, PATIENT_ROOT, PATIENT_STUDY_ONLY
+from qrdoctor.simulator.quirks import (
     DEMO_QUIRKS,
     DEMO_STUDIES,
     QUIRKS,
@@ -33,7 +33,7 @@ from .quirks import (
     describe_quirks,
     parse_quirks,
 )
-from .scp import QRService, SimAssociationServer, unbind_standard_logging
+from qrdoctor.simulator.scp import QRService, SimAssociationServer, unbind_standard_logging
 
 __all__ = [
     "SimulatedPACS",
@@ -118,7 +118,7 @@ class SimulatedPACS:
         q = self.quirks
         ae = AE(ae_title=self.ae_title)
         # Marks every association of this AE (acceptor, and requestor for C-MOVE
-        # sub-operations) as the simulator's, for log filters such as qrdoctor.transcript.
+        # sub-operations) as the simulator's, for log filters such as qrdoctor.core.transcript.
         ae.qrdoctor_server = True  # type: ignore[attr-defined]
         ae.maximum_associations = q.max_associations or DEFAULT_MAX_ASSOCIATIONS
         ae.require_called_aet = q.check_called_ae
@@ -191,7 +191,7 @@ class SimulatedPACS:
             target=server.serve_forever, kwargs={"poll_interval": 0.05},
             name=f"SimulatedPACS-{self.ae_title}@{self.port}", daemon=True,
         )
-        # Marks for qrdoctor.transcript: log records from our threads are the PACS's, not ours.
+        # Marks for qrdoctor.core.transcript: log records from our threads are the PACS's, not ours.
         self._thread.qrdoctor_server = True  # type: ignore[attr-defined]
         self._thread.start()
         LOGGER.info("SimulatedPACS %s listening on %s:%d (%s; quirks: %s)", self.ae_title,

@@ -24,7 +24,7 @@ from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 from pydicom.tag import Tag
 
-from .data import Archive, Instance, Patient, Series, Study
+from qrdoctor.simulator.data import Archive, Instance, Patient, Series, Study
 
 __all__ = [
     "LEVELS",

@@ -27,8 +27,8 @@ from pynetdicom.dsutils import decode, encode
 from pynetdicom.status import code_to_category
 from pynetdicom.transport import RequestHandler, ThreadedAssociationServer
 
-from .data import Archive, Instance
-from .matching import (
+from qrdoctor.simulator.data import Archive, Instance
+from qrdoctor.simulator.matching import (
     LEVELS,
     MODELS,
     FindQuery,
@@ -37,13 +37,13 @@ from .matching import (
     QueryError,
     resolve_retrieve,
 )
-from .quirks import Quirks
-from .wire import FindResponseWriter, IdentifierEncoder
+from qrdoctor.simulator.quirks import Quirks
+from qrdoctor.simulator.wire import FindResponseWriter, IdentifierEncoder
 
 if TYPE_CHECKING:
     from pynetdicom.association import Association
 
-    from . import SimulatedPACS
+    from qrdoctor.simulator import SimulatedPACS
 
 __all__ = ["QRService", "SimAssociationServer"]
 

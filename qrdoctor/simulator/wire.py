@@ -14,8 +14,8 @@ from typing import Any
 
 from pynetdicom.pdu_primitives import P_DATA
 
-from .data import charset_codec
-from .matching import ReturnKey, patient_of
+from qrdoctor.simulator.data import charset_codec
+from qrdoctor.simulator.matching import ReturnKey, patient_of
 
 __all__ = ["IdentifierEncoder", "FindResponseWriter", "encode_element"]
 

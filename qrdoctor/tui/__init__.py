@@ -11,12 +11,12 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from ..target import Target
+    from qrdoctor.core.target import Target
 
 __all__ = ["run_tui"]
 
 
 def run_tui(target: Target | None = None, *, extras: dict | None = None, title: str | None = None) -> int:
-    from .app import run_tui as _run_tui
+    from qrdoctor.tui.app import run_tui as _run_tui
 
     return _run_tui(target, extras=extras, title=title)

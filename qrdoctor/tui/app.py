@@ -8,12 +8,12 @@ from typing import Any
 from textual.app import App, SystemCommand
 from textual.screen import Screen
 
-from .. import __version__
-from ..registry import Check, select
-from ..runner import Runner
-from ..target import Target
-from .connect import ConnectScreen
-from .run_screen import RunScreen
+from qrdoctor import __version__
+from qrdoctor.core.registry import Check, select
+from qrdoctor.core.runner import Runner
+from qrdoctor.core.target import Target
+from qrdoctor.tui.connect import ConnectScreen
+from qrdoctor.tui.run_screen import RunScreen
 
 SLOW_AFTER_S = 5.0  # a running check gets a "taking longer than usual" note after this
 
@@ -23,7 +23,7 @@ class QRDoctorApp(App[int]):
 
     ``only`` limits the checks (with their requirements); ``checks`` lists other checks than the
     registry's (give ``runner_factory`` the same, e.g. ``partial(Runner, checks=...)``);
-    ``runner_factory`` builds the runner, the headless :class:`~qrdoctor.runner.Runner` by default;
+    ``runner_factory`` builds the runner, the headless :class:`~qrdoctor.core.runner.Runner` by default;
     ``show_timings=False`` and ``cursor_blink=False`` make the screen deterministic for
     screenshots.
     """

@@ -14,8 +14,8 @@ from textual.screen import Screen
 from textual.validation import ValidationResult, Validator
 from textual.widgets import Button, Footer, Header, Input, Label, Select, Static
 
-from ..profiles import ProfileError, check_profile_name, delete_profile, save_profile
-from ..target import (
+from qrdoctor.core.profiles import ProfileError, check_profile_name, delete_profile, save_profile
+from qrdoctor.core.target import (
     DEFAULT_CALLING_AE,
     DEFAULT_STORE_PORT,
     DEFAULT_TIMEOUT,
@@ -226,7 +226,7 @@ class ConnectScreen(Screen[Target | None]):
                     title="Profile saved", markup=False)
 
     def action_delete_profile(self) -> None:
-        from .modals import ConfirmScreen
+        from qrdoctor.tui.modals import ConfirmScreen
 
         sel = self.query_one("#profile", Select).value
         name = sel if isinstance(sel, str) else self.query_one("#profile_name", Input).value.strip()

@@ -9,8 +9,8 @@ from __future__ import annotations
 from textual.message import Message
 from textual.message_pump import MessagePump
 
-from ..model import CheckResult, Report
-from ..registry import Check
+from qrdoctor.core.model import CheckResult, Report
+from qrdoctor.core.registry import Check
 
 
 class RunMessage(Message, bubble=False):

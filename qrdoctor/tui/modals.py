@@ -12,7 +12,7 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Markdown, RadioButton, RadioSet, Static
 
-from ..target import Target
+from qrdoctor.core.target import Target
 
 FORMAT_LABELS = {
     "json": "JSON: the machine-readable report",
@@ -24,7 +24,7 @@ EXTENSIONS = {"json": ".json", "md": ".md", "html": ".html", "bundle": ".zip"}
 
 
 def available_formats() -> tuple[str, ...]:
-    from ..reports import FORMATS
+    from qrdoctor.reports import FORMATS
 
     return tuple(FORMATS)
 
@@ -39,7 +39,7 @@ class ExplainScreen(ModalScreen[None]):
         self.codes = codes
 
     def markdown(self) -> str:
-        from ..explain import UnknownCodeError, get
+        from qrdoctor.core.explain import UnknownCodeError, get
 
         parts = []
         for code in self.codes:

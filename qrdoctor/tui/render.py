@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from ..console import LABELS, MARKS_UTF8, check_line
-from ..model import CheckResult, Report, Status, summarise
+from qrdoctor.console import LABELS, MARKS_UTF8, check_line
+from qrdoctor.core.model import CheckResult, Report, Status, summarise
 
 WAITING, RUNNING = "waiting", "running"
 MARKS = {WAITING: "·", RUNNING: "»", **{s.value: m for s, m in MARKS_UTF8.items()}}
@@ -111,13 +111,13 @@ def redact_result(result: CheckResult, phi: dict[str, str], earlier: Report | No
                   include_phi: bool) -> CheckResult:
     """One finished check, redacted with the patient data known so far (the run's values plus
     those of earlier runs), for the live view before the run's report exists."""
-    from ..model import Report as _Report
+    from qrdoctor.core.model import Report as _Report
 
     if earlier is not None:
         base = earlier.model_copy(update={"checks": [result], "summary": summarise([result])})
     else:
-        from .. import __version__
-        from ..model import TargetInfo, ToolInfo
+        from qrdoctor import __version__
+        from qrdoctor.core.model import TargetInfo, ToolInfo
 
         base = _Report(tool=ToolInfo(version=__version__),
                        target=TargetInfo(host="", port=1, called_ae="", calling_ae="", move_ae=""),
@@ -129,6 +129,6 @@ def redact_result(result: CheckResult, phi: dict[str, str], earlier: Report | No
 def redact(report: Report, include_phi: bool) -> Report:
     """The report as the screen may show it: patient data redacted unless PHI is allowed, by
     the same code every export uses."""
-    from ..reports import redact_report
+    from qrdoctor.reports import redact_report
 
     return redact_report(report, include_phi=include_phi)

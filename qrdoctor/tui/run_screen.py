@@ -1,6 +1,6 @@
 """The run screen: every check in stage order with a live status, and the selected check's details.
 
-The screen never touches the network. It starts the headless :class:`~qrdoctor.runner.Runner`
+The screen never touches the network. It starts the headless :class:`~qrdoctor.core.runner.Runner`
 in a thread worker; the runner's observer posts messages back (see :mod:`.messages`).
 """
 
@@ -18,10 +18,10 @@ from textual.screen import Screen
 from textual.widgets import Footer, Header, ListView, Static
 from textual.worker import Worker, WorkerState
 
-from ..model import CheckResult, Report, Status
-from ..registry import Check
-from ..target import Target
-from .messages import (
+from qrdoctor.core.model import CheckResult, Report, Status
+from qrdoctor.core.registry import Check
+from qrdoctor.core.target import Target
+from qrdoctor.tui.messages import (
     CheckFinished,
     CheckProgress,
     CheckStarted,
@@ -31,7 +31,7 @@ from .messages import (
     RunMessage,
     RunStarted,
 )
-from .render import (
+from qrdoctor.tui.render import (
     PROBLEMS,
     RUNNING,
     WAITING,
@@ -44,10 +44,10 @@ from .render import (
     state_of,
     verdict_text,
 )
-from .widgets import CheckDetail, CheckRow, DetailScroll, DetailState, row_id
+from qrdoctor.tui.widgets import CheckDetail, CheckRow, DetailScroll, DetailState, row_id
 
 if TYPE_CHECKING:
-    from .app import QRDoctorApp
+    from qrdoctor.tui.app import QRDoctorApp
 
 
 MAX_PROGRESS = 200  # progress lines kept per running check
@@ -473,7 +473,7 @@ class RunScreen(Screen):
         self.notify("Summary copied to the clipboard.")
 
     def action_explain(self) -> None:
-        from .modals import ExplainScreen
+        from qrdoctor.tui.modals import ExplainScreen
 
         res = self.shown.get(self.selected_id() or "")
         if res is None or not res.findings:
@@ -483,7 +483,7 @@ class RunScreen(Screen):
         self.app.push_screen(ExplainScreen(codes))
 
     def action_help(self) -> None:
-        from .modals import HelpScreen
+        from qrdoctor.tui.modals import HelpScreen
 
         self.app.push_screen(HelpScreen())
 
@@ -494,7 +494,7 @@ class RunScreen(Screen):
         self.qapp.open_connection_form(self.target)
 
     def action_export(self) -> None:
-        from .modals import ExportScreen
+        from qrdoctor.tui.modals import ExportScreen
 
         if self.report is None or self.target is None:
             self.notify("Nothing to export yet: run the checks first.")
@@ -519,7 +519,7 @@ class RunScreen(Screen):
 
 
 def sorted_by_severity(res: CheckResult):
-    from .render import sorted_findings
+    from qrdoctor.tui.render import sorted_findings
 
     return sorted_findings(res)
 
@@ -527,7 +527,7 @@ def sorted_by_severity(res: CheckResult):
 def export_report(report: Report, fmt: str, path: Path, include_phi: bool) -> tuple[Path | None, str | None]:
     """Write one report format through the reports module; (path, None) or (None, error text)."""
     try:
-        from ..reports import write_report
+        from qrdoctor.reports import write_report
 
         return write_report(report, fmt, path, include_phi=include_phi), None
     except OSError as exc:

@@ -10,9 +10,9 @@ from textual.containers import Horizontal, VerticalScroll
 from textual.widget import Widget
 from textual.widgets import Label, ListItem
 
-from ..model import CheckResult
-from ..registry import Check
-from .render import (
+from qrdoctor.core.model import CheckResult
+from qrdoctor.core.registry import Check
+from qrdoctor.tui.render import (
     MARKS,
     RUNNING,
     STATE_LABELS,

@@ -13,8 +13,8 @@ from pynetdicom.association import Association
 from pynetdicom.pdu import A_ABORT_RQ, A_ASSOCIATE_RJ
 from pynetdicom.presentation import PresentationContext
 
-from .context import Context
-from .wire import Abort, Rejection
+from qrdoctor.core.context import Context
+from qrdoctor.dicom.probe import Abort, Rejection
 
 DEFAULT_TS = [ExplicitVRLittleEndian, ImplicitVRLittleEndian]
 

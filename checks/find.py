@@ -8,12 +8,7 @@ from dataclasses import dataclass, field
 
 from pydicom import Dataset
 from qrdoctor.checks.association import _probe_failure
-
-from qrdoctor.context import Context, Outcome
-from qrdoctor.dicom import describe_status
-from qrdoctor.dimse import AssociationFailed, FindAssociation, FindOutcome
-from qrdoctor.model import Finding, Severity, Stage
-from qrdoctor.query import (
+from qrdoctor.checks.shared import (
     LEVELS,
     MODEL_LABELS,
     MODEL_UIDS,
@@ -25,7 +20,12 @@ from qrdoctor.query import (
     note_phi,
     value,
 )
-from qrdoctor.registry import check
+
+from qrdoctor.core.context import Context, Outcome
+from qrdoctor.core.model import Finding, Severity, Stage
+from qrdoctor.core.registry import check
+from qrdoctor.dicom.assoc import describe_status
+from qrdoctor.dicom.find import AssociationFailed, FindAssociation, FindOutcome
 
 SAMPLE = 25  # matches read per level in find.levels; the query is cancelled after that
 DEFAULT_PROBE_LIMIT = 5000  # how many matches find.match_limit counts before it stops looking

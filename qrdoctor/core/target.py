@@ -51,7 +51,7 @@ class Target:
     advertise: str | None = None
     timeout: float = DEFAULT_TIMEOUT
     dicomweb: str | None = None
-    tls: object | None = None  # qrdoctor.tls.TLSOptions: DICOM over TLS to the PACS
+    tls: object | None = None  # qrdoctor.dicom.tls.TLSOptions: DICOM over TLS to the PACS
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "called_ae", check_ae_title(self.called_ae, "The PACS AE title"))
@@ -128,7 +128,7 @@ def target_from_profile(name: str, overrides: dict[str, object], path: Path | No
     try:
         options = {k: p[k] for k in _PROFILE_KEYS if k in p}
         if p.get("tls"):
-            from .tls import TLSOptions
+            from qrdoctor.dicom.tls import TLSOptions
 
             options["tls"] = TLSOptions(ca_file=p.get("tls_ca"), cert_file=p.get("tls_cert"),
                                         key_file=p.get("tls_key"), verify=p.get("tls_verify", True))

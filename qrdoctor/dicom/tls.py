@@ -14,7 +14,7 @@ import ssl
 import tempfile
 from dataclasses import dataclass
 
-from .target import TargetError
+from qrdoctor.core.target import TargetError
 
 
 @dataclass(frozen=True)

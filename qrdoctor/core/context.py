@@ -8,9 +8,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from .explain import finding
-from .model import CheckResult, Finding, Severity, Status, status_from_findings
-from .target import Target
+from qrdoctor.core.explain import finding
+from qrdoctor.core.model import CheckResult, Finding, Severity, Status, status_from_findings
+from qrdoctor.core.target import Target
 
 
 class Cancelled(Exception):

@@ -30,9 +30,15 @@ from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 from pynetdicom.dsutils import encode
 from pynetdicom.pdu import A_ASSOCIATE_AC
 
-from .wire import RELEASE_RQ, Abort, Rejection, _classify_bytes, association_request
+from qrdoctor.dicom.probe import (
+    RELEASE_RQ,
+    Abort,
+    Rejection,
+    _classify_bytes,
+    association_request,
+)
 
-log = logging.getLogger("qrdoctor.wire")
+log = logging.getLogger("qrdoctor.dicom.probe")
 
 OUR_MAX_PDU = 1 << 18
 CMD_FIND_RSP = 0x8020
@@ -156,7 +162,7 @@ class FindAssociation:
 
     # -- association ----------------------------------------------------------------------
     def open(self) -> FindAssociation:
-        from .tls import connect
+        from qrdoctor.dicom.tls import connect
 
         try:
             self.sock = connect(self.host, self.port, self.timeout, self.tls)  # type: ignore[arg-type]

@@ -13,7 +13,7 @@ from functools import cache
 from importlib import resources
 from typing import Any
 
-from .model import Finding, Severity
+from qrdoctor.core.model import Finding, Severity
 
 
 class UnknownCodeError(KeyError):
@@ -42,7 +42,7 @@ def _parse(code: str, text: str) -> Explanation:
 @cache
 def explanations() -> dict[str, Explanation]:
     out: dict[str, Explanation] = {}
-    for entry in resources.files("qrdoctor.explanations").iterdir():
+    for entry in resources.files("qrdoctor.core.explanations").iterdir():
         name = entry.name
         if name.endswith(".md"):
             code = name[:-3]

@@ -15,12 +15,12 @@ import traceback
 from collections.abc import Iterable
 from typing import Protocol
 
-from . import __version__
-from .context import NOT_APPLICABLE, Cancelled, Context, Outcome
-from .model import CheckResult, Report, Status, TargetInfo, ToolInfo, summarise
-from .registry import Check, select
-from .target import Target
-from .transcript import capture
+from qrdoctor import __version__
+from qrdoctor.core.context import NOT_APPLICABLE, Cancelled, Context, Outcome
+from qrdoctor.core.model import CheckResult, Report, Status, TargetInfo, ToolInfo, summarise
+from qrdoctor.core.registry import Check, select
+from qrdoctor.core.target import Target
+from qrdoctor.core.transcript import capture
 
 BLOCKING = {Status.FAIL, Status.ERROR, Status.SKIPPED}
 GRACE_S = 1.5  # how long a check may take to wind down after its deadline or a cancel

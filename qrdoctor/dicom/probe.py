@@ -29,7 +29,7 @@ from pynetdicom.pdu_primitives import (
 from pynetdicom.presentation import build_context
 from pynetdicom.sop_class import Verification
 
-log = logging.getLogger("qrdoctor.wire")
+log = logging.getLogger("qrdoctor.dicom.probe")
 
 RELEASE_RQ = bytes.fromhex("05000000000400000000")
 
@@ -232,7 +232,7 @@ def probe_association(host: str, port: int, calling_ae: str, called_ae: str, tim
     def ms() -> float:
         return (time.monotonic() - t0) * 1000
 
-    from .tls import connect
+    from qrdoctor.dicom.tls import connect
 
     try:
         sock = connect(host, port, timeout, tls)  # type: ignore[arg-type]

@@ -1,6 +1,6 @@
 """Saving and deleting named node profiles in the profiles TOML file.
 
-Reading stays in :mod:`qrdoctor.target` (``load_profiles``, ``target_from_profile``); this module
+Reading stays in :mod:`qrdoctor.core.target` (``load_profiles``, ``target_from_profile``); this module
 writes the same file, ``[profiles.NAME]`` tables with ``called_ae``, ``host``, ``port`` and the
 optional keys ``calling_ae``, ``move_ae``, ``store_port``, ``advertise``, ``timeout`` and
 ``dicomweb``. Anything else in the file (other tables, unknown keys) is kept; comments are not,
@@ -17,7 +17,7 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from .target import Target, TargetError, profiles_path
+from qrdoctor.core.target import Target, TargetError, profiles_path
 
 HEADER = "# qrdoctor node profiles: `qrdoctor check NAME` and the TUI's connection form use them.\n"
 

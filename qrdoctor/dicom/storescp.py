@@ -55,10 +55,10 @@ from pynetdicom.pdu_primitives import (
 from pynetdicom.presentation import negotiate_as_acceptor
 from pynetdicom.sop_class import Verification
 
-from .dimse import _command, parse_command
-from .wire import Rejection
+from qrdoctor.dicom.find import _command, parse_command
+from qrdoctor.dicom.probe import Rejection
 
-log = logging.getLogger("qrdoctor.storescp")
+log = logging.getLogger("qrdoctor.dicom.storescp")
 
 PREAMBLE = b"\x00" * 128 + b"DICM"
 MAX_INBOUND_KEPT = 50  # connection records kept in full; later ones are only counted

@@ -18,14 +18,14 @@ from pynetdicom import _config as pnd_config
 from pynetdicom.association import Association
 from pynetdicom.dul import DULServiceProvider
 
-PROTOCOL_LOGGERS = ("pynetdicom", "qrdoctor.wire")
+PROTOCOL_LOGGERS = ("pynetdicom", "qrdoctor.dicom.probe")
 MAX_LINES = 4000
 
 # Identifiers (patient data) stay out of the transcript, and pretty-printing them costs time.
 pnd_config.LOG_REQUEST_IDENTIFIERS = False
 pnd_config.LOG_RESPONSE_IDENTIFIERS = False
 
-wire_log = logging.getLogger("qrdoctor.wire")
+wire_log = logging.getLogger("qrdoctor.dicom.probe")
 
 
 def _in_process_server(assoc: object) -> bool:

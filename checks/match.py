@@ -12,13 +12,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from pydicom import Dataset
-from qrdoctor.checks.query import ASSOCIATION_CODES, LevelsLearned, _association_failure
+from qrdoctor.checks.find import ASSOCIATION_CODES, LevelsLearned, _association_failure
+from qrdoctor.checks.shared import MODEL_UIDS, accepted_find_models, identifier, note_phi, value
 
-from qrdoctor.context import Context, Outcome
-from qrdoctor.dimse import AssociationFailed, FindAssociation, FindOutcome
-from qrdoctor.model import Finding, Severity, Stage
-from qrdoctor.query import MODEL_UIDS, accepted_find_models, identifier, note_phi, value
-from qrdoctor.registry import check
+from qrdoctor.core.context import Context, Outcome
+from qrdoctor.core.model import Finding, Severity, Stage
+from qrdoctor.core.registry import check
+from qrdoctor.dicom.find import AssociationFailed, FindAssociation, FindOutcome
 
 
 @dataclass

@@ -10,9 +10,9 @@ from dataclasses import dataclass
 from pydicom import Dataset
 from pynetdicom import sop_class as sc
 
-from .context import Context
-from .dimse import AssociationFailed, FindAssociation
-from .wire import ProbeResult
+from qrdoctor.core.context import Context
+from qrdoctor.dicom.find import AssociationFailed, FindAssociation
+from qrdoctor.dicom.probe import ProbeResult
 
 STUDY_ROOT = str(sc.StudyRootQueryRetrieveInformationModelFind)
 PATIENT_ROOT = str(sc.PatientRootQueryRetrieveInformationModelFind)

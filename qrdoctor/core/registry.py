@@ -6,10 +6,10 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from .model import Stage
+from qrdoctor.core.model import Stage
 
 if TYPE_CHECKING:
-    from .context import Context, Outcome
+    from qrdoctor.core.context import Context, Outcome
 
 CheckFn = Callable[["Context"], "Outcome"]
 
@@ -72,7 +72,7 @@ def check(
 
 def all_checks() -> list[Check]:
     """Every registered check, in stage order then registration order."""
-    from . import checks  # noqa: F401  (importing registers the stage modules)
+    from qrdoctor import checks  # noqa: F401  (importing registers the stage modules)
 
     return sorted(_REGISTRY.values(), key=lambda c: (c.stage, c.order))
 
