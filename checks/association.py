@@ -110,7 +110,7 @@ def abort_finding(ctx: Context, ab: Abort | None, when: str) -> Finding:
     )
 
 
-def _probe_failure(ctx: Context, probe: ProbeResult) -> tuple[str, Finding]:
+def probe_failure(ctx: Context, probe: ProbeResult) -> tuple[str, Finding]:
     """Findings for a probe that got no A-ASSOCIATE-AC."""
     t = ctx.target
     where = f"{t.host} port {t.port}"
@@ -207,7 +207,7 @@ def echo(ctx: Context) -> Outcome:
     if probe.peer_implementation:
         facts["peer_implementation"] = probe.peer_implementation
     if probe.kind != "accepted":
-        summary, f = _probe_failure(ctx, probe)
+        summary, f = probe_failure(ctx, probe)
         return Outcome(summary=summary, facts=facts, findings=[f], learned=probe)
 
     if probe.decoded and str(sc.Verification) not in probe.accepted_contexts:
@@ -377,7 +377,7 @@ def models(ctx: Context) -> Outcome:
                               cancel=ctx.cancel_event, tls=t.tls)
     ctx.raise_if_cancelled()
     if probe.kind != "accepted":
-        summary, f = _probe_failure(ctx, probe)
+        summary, f = probe_failure(ctx, probe)
         return Outcome(summary=f"{summary} when proposing the Q/R models", findings=[f])
     by_uid = {row["abstract_syntax"]: row for row in probe.context_results}
 

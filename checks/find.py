@@ -6,8 +6,9 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass, field
 
+from pydantic import Field
 from pydicom import Dataset
-from qrdoctor.checks.association import _probe_failure
+from qrdoctor.checks.association import probe_failure
 from qrdoctor.checks.shared import (
     LEVELS,
     MODEL_LABELS,
@@ -23,12 +24,18 @@ from qrdoctor.checks.shared import (
 
 from qrdoctor.core.context import Context, Outcome
 from qrdoctor.core.model import Finding, Severity, Stage
+from qrdoctor.core.options import Options
 from qrdoctor.core.registry import check
 from qrdoctor.dicom.assoc import describe_status
 from qrdoctor.dicom.find import AssociationFailed, FindAssociation, FindOutcome
 
 SAMPLE = 25  # matches read per level in find.levels; the query is cancelled after that
 DEFAULT_PROBE_LIMIT = 5000  # how many matches find.match_limit counts before it stops looking
+
+
+class MatchLimitOptions(Options):
+    probe_limit: int = Field(DEFAULT_PROBE_LIMIT, ge=1, le=1_000_000,
+                             description="how many matches find.match_limit counts before it stops looking")
 ASSOCIATION_CODES = ("not-dicom", "peer-silent", "tls-required", "tls-handshake-failed", "peer-closed",
                      "calling-ae-rejected", "called-ae-rejected", "association-rejected",
                      "association-aborted")
@@ -110,8 +117,8 @@ def _level_hint(model: str, level: str, code: int | None) -> str:
     return "Look up the status in the PACS's conformance statement and its log."
 
 
-def _association_failure(ctx: Context, exc: AssociationFailed) -> Outcome:
-    summary, f = _probe_failure(ctx, failure_as_probe(exc))
+def association_failure(ctx: Context, exc: AssociationFailed) -> Outcome:
+    summary, f = probe_failure(ctx, failure_as_probe(exc))
     return Outcome(summary=f"{summary} on the query association", findings=[f])
 
 
@@ -204,7 +211,7 @@ def levels(ctx: Context) -> Outcome:
                 if model == "patient_root" and level == "PATIENT":
                     parent = {"PatientID": value(first, "PatientID")}
     except AssociationFailed as exc:
-        return _association_failure(ctx, exc)
+        return association_failure(ctx, exc)
     finally:
         if fa is not None and fa.is_open:
             fa.release()
@@ -411,6 +418,7 @@ def _bisect_refusals(ctx: Context, fa: FindAssociation, model: str, level: str) 
     requires=("find.levels",),
     codes=("match-limit", "find-level-failed") + ASSOCIATION_CODES,
     budget=8.0,
+    options=MatchLimitOptions,
 )
 def match_limit(ctx: Context) -> Outcome:
     out = _top_level_limit(ctx)
@@ -474,7 +482,7 @@ def _top_level_limit(ctx: Context) -> Outcome:
     models = [m for m in accepted_find_models(ctx)]
     model = models[0]
     level = "STUDY" if model == "study_root" else "PATIENT"
-    ceiling = int(ctx.extras.get("probe_limit") or DEFAULT_PROBE_LIMIT)
+    ceiling = ctx.option(MatchLimitOptions).probe_limit
     t = ctx.target
     dates: list[dt.date] = []
 
@@ -582,7 +590,7 @@ def _top_level_limit(ctx: Context) -> Outcome:
                 }
                 facts["proof"] = proof
     except AssociationFailed as exc:
-        return _association_failure(ctx, exc)
+        return association_failure(ctx, exc)
 
     capped = signal is not None or (proof is not None and proof["proves_cap"])
     if not capped:

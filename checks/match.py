@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from pydicom import Dataset
-from qrdoctor.checks.find import ASSOCIATION_CODES, LevelsLearned, _association_failure
+from qrdoctor.checks.find import ASSOCIATION_CODES, LevelsLearned, association_failure
 from qrdoctor.checks.shared import MODEL_UIDS, accepted_find_models, identifier, note_phi, value
 
 from qrdoctor.core.context import Context, Outcome
@@ -92,11 +92,11 @@ def _with_probes(ctx: Context, body: Callable[[str, str, list[Dataset], FindAsso
     try:
         fa = _open(ctx, model)
     except AssociationFailed as exc:
-        return _association_failure(ctx, exc)
+        return association_failure(ctx, exc)
     try:
         return body(model, level, samples, fa)
     except AssociationFailed as exc:
-        return _association_failure(ctx, exc)
+        return association_failure(ctx, exc)
     finally:
         if fa.is_open:
             fa.release()

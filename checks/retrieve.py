@@ -20,14 +20,16 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+from pydantic import Field, field_validator
 from pydicom import Dataset
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 from pynetdicom import ALL_TRANSFER_SYNTAXES, build_context, build_role, evt
 from pynetdicom import sop_class as sc
-from qrdoctor.checks.association import _probe_failure, abort_finding, our_address
-from qrdoctor.checks.find import ASSOCIATION_CODES, LevelsLearned, _association_failure
+from qrdoctor.checks.association import probe_failure, abort_finding, our_address
+from qrdoctor.checks.find import ASSOCIATION_CODES, LevelsLearned, association_failure
 from qrdoctor.checks.shared import (
     MODEL_LABELS,
     MODEL_UIDS,
@@ -39,6 +41,7 @@ from qrdoctor.checks.shared import (
 
 from qrdoctor.core.context import Context, Outcome
 from qrdoctor.core.model import Finding, Severity, Stage, Status
+from qrdoctor.core.options import Options
 from qrdoctor.core.registry import check
 from qrdoctor.dicom.assoc import DEFAULT_TS, Opened, association, describe_status, hex_status
 from qrdoctor.dicom.find import AssociationFailed, FindAssociation
@@ -89,6 +92,32 @@ _MODALITY_CLASSES: dict[str, tuple[str, ...]] = {
 # ----------------------------------------------------------------------------------------------
 # what to retrieve
 # ----------------------------------------------------------------------------------------------
+
+
+class RetrieveOptions(Options):
+    """What to retrieve and where the temporary Store SCP listens (retrieve.move and retrieve.get)."""
+
+    study: str | None = Field(None, description="Study Instance UID to retrieve (default: a small series qrdoctor picks)")
+    series: str | None = Field(None, description="Series Instance UID to retrieve")
+    keep_files: str | None = Field(None, description="keep the received objects in this folder")
+    listen_host: str = Field("0.0.0.0", description="address the temporary Store SCP listens on")
+    stall_s: float | None = Field(None, gt=0, description="seconds without progress after which a retrieve counts as stalled (default: twice the timeout, at least 1)")
+
+    @field_validator("study", "series")
+    @classmethod
+    def _uid(cls, v: str | None) -> str | None:
+        from pydicom.uid import UID
+
+        if v is not None and not UID(v).is_valid:
+            raise ValueError(f"{v!r} is not a valid DICOM UID")
+        return v
+
+    @field_validator("keep_files")
+    @classmethod
+    def _folder(cls, v: str | None) -> str | None:
+        if v is not None and not Path(v).parent.is_dir():
+            raise ValueError(f"{v}: the folder {Path(v).parent} does not exist")
+        return v
 
 
 class NothingToRetrieve(Exception):
@@ -205,7 +234,7 @@ def choose(ctx: Context) -> Subject:
         raise NothingToRetrieve("the PACS accepted no C-FIND model, so nothing could be chosen",
                                 "See association.models.")
     model = models[0]
-    study, series = ctx.extras.get("study"), ctx.extras.get("series")
+    study, series = ctx.option(RetrieveOptions).study, ctx.option(RetrieveOptions).series
     with find_association(ctx, [model]) as fa:
         if study or series:
             return _named(ctx, fa, model, study, series)
@@ -520,7 +549,7 @@ def _open_failure(ctx: Context, op: Opened, elapsed: float, what: str) -> Outcom
         probe = ProbeResult("silent", elapsed, detail=f"no answer within {ctx.target.timeout:g} s")
     else:
         probe = ProbeResult("closed", elapsed, detail="the association request got no answer")
-    summary, f = _probe_failure(ctx, probe)
+    summary, f = probe_failure(ctx, probe)
     return Outcome(summary=f"{summary} on the {what} association", findings=[f])
 
 
@@ -529,7 +558,7 @@ def _deadline(ctx: Context) -> float:
 
 
 def _stall_s(ctx: Context) -> float:
-    return float(ctx.extras.get("stall_s") or max(1.0, 2 * ctx.target.timeout))
+    return float(ctx.option(RetrieveOptions).stall_s or max(1.0, 2 * ctx.target.timeout))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -721,6 +750,7 @@ def _probe_unknown(ctx: Context, op: Opened, subject: Subject, model: str, conte
            "retrieve-key-mismatch", "retrieve-refused", "retrieve-stalled", "retrieve-no-data",
            "store-port-unavailable") + ASSOCIATION_CODES,
     budget=10.0,
+    options=RetrieveOptions,
 )
 def move(ctx: Context) -> Outcome:
     t = ctx.target
@@ -731,15 +761,15 @@ def move(ctx: Context) -> Outcome:
     try:
         subject = choose(ctx)
     except AssociationFailed as exc:
-        return _association_failure(ctx, exc)
+        return association_failure(ctx, exc)
     except NothingToRetrieve as exc:
         return _no_data(ctx, exc, "C-MOVE")
     model = models[0]
     if model == "patient_root" and not subject.patient_id:
         model = next((m for m in models if m == "study_root"), model)
 
-    listen = ctx.extras.get("listen_host") or "0.0.0.0"
-    keep = ctx.extras.get("keep_files")
+    listen = ctx.option(RetrieveOptions).listen_host
+    keep = ctx.option(RetrieveOptions).keep_files
     scp = StoreSCP(t.move_ae, listen, t.store_port, directory=keep, keep=bool(keep))
     try:
         scp.start()
@@ -1100,6 +1130,7 @@ def _get_contexts(model: str, classes: list[str]) -> tuple[list, list, list[str]
            "retrieve-key-mismatch", "retrieve-refused", "retrieve-stalled", "retrieve-no-data")
     + ASSOCIATION_CODES,
     budget=10.0,
+    options=RetrieveOptions,
 )
 def get(ctx: Context) -> Outcome:
     t = ctx.target
@@ -1121,7 +1152,7 @@ def get(ctx: Context) -> Outcome:
     try:
         subject = choose(ctx)
     except AssociationFailed as exc:
-        return _association_failure(ctx, exc)
+        return association_failure(ctx, exc)
     except NothingToRetrieve as exc:
         return _no_data(ctx, exc, "C-GET")
     model = models[0]
@@ -1129,7 +1160,7 @@ def get(ctx: Context) -> Outcome:
         model = "study_root"
     classes, classes_from = _storage_classes(subject)
     contexts, roles, dropped = _get_contexts(model, classes)
-    keep = ctx.extras.get("keep_files")
+    keep = ctx.option(RetrieveOptions).keep_files
     receiver = Receiver(keep, keep=bool(keep))
     try:
         t_open = time.monotonic()

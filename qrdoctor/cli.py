@@ -206,24 +206,18 @@ def _only(value: str | None) -> list[str] | None:
     return ids
 
 
-def _extras(args: argparse.Namespace) -> dict:
-    """Options for later stages, passed to checks through the context."""
-    extras: dict = {}
-    if getattr(args, "probe_limit", None):
-        extras["probe_limit"] = args.probe_limit
-    for name in ("study", "series", "keep_files", "listen_host"):
-        value = getattr(args, name, None)
-        if value:
-            extras[name] = value
-    if extras.get("study") or extras.get("series"):
-        from pydicom.uid import UID
+def _options(args: argparse.Namespace, **fixed: object):
+    """The typed options of every check, from the flags generated out of their declarations."""
+    from qrdoctor.core.options import OptionError, RunOptions
+    from qrdoctor.core.registry import option_models
 
-        for name in ("study", "series"):
-            if extras.get(name) and not UID(extras[name]).is_valid:
-                raise UsageError(f"--{name} {extras[name]!r} is not a valid DICOM UID")
-    if extras.get("keep_files") and not Path(extras["keep_files"]).parent.is_dir():
-        raise UsageError(f"--keep-files {extras['keep_files']}: the folder {Path(extras['keep_files']).parent} does not exist")
-    return extras
+    models = option_models()
+    flat = {name: getattr(args, name, None) for m in models for name in m.model_fields}
+    flat.update(fixed)
+    try:
+        return RunOptions.from_flat(flat, models)
+    except OptionError as exc:
+        raise UsageError(str(exc)) from None
 
 
 REPORT_FORMATS = (("json", "JSON report"), ("md", "Markdown report"), ("html", "HTML report"),
@@ -265,10 +259,10 @@ def run_check(args: argparse.Namespace) -> int:
     )
     only = _only(args.only)
     _check_report_paths(args)
-    extras = _extras(args)
+    options = _options(args)
     out = sys.stderr if args.json == "-" else sys.stdout
     print(f"qrdoctor {__version__}: checking {target.label} as {target.calling_ae}", file=out, flush=True)
-    runner = Runner(target, only=only, observer=LiveSummary(out), extras=extras)
+    runner = Runner(target, only=only, observer=LiveSummary(out), options=options)
     try:
         report = runner.run()
     except KeyboardInterrupt:
@@ -293,7 +287,7 @@ def run_tui_command(args: argparse.Namespace) -> int:
             args.target, calling_ae=args.calling_ae, move_ae=args.move_ae, store_port=args.store_port,
             advertise=args.advertise, timeout=args.timeout, tls=_tls(args),
         )
-    return run_tui(target, extras={"include_phi": True} if args.include_phi else {})
+    return run_tui(target, include_phi=bool(args.include_phi))
 
 
 def run_explain(args: argparse.Namespace) -> int:
@@ -381,15 +375,15 @@ def run_demo(args: argparse.Namespace) -> int:
     try:
         target = Target(host="127.0.0.1", port=pacs.port, called_ae=pacs.ae_title, store_port=store_port,
                         advertise="127.0.0.1", timeout=args.timeout)
-        extras = {"listen_host": "127.0.0.1", **_extras(args)}
+        options = _options(args, listen_host="127.0.0.1")
         if not args.headless and sys.stdout.isatty() and sys.stdin.isatty():
             from qrdoctor.tui import run_tui
 
-            return run_tui(target, extras=extras, title="qrdoctor demo: a simulated PACS with typical problems")
+            return run_tui(target, options=options, include_phi=bool(args.include_phi), title="qrdoctor demo: a simulated PACS with typical problems")
         out = sys.stderr if args.json == "-" else sys.stdout
         print(f"qrdoctor {__version__} demo: a simulated PACS ({pacs.ae_title}, quirks: {quirks}) "
               f"on {target.host}:{target.port}", file=out, flush=True)
-        report = Runner(target, only=_only(args.only), observer=LiveSummary(out), extras=extras).run()
+        report = Runner(target, only=_only(args.only), observer=LiveSummary(out), options=options).run()
         from qrdoctor.reports import redact_report
 
         for line in details(redact_report(report, include_phi=args.include_phi)):

@@ -74,7 +74,7 @@ def generate(name: str, out: Path = OUT) -> dict[str, Path]:
 
     out.mkdir(parents=True, exist_ok=True)
     with TARGETS[name]() as target:
-        report = Runner(target, extras={"listen_host": "127.0.0.1"}).run()
+        report = Runner(target, options={"listen_host": "127.0.0.1"}).run()
     return {fmt: write_report(report, fmt, out / f"{name}.{fmt}") for fmt in ("json", "md", "html")}
 
 

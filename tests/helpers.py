@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from qrdoctor.core.model import Report
+from qrdoctor.core.registry import Check, Observation
 from qrdoctor.core.runner import Runner
 from qrdoctor.core.target import Target
 
@@ -19,3 +20,28 @@ def result(report: Report, check_id: str):
 
 def codes(report: Report, check_id: str | None = None) -> set[str]:
     return {f.code for c in report.checks if check_id in (None, c.id) for f in c.findings}
+
+
+class _Done(Observation):
+    """What an ad-hoc test check 'observed': nothing to replay, the outcome rides along."""
+
+
+def adhoc_check(id: str, stage, title: str, fn, *, requires=(), budget: float = 4.0, codes=None) -> Check:
+    """A check made of one function (ctx -> Outcome), for tests of the runner and the views.
+
+    Product checks separate observe from conclude; a test that only needs some outcome at some
+    point of a run uses this instead. Its codes default to every known code.
+    """
+    from qrdoctor.core.explain import explanations
+
+    chk = Check(id=id, stage=stage, title=title, requires=tuple(requires), budget=budget,
+                codes=tuple(codes if codes is not None else explanations()), observation=_Done)
+    box: dict = {}
+
+    def observe(ctx):
+        box[ctx.check_id] = fn(ctx)
+        return _Done()
+
+    chk.observe(observe)
+    chk.conclude(lambda obs, situation: box.pop(id))
+    return chk

@@ -9,6 +9,7 @@ import time
 
 import pytest
 from faults import closed_port, dicom_scp, silent_listener
+from helpers import adhoc_check
 
 from qrdoctor.cli import main
 
@@ -140,7 +141,7 @@ def test_crashing_check_becomes_error_with_exit_3(monkeypatch):
     def boom(ctx):
         raise RuntimeError("simulated defect")
 
-    chk = registry.Check(id="network.tcp", stage=registry.Stage.NETWORK, title="t", fn=boom)
+    chk = adhoc_check("network.tcp", registry.Stage.NETWORK, "t", boom)
     report = Runner(Target("127.0.0.1", 104, "AE"), checks=[chk]).run()
     r = result(report, "network.tcp")
     assert r.status is Status.ERROR
@@ -158,7 +159,7 @@ def test_check_that_overruns_its_deadline_is_stopped():
         ctx.cancel_event.wait(30)
         ctx.raise_if_cancelled()
 
-    chk = registry.Check(id="slow", stage=registry.Stage.NETWORK, title="slow", fn=slow, budget=0.1)
+    chk = adhoc_check("slow", registry.Stage.NETWORK, "slow", slow, budget=0.1)
     t0 = time.monotonic()
     report = Runner(Target("127.0.0.1", 104, "AE", timeout=1.0), checks=[chk]).run()
     assert time.monotonic() - t0 < 5

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 from faults import dicom_scp
+from helpers import adhoc_check
 from pydicom.dataset import Dataset
 from pynetdicom import AE, evt
 from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelFind, Verification
@@ -34,7 +35,7 @@ from qrdoctor.core.model import (
     ToolInfo,
     summarise,
 )
-from qrdoctor.core.registry import Check, select
+from qrdoctor.core.registry import select
 from qrdoctor.core.runner import Runner
 from qrdoctor.core.target import Target
 from qrdoctor.core.transcript import wire_log
@@ -469,9 +470,9 @@ def test_runner_report_renders_redacted_in_every_format(tmp_path):
     contexts = (Verification, StudyRootQueryRetrieveInformationModelFind)
     base = select(["network.tcp", "association.echo"])
     extra = [
-        Check(id="test.find_patient", stage=Stage.QUERY, title="Find a patient", fn=_find_patient,
+        adhoc_check("test.find_patient", Stage.QUERY, "Find a patient", _find_patient,
               requires=("association.echo",), budget=2.0),
-        Check(id="test.crash", stage=Stage.QUERY, title="Crashing check", fn=_crash, budget=1.0),
+        adhoc_check("test.crash", Stage.QUERY, "Crashing check", _crash, budget=1.0),
     ]
     with dicom_scp(contexts=contexts, handlers=handlers) as port:
         target = Target(host="127.0.0.1", port=port, called_ae="FAULTSCP", timeout=3.0)

@@ -31,7 +31,7 @@ RETRIEVE = ["retrieve.move", "retrieve.get"]
 def diagnose(server, store_port: int, only=RETRIEVE, **target):
     target.setdefault("timeout", 3.0)
     t = Target("127.0.0.1", server.dicom_port, server.aet, store_port=store_port, **target)
-    return Runner(t, only=only, extras={"listen_host": "127.0.0.1"}).run()
+    return Runner(t, only=only, options={"listen_host": "127.0.0.1"}).run()
 
 
 def leftovers() -> set[str]:

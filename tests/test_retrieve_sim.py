@@ -28,7 +28,7 @@ def diagnose(port: int, called_ae: str, store_port: int, only=RETRIEVE, timeout:
     extras.setdefault("listen_host", "127.0.0.1")
     move_ae = extras.pop("move_ae", None)
     target = Target("127.0.0.1", port, called_ae, store_port=store_port, timeout=timeout, move_ae=move_ae)
-    return Runner(target, only=only, extras=extras).run()
+    return Runner(target, only=only, options=extras).run()
 
 
 def simulate(quirks: str = "", only=RETRIEVE, **extras):

@@ -62,7 +62,7 @@ def test_no_cap_below_the_probe_limit():
         from qrdoctor.core.target import Target
 
         report = Runner(Target("127.0.0.1", pacs.port, "SIMPACS", timeout=5), only=["find.match_limit"],
-                        extras={"probe_limit": 150}).run()
+                        options={"probe_limit": 150}).run()
     limit = result(report, "find.match_limit").facts
     assert limit["limit"] is None and limit["probed_up_to"] == 150
     assert limit["universal_query"]["cancelled_by_qrdoctor"] is True

@@ -16,12 +16,13 @@ from pathlib import Path
 
 import pytest
 from faults import silent_listener
+from helpers import adhoc_check
 from peers import free_port
 
 from qrdoctor.cli import main as cli_main
 from qrdoctor.core.context import Context, Outcome
 from qrdoctor.core.model import Finding, Report, Severity, Stage, Status
-from qrdoctor.core.registry import Check, select
+from qrdoctor.core.registry import select
 from qrdoctor.core.runner import Runner
 from qrdoctor.core.target import Target, load_profiles, target_from_profile
 from qrdoctor.core.transcript import wire_log
@@ -380,7 +381,7 @@ def phi_check(ctx: Context) -> Outcome:
                                      evidence={"matched": "DOE^JANE", "id": "PID-4711"})])
 
 
-PHI_CHECKS = [Check(id="match.phi", stage=Stage.MATCHING, title="Sees patient data", fn=phi_check)]
+PHI_CHECKS = [adhoc_check("match.phi", Stage.MATCHING, "Sees patient data", phi_check)]
 
 
 async def test_patient_data_is_redacted_unless_allowed(shared_pacs, tmp_path):
@@ -389,7 +390,7 @@ async def test_patient_data_is_redacted_unless_allowed(shared_pacs, tmp_path):
     for include_phi in (False, True):
         app = QRDoctorApp(sim_target(pacs), checks=PHI_CHECKS,
                           runner_factory=partial(Runner, checks=PHI_CHECKS),
-                          extras={"include_phi": include_phi})
+                          include_phi=include_phi)
         async with app.run_test(size=SIZE) as pilot:
             # When it ran and the user reads it and exports it
             await wait_for(pilot, lambda a=app: a.run_screen.report is not None, what="the run")
@@ -419,7 +420,7 @@ def waiting_check(ctx: Context) -> Outcome:
 
 
 RELEASE = threading.Event()
-LIVE_CHECKS = PHI_CHECKS + [Check(id="match.later", stage=Stage.MATCHING, title="Later", fn=waiting_check)]
+LIVE_CHECKS = PHI_CHECKS + [adhoc_check("match.later", Stage.MATCHING, "Later", waiting_check)]
 
 
 async def test_a_finished_check_shows_redacted_evidence_while_the_run_goes_on(shared_pacs):

@@ -12,10 +12,10 @@ import time
 from functools import partial
 
 import pytest
+from helpers import adhoc_check
 
 from qrdoctor.core.context import Context, Outcome
 from qrdoctor.core.model import Finding, Severity, Stage, Status
-from qrdoctor.core.registry import Check
 from qrdoctor.core.runner import Runner
 from qrdoctor.core.target import Target
 from qrdoctor.tui.app import QRDoctorApp
@@ -39,27 +39,27 @@ def finding(code: str, severity: str, summary: str, fix: str, why: str, **eviden
 
 
 CHECKS = [
-    Check("network.tcp", Stage.NETWORK, "TCP connection",
+    adhoc_check("network.tcp", Stage.NETWORK, "TCP connection",
           outcome("connected to pacs.example.org:104 in 1.2 ms", result="connected", connect_ms=1.2)),
-    Check("association.echo", Stage.ASSOCIATION, "DICOM association and C-ECHO",
+    adhoc_check("association.echo", Stage.ASSOCIATION, "DICOM association and C-ECHO",
           outcome("association accepted, C-ECHO ok in 3.4 ms", accepted=True, rtt_ms=3.4),
           requires=("network.tcp",)),
-    Check("association.models", Stage.ASSOCIATION, "Information models",
+    adhoc_check("association.models", Stage.ASSOCIATION, "Information models",
           outcome("Study Root FIND/MOVE; Patient Root FIND/MOVE"), requires=("association.echo",)),
-    Check("find.match_limit", Stage.QUERY, "Match limit", outcome(
+    adhoc_check("find.match_limit", Stage.QUERY, "Match limit", outcome(
         "capped at 500 matches (silent, proven)",
         finding("match-limit", "warn",
                 "The PACS caps C-FIND answers at 500 matches and still says Success.",
                 "Narrow searches, or ask the PACS administrator to raise the query limit.",
                 "Many PACS limit query results to protect themselves.", limit=500, probed_up_to=1200),
         limit=500, probed_up_to=1200), requires=("association.models",)),
-    Check("match.wildcards", Stage.MATCHING, "Person name wildcards", outcome(
+    adhoc_check("match.wildcards", Stage.MATCHING, "Person name wildcards", outcome(
         "wildcards match the family name only",
         finding("pn-family-name-only", "warn", "*SMITH* does not find JONES^SMITH.",
                 "Search by family name, or ask the vendor to match the whole name.",
                 "Some PACS apply wildcards to the family name component only.")),
         requires=("association.models",)),
-    Check("retrieve.move", Stage.RETRIEVE, "C-MOVE round trip", outcome(
+    adhoc_check("retrieve.move", Stage.RETRIEVE, "C-MOVE round trip", outcome(
         "C-MOVE accepted, but the PACS never connected to us",
         finding("move-no-inbound", "fail",
                 "The PACS accepted the C-MOVE but never opened a connection to our Store SCP.",
@@ -69,7 +69,7 @@ CHECKS = [
                 status="0xA702", completed=0, failed=1, received=0),
         status="0xA702", completed=0, failed=1, warning=0, received=0, inbound_associations=0),
         requires=("association.models",)),
-    Check("retrieve.get", Stage.RETRIEVE, "C-GET round trip",
+    adhoc_check("retrieve.get", Stage.RETRIEVE, "C-GET round trip",
           outcome("skipped: C-GET was not offered", state=Status.SKIPPED),
           requires=("association.models",)),
 ]

@@ -10,6 +10,7 @@ from typing import Any
 
 from qrdoctor.core.explain import finding
 from qrdoctor.core.model import CheckResult, Finding, Severity, Status, status_from_findings
+from qrdoctor.core.options import O, RunOptions
 from qrdoctor.core.target import Target
 
 
@@ -28,7 +29,7 @@ class Context:
     deadline: float = float("inf")  # time.monotonic() value
     progress_fn: Callable[[str], None] | None = None
     check_id: str = ""
-    extras: dict[str, Any] = field(default_factory=dict)  # options later stages need (e.g. --study)
+    options: RunOptions = field(default_factory=RunOptions)
     phi: dict[str, str] = field(default_factory=dict)  # patient-identifying values seen -> kind
 
     def note_phi(self, kind: str, *values: Any) -> None:
@@ -38,6 +39,10 @@ class Context:
             text = str(v).strip() if v is not None else ""
             if text:
                 self.phi.setdefault(text, kind)
+
+    def option(self, cls: type[O]) -> O:
+        """This run's values of a check's declared options (defaults where not given)."""
+        return self.options.get(cls)
 
     # -- time -------------------------------------------------------------------------------
     def remaining(self) -> float:
@@ -74,13 +79,40 @@ class Context:
         return finding(code, Severity(severity), summary, fix, explanation, evidence)
 
 
+@dataclass(frozen=True)
+class Situation:
+    """What a check's ``conclude`` step may use besides its observation: no I/O, no clock.
+
+    In a live run it is built from the context; in ``qrdoctor replay`` from the recorded report.
+    """
+
+    target: Target
+    options: RunOptions = field(default_factory=RunOptions)
+    results: dict[str, CheckResult] = field(default_factory=dict)  # earlier checks of this run
+
+    def option(self, cls: type[O]) -> O:
+        return self.options.get(cls)
+
+    def result(self, check_id: str) -> CheckResult | None:
+        return self.results.get(check_id)
+
+    def facts(self, check_id: str) -> dict[str, Any]:
+        r = self.results.get(check_id)
+        return r.facts if r else {}
+
+    @staticmethod
+    def finding(code: str, severity: Severity | str, summary: str, fix: str,
+                explanation: str | None = None, **evidence: Any) -> Finding:
+        return finding(code, Severity(severity), summary, fix, explanation, evidence)
+
+
 @dataclass
 class Outcome:
     """What a check concludes. ``status`` defaults to the worst severity among the findings."""
 
     summary: str
     findings: list[Finding] = field(default_factory=list)
-    facts: dict[str, Any] = field(default_factory=dict)
+    facts: Any = field(default_factory=dict)  # the check's Facts model (or a plain dict)
     status: Status | None = None
     learned: Any = None  # private knowledge for later checks, never serialised
     blocked_by: str | None = None

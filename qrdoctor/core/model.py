@@ -145,6 +145,10 @@ class Report(BaseModel):
     # Patient-identifying values the checks saw (value -> kind: "name", "id", "birth_date",
     # "accession", ...). Never serialised; redaction replaces them in every output.
     _phi: dict[str, str] = PrivateAttr(default_factory=dict)
+    # What each check observed (check id -> JSON-ready observation, None when not replayable)
+    # and the run's options: the support bundle's observations.json, read by `qrdoctor replay`.
+    _observations: dict[str, dict | None] = PrivateAttr(default_factory=dict)
+    _options: dict[str, Any] = PrivateAttr(default_factory=dict)
 
     @property
     def phi_values(self) -> dict[str, str]:

@@ -1,85 +1,193 @@
-"""The explicit registry of checks: stable ids that double as JSON keys and CLI names."""
+"""The explicit registry of checks: stable ids that double as JSON keys and CLI names.
+
+A check is two functions and three declared types::
+
+    tcp = define("network.tcp", stage=Stage.NETWORK, title="TCP reachability",
+                 codes=("tcp-refused", ...), observation=TcpObservation, facts=TcpFacts)
+
+    @tcp.observe
+    def observe(ctx: Context) -> TcpObservation: ...        # all network I/O, nothing concluded
+
+    @tcp.conclude
+    def conclude(obs: TcpObservation, s: Situation) -> Outcome: ...   # pure: no I/O, no clock
+
+``observe`` returns a typed, JSON-serialisable observation; ``conclude`` turns it (with the
+target, the options and the results of earlier checks) into an outcome. The runner records every
+observation, so ``qrdoctor replay`` can re-run the conclusions of a recorded run without a
+network, and a test can replay observations recorded from real servers.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel, ConfigDict
 
 from qrdoctor.core.model import Stage
+from qrdoctor.core.options import Options
 
 if TYPE_CHECKING:
-    from qrdoctor.core.context import Context, Outcome
-
-CheckFn = Callable[["Context"], "Outcome"]
+    from qrdoctor.core.context import Context, Outcome, Situation
 
 
-@dataclass(frozen=True)
+class Observation(BaseModel):
+    """Base class of what a check's ``observe`` step saw: typed and JSON-serialisable."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class Facts(BaseModel):
+    """Base class of a check's facts (the ``facts`` object of its entry in the JSON report).
+
+    Reports read facts through these types (:func:`typed_facts`), never by string keys alone.
+    Unknown keys are kept, so a newer report still validates against an older type.
+    """
+
+    model_config = ConfigDict(extra="allow")
+
+
+ObserveFn = Callable[["Context"], Observation]
+ConcludeFn = Callable[[Any, "Situation"], "Outcome"]
+
+
+@dataclass
 class Check:
     id: str
     stage: Stage
     title: str
-    fn: CheckFn
     requires: tuple[str, ...] = ()
-    codes: tuple[str, ...] = ()  # finding codes this check can emit
+    codes: tuple[str, ...] = ()  # finding codes this check can emit; the runner refuses others
     budget: float = 4.0  # deadline, in multiples of the target's network timeout, plus slack
+    observation: type[Observation] = Observation
+    facts: type[Facts] | None = None
+    options: type[Options] | None = None
     order: int = field(default=0, compare=False)
+    observe_fn: ObserveFn | None = field(default=None, compare=False)
+    conclude_fn: ConcludeFn | None = field(default=None, compare=False)
+
+    # -- decorators ---------------------------------------------------------------------------
+    def observe(self, fn: ObserveFn) -> ObserveFn:
+        self.observe_fn = fn
+        return fn
+
+    def conclude(self, fn: ConcludeFn) -> ConcludeFn:
+        self.conclude_fn = fn
+        return fn
 
     def deadline_for(self, timeout: float) -> float:
         return self.budget * timeout + 2.0
+
+    @property
+    def module(self) -> str:
+        fn = self.observe_fn or self.conclude_fn
+        return fn.__module__ if fn else "?"
 
 
 class DuplicateCheckError(RuntimeError):
     pass
 
 
-_REGISTRY: dict[str, Check] = {}
+_CHECKS: dict[str, Check] = {}
 
 
-def check(
+def define(
     id: str,
     *,
     stage: Stage,
     title: str,
+    observation: type[Observation],
+    facts: type[Facts] | None = None,
+    options: type[Options] | None = None,
     requires: Iterable[str] = (),
     codes: Iterable[str] = (),
     budget: float = 4.0,
-) -> Callable[[CheckFn], CheckFn]:
-    """Register a check function under a stable id."""
+) -> Check:
+    """Declare a check; attach its steps with ``@chk.observe`` and ``@chk.conclude``."""
+    if id in _CHECKS:
+        # A second copy of a module (e.g. `import checks.x` next to `qrdoctor.checks.x`)
+        # would otherwise register the same check twice and run it twice.
+        raise DuplicateCheckError(f"check id {id!r} is already registered by {_CHECKS[id].module}")
+    chk = Check(id=id, stage=stage, title=title, requires=tuple(requires), codes=tuple(codes),
+                budget=budget, observation=observation, facts=facts, options=options,
+                order=len(_CHECKS))
+    _CHECKS[id] = chk
+    return chk
 
-    def register(fn: CheckFn) -> CheckFn:
-        if id in _REGISTRY:
-            # A second copy of a module (e.g. `import checks.x` next to `qrdoctor.checks.x`)
-            # would otherwise register the same check twice and run it twice.
-            raise DuplicateCheckError(
-                f"check id {id!r} is already registered by {_REGISTRY[id].fn.__module__}; "
-                f"refusing the copy in {fn.__module__}"
-            )
-        _REGISTRY[id] = Check(
-            id=id,
-            stage=stage,
-            title=title,
-            fn=fn,
-            requires=tuple(requires),
-            codes=tuple(codes),
-            budget=budget,
-            order=len(_REGISTRY),
-        )
+
+class _LegacyObservation(Observation):
+    """TRANSITIONAL: a check not yet split into observe and conclude; not replayable."""
+
+    legacy: bool = True
+
+
+def check(id: str, *, stage: Stage, title: str, requires: Iterable[str] = (),
+          codes: Iterable[str] = (), budget: float = 4.0,
+          options: type[Options] | None = None) -> Callable:
+    """TRANSITIONAL: register a one-function check (observe and conclude not yet separated)."""
+
+    def register(fn: Callable) -> Callable:
+        chk = define(id, stage=stage, title=title, observation=_LegacyObservation,
+                     requires=requires, codes=codes, budget=budget, options=options)
+        outcomes: dict[int, Any] = {}
+
+        def observe(ctx: Context) -> Observation:
+            obs = _LegacyObservation()
+            outcomes[id_(obs)] = fn(ctx)
+            return obs
+
+        def conclude(obs: Observation, s: Situation) -> Outcome:
+            return outcomes.pop(id_(obs))
+
+        chk.observe(observe)
+        chk.conclude(conclude)
+        observe.__module__ = conclude.__module__ = fn.__module__
         return fn
 
     return register
+
+
+id_ = id
 
 
 def all_checks() -> list[Check]:
     """Every registered check, in stage order then registration order."""
     from qrdoctor import checks  # noqa: F401  (importing registers the stage modules)
 
-    return sorted(_REGISTRY.values(), key=lambda c: (c.stage, c.order))
+    out = sorted(_CHECKS.values(), key=lambda c: (c.stage, c.order))
+    for c in out:
+        if c.observe_fn is None or c.conclude_fn is None:
+            raise TypeError(f"check {c.id} lacks its {'observe' if c.observe_fn is None else 'conclude'} step")
+    return out
 
 
 def get_check(check_id: str) -> Check:
     all_checks()
-    return _REGISTRY[check_id]
+    return _CHECKS[check_id]
+
+
+def option_models(checks: Iterable[Check] | None = None) -> list[type[Options]]:
+    """The distinct option models the checks declare, in check order; field names are unique."""
+    models: list[type[Options]] = []
+    owner: dict[str, type[Options]] = {}
+    for c in checks if checks is not None else all_checks():
+        if c.options is None or c.options in models:
+            continue
+        for name in c.options.model_fields:
+            if name in owner:
+                raise TypeError(f"option {name!r} is declared by both {owner[name].__name__} and {c.options.__name__}")
+            owner[name] = c.options
+        models.append(c.options)
+    return models
+
+
+def typed_facts(check_id: str, facts: dict[str, Any]) -> Facts | None:
+    """A check's facts read through its declared type (None for an unknown check or no type)."""
+    chk = _CHECKS.get(check_id) or (get_check(check_id) if check_id in {c.id for c in all_checks()} else None)
+    if chk is None or chk.facts is None:
+        return None
+    return chk.facts.model_validate(facts)
 
 
 class UnknownCheckError(KeyError):

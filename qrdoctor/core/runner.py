@@ -16,9 +16,10 @@ from collections.abc import Iterable
 from typing import Protocol
 
 from qrdoctor import __version__
-from qrdoctor.core.context import NOT_APPLICABLE, Cancelled, Context, Outcome
+from qrdoctor.core.context import NOT_APPLICABLE, Cancelled, Context, Outcome, Situation
 from qrdoctor.core.model import CheckResult, Report, Status, TargetInfo, ToolInfo, summarise
-from qrdoctor.core.registry import Check, select
+from qrdoctor.core.options import RunOptions
+from qrdoctor.core.registry import Check, Facts, option_models, select
 from qrdoctor.core.target import Target
 from qrdoctor.core.transcript import capture
 
@@ -69,14 +70,16 @@ class Runner:
         observer: Observer | None = None,
         run_budget: float | None = None,
         checks: list[Check] | None = None,
-        extras: dict | None = None,
+        options: RunOptions | dict | None = None,
     ) -> None:
         self.target = target
         self.checks = checks if checks is not None else select(only)
         self.observer: Observer = observer or NullObserver()
         self.run_budget = run_budget
         self.cancel_event = threading.Event()
-        self.extras = extras or {}
+        if not isinstance(options, RunOptions):
+            options = RunOptions.from_flat(options, option_models(self.checks))
+        self.options = options
         self._phi: dict[str, str] = {}
 
     def phi_so_far(self) -> dict[str, str]:
@@ -97,11 +100,13 @@ class Runner:
         started_wall = dt.datetime.now(dt.UTC)
         t0 = time.monotonic()
         run_deadline = t0 + self.budget()
-        ctx = Context(target=self.target, cancel_event=self.cancel_event, extras=self.extras, phi=self._phi)
+        ctx = Context(target=self.target, cancel_event=self.cancel_event, options=self.options,
+                      phi=self._phi)
+        observations: dict[str, dict] = {}
         self.observer.run_started(self.checks)
         results: list[CheckResult] = []
         for chk in self.checks:
-            result = self._run_one(chk, ctx, run_deadline)
+            result = self._run_one(chk, ctx, run_deadline, observations)
             ctx.results[chk.id] = result
             results.append(result)
             self.observer.check_finished(chk, result)
@@ -120,6 +125,8 @@ class Runner:
             checks=results,
         )
         report._phi.update(ctx.phi)
+        report._observations.update(observations)
+        report._options.update(self.options.flat())
         self.observer.run_finished(report)
         return report
 
@@ -130,7 +137,8 @@ class Runner:
             blocked_by=blocked_by, reason=reason, summary=reason,
         )
 
-    def _run_one(self, chk: Check, ctx: Context, run_deadline: float) -> CheckResult:
+    def _run_one(self, chk: Check, ctx: Context, run_deadline: float,
+                 observations: dict[str, dict]) -> CheckResult:
         if self.cancel_event.is_set():
             return self._skip(chk, None, "skipped: the run was cancelled")
         for req in chk.requires:
@@ -160,7 +168,12 @@ class Runner:
 
         def target_fn() -> None:
             try:
-                box["outcome"] = chk.fn(cctx)
+                obs = chk.observe_fn(cctx)  # type: ignore[misc]
+                if not isinstance(obs, chk.observation):
+                    raise TypeError(f"{chk.id} observed {type(obs).__name__}, not {chk.observation.__name__}")
+                box["observation"] = obs
+                situation = Situation(target=cctx.target, options=cctx.options, results=dict(cctx.results))
+                box["outcome"] = chk.conclude_fn(obs, situation)  # type: ignore[misc]
             except BaseException as exc:  # noqa: BLE001 - every failure becomes an `error` result
                 box["exc"] = exc
                 box["tb"] = traceback.format_exc()
@@ -181,14 +194,18 @@ class Runner:
 
         base = dict(id=chk.id, stage=chk.stage.label, title=chk.title, duration_s=duration,
                     transcript=transcript)
+        if "observation" in box:
+            observations[chk.id] = record_observation(box["observation"])  # type: ignore[arg-type]
         if "outcome" in box:
-            out = box["outcome"]
-            assert isinstance(out, Outcome), f"{chk.id} returned {type(out).__name__}, not Outcome"
-            ctx.learned[chk.id] = out.learned
-            return CheckResult(
-                status=out.final_status(), blocked_by=out.blocked_by, reason=out.reason,
-                summary=out.summary, facts=out.facts, findings=out.findings, **base,
-            )
+            try:
+                result = result_from_outcome(chk, box["outcome"], base)  # type: ignore[arg-type]
+            except Exception as exc:  # noqa: BLE001 - a broken conclusion is qrdoctor's error
+                return CheckResult(status=Status.ERROR, reason=crash_reason(exc),
+                                   summary=f"qrdoctor error: {type(exc).__name__}",
+                                   facts={"exception": type(exc).__name__,
+                                          "traceback": traceback.format_exc()}, **base)
+            ctx.learned[chk.id] = box["outcome"].learned  # type: ignore[attr-defined]
+            return result
         exc = box.get("exc")
         if isinstance(exc, Cancelled) or (exc is None and self.cancel_event.is_set()):
             if self.cancel_event.is_set():
@@ -208,3 +225,28 @@ class Runner:
             status=Status.ERROR, reason=reason, summary=f"qrdoctor error: {type(exc).__name__}",
             facts={"exception": type(exc).__name__, "traceback": box.get("tb", "")}, **base,
         )
+
+
+class UndeclaredCodeError(RuntimeError):
+    """A check produced a finding code it did not declare: a programming error."""
+
+
+def record_observation(obs: object) -> dict | None:
+    """An observation as JSON-ready data (None for a check that cannot be replayed yet)."""
+    if getattr(obs, "legacy", False):
+        return None
+    return obs.model_dump(mode="json")  # type: ignore[attr-defined]
+
+
+def result_from_outcome(chk: Check, out: Outcome, base: dict) -> CheckResult:
+    """Turn a check's outcome into its result; refuse codes the check did not declare."""
+    if not isinstance(out, Outcome):
+        raise TypeError(f"{chk.id} concluded {type(out).__name__}, not Outcome")
+    undeclared = sorted({f.code for f in out.findings} - set(chk.codes))
+    if undeclared:
+        raise UndeclaredCodeError(f"{chk.id} produced finding code(s) it does not declare: {', '.join(undeclared)}")
+    facts = out.facts
+    if isinstance(facts, Facts):
+        facts = facts.model_dump(mode="json")
+    return CheckResult(status=out.final_status(), blocked_by=out.blocked_by, reason=out.reason,
+                       summary=out.summary, facts=facts, findings=out.findings, **base)

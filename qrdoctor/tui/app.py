@@ -9,6 +9,7 @@ from textual.app import App, SystemCommand
 from textual.screen import Screen
 
 from qrdoctor import __version__
+from qrdoctor.core.options import RunOptions
 from qrdoctor.core.registry import Check, select
 from qrdoctor.core.runner import Runner
 from qrdoctor.core.target import Target
@@ -35,7 +36,8 @@ class QRDoctorApp(App[int]):
         self,
         target: Target | None = None,
         *,
-        extras: dict | None = None,
+        options: RunOptions | None = None,
+        include_phi: bool = False,
         title: str | None = None,
         only: list[str] | None = None,
         checks: list[Check] | None = None,
@@ -46,8 +48,8 @@ class QRDoctorApp(App[int]):
     ) -> None:
         super().__init__()
         self.initial_target = target
-        self.extras: dict = dict(extras or {})
-        self.include_phi = bool(self.extras.get("include_phi", False))
+        self.options = options  # the checks' typed options (None: every default)
+        self.include_phi = include_phi  # a display option: never given to the checks
         self.title = title or f"qrdoctor {__version__}"
         self.only = only
         self.checks = checks
@@ -141,9 +143,10 @@ class QRDoctorApp(App[int]):
         yield from super().get_system_commands(screen)
 
 
-def run_tui(target: Target | None = None, *, extras: dict | None = None, title: str | None = None) -> int:
+def run_tui(target: Target | None = None, *, options: RunOptions | None = None,
+            include_phi: bool = False, title: str | None = None) -> int:
     """Run the TUI; returns the exit code of the last run (0, 1 or 3), or 0 if none ran."""
-    app = QRDoctorApp(target, extras=extras, title=title)
+    app = QRDoctorApp(target, options=options, include_phi=include_phi, title=title)
     result = app.run()
     if app.return_code not in (0, None):
         return 3  # the TUI itself crashed (Textual has printed the traceback)

@@ -173,7 +173,7 @@ class RunScreen(Screen):
         run_only = only if only is not None else app.only
         try:
             self.runner = app.runner_factory(self.target, only=run_only, observer=observer,
-                                             extras=dict(app.extras))
+                                             options=app.options)
         except Exception as exc:  # e.g. an unknown check id: a broken setup, not a PACS problem
             self.running = False
             self._crashed(exc)
