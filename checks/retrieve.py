@@ -28,7 +28,7 @@ from pydicom import Dataset
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 from pynetdicom import ALL_TRANSFER_SYNTAXES, build_context, build_role, evt
 from pynetdicom import sop_class as sc
-from qrdoctor.checks.association import probe_failure, abort_finding, our_address
+from qrdoctor.checks.association import abort_finding, our_address, probe_failure
 from qrdoctor.checks.find import ASSOCIATION_CODES, LevelsLearned, association_failure
 from qrdoctor.checks.shared import (
     MODEL_LABELS,
