@@ -124,7 +124,7 @@ def tcp(ctx: Context) -> Outcome:
 
 def _unverified_certificate(t) -> dict:
     """The PACS certificate fetched without verifying it, to show what it presents."""
-    from qrdoctor.dicom.tls import TLSOptions
+    from qrdoctor.core.target import TLSOptions
 
     try:
         with connect(t.host, t.port, t.timeout, TLSOptions(verify=False)) as sock:

@@ -187,7 +187,7 @@ def _tls(args: argparse.Namespace):
         getattr(args, name, None) for name in ("tls_ca", "tls_cert", "tls_key", "tls_no_verify"))
     if not wanted:
         return None
-    from qrdoctor.dicom.tls import TLSOptions
+    from qrdoctor.core.target import TLSOptions
 
     return TLSOptions(ca_file=args.tls_ca, cert_file=args.tls_cert, key_file=args.tls_key,
                       verify=not args.tls_no_verify)

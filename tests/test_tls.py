@@ -14,7 +14,7 @@ from pydicom import Dataset
 from pynetdicom import AE, evt
 
 from qrdoctor.core.model import Status
-from qrdoctor.dicom.tls import TLSOptions
+from qrdoctor.core.target import TLSOptions
 
 
 def openssl(*args: str, cwd: Path) -> None:

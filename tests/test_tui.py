@@ -684,7 +684,7 @@ def test_run_tui_exit_code_contract():
 
 async def test_picking_a_tls_profile_keeps_its_tls_options(profiles_file, tmp_path):
     from qrdoctor.core.profiles import save_profile
-    from qrdoctor.dicom.tls import TLSOptions
+    from qrdoctor.core.target import TLSOptions
 
     # Given a saved profile for a PACS reached over TLS (the form has no TLS fields)
     ca = tmp_path / "ca.pem"

@@ -41,6 +41,26 @@ def check_port(value: int | str, what: str) -> int:
 
 
 @dataclass(frozen=True)
+class TLSOptions:
+    """How to secure the connection: whom to trust, and our own certificate if the PACS wants one."""
+
+    ca_file: str | None = None  # certificate authority for the PACS; None: the system's trust store
+    cert_file: str | None = None  # our client certificate (PEM), when the PACS requires one
+    key_file: str | None = None  # its private key (PEM); may be inside cert_file
+    verify: bool = True  # verify the PACS's certificate chain and name
+
+    def __post_init__(self) -> None:
+        for what, path in (("--tls-ca", self.ca_file), ("--tls-cert", self.cert_file), ("--tls-key", self.key_file)):
+            if path and not os.path.isfile(path):
+                raise TargetError(f"{what} {path}: no such file")
+        if self.key_file and not self.cert_file:
+            raise TargetError("--tls-key needs --tls-cert")
+
+    def describe(self) -> dict:
+        return {"ca_file": self.ca_file, "client_certificate": self.cert_file, "verify": self.verify}
+
+
+@dataclass(frozen=True)
 class Target:
     host: str
     port: int
@@ -51,7 +71,7 @@ class Target:
     advertise: str | None = None
     timeout: float = DEFAULT_TIMEOUT
     dicomweb: str | None = None
-    tls: object | None = None  # qrdoctor.dicom.tls.TLSOptions: DICOM over TLS to the PACS
+    tls: TLSOptions | None = None  # DICOM over TLS to the PACS
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "called_ae", check_ae_title(self.called_ae, "The PACS AE title"))
@@ -128,8 +148,6 @@ def target_from_profile(name: str, overrides: dict[str, object], path: Path | No
     try:
         options = {k: p[k] for k in _PROFILE_KEYS if k in p}
         if p.get("tls"):
-            from qrdoctor.dicom.tls import TLSOptions
-
             options["tls"] = TLSOptions(ca_file=p.get("tls_ca"), cert_file=p.get("tls_cert"),
                                         key_file=p.get("tls_key"), verify=p.get("tls_verify", True))
         options.update({k: v for k, v in overrides.items() if v is not None})

@@ -15,6 +15,7 @@ from pynetdicom.presentation import PresentationContext
 
 from qrdoctor.core.context import Context
 from qrdoctor.dicom.probe import Abort, Rejection
+from qrdoctor.dicom.tls import ssl_context
 
 DEFAULT_TS = [ExplicitVRLittleEndian, ImplicitVRLittleEndian]
 
@@ -76,7 +77,7 @@ def association(
         else:
             ae.add_requested_context(cx, DEFAULT_TS)
     events = PeerEvents()
-    tls_args = (t.tls.context(), t.host) if t.tls is not None else None  # type: ignore[attr-defined]
+    tls_args = (ssl_context(t.tls), t.host) if t.tls is not None else None  # type: ignore[attr-defined]
     assoc = ae.associate(
         t.host, t.port, ae_title=called_ae or t.called_ae, ext_neg=ext_neg,
         evt_handlers=[(evt.EVT_PDU_RECV, events.handler), *(handlers or [])], tls_args=tls_args,

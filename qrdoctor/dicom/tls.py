@@ -12,41 +12,22 @@ import os
 import socket
 import ssl
 import tempfile
-from dataclasses import dataclass
 
-from qrdoctor.core.target import TargetError
+from qrdoctor.core.target import TargetError, TLSOptions
 
 
-@dataclass(frozen=True)
-class TLSOptions:
-    """How to secure the connection: whom to trust, and our own certificate if the PACS wants one."""
-
-    ca_file: str | None = None  # certificate authority for the PACS; None: the system's trust store
-    cert_file: str | None = None  # our client certificate (PEM), when the PACS requires one
-    key_file: str | None = None  # its private key (PEM); may be inside cert_file
-    verify: bool = True  # verify the PACS's certificate chain and name
-
-    def __post_init__(self) -> None:
-        for what, path in (("--tls-ca", self.ca_file), ("--tls-cert", self.cert_file), ("--tls-key", self.key_file)):
-            if path and not os.path.isfile(path):
-                raise TargetError(f"{what} {path}: no such file")
-        if self.key_file and not self.cert_file:
-            raise TargetError("--tls-key needs --tls-cert")
-
-    def context(self) -> ssl.SSLContext:
-        ctx = ssl.create_default_context(cafile=self.ca_file) if self.verify else ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-        if not self.verify:
-            ctx.check_hostname = False
-            ctx.verify_mode = ssl.CERT_NONE
-        if self.cert_file:
-            try:
-                ctx.load_cert_chain(self.cert_file, self.key_file)
-            except (ssl.SSLError, OSError) as exc:
-                raise TargetError(f"cannot load the client certificate {self.cert_file}: {exc}") from None
-        return ctx
-
-    def describe(self) -> dict:
-        return {"ca_file": self.ca_file, "client_certificate": self.cert_file, "verify": self.verify}
+def ssl_context(opts: TLSOptions) -> ssl.SSLContext:
+    """The client SSL context for these options."""
+    ctx = ssl.create_default_context(cafile=opts.ca_file) if opts.verify else ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    if not opts.verify:
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+    if opts.cert_file:
+        try:
+            ctx.load_cert_chain(opts.cert_file, opts.key_file)
+        except (ssl.SSLError, OSError) as exc:
+            raise TargetError(f"cannot load the client certificate {opts.cert_file}: {exc}") from None
+    return ctx
 
 
 def connect(host: str, port: int, timeout: float, tls: TLSOptions | None) -> socket.socket:
@@ -58,7 +39,7 @@ def connect(host: str, port: int, timeout: float, tls: TLSOptions | None) -> soc
     if tls is None:
         return sock
     try:
-        return tls.context().wrap_socket(sock, server_hostname=host)
+        return ssl_context(tls).wrap_socket(sock, server_hostname=host)
     except BaseException:
         sock.close()
         raise
