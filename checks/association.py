@@ -6,9 +6,9 @@ import time
 
 from pynetdicom import sop_class as sc
 
-from qrdoctor.core.context import Context, Outcome
+from qrdoctor.core.context import Context, Outcome, Situation
 from qrdoctor.core.model import Finding, Severity, Stage
-from qrdoctor.core.registry import check
+from qrdoctor.core.registry import Facts, Observation, define
 from qrdoctor.dicom.assoc import association, describe_status, hex_status
 from qrdoctor.dicom.probe import Abort, ProbeResult, Rejection, probe_association, probe_tls
 
@@ -16,19 +16,69 @@ WRONG_CALLED_AE = "QRD-NO-SUCH-AE"
 UNKNOWN_CALLING_AE = "QRD-UNKNOWN-AE"
 
 
-def our_address(ctx: Context) -> str:
+class ProbeRecord(Observation):
+    """A raw association probe's result as plain data (see qrdoctor.dicom.probe.ProbeResult)."""
+
+    kind: str
+    elapsed_ms: float = 0.0
+    first_bytes_hex: str = ""
+    rejection: tuple[int, int, int] | None = None  # result, source, reason
+    abort: tuple[int, int] | None = None  # source, reason
+    detail: str = ""
+    accepted_contexts: list[str] = []
+    context_results: list[dict] = []
+    decoded: bool = False
+    peer_implementation: str | None = None
+    local_address: str | None = None
+    tls: dict | None = None
+    timeout_s: float | None = None  # the timeout the probe used
+
+    @classmethod
+    def of(cls, probe: ProbeResult | ProbeRecord, timeout_s: float | None = None) -> ProbeRecord:
+        if isinstance(probe, ProbeRecord):
+            return probe
+        rj, ab = probe.rejection, probe.abort
+        return cls(kind=probe.kind, elapsed_ms=round(probe.elapsed_ms, 1), first_bytes_hex=probe.first_bytes.hex(),
+                   rejection=(rj.result, rj.source, rj.reason) if rj else None,
+                   abort=(ab.source, ab.reason) if ab else None, detail=probe.detail,
+                   accepted_contexts=list(probe.accepted_contexts), context_results=list(probe.context_results),
+                   decoded=probe.decoded, peer_implementation=probe.peer_implementation,
+                   local_address=probe.local_address, tls=probe.tls, timeout_s=timeout_s)
+
+    def result(self) -> ProbeResult:
+        """Back to the decoding value, for its descriptions and evidence."""
+        return ProbeResult(self.kind, self.elapsed_ms, first_bytes=bytes.fromhex(self.first_bytes_hex),
+                           rejection=Rejection(*self.rejection) if self.rejection else None,
+                           abort=Abort(*self.abort) if self.abort else None, detail=self.detail,
+                           accepted_contexts=list(self.accepted_contexts),
+                           context_results=list(self.context_results), decoded=self.decoded,
+                           peer_implementation=self.peer_implementation,
+                           local_address=self.local_address, tls=self.tls)
+
+
+def record_probe(ctx: Context, probe: ProbeResult, timeout_s: float | None = None) -> ProbeRecord:
+    """Observe step: a probe as a record, with the TLS follow-up its conclusion needs (a port
+    that closes or answers with a TLS record is asked for a TLS handshake)."""
+    rec = ProbeRecord.of(probe, timeout_s if timeout_s is not None else ctx.timeout())
+    if rec.kind in ("tls", "closed") and rec.tls is None:
+        t = ctx.target
+        rec.tls = probe_tls(t.host, t.port, ctx.timeout(at_most=5))
+    return rec
+
+
+def our_address(ctx: Situation | Context) -> str:
     """The address the PACS will see for us: --advertise, else the local end of our TCP probe."""
     if ctx.target.advertise:
         return ctx.target.advertise
     return ctx.facts("network.tcp").get("local_address") or "this computer's IP address"
 
 
-def _node_entry(ctx: Context) -> str:
+def _node_entry(ctx: Situation | Context) -> str:
     t = ctx.target
     return f"AE title {t.calling_ae}, address {our_address(ctx)}, port {t.store_port}"
 
 
-def rejection_finding(ctx: Context, rj: Rejection, *, context_note: str = "") -> Finding:
+def rejection_finding(ctx: Situation | Context, rj: Rejection, *, context_note: str = "") -> Finding:
     """Turn a decoded A-ASSOCIATE-RJ into a finding with a concrete fix."""
     t = ctx.target
     ev = rj.evidence() | {"calling_ae": t.calling_ae, "called_ae": t.called_ae,
@@ -89,7 +139,7 @@ def rejection_finding(ctx: Context, rj: Rejection, *, context_note: str = "") ->
     )
 
 
-def abort_finding(ctx: Context, ab: Abort | None, when: str) -> Finding:
+def abort_finding(ctx: Situation | Context, ab: Abort | None, when: str) -> Finding:
     t = ctx.target
     ev = (ab.evidence() if ab else {"abort_source": None}) | {"when": when}
     what = ab.describe() if ab else "no A-ABORT details received"
@@ -110,10 +160,14 @@ def abort_finding(ctx: Context, ab: Abort | None, when: str) -> Finding:
     )
 
 
-def probe_failure(ctx: Context, probe: ProbeResult) -> tuple[str, Finding]:
-    """Findings for a probe that got no A-ASSOCIATE-AC."""
+def probe_failure(ctx: Situation | Context, record: ProbeRecord | ProbeResult) -> tuple[str, Finding]:
+    """Findings for a probe that got no A-ASSOCIATE-AC (pure: the TLS follow-up is observed by
+    :func:`record_probe`)."""
     t = ctx.target
     where = f"{t.host} port {t.port}"
+    record = ProbeRecord.of(record)
+    probe = record.result()
+    waited = record.timeout_s if record.timeout_s is not None else t.timeout
     ev = probe.evidence()
     if probe.kind == "rejected" and probe.rejection:
         return f"association rejected ({probe.rejection.triple})", rejection_finding(ctx, probe.rejection)
@@ -123,7 +177,7 @@ def probe_failure(ctx: Context, probe: ProbeResult) -> tuple[str, Finding]:
         return "no answer to the association request", ctx.finding(
             "peer-silent", Severity.FAIL,
             f"{where} accepted the TCP connection but did not answer our association request within "
-            f"{t.timeout:g} s.",
+            f"{waited:g} s.",
             f"Something listens on {where} but it is not answering as a DICOM service: a wrong port (a "
             "different service), a hung PACS process, or a proxy or load balancer with nothing behind "
             "it. Confirm the DICOM port with the PACS administrator and check that the DICOM service is "
@@ -139,11 +193,8 @@ def probe_failure(ctx: Context, probe: ProbeResult) -> tuple[str, Finding]:
             "DICOMweb, pass the URL with --dicomweb instead.",
             **ev,
         )
-    tls = None
-    if probe.kind in ("tls", "closed"):
-        tls = probe_tls(t.host, t.port, ctx.timeout(at_most=5))
+    tls = probe.tls
     if probe.kind == "tls" or tls:
-        ev["tls"] = tls
         return "the port expects TLS", ctx.finding(
             "tls-required", Severity.FAIL,
             f"{where} expects an encrypted (TLS) connection; it did not accept plain DICOM.",
@@ -187,31 +238,82 @@ def probe_failure(ctx: Context, probe: ProbeResult) -> tuple[str, Finding]:
     )
 
 
-@check(
+class EchoObservation(Observation):
+    probe: ProbeRecord
+    timeout_s: float
+    second: str | None = None  # the pynetdicom association for C-ECHO: established | rejected | failed
+    second_rejection: tuple[int, int, int] | None = None
+    second_abort: tuple[int, int] | None = None
+    echo_status: int | None = None
+    echo_aborted: bool = False
+    rtt_ms: float | None = None
+
+
+class EchoFacts(Facts):
+    accepted: bool
+    rtt_ms: float | None = None
+
+
+echo = define(
     "association.echo",
     stage=Stage.ASSOCIATION,
     title="DICOM association and C-ECHO",
+    observation=EchoObservation,
+    facts=EchoFacts,
     requires=("network.tcp", "network.tls"),
     codes=("not-dicom", "peer-silent", "tls-required", "peer-closed", "calling-ae-rejected",
            "called-ae-rejected", "association-rejected", "association-aborted",
            "verification-not-offered", "echo-failed", "tls-handshake-failed"),
     budget=3.0,
 )
-def echo(ctx: Context) -> Outcome:
+
+
+@echo.observe
+def observe_echo(ctx: Context) -> EchoObservation:
     t = ctx.target
-    probe = probe_association(t.host, t.port, t.calling_ae, t.called_ae, ctx.timeout(), cancel=ctx.cancel_event,
+    timeout = ctx.timeout()
+    probe = probe_association(t.host, t.port, t.calling_ae, t.called_ae, timeout, cancel=ctx.cancel_event,
                               tls=t.tls)
     ctx.raise_if_cancelled()
-    facts: dict = {"accepted": probe.kind == "accepted", "rtt_ms": None, "probe_result": probe.kind,
-                   "association_ms": round(probe.elapsed_ms, 1)}
-    if probe.peer_implementation:
-        facts["peer_implementation"] = probe.peer_implementation
-    if probe.kind != "accepted":
-        summary, f = probe_failure(ctx, probe)
-        return Outcome(summary=summary, facts=facts, findings=[f], learned=probe)
+    obs = EchoObservation(probe=record_probe(ctx, probe, timeout), timeout_s=timeout)
+    if probe.kind != "accepted" or (probe.decoded and str(sc.Verification) not in probe.accepted_contexts):
+        return obs
+    ctx.raise_if_cancelled()
+    obs.timeout_s = ctx.timeout()
+    with association(ctx, [sc.Verification], timeout=obs.timeout_s) as op:
+        assoc = op.assoc
+        if not assoc.is_established:
+            rj, ab = op.events.rejection, op.events.abort
+            obs.second = "rejected" if rj else "failed"
+            obs.second_rejection = (rj.result, rj.source, rj.reason) if rj else None
+            obs.second_abort = (ab.source, ab.reason) if ab else None
+            return obs
+        obs.second = "established"
+        t0 = time.monotonic()
+        rsp = assoc.send_c_echo()
+        rtt = round((time.monotonic() - t0) * 1000, 2)
+        ctx.raise_if_cancelled()  # an abort we caused is not the PACS's doing
+        obs.echo_status = int(rsp.Status) if rsp is not None and "Status" in rsp else None
+        obs.rtt_ms = rtt if obs.echo_status is not None else None
+        ab = op.events.abort
+        obs.echo_aborted = bool(assoc.is_aborted or ab)
+        obs.second_abort = (ab.source, ab.reason) if ab else None
+    return obs
 
-    if probe.decoded and str(sc.Verification) not in probe.accepted_contexts:
-        f = ctx.finding(
+
+@echo.conclude
+def conclude_echo(obs: EchoObservation, s: Situation) -> Outcome:
+    t = s.target
+    probe = obs.probe
+    facts = EchoFacts(accepted=probe.kind == "accepted", rtt_ms=None, probe_result=probe.kind,
+                      association_ms=round(probe.elapsed_ms, 1))
+    if probe.peer_implementation:
+        facts.peer_implementation = probe.peer_implementation
+    if probe.kind != "accepted":
+        summary, f = probe_failure(s, probe)
+        return Outcome(summary=summary, facts=facts, findings=[f], learned=probe)
+    if obs.second is None:
+        f = s.finding(
             "verification-not-offered", Severity.WARN,
             "The PACS accepted the association but not the Verification service, so C-ECHO "
             "(the usual 'test connection' button) cannot work.",
@@ -221,55 +323,48 @@ def echo(ctx: Context) -> Outcome:
             context_results=probe.context_results,
         )
         return Outcome(summary="associated; Verification not offered", facts=facts, findings=[f], learned=probe)
-
-    ctx.raise_if_cancelled()
-    with association(ctx, [sc.Verification]) as op:
-        assoc = op.assoc
-        if not assoc.is_established:
-            facts["accepted"] = False
-            if op.events.rejection:
-                f = rejection_finding(ctx, op.events.rejection, context_note=" on a second association")
-                return Outcome(summary="second association rejected", facts=facts, findings=[f], learned=probe)
-            return Outcome(summary="second association failed", facts=facts, learned=probe,
-                           findings=[abort_finding(ctx, op.events.abort, "on a second association request")])
-        t0 = time.monotonic()
-        rsp = assoc.send_c_echo()
-        rtt = round((time.monotonic() - t0) * 1000, 2)
-        ctx.raise_if_cancelled()  # an abort we caused is not the PACS's doing
-        code = int(rsp.Status) if rsp is not None and "Status" in rsp else None
-        facts["echo_status"] = hex_status(code)
-        if code is None:
-            if assoc.is_aborted or op.events.abort:
-                return Outcome(summary="aborted after C-ECHO request", facts=facts, learned=probe,
-                               findings=[abort_finding(ctx, op.events.abort, "after our C-ECHO request")])
-            f = ctx.finding(
-                "echo-failed", Severity.FAIL,
-                f"The PACS accepted the association but did not answer the C-ECHO within {t.timeout:g} s.",
-                "The PACS's DICOM service is overloaded or hung. Ask its administrator to check the "
-                "service; if it is known to be slow, retry with a larger --timeout.",
-                timeout_s=t.timeout,
-            )
-            return Outcome(summary="no C-ECHO response", facts=facts, findings=[f], learned=probe)
-        facts["rtt_ms"] = rtt
-        if code != 0x0000:
-            category, text = describe_status(code, "echo")
-            f = ctx.finding(
-                "echo-failed", Severity.FAIL,
-                f"The PACS answered the C-ECHO with status {hex_status(code)} ({category}: {text}).",
-                "The association works but the PACS refuses the Verification request. Ask the PACS "
-                f"administrator to allow C-ECHO for {t.calling_ae}; look up {hex_status(code)} in its "
-                "conformance statement.",
-                status=hex_status(code), category=category, description=text,
-            )
-            return Outcome(summary=f"C-ECHO status {hex_status(code)}", facts=facts, findings=[f], learned=probe)
+    abort = Abort(*obs.second_abort) if obs.second_abort else None
+    if obs.second != "established":
+        facts.accepted = False
+        if obs.second_rejection:
+            f = rejection_finding(s, Rejection(*obs.second_rejection), context_note=" on a second association")
+            return Outcome(summary="second association rejected", facts=facts, findings=[f], learned=probe)
+        return Outcome(summary="second association failed", facts=facts, learned=probe,
+                       findings=[abort_finding(s, abort, "on a second association request")])
+    code = obs.echo_status
+    facts.echo_status = hex_status(code)
+    if code is None:
+        if obs.echo_aborted:
+            return Outcome(summary="aborted after C-ECHO request", facts=facts, learned=probe,
+                           findings=[abort_finding(s, abort, "after our C-ECHO request")])
+        f = s.finding(
+            "echo-failed", Severity.FAIL,
+            f"The PACS accepted the association but did not answer the C-ECHO within {obs.timeout_s:g} s.",
+            "The PACS's DICOM service is overloaded or hung. Ask its administrator to check the "
+            "service; if it is known to be slow, retry with a larger --timeout.",
+            timeout_s=obs.timeout_s,
+        )
+        return Outcome(summary="no C-ECHO response", facts=facts, findings=[f], learned=probe)
+    facts.rtt_ms = obs.rtt_ms
+    if code != 0x0000:
+        category, text = describe_status(code, "echo")
+        f = s.finding(
+            "echo-failed", Severity.FAIL,
+            f"The PACS answered the C-ECHO with status {hex_status(code)} ({category}: {text}).",
+            "The association works but the PACS refuses the Verification request. Ask the PACS "
+            f"administrator to allow C-ECHO for {t.calling_ae}; look up {hex_status(code)} in its "
+            "conformance statement.",
+            status=hex_status(code), category=category, description=text,
+        )
+        return Outcome(summary=f"C-ECHO status {hex_status(code)}", facts=facts, findings=[f], learned=probe)
     impl = f" ({probe.peer_implementation})" if probe.peer_implementation else ""
-    return Outcome(summary=f"association accepted, C-ECHO ok in {rtt} ms{impl}", facts=facts, learned=probe)
+    return Outcome(summary=f"association accepted, C-ECHO ok in {obs.rtt_ms} ms{impl}", facts=facts, learned=probe)
 
 
 # ----------------------------------------------------------------------------------------------
 
 
-def _checked(probe: ProbeResult, own_reason: int) -> bool | None:
+def _checked(probe: ProbeRecord) -> bool | None:
     if probe.kind == "accepted":
         return False
     if probe.kind in ("rejected", "aborted"):
@@ -277,35 +372,59 @@ def _checked(probe: ProbeResult, own_reason: int) -> bool | None:
     return None  # silent, closed, ...: inconclusive
 
 
-@check(
+class AeTitlesObservation(Observation):
+    wrong_called: ProbeRecord  # our calling AE, a called AE that is certainly wrong
+    unknown_calling: ProbeRecord  # a calling AE that is certainly unknown, the right called AE
+
+
+class AeTitlesFacts(Facts):
+    called_ae_checked: bool | None
+    calling_ae_checked: bool | None
+
+
+ae_titles = define(
     "association.ae_titles",
     stage=Stage.ASSOCIATION,
     title="AE title checks",
+    observation=AeTitlesObservation,
+    facts=AeTitlesFacts,
     requires=("association.echo",),
     codes=("called-ae-not-checked", "calling-ae-not-checked"),
     budget=3.0,
 )
-def ae_titles(ctx: Context) -> Outcome:
+
+
+@ae_titles.observe
+def observe_ae_titles(ctx: Context) -> AeTitlesObservation:
     t = ctx.target
-    called = probe_association(t.host, t.port, t.calling_ae, WRONG_CALLED_AE, ctx.timeout(at_most=5),
+    timeout = ctx.timeout(at_most=5)
+    called = probe_association(t.host, t.port, t.calling_ae, WRONG_CALLED_AE, timeout,
                                cancel=ctx.cancel_event, tls=t.tls)
     ctx.raise_if_cancelled()
-    calling = probe_association(t.host, t.port, UNKNOWN_CALLING_AE, t.called_ae, ctx.timeout(at_most=5),
+    timeout2 = ctx.timeout(at_most=5)
+    calling = probe_association(t.host, t.port, UNKNOWN_CALLING_AE, t.called_ae, timeout2,
                                 cancel=ctx.cancel_event, tls=t.tls)
     ctx.raise_if_cancelled()
-    called_checked = _checked(called, 7)
-    calling_checked = _checked(calling, 3)
-    facts = {
-        "called_ae_checked": called_checked,
-        "calling_ae_checked": calling_checked,
-        "probes": {
-            "wrong_called_ae": {"called_ae": WRONG_CALLED_AE, **called.evidence()},
-            "unknown_calling_ae": {"calling_ae": UNKNOWN_CALLING_AE, **calling.evidence()},
+    return AeTitlesObservation(wrong_called=ProbeRecord.of(called, timeout),
+                               unknown_calling=ProbeRecord.of(calling, timeout2))
+
+
+@ae_titles.conclude
+def conclude_ae_titles(obs: AeTitlesObservation, s: Situation) -> Outcome:
+    t = s.target
+    called_checked = _checked(obs.wrong_called)
+    calling_checked = _checked(obs.unknown_calling)
+    facts = AeTitlesFacts(
+        called_ae_checked=called_checked,
+        calling_ae_checked=calling_checked,
+        probes={
+            "wrong_called_ae": {"called_ae": WRONG_CALLED_AE, **obs.wrong_called.result().evidence()},
+            "unknown_calling_ae": {"calling_ae": UNKNOWN_CALLING_AE, **obs.unknown_calling.result().evidence()},
         },
-    }
+    )
     findings = []
     if called_checked is False:
-        findings.append(ctx.finding(
+        findings.append(s.finding(
             "called-ae-not-checked", Severity.INFO,
             f"The PACS accepted an association addressed to {WRONG_CALLED_AE} instead of its own AE "
             f"title {t.called_ae}: it does not check the called AE title.",
@@ -315,7 +434,7 @@ def ae_titles(ctx: Context) -> Outcome:
             probe_called_ae=WRONG_CALLED_AE,
         ))
     if calling_checked is False:
-        findings.append(ctx.finding(
+        findings.append(s.finding(
             "calling-ae-not-checked", Severity.INFO,
             f"The PACS accepted an association from the unknown AE title {UNKNOWN_CALLING_AE}: anyone who "
             "can reach the port may associate with it.",
@@ -359,25 +478,48 @@ CONTEXT_RESULT = {
 }
 
 
-@check(
+class ModelsObservation(Observation):
+    probe: ProbeRecord  # one raw A-ASSOCIATE-RQ proposing every Q/R model and operation
+
+
+class ModelsFacts(Facts):
+    models: dict[str, dict[str, bool]] = {}
+    contexts: list[dict] = []
+    transfer_syntaxes: list[str] = []
+
+
+models = define(
     "association.models",
     stage=Stage.ASSOCIATION,
     title="Query/Retrieve information models",
+    observation=ModelsObservation,
+    facts=ModelsFacts,
     requires=("association.echo",),
     codes=("model-not-offered", "not-dicom", "peer-silent", "tls-required", "tls-handshake-failed", "peer-closed",
            "calling-ae-rejected", "called-ae-rejected", "association-rejected", "association-aborted"),
     budget=2.0,
 )
-def models(ctx: Context) -> Outcome:
+
+
+@models.observe
+def observe_models(ctx: Context) -> ModelsObservation:
     # A raw association request: pynetdicom aborts when no context is accepted, and then the
     # per-context results (the capability map) would be lost.
     t = ctx.target
     uids = [str(uid) for _label, ops in MODELS.values() for uid in ops.values()]
-    probe = probe_association(t.host, t.port, t.calling_ae, t.called_ae, ctx.timeout(), abstract_syntaxes=uids,
+    timeout = ctx.timeout()
+    probe = probe_association(t.host, t.port, t.calling_ae, t.called_ae, timeout, abstract_syntaxes=uids,
                               cancel=ctx.cancel_event, tls=t.tls)
     ctx.raise_if_cancelled()
+    return ModelsObservation(probe=record_probe(ctx, probe, timeout))
+
+
+@models.conclude
+def conclude_models(obs: ModelsObservation, s: Situation) -> Outcome:
+    t = s.target
+    probe = obs.probe
     if probe.kind != "accepted":
-        summary, f = probe_failure(ctx, probe)
+        summary, f = probe_failure(s, probe)
         return Outcome(summary=f"{summary} when proposing the Q/R models", findings=[f])
     by_uid = {row["abstract_syntax"]: row for row in probe.context_results}
 
@@ -397,7 +539,7 @@ def models(ctx: Context) -> Outcome:
                 "transfer_syntax": row.get("transfer_syntax"),
             })
     tsyntaxes = sorted({r["transfer_syntax"] for r in rows if r["transfer_syntax"]})
-    facts = {"models": table, "contexts": rows, "transfer_syntaxes": tsyntaxes}
+    facts = ModelsFacts(models=table, contexts=rows, transfer_syntaxes=tsyntaxes)
     pr, sr = table["patient_root"], table["study_root"]
     findings: list[Finding] = []
 
@@ -406,7 +548,7 @@ def models(ctx: Context) -> Outcome:
         return {"model": model, "operation": op_name, "result": r["result"], "result_str": r["result_str"]}
 
     if not pr["find"] and not sr["find"]:
-        findings.append(ctx.finding(
+        findings.append(s.finding(
             "model-not-offered", Severity.FAIL,
             f"The PACS accepts neither Patient Root nor Study Root C-FIND from {t.calling_ae}: no "
             "workstation can search it.",
@@ -415,7 +557,7 @@ def models(ctx: Context) -> Outcome:
             missing=[missing("patient_root", "find"), missing("study_root", "find")],
         ))
     elif not sr["find"]:
-        findings.append(ctx.finding(
+        findings.append(s.finding(
             "model-not-offered", Severity.WARN,
             "The PACS does not offer Study Root C-FIND, only Patient Root; workstations that search "
             "with Study Root (most do) will fail with 'no presentation context accepted'.",
@@ -424,7 +566,7 @@ def models(ctx: Context) -> Outcome:
             missing=[missing("study_root", "find")],
         ))
     elif not pr["find"]:
-        findings.append(ctx.finding(
+        findings.append(s.finding(
             "model-not-offered", Severity.WARN,
             "The PACS does not offer Patient Root C-FIND, only Study Root; a workstation configured "
             "for Patient Root will fail to search (status 0x0122 or 'no presentation context').",
@@ -435,17 +577,17 @@ def models(ctx: Context) -> Outcome:
     can_move = pr["move"] or sr["move"]
     can_get = pr["get"] or sr["get"]
     if not can_move and not can_get:
-        findings.append(ctx.finding(
+        findings.append(s.finding(
             "model-not-offered", Severity.FAIL,
             f"The PACS accepts neither C-MOVE nor C-GET from {t.calling_ae}: images cannot be retrieved.",
             f"Ask the PACS administrator to allow retrieval (C-MOVE) for {t.calling_ae}, and to "
-            f"register {_node_entry(ctx)} as a move destination.",
+            f"register {_node_entry(s)} as a move destination.",
             missing=[missing(m, o) for m in ("patient_root", "study_root") for o in ("move", "get")],
         ))
     else:
         for key, label in (("patient_root", "Patient Root"), ("study_root", "Study Root")):
             if table[key]["find"] and not table[key]["move"] and not table[key]["get"]:
-                findings.append(ctx.finding(
+                findings.append(s.finding(
                     "model-not-offered", Severity.WARN,
                     f"The PACS lets us search with {label} but not retrieve with it: a workstation "
                     f"that queries and retrieves with {label} finds studies it cannot pull.",
@@ -454,11 +596,11 @@ def models(ctx: Context) -> Outcome:
                     missing=[missing(key, "move"), missing(key, "get")],
                 ))
         if not can_get:
-            findings.append(ctx.finding(
+            findings.append(s.finding(
                 "model-not-offered", Severity.INFO,
                 "The PACS does not offer C-GET; retrieval must use C-MOVE, which needs the PACS to "
                 "know this workstation's address and port.",
-                f"Use C-MOVE on the workstation and make sure the PACS has {_node_entry(ctx)} as a "
+                f"Use C-MOVE on the workstation and make sure the PACS has {_node_entry(s)} as a "
                 "move destination.",
                 missing=[missing("patient_root", "get"), missing("study_root", "get")],
             ))

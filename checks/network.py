@@ -11,9 +11,10 @@ import socket
 import ssl
 import time
 
-from qrdoctor.core.context import Context, Outcome
+from qrdoctor.core.context import Context, Outcome, Situation
 from qrdoctor.core.model import Severity, Stage
-from qrdoctor.core.registry import check
+from qrdoctor.core.registry import Facts, Observation, define
+from qrdoctor.core.target import TLSOptions
 from qrdoctor.dicom.tls import certificate_facts, connect
 
 UNREACHABLE_ERRNOS = {errno.ENETUNREACH, errno.EHOSTUNREACH, errno.EHOSTDOWN, errno.ENETDOWN}
@@ -43,55 +44,101 @@ def _attempt(family: int, sockaddr: tuple, timeout: float) -> dict:
         sock.close()
 
 
-@check(
+class Attempt(Observation):
+    """One TCP connect to one resolved address."""
+
+    address: str
+    result: str  # connected | refused | timeout | unreachable | error
+    after_ms: float | None = None
+    connect_ms: float | None = None
+    local_address: str | None = None
+    errno: int | None = None
+    error: str | None = None
+    detail: str | None = None
+
+
+class TcpObservation(Observation):
+    timeout_s: float
+    dns_error: str | None = None
+    dns_errno: int | None = None
+    dns_strerror: str | None = None
+    addresses: list[str] = []
+    attempts: list[Attempt] = []
+
+
+class TcpFacts(Facts):
+    result: str
+    connect_ms: float | None = None
+
+
+tcp = define(
     "network.tcp",
     stage=Stage.NETWORK,
     title="TCP reachability",
+    observation=TcpObservation,
+    facts=TcpFacts,
     codes=("dns-unresolved", "tcp-refused", "tcp-timeout", "tcp-unreachable"),
     budget=3.0,
 )
-def tcp(ctx: Context) -> Outcome:
+
+
+@tcp.observe
+def observe_tcp(ctx: Context) -> TcpObservation:
     t = ctx.target
-    where = f"{t.host} port {t.port}"
+    timeout = ctx.timeout()
     try:
         infos = socket.getaddrinfo(t.host, t.port, type=socket.SOCK_STREAM)
     except socket.gaierror as exc:
-        return Outcome(
-            summary=f"the name {t.host} does not resolve",
-            facts={"result": "unresolved", "connect_ms": None, "dns_error": str(exc)},
-            findings=[ctx.finding(
-                "dns-unresolved", Severity.FAIL,
-                f"The PACS host name {t.host!r} could not be resolved to an address ({exc.strerror or exc}).",
-                f"Check the spelling of {t.host!r}, or use the PACS's IP address instead of its name. "
-                "If the name is right, ask your IT team to add it to DNS (or to this computer's hosts file).",
-                host=t.host, error=str(exc), errno=exc.errno,
-            )],
-        )
-    addresses = list(dict.fromkeys(info[4][0] for info in infos))
-    attempts: list[dict] = []
+        return TcpObservation(timeout_s=timeout, dns_error=str(exc), dns_errno=exc.errno,
+                              dns_strerror=exc.strerror)
+    obs = TcpObservation(timeout_s=timeout, addresses=list(dict.fromkeys(info[4][0] for info in infos)))
     for family, _type, _proto, _canon, sockaddr in infos:
-        if any(a["address"] == sockaddr[0] for a in attempts):
+        if any(a.address == sockaddr[0] for a in obs.attempts):
             continue
         ctx.raise_if_cancelled()
-        attempt = _attempt(family, sockaddr, ctx.timeout())
-        attempts.append(attempt)
-        if attempt["result"] == "connected":
+        obs.timeout_s = ctx.timeout()
+        attempt = Attempt(**_attempt(family, sockaddr, obs.timeout_s))
+        obs.attempts.append(attempt)
+        if attempt.result == "connected":
             break
-    last = attempts[-1]
-    facts = {"result": last["result"], "connect_ms": last.get("connect_ms"), "addresses": addresses,
-             "attempts": attempts}
-    if last["result"] == "connected":
-        facts["local_address"] = last["local_address"]
-        facts["peer_address"] = last["address"]
-        return Outcome(summary=f"connected to {last['address']}:{t.port} in {last['connect_ms']} ms", facts=facts)
+    return obs
 
-    # Prefer the most telling failure when several addresses were tried.
+
+@tcp.conclude
+def conclude_tcp(obs: TcpObservation, s: Situation) -> Outcome:
+    t = s.target
+    if obs.dns_error is not None:
+        return Outcome(
+            summary=f"the name {t.host} does not resolve",
+            facts=TcpFacts(result="unresolved", connect_ms=None, dns_error=obs.dns_error),
+            findings=[s.finding(
+                "dns-unresolved", Severity.FAIL,
+                f"The PACS host name {t.host!r} could not be resolved to an address ({obs.dns_strerror or obs.dns_error}).",
+                f"Check the spelling of {t.host!r}, or use the PACS's IP address instead of its name. "
+                "If the name is right, ask your IT team to add it to DNS (or to this computer's hosts file).",
+                host=t.host, error=obs.dns_error, errno=obs.dns_errno,
+            )],
+        )
+    attempts = [a.model_dump(exclude_none=True) for a in obs.attempts]
+    last = obs.attempts[-1]
+    facts = TcpFacts(result=last.result, connect_ms=last.connect_ms, addresses=obs.addresses, attempts=attempts)
+    if last.result == "connected":
+        facts = TcpFacts(result=last.result, connect_ms=last.connect_ms, addresses=obs.addresses,
+                         attempts=attempts, local_address=last.local_address, peer_address=last.address)
+        return Outcome(summary=f"connected to {last.address}:{t.port} in {last.connect_ms} ms", facts=facts)
+    return _tcp_failure(obs, s, facts, attempts)
+
+
+def _tcp_failure(obs: TcpObservation, s: Situation, facts: TcpFacts, attempts: list[dict]) -> Outcome:
+    """The most telling failure when no address connected."""
+    t = s.target
+    where = f"{t.host} port {t.port}"
     order = ["refused", "unreachable", "timeout", "error"]
-    worst = min(attempts, key=lambda a: order.index(a["result"]))
-    facts["result"] = "unreachable" if worst["result"] == "error" else worst["result"]
+    worst = min(obs.attempts, key=lambda a: order.index(a.result) if a.result in order else len(order))
+    facts.result = "unreachable" if worst.result == "error" else worst.result
     evidence = {"host": t.host, "port": t.port, "attempts": attempts}
-    if worst["result"] == "refused":
-        f = ctx.finding(
+    if worst.result == "refused":
+        f = s.finding(
             "tcp-refused", Severity.FAIL,
             f"{where} refused the connection: the computer answered, but nothing is listening on that port.",
             f"Check the port number with the PACS administrator (the DICOM port is often 104, 11112 or 4242) "
@@ -100,20 +147,20 @@ def tcp(ctx: Context) -> Outcome:
             **evidence,
         )
         summary = f"connection refused at {where}"
-    elif worst["result"] == "timeout":
-        f = ctx.finding(
+    elif worst.result == "timeout":
+        f = s.finding(
             "tcp-timeout", Severity.FAIL,
-            f"Nothing answered at {where} within {t.timeout:g} s: the connection attempt was silently dropped.",
+            f"Nothing answered at {where} within {obs.timeout_s:g} s: the connection attempt was silently dropped.",
             f"A firewall between this computer and {t.host} is most likely dropping DICOM traffic, or the "
             f"address is wrong. Ask the network team to allow TCP from this computer to {t.host} port "
             f"{t.port}, and confirm the PACS's IP address with its administrator.",
-            **evidence,
+            timeout_s=obs.timeout_s, **evidence,
         )
         summary = f"no answer from {where} (filtered or wrong address)"
     else:
-        f = ctx.finding(
+        f = s.finding(
             "tcp-unreachable", Severity.FAIL,
-            f"{t.host} cannot be reached from this computer ({worst.get('detail') or worst.get('error')}).",
+            f"{t.host} cannot be reached from this computer ({worst.detail or worst.error}).",
             "There is no network route to the PACS: check this computer's network connection, VPN and "
             f"gateway, and that {t.host} is the PACS's correct address.",
             **evidence,
@@ -122,10 +169,139 @@ def tcp(ctx: Context) -> Outcome:
     return Outcome(summary=summary, facts=facts, findings=[f])
 
 
+class TlsObservation(Observation):
+    requested: bool  # --tls was given
+    timeout_s: float = 0.0
+    verify: bool = True
+    client_certificate: bool = False
+    options: dict = {}  # TLSOptions.describe() of the run
+    outcome: str = "not-requested"  # ok | verify-failed | ssl-error | os-error | closed-after | alert-after
+    verify_message: str | None = None
+    verify_code: int | None = None
+    error: str | None = None
+    presented: dict = {}  # the certificate fetched without verification, after a verify failure
+    certificate: dict = {}  # certificate_facts() of the verified connection
+    handshake_ms: float | None = None
+
+
+class TlsFacts(Facts):
+    pass
+
+
+tls = define(
+    "network.tls",
+    stage=Stage.NETWORK,
+    title="TLS handshake",
+    observation=TlsObservation,
+    facts=TlsFacts,
+    requires=("network.tcp",),
+    codes=("tls-handshake-failed", "tls-certificate-expiring"),
+    budget=2.0,
+)
+
+
+@tls.observe
+def observe_tls(ctx: Context) -> TlsObservation:
+    t = ctx.target
+    if t.tls is None:
+        return TlsObservation(requested=False)
+    opts = t.tls
+    obs = TlsObservation(requested=True, timeout_s=ctx.timeout(), verify=opts.verify,
+                         client_certificate=bool(opts.cert_file), options=opts.describe())
+    t0 = time.monotonic()
+    try:
+        sock = connect(t.host, t.port, obs.timeout_s, opts)
+    except ssl.SSLCertVerificationError as exc:
+        obs.outcome, obs.verify_message, obs.verify_code = "verify-failed", exc.verify_message, exc.verify_code
+        obs.error, obs.presented = str(exc), _unverified_certificate(t)
+        return obs
+    except ssl.SSLError as exc:
+        obs.outcome, obs.error = "ssl-error", str(exc)
+        return obs
+    except OSError as exc:
+        obs.outcome, obs.error = "os-error", str(exc)
+        return obs
+    with sock:
+        obs.certificate = certificate_facts(sock)  # type: ignore[arg-type]
+        obs.handshake_ms = round((time.monotonic() - t0) * 1000, 1)
+        obs.outcome = "ok"
+        # TLS 1.3 servers check a client certificate after the handshake: an alert arrives then.
+        try:
+            sock.settimeout(0.3)
+            if sock.recv(1) == b"":
+                obs.outcome, obs.error = "closed-after", "the server closed the connection right after the handshake"
+        except TimeoutError:
+            pass
+        except ssl.SSLError as exc:
+            obs.outcome, obs.error = "alert-after", str(exc)
+    return obs
+
+
+@tls.conclude
+def conclude_tls(obs: TlsObservation, s: Situation) -> Outcome:
+    t = s.target
+    if not obs.requested:
+        return Outcome.not_applicable("plain DICOM (TLS not requested; use --tls for a TLS port)")
+    where = f"{t.host} port {t.port}"
+    facts = TlsFacts(requested=obs.options)
+    if obs.outcome == "verify-failed":
+        return _verify_failed(obs, s, facts, where)
+    if obs.outcome == "ssl-error":
+        facts = TlsFacts(requested=obs.options, verified=None, error=obs.error)
+        return Outcome(summary="TLS handshake refused", facts=facts, findings=[_tls_refused(obs, s, where, obs.error or "")])
+    if obs.outcome == "os-error":
+        facts = TlsFacts(requested=obs.options, error=obs.error)
+        return Outcome(summary="connection failed during the TLS handshake", facts=facts, findings=[s.finding(
+            "tls-handshake-failed", Severity.FAIL,
+            f"The connection to {where} failed during the TLS handshake ({obs.error}).",
+            "The port may not speak TLS at all (try without --tls), or a firewall cuts the connection.",
+            error=obs.error)])
+    facts = TlsFacts(requested=obs.options, **obs.certificate, verified=obs.verify, handshake_ms=obs.handshake_ms)
+    if obs.outcome == "closed-after":
+        return Outcome(summary="the PACS closed the TLS connection at once", facts=facts,
+                       findings=[_tls_refused(obs, s, where, obs.error or "")])
+    if obs.outcome == "alert-after":
+        return Outcome(summary="TLS refused after the handshake", facts=facts,
+                       findings=[_tls_refused(obs, s, where, obs.error or "")])
+    findings = []
+    days = obs.certificate.get("days_left")
+    if isinstance(days, int) and days < 30:
+        findings.append(s.finding(
+            "tls-certificate-expiring", Severity.WARN if days >= 0 else Severity.FAIL,
+            f"The PACS's TLS certificate {'expires in ' + str(days) + ' days' if days >= 0 else 'has expired'} "
+            f"({obs.certificate.get('not_after')}).",
+            "Ask the PACS administrator to renew the certificate before it expires; workstations that "
+            "verify certificates will stop connecting on that day.",
+            not_after=obs.certificate.get("not_after"), days_left=days))
+    return Outcome(summary=f"{obs.certificate.get('version')} with {obs.certificate.get('subject') or 'the PACS'}"
+                   f"{' (verified)' if obs.verify else ' (not verified: --tls-no-verify)'}",
+                   facts=facts, findings=findings)
+
+
+def _verify_failed(obs: TlsObservation, s: Situation, facts: TlsFacts, where: str) -> Outcome:
+    t = s.target
+    presented, message = obs.presented, obs.verify_message or ""
+    facts = TlsFacts(requested=obs.options, verified=False, presented=presented, verify_error=obs.verify_message)
+    hostname = "hostname" in message.lower() or "ip address mismatch" in (obs.error or "").lower()
+    if hostname:
+        why = (f"its certificate does not name {t.host} (it names {', '.join(presented.get('names', [])) or presented.get('subject', 'something else')})")
+        fix = (f"Connect with the host name the certificate was issued for, or ask the PACS "
+               f"administrator for a certificate that includes {t.host}.")
+    elif "expired" in message:
+        why = f"its certificate expired on {presented.get('not_after', 'an earlier date')}"
+        fix = "Ask the PACS administrator to renew the PACS's TLS certificate."
+    else:
+        why = f"its certificate is not trusted here ({obs.verify_message}; issuer: {presented.get('issuer', 'unknown')})"
+        fix = ("Give qrdoctor (and the workstation) the certificate authority that issued the PACS "
+               "certificate with --tls-ca FILE; your IT or PACS team can export it. Only for a "
+               "test, --tls-no-verify skips the check.")
+    return Outcome(summary=f"TLS certificate not accepted: {obs.verify_message}", facts=facts, findings=[s.finding(
+        "tls-handshake-failed", Severity.FAIL, f"The TLS handshake with {where} failed: {why}.", fix,
+        verify_error=obs.verify_message, verify_code=obs.verify_code, presented=presented)])
+
+
 def _unverified_certificate(t) -> dict:
     """The PACS certificate fetched without verifying it, to show what it presents."""
-    from qrdoctor.core.target import TLSOptions
-
     try:
         with connect(t.host, t.port, t.timeout, TLSOptions(verify=False)) as sock:
             return certificate_facts(sock)  # type: ignore[arg-type]
@@ -133,86 +309,9 @@ def _unverified_certificate(t) -> dict:
         return {}
 
 
-@check(
-    "network.tls",
-    stage=Stage.NETWORK,
-    title="TLS handshake",
-    requires=("network.tcp",),
-    codes=("tls-handshake-failed", "tls-certificate-expiring"),
-    budget=2.0,
-)
-def tls(ctx: Context) -> Outcome:
-    t = ctx.target
-    if t.tls is None:
-        return Outcome.not_applicable("plain DICOM (TLS not requested; use --tls for a TLS port)")
-    opts = t.tls
-    where = f"{t.host} port {t.port}"
-    facts: dict = {"requested": opts.describe()}  # type: ignore[attr-defined]
-    t0 = time.monotonic()
-    try:
-        sock = connect(t.host, t.port, ctx.timeout(), opts)  # type: ignore[arg-type]
-    except ssl.SSLCertVerificationError as exc:
-        presented = _unverified_certificate(t)
-        facts |= {"verified": False, "presented": presented, "verify_error": exc.verify_message}
-        hostname = "hostname" in (exc.verify_message or "").lower() or "ip address mismatch" in str(exc).lower()
-        if hostname:
-            why = (f"its certificate does not name {t.host} (it names {', '.join(presented.get('names', [])) or presented.get('subject', 'something else')})")
-            fix = (f"Connect with the host name the certificate was issued for, or ask the PACS "
-                   f"administrator for a certificate that includes {t.host}.")
-        elif "expired" in (exc.verify_message or ""):
-            why = f"its certificate expired on {presented.get('not_after', 'an earlier date')}"
-            fix = "Ask the PACS administrator to renew the PACS's TLS certificate."
-        else:
-            why = f"its certificate is not trusted here ({exc.verify_message}; issuer: {presented.get('issuer', 'unknown')})"
-            fix = ("Give qrdoctor (and the workstation) the certificate authority that issued the PACS "
-                   "certificate with --tls-ca FILE; your IT or PACS team can export it. Only for a "
-                   "test, --tls-no-verify skips the check.")
-        return Outcome(summary=f"TLS certificate not accepted: {exc.verify_message}", facts=facts, findings=[ctx.finding(
-            "tls-handshake-failed", Severity.FAIL, f"The TLS handshake with {where} failed: {why}.", fix,
-            verify_error=exc.verify_message, verify_code=exc.verify_code, presented=presented)])
-    except ssl.SSLError as exc:
-        facts |= {"verified": None, "error": str(exc)}
-        return Outcome(summary="TLS handshake refused", facts=facts, findings=[_tls_refused(ctx, where, str(exc))])
-    except OSError as exc:
-        facts |= {"error": str(exc)}
-        return Outcome(summary="connection failed during the TLS handshake", facts=facts, findings=[ctx.finding(
-            "tls-handshake-failed", Severity.FAIL,
-            f"The connection to {where} failed during the TLS handshake ({exc}).",
-            "The port may not speak TLS at all (try without --tls), or a firewall cuts the connection.",
-            error=str(exc))])
-    with sock:
-        facts |= certificate_facts(sock) | {"verified": opts.verify, "handshake_ms": round((time.monotonic() - t0) * 1000, 1)}  # type: ignore[operator]
-        # TLS 1.3 servers check a client certificate after the handshake: an alert arrives then.
-        try:
-            sock.settimeout(0.3)
-            data = sock.recv(1)
-            if data == b"":
-                return Outcome(summary="the PACS closed the TLS connection at once", facts=facts, findings=[
-                    _tls_refused(ctx, where, "the server closed the connection right after the handshake")])
-        except TimeoutError:
-            pass
-        except ssl.SSLError as exc:
-            return Outcome(summary="TLS refused after the handshake", facts=facts,
-                           findings=[_tls_refused(ctx, where, str(exc))])
-    findings = []
-    days = facts.get("days_left")
-    if isinstance(days, int) and days < 30:
-        findings.append(ctx.finding(
-            "tls-certificate-expiring", Severity.WARN if days >= 0 else Severity.FAIL,
-            f"The PACS's TLS certificate {'expires in ' + str(days) + ' days' if days >= 0 else 'has expired'} "
-            f"({facts.get('not_after')}).",
-            "Ask the PACS administrator to renew the certificate before it expires; workstations that "
-            "verify certificates will stop connecting on that day.",
-            not_after=facts.get("not_after"), days_left=days))
-    return Outcome(summary=f"{facts.get('version')} with {facts.get('subject') or 'the PACS'}"
-                   f"{' (verified)' if opts.verify else ' (not verified: --tls-no-verify)'}",  # type: ignore[attr-defined]
-                   facts=facts, findings=findings)
-
-
-def _tls_refused(ctx: Context, where: str, error: str):
-    t = ctx.target
+def _tls_refused(obs: TlsObservation, s: Situation, where: str, error: str):
     low = error.lower()
-    if "certificate required" in low or "certificate_required" in low or "handshake failure" in low and not t.tls.cert_file:  # type: ignore[attr-defined]
+    if "certificate required" in low or "certificate_required" in low or ("handshake failure" in low and not obs.client_certificate):
         summary = f"{where} requires a client certificate and we offered none ({error})."
         fix = ("Ask the PACS administrator for a client certificate for this workstation (or the "
                "certificate authority that issues them) and pass it with --tls-cert FILE --tls-key FILE.")
@@ -230,4 +329,4 @@ def _tls_refused(ctx: Context, where: str, error: str):
         fix = ("Check that the port really speaks TLS (without --tls qrdoctor tests plain DICOM) and "
                "compare the PACS's TLS settings (versions, ciphers, client certificates) with its "
                "conformance statement.")
-    return ctx.finding("tls-handshake-failed", Severity.FAIL, summary, fix, error=error)
+    return s.finding("tls-handshake-failed", Severity.FAIL, summary, fix, error=error)
