@@ -27,9 +27,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
-import peers  # noqa: E402
 from pydicom import Dataset  # noqa: E402
 from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelFind as STUDY_ROOT  # noqa: E402
+from support.corpus import make_corpus  # noqa: E402
+from support.orthanc import OrthancServer  # noqa: E402
 
 from qrdoctor.dicom.find import FindAssociation  # noqa: E402
 
@@ -93,8 +94,8 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=5)
     args = ap.parse_args()
     studies = max(1, args.instances // 4)
-    corpus = peers.make_corpus(studies, series_per_study=2, instances_per_series=2, seed=7)
-    with peers.OrthancServer(config={"DicomAlwaysAllowFind": True, "LimitFindInstances": 0,
+    corpus = make_corpus(studies, series_per_study=2, instances_per_series=2, seed=7)
+    with OrthancServer(config={"DicomAlwaysAllowFind": True, "LimitFindInstances": 0,
                                      "LimitFindResults": 0}) as pacs:
         pacs.upload(corpus)
         n = len(corpus)

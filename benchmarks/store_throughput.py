@@ -34,11 +34,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
-import peers  # noqa: E402
 from pydicom import Dataset  # noqa: E402
 from pydicom.uid import generate_uid  # noqa: E402
 from pynetdicom import AE  # noqa: E402
 from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelMove as MOVE  # noqa: E402
+from support.corpus import dataset_bytes, make_instance  # noqa: E402
+from support.orthanc import ORTHANC_ALLOW_ALL, OrthancServer  # noqa: E402
+from support.ports import free_port  # noqa: E402
+from support.tools import peer_env  # noqa: E402
 
 RECEIVER = """
 import json, sys
@@ -58,11 +61,11 @@ def make_series(n: int, size: int) -> tuple[str, str, list[bytes]]:
     pixels = os.urandom(size * size * 2)
     out = []
     for i in range(n):
-        ds = peers.make_instance(study_instance_uid=study, series_instance_uid=series,
+        ds = make_instance(study_instance_uid=study, series_instance_uid=series,
                                  instance_number=i + 1, patient_id="BENCH1", patient_name="BENCH^MARK")
         ds.Rows = ds.Columns = size
         ds.PixelData = pixels
-        out.append(peers.dataset_bytes(ds))
+        out.append(dataset_bytes(ds))
     return study, series, out
 
 
@@ -129,7 +132,7 @@ def run_qrdoctor(orthanc_port: int, store_port: int, study: str, series: str) ->
 def run_storescp(orthanc_port: int, store_port: int, study: str, series: str) -> dict:
     out = tempfile.mkdtemp(prefix="qrdoctor-bench-storescp-")
     proc = subprocess.Popen(["/usr/bin/storescp", "-aet", "QRDOCTOR", "-od", out, "+xa", str(store_port)],
-                            env=peers.peer_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                            env=peer_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         wait_port(store_port)
         elapsed, status, completed = move(orthanc_port, study, series)
@@ -151,13 +154,13 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     args = parser.parse_args()
 
-    store_port = peers.free_port()
-    config = {**peers.ORTHANC_ALLOW_ALL,
+    store_port = free_port()
+    config = {**ORTHANC_ALLOW_ALL,
               "DicomModalities": {"QRDOCTOR": ["QRDOCTOR", "127.0.0.1", store_port]}}
     study, series, blobs = make_series(args.instances, args.size)
     print(f"series: {len(blobs)} instances of {len(blobs[0]) / 1024:.0f} KB "
           f"({sum(map(len, blobs)) / 1e6:.0f} MB)")
-    with peers.OrthancServer("ORTHANC", config) as orthanc:
+    with OrthancServer("ORTHANC", config) as orthanc:
         t0 = time.perf_counter()
         orthanc.upload(blobs)
         print(f"loaded into Orthanc in {time.perf_counter() - t0:.1f} s")

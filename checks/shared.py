@@ -1,24 +1,35 @@
-"""Query helpers shared by the query and matching stages: keys per level, identifiers, the
-C-FIND association from a check's context, and turning association failures into findings."""
+"""Query helpers shared by the query and matching stages: keys per level, identifiers, a C-FIND
+session from a check's context, C-FIND answers and failed associations recorded as plain data,
+and the finding for a query association that failed."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
+from pydantic import BaseModel, model_serializer
 from pydicom import Dataset
+from pydicom.datadict import dictionary_VR, keyword_for_tag
 from pynetdicom import sop_class as sc
+from qrdoctor.checks.association import ProbeRecord, probe_failure, record_probe
 
-from qrdoctor.core.context import Context
-from qrdoctor.dicom.find import AssociationFailed, FindAssociation
-from qrdoctor.dicom.probe import ProbeResult
+from qrdoctor.core.context import Context, Outcome, Situation
+from qrdoctor.core.registry import Facts, Observation
+from qrdoctor.dicom.find import AssociationFailed, FindAssociation, FindOutcome
+from qrdoctor.dicom.probe import Abort, ProbeResult
 
 STUDY_ROOT = str(sc.StudyRootQueryRetrieveInformationModelFind)
 PATIENT_ROOT = str(sc.PatientRootQueryRetrieveInformationModelFind)
 MODEL_UIDS = {"study_root": STUDY_ROOT, "patient_root": PATIENT_ROOT}
 MODEL_LABELS = {"study_root": "Study Root", "patient_root": "Patient Root"}
 LEVELS = {"patient_root": ("PATIENT", "STUDY", "SERIES", "IMAGE"), "study_root": ("STUDY", "SERIES", "IMAGE")}
+
+# Every way a query association can fail (see association_failure).
+ASSOCIATION_CODES = ("not-dicom", "peer-silent", "tls-required", "tls-handshake-failed", "peer-closed",
+                     "calling-ae-rejected", "called-ae-rejected", "association-rejected",
+                     "association-aborted")
 
 
 @dataclass(frozen=True)
@@ -46,6 +57,9 @@ UNIQUE = {"PATIENT": "PatientID", "STUDY": "StudyInstanceUID", "SERIES": "Series
           "IMAGE": "SOPInstanceUID"}
 PHI_KEYWORDS = {"PatientName": "name", "PatientID": "id", "PatientBirthDate": "birth_date",
                 "AccessionNumber": "accession", "OtherPatientIDs": "id", "ReferringPhysicianName": "name"}
+BINARY_VRS = {"OB", "OD", "OF", "OL", "OV", "OW", "UN", "SQ"}
+
+Row = dict[str, str]  # a returned identifier as text: keyword -> value ('' when present but empty)
 
 
 def keys_for(model: str, level: str) -> list[Key]:
@@ -72,22 +86,45 @@ def _non_ascii(value: object) -> bool:
     return isinstance(value, str) and not value.isascii()
 
 
-def value(ds: Dataset, keyword: str) -> str:
-    """The value of a returned key as text ('' when empty or absent)."""
+def value(ds: Dataset | Mapping[str, Any], keyword: str) -> str:
+    """The value of a returned key as text ('' when empty or absent); ``ds`` is a Dataset or a
+    recorded :data:`Row`."""
     elem = ds.get(keyword)
-    if elem is None or elem == "" or elem is None:
+    if elem is None or elem == "":
         return ""
     if isinstance(elem, (list, tuple)) or type(elem).__name__ == "MultiValue":
         return "\\".join(str(v) for v in elem)
     return str(elem)
 
 
-def note_phi(ctx: Context, datasets: Iterable[Dataset]) -> None:
+def as_row(ds: Dataset) -> Row:
+    """A returned identifier as plain text, every named, non-binary element (a value pydicom
+    cannot convert, such as letters in an IS, is kept as the PACS sent it)."""
+    row: Row = {}
+    for raw in ds.elements():
+        keyword = keyword_for_tag(raw.tag)
+        if not keyword or dictionary_VR(raw.tag) in BINARY_VRS:
+            continue
+        try:
+            row[keyword] = value(ds, keyword)
+        except (ValueError, TypeError, OverflowError):
+            data = getattr(raw, "value", b"")
+            row[keyword] = (data.decode("latin-1") if isinstance(data, bytes) else str(data)).strip(" \x00")
+    return row
+
+
+def note_phi(ctx: Context, datasets: Iterable[Dataset | Row]) -> None:
     for ds in datasets:
         for keyword, kind in PHI_KEYWORDS.items():
             v = value(ds, keyword)
             if v:
                 ctx.note_phi(kind, v)
+
+
+def accepted_find_models(ctx: Context) -> list[str]:
+    table = ctx.learned.get("association.models") or ctx.facts("association.models").get("models") or {}
+    order = ["study_root", "patient_root"]
+    return [m for m in order if table.get(m, {}).get("find")]
 
 
 @contextmanager
@@ -106,11 +143,141 @@ def find_association(ctx: Context, models: Iterable[str] | None = None) -> Itera
         fa.release()
 
 
-def accepted_find_models(ctx: Context) -> list[str]:
-    table = ctx.learned.get("association.models") or ctx.facts("association.models").get("models") or {}
-    order = ["study_root", "patient_root"]
-    return [m for m in order if table.get(m, {}).get("find")]
+# -- what a C-FIND answered, as plain data ----------------------------------------------------
+
+
+class FindAnswer(Observation):
+    """How one C-FIND ended (see :class:`qrdoctor.dicom.find.FindOutcome`), as recorded data."""
+
+    matches: int = 0
+    status: int | None = None  # final status; None when there was no final response
+    error_comment: str | None = None
+    warnings: int = 0  # pending responses with 0xFF01
+    cancelled_by_us: bool = False
+    abort: tuple[int, int] | None = None  # A-ABORT source, reason
+    closed: bool = False
+    timed_out: bool = False
+    interrupted: bool = False
+    elapsed_ms: float = 0.0
+    timeout_s: float | None = None  # how long we waited for each response
+    rows: list[Row] = []  # the identifiers kept (the caller's ``keep``)
+
+    @classmethod
+    def of(cls, out: FindOutcome, timeout_s: float | None = None) -> FindAnswer:
+        ab = out.aborted
+        return cls(matches=out.matches, status=out.status, error_comment=out.error_comment,
+                   warnings=out.warnings, cancelled_by_us=out.cancelled_by_us,
+                   abort=(ab.source, ab.reason) if ab else None, closed=out.closed,
+                   timed_out=out.timed_out, interrupted=out.interrupted,
+                   elapsed_ms=round(out.elapsed_ms, 1), timeout_s=timeout_s,
+                   rows=[as_row(d) for d in out.identifiers])
+
+    @property
+    def aborted(self) -> Abort | None:
+        return Abort(*self.abort) if self.abort else None
+
+    @property
+    def complete(self) -> bool:
+        """A final response arrived and we did not cut the query short."""
+        return self.status is not None and not self.cancelled_by_us
+
+    @property
+    def status_hex(self) -> str | None:
+        return None if self.status is None else f"0x{self.status:04X}"
+
+    def evidence(self) -> dict:
+        ev: dict = {"matches": self.matches, "status": self.status_hex, "elapsed_ms": round(self.elapsed_ms, 1)}
+        if self.error_comment:
+            ev["error_comment"] = self.error_comment
+        if self.warnings:
+            ev["pending_warnings"] = self.warnings
+        if self.cancelled_by_us:
+            ev["cancelled_by_qrdoctor"] = True
+        if self.aborted:
+            ev.update(self.aborted.evidence())
+        if self.closed:
+            ev["connection_closed"] = True
+        if self.timed_out:
+            ev["timed_out"] = True
+        return ev
+
+
+class QuerySession:
+    """Observe-side C-FIND over one association, (re)opened on demand; every answer comes back
+    as a :class:`FindAnswer` and every patient-identifying value kept is noted as PHI."""
+
+    def __init__(self, ctx: Context, models: Iterable[str]) -> None:
+        self.ctx = ctx
+        self.models = list(models)
+        self.fa: FindAssociation | None = None
+        self.timeout_s: float | None = None  # the timeout of the association last opened
+
+    @property
+    def is_open(self) -> bool:
+        return self.fa is not None and self.fa.is_open
+
+    def open(self) -> FindAssociation:
+        if self.fa is None or not self.fa.is_open:
+            t = self.ctx.target
+            self.timeout_s = self.ctx.timeout()
+            self.fa = FindAssociation(t.host, t.port, t.calling_ae, t.called_ae,
+                                      [MODEL_UIDS[m] for m in self.models], self.timeout_s,
+                                      self.ctx.cancel_event, tls=t.tls).open()
+        return self.fa
+
+    def find(self, model: str, ds: Dataset, **kwargs: Any) -> FindAnswer:
+        """One C-FIND (``kwargs`` as for :meth:`FindAssociation.find`)."""
+        fa = self.open()
+        answer = FindAnswer.of(fa.find(MODEL_UIDS[model], ds, **kwargs), fa.timeout)
+        note_phi(self.ctx, answer.rows)
+        return answer
+
+    def close(self) -> None:
+        if self.fa is not None and self.fa.is_open:
+            self.fa.release()
+
+    def __enter__(self) -> QuerySession:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if exc[0] is None:
+            self.close()
+        elif self.fa is not None:
+            self.fa.abort()
+
+
+# -- a failed query association ---------------------------------------------------------------
 
 
 def failure_as_probe(exc: AssociationFailed) -> ProbeResult:
     return ProbeResult(exc.kind, 0.0, rejection=exc.rejection, abort=exc.abort, detail=exc.detail)
+
+
+def record_failure(ctx: Context, exc: AssociationFailed, timeout_s: float | None = None) -> ProbeRecord:
+    """Observe step: a query association that failed, with the follow-up its finding needs."""
+    return record_probe(ctx, failure_as_probe(exc), timeout_s)
+
+
+def association_failure(s: Situation, failure: ProbeRecord) -> Outcome:
+    """Conclude step: the outcome of a check whose query association failed (``failure`` as
+    observed by :func:`record_failure`)."""
+    summary, f = probe_failure(s, failure)
+    return Outcome(summary=f"{summary} on the query association", findings=[f])
+
+
+# -- facts that appear only when set ----------------------------------------------------------
+
+
+class Sparse(BaseModel):
+    """A model dumped with only the fields that were set (explicitly, even to None): a key that
+    is absent from a report stays absent, a null stays null."""
+
+    @model_serializer(mode="wrap")
+    def _only_set(self, handler: Any) -> Any:
+        data = handler(self)
+        declared = type(self).model_fields
+        return {k: v for k, v in data.items() if k in self.model_fields_set or k not in declared}
+
+
+class SparseFacts(Sparse, Facts):
+    """A check's facts, with keys that some outcomes leave out."""

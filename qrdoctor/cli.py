@@ -19,6 +19,7 @@ from qrdoctor.core.target import (
     TargetError,
     check_ae_title,
     check_port,
+    profile_settings,
     resolve_target,
 )
 
@@ -28,6 +29,14 @@ EPILOG_CHECK = """exit status:
   2  usage or configuration error
   3  qrdoctor itself broke (a check ended in `error` and none failed)
 """
+
+
+# The one timeout model, as the README's "Timeouts" explains it.
+TIMEOUT_HELP = (
+    "seconds each network step may take: a connection, an association, one DIMSE response "
+    "(default %s). A check's deadline is its budget times this plus 2 s; a retrieve counts as "
+    "stalled after --stall-s seconds without progress (default twice this)"
+)
 
 
 class UsageError(Exception):
@@ -94,8 +103,7 @@ def add_target_options(p: argparse.ArgumentParser) -> None:
                    help="port of the temporary Store SCP for retrieve checks (default 11113)")
     p.add_argument("--advertise", metavar="HOST", default=None,
                    help="the address the PACS should use to reach us (used in fix texts)")
-    p.add_argument("--timeout", type=_timeout, default=None, metavar="S",
-                   help="network timeout per step in seconds (default 10)")
+    p.add_argument("--timeout", type=_timeout, default=None, metavar="S", help=TIMEOUT_HELP % "10")
     p.add_argument("--tls", action="store_true", help="speak DICOM over TLS to the PACS")
     p.add_argument("--tls-ca", metavar="FILE", default=None,
                    help="certificate authority (PEM) to trust for the PACS (default: the system's)")
@@ -104,26 +112,60 @@ def add_target_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tls-no-verify", action="store_true", help="do not verify the PACS certificate (tests only)")
 
 
+def add_report_files(p: argparse.ArgumentParser, which: str = "") -> None:
+    """One flag per report format (--json, --md, ...), from the table of formats."""
+    from qrdoctor.reports.formats import REPORT_FORMATS
+
+    for fmt in REPORT_FORMATS:
+        to_stdout = " ('-' for stdout)" if fmt.stdout else ""
+        p.add_argument(fmt.flag, dest=fmt.name, metavar="FILE", default=None,
+                       help=f"write the {which}{fmt.label}: {fmt.about}{to_stdout}")
+
+
 def add_report_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--only", metavar="CHECK,...", default=None,
                    help="run only these checks (and the checks they require)")
-    p.add_argument("--json", metavar="FILE", default=None, help="write the JSON report ('-' for stdout)")
-    p.add_argument("--md", metavar="FILE", default=None, help="write a Markdown report (for a ticket)")
-    p.add_argument("--html", metavar="FILE", default=None, help="write a self-contained HTML report")
-    p.add_argument("--bundle", metavar="FILE.zip", default=None,
-                   help="write one zip for a support ticket: HTML, JSON, Markdown, transcripts, environment")
+    add_report_files(p)
     p.add_argument("--include-phi", action="store_true",
                    help="keep patient names, IDs, birth dates and accession numbers in the reports")
     p.add_argument("--details", action="store_true", help="print every problem with its fix")
-    p.add_argument("--probe-limit", type=_count, default=None, metavar="N",
-                   help="matches find.match_limit counts before it stops looking (default 5000)")
-    p.add_argument("--study", metavar="UID", default=None,
-                   help="retrieve this study (default: one small series found by the query stage)")
-    p.add_argument("--series", metavar="UID", default=None, help="retrieve this series (give --study too)")
-    p.add_argument("--keep-files", metavar="DIR", default=None,
-                   help="keep the objects received by the retrieve checks in DIR (default: deleted)")
-    p.add_argument("--listen-host", metavar="ADDR", default=None,
-                   help="address the temporary Store SCP listens on (default 0.0.0.0, all interfaces)")
+
+
+def _option_type(field):
+    """argparse type of a declared option: the text as a value of the field's kind."""
+    from qrdoctor.core.options import OptionError
+
+    def convert(text: str):
+        try:
+            return field.convert(text)
+        except OptionError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    convert.__name__ = field.kind.__name__
+    return convert
+
+
+def _metavar(field) -> str:
+    if field.kind is int:
+        return "N"
+    if field.kind is float:
+        return "S" if field.in_seconds else "X"
+    return field.name.rsplit("_", 1)[-1].upper()  # --listen-host HOST
+
+
+def add_check_options(p: argparse.ArgumentParser) -> None:
+    """One flag per field the checks declare in their Options models (a profile may set them too)."""
+    from qrdoctor.core.option_fields import option_fields
+
+    group = p.add_argument_group("options of the checks", "a saved profile may set these too, under the same names")
+    for field in option_fields():
+        help_text = field.help.replace("%", "%%")
+        if field.kind is bool:
+            group.add_argument(field.flag, dest=field.name, default=None,
+                               action=argparse.BooleanOptionalAction, help=help_text)
+        else:
+            group.add_argument(field.flag, dest=field.name, default=None, type=_option_type(field),
+                               metavar=_metavar(field), help=help_text)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -136,17 +178,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("target", help="AE@host:port (e.g. ORTHANC@127.0.0.1:4242) or a saved profile name")
     add_target_options(p)
     add_report_options(p)
+    add_check_options(p)
 
     p = sub.add_parser("tui", help="the interactive troubleshooter (also: qrdoctor with no arguments)")
     p.add_argument("target", nargs="?", help="AE@host:port or a saved profile; omit for the connection form")
     add_target_options(p)
     p.add_argument("--include-phi", action="store_true", help="show and export patient data unredacted")
+    add_check_options(p)
 
     p = sub.add_parser("explain", help="print the long explanation of a finding code")
     p.add_argument("code", nargs="?", help="a finding code, e.g. tcp-refused (omit to list all)")
 
     sub.add_parser("checks", help="list the checks in the order they run")
     sub.add_parser("schema", help="print the JSON Schema of the report")
+
+    p = sub.add_parser("replay", help="re-run the conclusions of a support bundle with this qrdoctor, offline")
+    p.add_argument("bundle", metavar="BUNDLE.zip", help="a support bundle written by --bundle")
+    add_report_files(p, which="replayed ")
+    p.add_argument("--details", action="store_true", help="print every problem with its fix")
+    p.set_defaults(include_phi=False)
 
     p = sub.add_parser("simulate", help="run the embedded simulated PACS in the foreground")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
@@ -163,8 +213,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--list-quirks", action="store_true", help="explain every quirk the simulator can play")
     p.add_argument("--quirks", default=None, help="play these quirks instead of the demo's own")
     p.add_argument("--studies", type=_count, default=None, help="size of the simulated archive")
-    p.add_argument("--timeout", type=_timeout, default=5.0, metavar="S", help="network timeout (default 5)")
+    p.add_argument("--timeout", type=_timeout, default=5.0, metavar="S", help=TIMEOUT_HELP % "5")
     add_report_options(p)
+    add_check_options(p)
     return parser
 
 
@@ -206,61 +257,83 @@ def _only(value: str | None) -> list[str] | None:
     return ids
 
 
-def _options(args: argparse.Namespace, **fixed: object):
-    """The typed options of every check, from the flags generated out of their declarations."""
+def _options(args: argparse.Namespace, saved: dict | None = None, **fixed: object):
+    """The checks' typed options: a saved profile's values, then the flags, then ``fixed``."""
+    from qrdoctor.core.option_fields import declared_values, option_fields
     from qrdoctor.core.options import OptionError, RunOptions
-    from qrdoctor.core.registry import option_models
 
-    models = option_models()
-    flat = {name: getattr(args, name, None) for m in models for name in m.model_fields}
+    fields = option_fields()
+    flat = declared_values(saved or {}, fields)
+    flat.update(declared_values(vars(args), fields))
     flat.update(fixed)
     try:
-        return RunOptions.from_flat(flat, models)
+        return RunOptions.from_flat(flat, list(dict.fromkeys(f.model for f in fields)))
     except OptionError as exc:
         raise UsageError(str(exc)) from None
 
 
-REPORT_FORMATS = (("json", "JSON report"), ("md", "Markdown report"), ("html", "HTML report"),
-                  ("bundle", "support bundle"))
-
-
 def _check_report_paths(args: argparse.Namespace) -> None:
-    for fmt, _label in REPORT_FORMATS:
-        path = getattr(args, fmt, None)
-        if path == "-" and fmt != "json":
-            raise UsageError(f"--{fmt} needs a file name ('-' is only for --json)")
+    from qrdoctor.reports.formats import REPORT_FORMATS
+
+    to_stdout = " or ".join(f.flag for f in REPORT_FORMATS if f.stdout)
+    for fmt in REPORT_FORMATS:
+        path = getattr(args, fmt.name, None)
+        if path == "-" and not fmt.stdout:
+            raise UsageError(f"{fmt.flag} needs a file name ('-' is only for {to_stdout})")
         _check_writable(path)
 
 
 def write_reports(report: Report, args: argparse.Namespace) -> None:
     """Every requested report, each redacted unless --include-phi."""
     from qrdoctor.reports import render, write_report
+    from qrdoctor.reports.formats import REPORT_FORMATS
 
     phi = bool(getattr(args, "include_phi", False))
-    for fmt, label in REPORT_FORMATS:
-        path = getattr(args, fmt, None)
+    for fmt in REPORT_FORMATS:
+        path = getattr(args, fmt.name, None)
         if path == "-":
-            sys.stdout.write(str(render(report, "json", include_phi=phi)).rstrip("\n") + "\n")
+            _to_stdout(render(report, fmt.name, include_phi=phi))
         elif path:
             try:
-                write_report(report, fmt, path, include_phi=phi)
+                write_report(report, fmt.name, path, include_phi=phi)
             except OSError as exc:
-                raise UsageError(f"cannot write the {label} to {path}: {exc.strerror or exc}") from None
-            print(f"{label} written to {path}", file=sys.stderr)
+                raise UsageError(f"cannot write the {fmt.label} to {path}: {exc.strerror or exc}") from None
+            print(f"{fmt.title} written to {path}", file=sys.stderr)
+
+
+def _to_stdout(content: str | bytes) -> None:
+    if isinstance(content, bytes):
+        sys.stdout.flush()
+        sys.stdout.buffer.write(content)
+        sys.stdout.buffer.flush()
+    else:
+        sys.stdout.write(content.rstrip("\n") + "\n")
+
+
+def _stdout_is_data(args: argparse.Namespace) -> bool:
+    """Whether a report goes to stdout, so the summary for people must go to stderr."""
+    from qrdoctor.reports.formats import REPORT_FORMATS
+
+    return any(getattr(args, f.name, None) == "-" for f in REPORT_FORMATS)
+
+
+def _target_and_options(args: argparse.Namespace):
+    """The target (AE@host:port or a saved profile) and the checks' options for it."""
+    target = resolve_target(
+        args.target, calling_ae=args.calling_ae, move_ae=args.move_ae, store_port=args.store_port,
+        advertise=args.advertise, timeout=args.timeout, tls=_tls(args),
+    )
+    return target, _options(args, saved=profile_settings(args.target))
 
 
 def run_check(args: argparse.Namespace) -> int:
     from qrdoctor.console import LiveSummary, details
     from qrdoctor.core.runner import Runner
 
-    target = resolve_target(
-        args.target, calling_ae=args.calling_ae, move_ae=args.move_ae, store_port=args.store_port,
-        advertise=args.advertise, timeout=args.timeout, tls=_tls(args),
-    )
+    target, options = _target_and_options(args)
     only = _only(args.only)
     _check_report_paths(args)
-    options = _options(args)
-    out = sys.stderr if args.json == "-" else sys.stdout
+    out = sys.stderr if _stdout_is_data(args) else sys.stdout
     print(f"qrdoctor {__version__}: checking {target.label} as {target.calling_ae}", file=out, flush=True)
     runner = Runner(target, only=only, observer=LiveSummary(out), options=options)
     try:
@@ -278,16 +351,42 @@ def run_check(args: argparse.Namespace) -> int:
     return int(report.exit_code)
 
 
+def run_replay(args: argparse.Namespace) -> int:
+    """Conclude a recorded bundle's observations again, with no network; show what changed."""
+    from qrdoctor.console import check_line, details, verdict
+    from qrdoctor.core.replay import ReplayError, load_bundle, replay
+
+    _check_report_paths(args)
+    try:
+        recorded, document = load_bundle(args.bundle)
+        report = replay(recorded, document)
+    except ReplayError as exc:
+        raise UsageError(str(exc)) from None
+    out = sys.stderr if _stdout_is_data(args) else sys.stdout
+    was = {c.id: c for c in recorded.checks}
+    print(f"qrdoctor {__version__}: replaying {args.bundle} (recorded by qrdoctor {recorded.tool.version} "
+          f"against {recorded.target.called_ae}@{recorded.target.host}:{recorded.target.port} "
+          f"at {recorded.started_at}; no network is used)", file=out)
+    width = max((len(c.id) for c in report.checks), default=10) + 1
+    for c in report.checks:
+        old = was.get(c.id)
+        changed = ""
+        if old is not None and (old.status != c.status or {f.code for f in old.findings} != {f.code for f in c.findings}):
+            changed = f"   (recorded: {old.status.value}{' [' + ', '.join(sorted({f.code for f in old.findings})) + ']' if old.findings else ''})"
+        print(check_line(c, width) + changed, file=out)
+    print(verdict(report), file=out)
+    if args.details:
+        for line in details(report):
+            print(line, file=out)
+    write_reports(report, args)
+    return int(report.exit_code)
+
+
 def run_tui_command(args: argparse.Namespace) -> int:
     from qrdoctor.tui import run_tui
 
-    target = None
-    if args.target:
-        target = resolve_target(
-            args.target, calling_ae=args.calling_ae, move_ae=args.move_ae, store_port=args.store_port,
-            advertise=args.advertise, timeout=args.timeout, tls=_tls(args),
-        )
-    return run_tui(target, include_phi=bool(args.include_phi))
+    target, options = _target_and_options(args) if args.target else (None, _options(args))
+    return run_tui(target, options=options, include_phi=bool(args.include_phi))
 
 
 def run_explain(args: argparse.Namespace) -> int:
@@ -380,7 +479,7 @@ def run_demo(args: argparse.Namespace) -> int:
             from qrdoctor.tui import run_tui
 
             return run_tui(target, options=options, include_phi=bool(args.include_phi), title="qrdoctor demo: a simulated PACS with typical problems")
-        out = sys.stderr if args.json == "-" else sys.stdout
+        out = sys.stderr if _stdout_is_data(args) else sys.stdout
         print(f"qrdoctor {__version__} demo: a simulated PACS ({pacs.ae_title}, quirks: {quirks}) "
               f"on {target.host}:{target.port}", file=out, flush=True)
         report = Runner(target, only=_only(args.only), observer=LiveSummary(out), options=options).run()
@@ -427,6 +526,8 @@ def main(argv: list[str] | None = None) -> int:
             return run_tui(None)
         if args.command == "simulate":
             return run_simulate(args)
+        if args.command == "replay":
+            return run_replay(args)
         if args.command == "demo":
             return run_demo(args)
         parser.print_help()

@@ -32,6 +32,8 @@ from support.ports import free_port  # noqa: E402
 
 import sample_reports  # noqa: E402
 
+STRANGER_QUIRKS = ("query-refused-unknown", "query-abort-unknown")  # they concern an AE the PACS does not know
+
 
 @contextmanager
 def simulator(quirks: str) -> Iterator:
@@ -40,6 +42,8 @@ def simulator(quirks: str) -> Iterator:
 
     store = free_port()
     kwargs = {} if quirks == "demo" else {"quirks": quirks}
+    if any(q in quirks for q in STRANGER_QUIRKS):
+        kwargs["calling_ae"] = "WORKSTATION"  # the PACS knows another node, not QRDOCTOR
     with demo_pacs(store, **kwargs).start() as pacs:
         yield Target("127.0.0.1", pacs.port, pacs.ae_title, store_port=store, advertise="127.0.0.1", timeout=3)
 
@@ -59,6 +63,8 @@ def fault(kind: str) -> Iterator:
         "reject-called": lambda: faults.dicom_scp(require_called_aet=True, ae_title="RIGHTAE"),
         "echo-only": faults.dicom_scp,
         "non-ascii-names": non_ascii_names_scp,
+        "no-studies": no_studies_scp,
+        "level-failed": level_failed_scp,
     }
     with peers[kind]() as port:
         yield Target("127.0.0.1", port, "FAULTSCP", timeout=2)
@@ -92,7 +98,43 @@ def non_ascii_names_scp():
     return faults.dicom_scp(contexts=faults.QR_CONTEXTS, handlers=[(evt.EVT_C_FIND, find)])
 
 
+def no_studies_scp():
+    """A query SCP that answers every C-FIND with Success and no match (no-studies)."""
+    from pynetdicom import evt
+    from support import faults
+
+    def nothing(event):
+        yield from ()
+
+    return faults.dicom_scp(contexts=faults.QR_CONTEXTS, handlers=[(evt.EVT_C_FIND, nothing)])
+
+
+def level_failed_scp():
+    """A query SCP that answers every level in Study Root but a Patient Root SERIES query with
+    0xA900 (find-level-failed, in one model only)."""
+    from pydicom import Dataset
+    from pynetdicom import evt
+    from pynetdicom.sop_class import PatientRootQueryRetrieveInformationModelFind
+    from support import faults
+
+    def find(event):
+        q = event.identifier
+        if q.QueryRetrieveLevel == "SERIES" and event.request.AffectedSOPClassUID == PatientRootQueryRetrieveInformationModelFind:
+            yield 0xA900, None
+            return
+        ds = Dataset()
+        ds.QueryRetrieveLevel = q.QueryRetrieveLevel
+        ds.PatientName, ds.PatientID = "DOE^JANE", "P1"
+        ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.SOPInstanceUID = "1.2.3", "1.2.3.4", "1.2.3.4.5"
+        ds.StudyDate, ds.Modality = "20200101", "CT"
+        yield 0xFF00, ds
+
+    return faults.dicom_scp(contexts=faults.QR_CONTEXTS, handlers=[(evt.EVT_C_FIND, find)])
+
+
 def source(name: str):
+    if name in PEERS:
+        return PEERS[name]()
     if name in ("orthanc", "dcmqrscp"):
         return sample_reports.TARGETS[name]()
     if name.startswith("sim-"):
@@ -102,19 +144,22 @@ def source(name: str):
     raise SystemExit(f"unknown source {name!r} (see --list)")
 
 
+PEERS_HELP = ("orthanc-no-entry", "orthanc-wrong-port", "dcmqrscp-unknown-destination", "dcmqrscp-wrong-port",
+              "sim-store-port-busy", "sim-unknown-series")
 SOURCES_HELP = ("orthanc", "dcmqrscp", "sim-demo", "sim-<quirk,...> (qrdoctor demo --list-quirks)",
                 "fault-refused", "fault-http", "fault-silent", "fault-closing", "fault-reject-calling",
-                "fault-reject-called", "fault-echo-only", "fault-non-ascii-names")
+                "fault-reject-called", "fault-echo-only", "fault-non-ascii-names", "fault-no-studies",
+                "fault-level-failed", *PEERS_HELP)
 
 
-def record(name: str, only: list[str] | None = None) -> list[Path]:
+def record(name: str, only: list[str] | None = None, options: dict | None = None) -> list[Path]:
     from qrdoctor.core.registry import option_models, select
     from qrdoctor.core.replay import fixture_from_report
     from qrdoctor.core.runner import Runner
     from qrdoctor.reports import redact_report
 
     declared = {field for model in option_models(select(only)) for field in model.model_fields}
-    options = {k: v for k, v in {"listen_host": "127.0.0.1"}.items() if k in declared}
+    options = {k: v for k, v in ({"listen_host": "127.0.0.1"} | (options or {})).items() if k in declared}
     with source(name) as target:
         live = Runner(target, only=only, options=options).run()
     report = redact_report(live)
@@ -148,7 +193,106 @@ def record_match() -> list[Path]:
     return [path for name, only in MATCH_SOURCES.items() for path in record(name, only)]
 
 
-STAGES: dict[str, Callable[[], list[Path]]] = {"match": record_match}
+FIND_CHECKS = ["find.levels", "find.return_keys", "find.match_limit"]
+FIND_SOURCES = {  # where each query-stage finding is seen, and the checks recorded there
+    "orthanc": FIND_CHECKS,  # no finding; the image level tested
+    "dcmqrscp": FIND_CHECKS,  # return-key-empty (info: optional keys not returned)
+    "sim-silent-cap=137": ["find.match_limit"],  # match-limit: silent, proven by two date ranges
+    "sim-cap-cancel=137": ["find.match_limit"],  # match-limit: signalled with 0xFE00
+    "sim-cap-refuse=50": ["find.match_limit"],  # match-limit: broad queries refused, bisected
+    "sim-empty-keys=StudyDescription+AccessionNumber": ["find.return_keys"],  # return-key-empty (warn)
+    "sim-query-refused-unknown": ["find.levels"],  # query-refused: 0x0124
+    "sim-query-abort-unknown": ["find.levels"],  # query-refused: A-ABORT
+    "fault-no-studies": ["find.levels"],  # no-studies
+    "fault-level-failed": ["find.levels"],  # find-level-failed (Patient Root only)
+}
+
+
+def record_find() -> list[Path]:
+    """The query stage's fixtures: real servers, the simulator's caps and key quirks, faults."""
+    return [path for name, only in FIND_SOURCES.items() for path in record(name, only)]
+
+
+RETRIEVE_CHECKS = ["retrieve.move", "retrieve.get"]
+RETRIEVE_SOURCES: dict[str, tuple[list[str], dict]] = {  # where each retrieve finding is seen
+    "orthanc": (RETRIEVE_CHECKS, {}),  # round trips
+    "dcmqrscp": (RETRIEVE_CHECKS, {}),  # round trips; C-GET roles from the modality
+    "orthanc-no-entry": (["retrieve.move"], {}),  # 0xC000 like the unknown AE: hedged destination-unknown
+    "orthanc-wrong-port": (["retrieve.move"], {}),  # the same bytes as no entry: hedged
+    "dcmqrscp-unknown-destination": (["retrieve.move"], {}),  # 0xA801: move-destination-unknown
+    "dcmqrscp-wrong-port": (["retrieve.move"], {}),  # 0xA702, failed = N: move-no-inbound
+    "sim-move-destination-unknown": (["retrieve.move"], {}),
+    "sim-wrong-port": (["retrieve.move"], {}),  # move-no-inbound
+    "sim-success-zero": (RETRIEVE_CHECKS, {}),  # move-silent-failure, get-silent-failure
+    "sim-success-all-failed": (RETRIEVE_CHECKS, {}),  # no-inbound + silent failure; get-silent-failure
+    "sim-pending-forever": (RETRIEVE_CHECKS, {}),  # retrieve-stalled (the watchdog's C-CANCEL)
+    "sim-no-get": (["retrieve.get"], {}),  # get-unsupported (not applicable)
+    "sim-store-port-busy": (["retrieve.move"], {}),  # store-port-unavailable
+    "sim-unknown-series": (RETRIEVE_CHECKS, {"series": "1.2.826.0.1.3680043.10.9042.999.1"}),  # retrieve-no-data
+}
+
+
+def record_retrieve() -> list[Path]:
+    """The retrieve stage's fixtures: real servers (healthy and with a missing or wrong
+    destination entry) and the simulator's retrieve quirks."""
+    return [path for name, (only, options) in RETRIEVE_SOURCES.items() for path in record(name, only, options)]
+
+
+@contextmanager
+def orthanc_destination(registered: bool) -> Iterator:
+    """An Orthanc that lets anyone retrieve, with QRDOCTOR's destination entry missing, or
+    registered on a port where nothing listens."""
+    from support.corpus import make_corpus
+    from support.orthanc import ORTHANC_ALLOW_ALL, OrthancServer
+
+    from qrdoctor.core.target import Target
+
+    ours, wrong = free_port(), free_port()
+    entries = {"qrdoctor": ["QRDOCTOR", "127.0.0.1", wrong]} if registered else {}
+    with OrthancServer(aet="ORTHANC", config={**ORTHANC_ALLOW_ALL, "DicomModalities": entries}) as pacs:
+        pacs.upload(make_corpus(4, series_per_study=2, instances_per_series=2, seed=5))
+        yield Target("127.0.0.1", pacs.dicom_port, "ORTHANC", store_port=ours, advertise="127.0.0.1", timeout=3)
+
+
+@contextmanager
+def dcmqrscp_destination(known: bool) -> Iterator:
+    """dcmqrscp with QRDOCTOR in its HostTable on a port where nothing listens, or a move
+    destination it does not know."""
+    from support.corpus import make_corpus
+    from support.dcmqrscp import DcmqrscpServer
+
+    from qrdoctor.core.target import Target
+
+    ours, wrong = free_port(), free_port()
+    with DcmqrscpServer(aet="DCMQRSCP", peers={"QRDOCTOR": ("QRDOCTOR", "127.0.0.1", wrong)}) as pacs:
+        pacs.store(make_corpus(4, series_per_study=2, instances_per_series=2, seed=5))
+        yield Target("127.0.0.1", pacs.port, "DCMQRSCP", store_port=ours, advertise="127.0.0.1", timeout=3,
+                     move_ae=None if known else "QRDUNKNOWN")
+
+
+@contextmanager
+def store_port_busy() -> Iterator:
+    """The simulator, with the port of our Store SCP already taken by another program."""
+    import socket
+
+    with socket.socket() as holder, simulator("") as target:
+        holder.bind(("127.0.0.1", target.store_port))
+        holder.listen(1)
+        yield target
+
+
+PEERS: dict[str, Callable] = {
+    "orthanc-no-entry": lambda: orthanc_destination(registered=False),
+    "orthanc-wrong-port": lambda: orthanc_destination(registered=True),
+    "dcmqrscp-unknown-destination": lambda: dcmqrscp_destination(known=False),
+    "dcmqrscp-wrong-port": lambda: dcmqrscp_destination(known=True),
+    "sim-store-port-busy": store_port_busy,
+    "sim-unknown-series": lambda: simulator(""),
+}
+
+
+STAGES: dict[str, Callable[[], list[Path]]] = {"find": record_find, "match": record_match,
+                                               "retrieve": record_retrieve}
 
 
 def main() -> None:

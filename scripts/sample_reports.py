@@ -4,7 +4,7 @@
     python scripts/sample_reports.py --only demo
 
 Every report is redacted (no patient data). The Orthanc and dcmqrscp runs start private
-servers on loopback with the test harness (tests/peers.py); they need Debian's orthanc and
+servers on loopback with the test harness (tests/support/); they need Debian's orthanc and
 dcmtk packages. tests/test_sample_reports.py checks that the simulator's samples still match
 what qrdoctor reports today.
 """
@@ -12,7 +12,6 @@ what qrdoctor reports today.
 from __future__ import annotations
 
 import argparse
-import socket
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -22,11 +21,7 @@ ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "sample_reports"
 sys.path.insert(0, str(ROOT / "tests"))
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from support.ports import free_port  # noqa: E402
 
 
 @contextmanager
@@ -34,34 +29,36 @@ def demo_target() -> Iterator[tuple]:
     from qrdoctor.core.target import Target
     from qrdoctor.simulator import demo_pacs
 
-    store = _free_port()
+    store = free_port()
     with demo_pacs(store).start() as pacs:
         yield Target("127.0.0.1", pacs.port, pacs.ae_title, store_port=store, advertise="127.0.0.1", timeout=5)
 
 
 @contextmanager
 def orthanc_target() -> Iterator[tuple]:
-    import peers
+    from support.corpus import make_corpus
+    from support.orthanc import OrthancServer
 
     from qrdoctor.core.target import Target
 
-    store = peers.free_port()
+    store = free_port()
     config = {"DicomAlwaysAllowFind": True, "DicomAlwaysAllowMove": True, "DicomAlwaysAllowGet": True,
               "DicomModalities": {"qrdoctor": ["QRDOCTOR", "127.0.0.1", store]}}
-    with peers.OrthancServer(aet="ORTHANC", config=config) as pacs:
-        pacs.upload(peers.make_corpus(30, series_per_study=2, instances_per_series=3, seed=5))
+    with OrthancServer(aet="ORTHANC", config=config) as pacs:
+        pacs.upload(make_corpus(30, series_per_study=2, instances_per_series=3, seed=5))
         yield Target("127.0.0.1", pacs.dicom_port, "ORTHANC", store_port=store, advertise="127.0.0.1", timeout=5)
 
 
 @contextmanager
 def dcmqrscp_target() -> Iterator[tuple]:
-    import peers
+    from support.corpus import make_corpus
+    from support.dcmqrscp import DcmqrscpServer
 
     from qrdoctor.core.target import Target
 
-    store = peers.free_port()
-    with peers.DcmqrscpServer(aet="DCMQRSCP", peers={"QRDOCTOR": ("QRDOCTOR", "127.0.0.1", store)}) as pacs:
-        pacs.store(peers.make_corpus(30, series_per_study=2, instances_per_series=3, seed=5))
+    store = free_port()
+    with DcmqrscpServer(aet="DCMQRSCP", peers={"QRDOCTOR": ("QRDOCTOR", "127.0.0.1", store)}) as pacs:
+        pacs.store(make_corpus(30, series_per_study=2, instances_per_series=3, seed=5))
         yield Target("127.0.0.1", pacs.port, "DCMQRSCP", store_port=store, advertise="127.0.0.1", timeout=5)
 
 

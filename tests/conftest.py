@@ -1,8 +1,9 @@
 """Shared test configuration.
 
-Fixture modules: ``sim_fixtures`` (the embedded simulated PACS) and ``peer_fixtures`` (real
-Orthanc and DCMTK servers on loopback). At the end of a full run, every finding code a check
-can emit must have been produced by at least one test.
+Test support lives in ``tests/support/`` (one module per job; tests import ``support.<module>``).
+Fixture modules: ``support.simulator`` (the embedded simulated PACS) and
+``support.peer_fixtures`` (real Orthanc and DCMTK servers on loopback). At the end of a full
+run, every finding code a check can emit must have been produced by at least one test.
 """
 
 from __future__ import annotations
@@ -11,8 +12,7 @@ import os
 
 import pytest
 
-pytest_plugins = [name for name in ("sim_fixtures", "peer_fixtures")
-                  if os.path.exists(os.path.join(os.path.dirname(__file__), f"{name}.py"))]
+pytest_plugins = ["support.simulator", "support.peer_fixtures"]
 
 
 def _full_run(session: pytest.Session) -> bool:
@@ -23,14 +23,31 @@ def _full_run(session: pytest.Session) -> bool:
     return whole and not cfg.getoption("keyword") and not cfg.getoption("markexpr") and not cfg.getoption("lf", default=False)
 
 
+_EMITTED: set[str] = set()  # every finding code built in this test process
+_FINDING_SPY = pytest.MonkeyPatch()
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Record the code of every finding built: checks call ``explain.finding`` at call time."""
+    from qrdoctor.core import explain
+
+    build = explain.finding
+
+    def recording_finding(code, *args, **kwargs):
+        _EMITTED.add(code)
+        return build(code, *args, **kwargs)
+
+    _FINDING_SPY.setattr(explain, "finding", recording_finding)
+
+
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    _FINDING_SPY.undo()
     if exitstatus != 0 or not _full_run(session):
         return
-    from qrdoctor.core.explain import EMITTED
     from qrdoctor.core.registry import all_checks
 
     declared = {code for c in all_checks() for code in c.codes}
-    untested = sorted(declared - EMITTED)
+    untested = sorted(declared - _EMITTED)
     if untested:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
         reporter = session.config.pluginmanager.get_plugin("terminalreporter")

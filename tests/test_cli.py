@@ -8,8 +8,8 @@ import sys
 import time
 
 import pytest
-from faults import closed_port, dicom_scp, silent_listener
-from helpers import adhoc_check
+from support.faults import closed_port, dicom_scp, silent_listener
+from support.run import adhoc_check
 
 from qrdoctor.cli import main
 
@@ -77,6 +77,10 @@ def test_peer_silent_run_ends_within_timeout_plus_one(tmp_path):
         (["check", "AE@127.0.0.1:104", "--only", "network.tcp,find.nonsense"], "unknown check id find.nonsense"),
         (["check", "AE@127.0.0.1:104", "--json", "/no/such/folder/r.json"], "does not exist"),
         (["check", "AE@127.0.0.1:104", "--timeout", "-1"], "out of range"),
+        (["check", "AE@127.0.0.1:104", "--probe-limit", "0"], "--probe-limit: Input should be greater than or equal to 1"),
+        (["check", "AE@127.0.0.1:104", "--probe-limit", "many"], "'many' is not a whole number"),
+        (["check", "AE@127.0.0.1:104", "--stall-s", "soon"], "'soon' is not a number"),
+        (["check", "AE@127.0.0.1:104", "--bundle", "-"], "--bundle needs a file name ('-' is only for --json)"),
         (["explain", "no-such-code"], "unknown finding code"),
     ],
 )
@@ -131,7 +135,7 @@ def test_explain_lists_codes():
 
 
 def test_crashing_check_becomes_error_with_exit_3(monkeypatch):
-    from helpers import result
+    from support.run import result
 
     from qrdoctor.core import registry
     from qrdoctor.core.model import ExitCode, Status
@@ -164,3 +168,55 @@ def test_check_that_overruns_its_deadline_is_stopped():
     report = Runner(Target("127.0.0.1", 104, "AE", timeout=1.0), checks=[chk]).run()
     assert time.monotonic() - t0 < 5
     assert report.checks[0].status is Status.ERROR and "time limit" in report.checks[0].reason
+
+
+def test_every_declared_option_is_a_flag_with_its_help_and_default():
+    from qrdoctor.cli import build_parser
+    from qrdoctor.core.option_fields import option_fields
+
+    for command in ("check", "tui", "demo"):
+        sub = build_parser()._subparsers._group_actions[0].choices[command]
+        flags = {a.option_strings[0]: a for a in sub._actions if a.option_strings}
+        for f in option_fields():
+            action = flags[f.flag]
+            assert action.dest == f.name and action.default is None  # unset: the model's default
+            assert f.description in action.help
+            if f.default is not None:
+                assert f"(default {f.default_text})" in action.help
+
+
+def test_flags_become_typed_options_and_override_the_profile(tmp_path, monkeypatch):
+    from qrdoctor.cli import _target_and_options, build_parser
+
+    limit_model, retrieve_model = option_model("find.match_limit"), option_model("retrieve.move")
+
+    # Given a saved profile that sets two of the checks' options
+    profiles = tmp_path / "profiles.toml"
+    profiles.write_text('[profiles.capped]\ncalled_ae = "PACS1"\nhost = "127.0.0.1"\nport = 104\n'
+                        'probe_limit = 300\nstall_s = 4.5\ncustom = "kept"\n')
+    monkeypatch.setenv("QRDOCTOR_PROFILES", str(profiles))
+    # When `check capped` overrides one of them with a flag
+    args = build_parser().parse_args(["check", "capped", "--probe-limit", "20"])
+    target, options = _target_and_options(args)
+    # Then the flag wins, the profile supplies the other, and the rest keep their defaults
+    assert target.called_ae == "PACS1"
+    assert options.get(limit_model).probe_limit == 20
+    assert options.get(retrieve_model).stall_s == 4.5
+    assert options.flat() == {"probe_limit": 20, "stall_s": 4.5}
+    # And an AE@host:port target has no profile to read
+    _, plain = _target_and_options(build_parser().parse_args(["check", "X@127.0.0.1:104"]))
+    assert plain.flat() == {}
+
+
+def test_timeout_help_explains_the_one_timeout_model():
+    proc = qrdoctor("check", "--help")
+    text = " ".join(proc.stdout.split())
+    assert "seconds each network step may take" in text
+    assert "budget times this plus 2 s" in text and "--stall-s" in text
+
+
+def option_model(check_id: str):
+    """The Options model a check declares (wherever its module lives)."""
+    from qrdoctor.core.registry import get_check
+
+    return get_check(check_id).options

@@ -9,7 +9,7 @@ import subprocess
 import sys
 import time
 
-from peers import free_port
+from support.ports import free_port
 
 
 def test_demo_headless_prints_an_explained_diagnosis(tmp_path):

@@ -1,4 +1,4 @@
-"""Smoke tests of the real-peer harness (tests/peers.py, tests/peer_fixtures.py).
+"""Smoke tests of the real-peer harness (tests/support/: orthanc, dcmqrscp, peer_fixtures...).
 
 They prove that the servers other tests rely on really start, answer C-ECHO and C-FIND with
 the data that was loaded (seen by pynetdicom *and* by DCMTK's findscu), accept a C-MOVE to the
@@ -13,9 +13,17 @@ import socket
 import urllib.request
 from pathlib import Path
 
-import peers
 import pydicom
 import pytest
+from support.corpus import count_studies, dataset_bytes, make_corpus, make_instance
+from support.dcmqrscp import DcmqrscpServer
+from support.orthanc import OrthancServer
+from support.ports import LOOPBACK, free_port, free_ports
+from support.process import PeerStartError, process_group_alive
+from support.scu import c_echo, c_find, c_find_with_status, c_move, findscu_count
+from support.tools import DCMQRSCP_BIN, ORTHANC_BIN, require_tool
+
+from qrdoctor.dicom.storescp import StoreSCP
 
 realpeer = pytest.mark.realpeer
 
@@ -23,12 +31,12 @@ SERVERS = ["orthanc", "dcmqrscp"]
 
 
 def _study_count(datasets) -> int:
-    return peers.count_studies(datasets)
+    return count_studies(datasets)
 
 
 def _refuses(port: int) -> bool:
     try:
-        with socket.create_connection((peers.LOOPBACK, port), timeout=1):
+        with socket.create_connection((LOOPBACK, port), timeout=1):
             return False
     except ConnectionRefusedError:
         return True
@@ -41,13 +49,13 @@ def _refuses(port: int) -> bool:
 
 def test_free_ports_are_distinct_and_bindable():
     # Given ports chosen by the harness
-    ports = peers.free_ports(5) + [peers.free_port()]
+    ports = free_ports(5) + [free_port()]
     # Then they are distinct, never the system Orthanc's, and bindable on loopback
     assert len(set(ports)) == len(ports)
     assert not {4242, 8042} & set(ports)
     for port in ports:
         with socket.socket() as s:
-            s.bind((peers.LOOPBACK, port))
+            s.bind((LOOPBACK, port))
 
 
 def test_require_tool_skips_locally_and_fails_in_ci(monkeypatch):
@@ -56,27 +64,27 @@ def test_require_tool_skips_locally_and_fails_in_ci(monkeypatch):
     # When CI is not set, Then the test is skipped
     monkeypatch.delenv("CI", raising=False)
     with pytest.raises(pytest.skip.Exception):
-        peers.require_tool(missing)
+        require_tool(missing)
     # When CI=true, Then the test fails instead of silently skipping
     monkeypatch.setenv("CI", "true")
     with pytest.raises(pytest.fail.Exception):
-        peers.require_tool(missing)
+        require_tool(missing)
 
 
 def test_require_tool_prefers_dcmtk_over_pynetdicom_console_scripts(monkeypatch):
     # Given DCMTK is installed (pynetdicom also installs a `findscu` on PATH)
     monkeypatch.delenv("CI", raising=False)
-    path = peers.require_tool("findscu")
+    path = require_tool("findscu")
     # Then the bare name resolves to DCMTK's binary, not a Python console script
     assert path == "/usr/bin/findscu"
 
 
 def test_corpus_is_realistic_deterministic_and_valid():
     # Given a corpus of 8 studies with 2 series of 2 instances
-    corpus = peers.make_corpus(8, series_per_study=2, instances_per_series=2, seed=7)
+    corpus = make_corpus(8, series_per_study=2, instances_per_series=2, seed=7)
     # Then it has the requested shape
     assert len(corpus) == 8 * 2 * 2
-    assert peers.count_studies(corpus) == 8
+    assert count_studies(corpus) == 8
     assert len({str(ds.SeriesInstanceUID) for ds in corpus}) == 16
     assert len({str(ds.SOPInstanceUID) for ds in corpus}) == 32
     # And the names exercise PN matching: shared prefix, mixed case, non-ASCII with charset
@@ -88,19 +96,19 @@ def test_corpus_is_realistic_deterministic_and_valid():
     assert {ds.Modality for ds in corpus} == {"CT", "MR", "CR"}
     assert len({ds.StudyDate[:4] for ds in corpus}) >= 4
     # And the same seed gives the same corpus, another seed another one
-    again = peers.make_corpus(8, series_per_study=2, instances_per_series=2, seed=7)
+    again = make_corpus(8, series_per_study=2, instances_per_series=2, seed=7)
     assert [str(d.SOPInstanceUID) for d in again] == [str(d.SOPInstanceUID) for d in corpus]
-    other = peers.make_corpus(8, series_per_study=2, instances_per_series=2, seed=8)
+    other = make_corpus(8, series_per_study=2, instances_per_series=2, seed=8)
     assert str(other[0].StudyInstanceUID) != str(corpus[0].StudyInstanceUID)
 
 
 def test_instance_round_trips_as_part10_explicit_vr_le(tmp_path: Path):
     # Given one 16x16 instance with a non-ASCII name
-    ds = peers.make_instance(patient_name="MÜLLER^JÜRGEN", specific_character_set="ISO_IR 100",
+    ds = make_instance(patient_name="MÜLLER^JÜRGEN", specific_character_set="ISO_IR 100",
                              modality="MR", size=16)
     # When it is written and read back
     path = tmp_path / "x.dcm"
-    path.write_bytes(peers.dataset_bytes(ds))
+    path.write_bytes(dataset_bytes(ds))
     back = pydicom.dcmread(path)
     # Then it is a Part 10 file in Explicit VR Little Endian with the same content
     assert back.file_meta.TransferSyntaxUID == pydicom.uid.ExplicitVRLittleEndian
@@ -130,7 +138,7 @@ def test_default_server_answers_echo(name, request):
     # Given the session's healthy server
     server = request.getfixturevalue(name)
     # When QRDOCTOR sends a C-ECHO
-    status = peers.c_echo(server.dicom_port, server.aet)
+    status = c_echo(server.dicom_port, server.aet)
     # Then it succeeds
     assert status == 0x0000, server.log_tail()
 
@@ -143,7 +151,7 @@ def test_default_server_finds_every_loaded_study(name, request, peer_corpus):
     expected = _study_count(peer_corpus)
     assert expected == 5
     # When pynetdicom asks for every study (Study Root, STUDY level)
-    found = peers.c_find(server.dicom_port, server.aet, "STUDY",
+    found = c_find(server.dicom_port, server.aet, "STUDY",
                          {"StudyInstanceUID": "", "PatientName": "", "StudyDate": ""})
     # Then every loaded study comes back, with its patient's name
     assert len(found) == expected
@@ -151,7 +159,7 @@ def test_default_server_finds_every_loaded_study(name, request, peer_corpus):
         str(ds.StudyInstanceUID) for ds in peer_corpus}
     assert "McDonald^Ronald" in {str(ds.PatientName) for ds in found}
     # And DCMTK's findscu, a second implementation, sees the same count
-    assert peers.findscu_count(server.host, server.dicom_port, server.aet, "STUDY") == expected
+    assert findscu_count(server.host, server.dicom_port, server.aet, "STUDY") == expected
 
 
 @realpeer
@@ -173,9 +181,9 @@ def test_default_server_moves_a_series_to_the_reserved_store_port(name, request,
     assert server.store_port
     first = peer_corpus[0]
     series = [ds for ds in peer_corpus if ds.SeriesInstanceUID == first.SeriesInstanceUID]
-    # When a Storage SCP listens there and QRDOCTOR asks for one series
-    with peers.StoreReceiver(server.store_port) as receiver:
-        result = peers.c_move(
+    # When our Store SCP listens there and QRDOCTOR asks for one series
+    with StoreSCP("QRDOCTOR", LOOPBACK, server.store_port) as receiver:
+        result = c_move(
             server.dicom_port, server.aet, "QRDOCTOR", "SERIES",
             {"StudyInstanceUID": str(first.StudyInstanceUID),
              "SeriesInstanceUID": str(first.SeriesInstanceUID)},
@@ -183,9 +191,9 @@ def test_default_server_moves_a_series_to_the_reserved_store_port(name, request,
     # Then the move succeeds and exactly that series arrives, sent by the server
     assert result["status"] == 0x0000, server.log_tail()
     assert result["completed"] == len(series) == 2
-    assert sorted(str(ds.SOPInstanceUID) for ds in receiver.received) == sorted(
+    assert sorted(o.sop_instance_uid for o in receiver.receiver.objects) == sorted(
         str(ds.SOPInstanceUID) for ds in series)
-    assert receiver.calling_aes == [server.aet]
+    assert [r.calling_ae for r in receiver.records() if r.result == "accepted"] == [server.aet]
 
 
 @realpeer
@@ -211,12 +219,12 @@ def test_orthanc_factory_applies_config(orthanc_factory, peer_corpus):
     server = orthanc_factory("STRICTPACS", {"DicomCheckCalledAet": True,
                                             "LimitFindResults": 2}, datasets=peer_corpus)
     # When we call it by its own title, Then C-ECHO works
-    assert peers.c_echo(server.dicom_port, "STRICTPACS") == 0x0000
+    assert c_echo(server.dicom_port, "STRICTPACS") == 0x0000
     # When we call it by a wrong title, Then the association is rejected
-    assert peers.c_echo(server.dicom_port, "WRONGAE") is None
+    assert c_echo(server.dicom_port, "WRONGAE") is None
     # When we ask for every study, Then it returns only 2 -- and Orthanc 1.10.1 ends such a
     # capped query with 0xFE00 (Matching terminated due to Cancel), though nobody cancelled
-    found, final = peers.c_find_with_status(server.dicom_port, "STRICTPACS", "STUDY")
+    found, final = c_find_with_status(server.dicom_port, "STRICTPACS", "STUDY")
     assert len(found) == 2
     assert final == 0xFE00
     assert server.statistics()["CountStudies"] == 5
@@ -228,13 +236,13 @@ def test_orthanc_factory_without_allow_all_uses_orthanc_defaults(orthanc_factory
     server = orthanc_factory(datasets=peer_corpus[:4], allow_all=False)  # one study
     # When an unknown AE sends a C-FIND, Then Orthanc 1.10.1 accepts the association but
     # aborts it at the C-FIND request: no matches, no final status
-    found, final = peers.c_find_with_status(server.dicom_port, server.aet, "STUDY",
+    found, final = c_find_with_status(server.dicom_port, server.aet, "STUDY",
                                             calling_ae="STRANGER")
     assert (found, final) == ([], None)
     # And a registered AE (QRDOCTOR is in DicomModalities) may query
-    assert len(peers.c_find(server.dicom_port, server.aet, "STUDY")) == 1
+    assert len(c_find(server.dicom_port, server.aet, "STUDY")) == 1
     # But C-ECHO is always allowed
-    assert peers.c_echo(server.dicom_port, server.aet, calling_ae="STRANGER") == 0x0000
+    assert c_echo(server.dicom_port, server.aet, calling_ae="STRANGER") == 0x0000
 
 
 @realpeer
@@ -242,11 +250,11 @@ def test_dcmqrscp_factory_restricts_peers(dcmqrscp_factory, peer_corpus):
     # Given a dcmqrscp that only knows QRDOCTOR at 127.0.0.1
     server = dcmqrscp_factory("RESTRICTED", restrict_peers=True, datasets=peer_corpus[:4])
     # When QRDOCTOR calls, Then it is accepted and finds the stored study
-    assert peers.c_echo(server.dicom_port, "RESTRICTED") == 0x0000
-    assert len(peers.c_find(server.dicom_port, "RESTRICTED", "STUDY")) == 1
+    assert c_echo(server.dicom_port, "RESTRICTED") == 0x0000
+    assert len(c_find(server.dicom_port, "RESTRICTED", "STUDY")) == 1
     # When an unknown calling AE or a wrong called AE is used, Then it is rejected
-    assert peers.c_echo(server.dicom_port, "RESTRICTED", calling_ae="STRANGER") is None
-    assert peers.c_echo(server.dicom_port, "WRONGAE") is None
+    assert c_echo(server.dicom_port, "RESTRICTED", calling_ae="STRANGER") is None
+    assert c_echo(server.dicom_port, "WRONGAE") is None
 
 
 @realpeer
@@ -255,9 +263,9 @@ def test_dcmqrscp_factory_passes_extra_args(dcmqrscp_factory):
     server = dcmqrscp_factory(extra_args=["--no-patient-root"])
     # When QRDOCTOR asks a Patient Root C-FIND, Then no context is accepted
     with pytest.raises((RuntimeError, ValueError)):
-        peers.c_find(server.dicom_port, server.aet, "PATIENT", model="patient")
+        c_find(server.dicom_port, server.aet, "PATIENT", model="patient")
     # But Study Root still works
-    assert peers.c_find(server.dicom_port, server.aet, "STUDY") == []
+    assert c_find(server.dicom_port, server.aet, "STUDY") == []
 
 
 # ------------------------------------------------------------------------------------------
@@ -267,48 +275,48 @@ def test_dcmqrscp_factory_passes_extra_args(dcmqrscp_factory):
 
 @realpeer
 def test_orthanc_stop_leaves_no_process():
-    peers.require_tool(peers.ORTHANC_BIN)
+    require_tool(ORTHANC_BIN)
     # Given a running Orthanc
-    with peers.OrthancServer(aet="STOPME") as server:
+    with OrthancServer(aet="STOPME") as server:
         pid, port, tmpdir = server.pid, server.dicom_port, server.tmpdir
-        assert peers.process_group_alive(pid)
-        assert peers.c_echo(port, "STOPME") == 0x0000
+        assert process_group_alive(pid)
+        assert c_echo(port, "STOPME") == 0x0000
     # When the context exits (graceful stop)
     # Then no process of its group is left, its port refuses, its temp dir is gone
-    assert not peers.process_group_alive(pid)
+    assert not process_group_alive(pid)
     assert _refuses(port)
     assert not tmpdir.exists()
 
 
 @realpeer
 def test_dcmqrscp_stop_leaves_no_process_even_with_open_association():
-    peers.require_tool(peers.DCMQRSCP_BIN)
+    require_tool(DCMQRSCP_BIN)
     from pynetdicom import AE
     from pynetdicom.sop_class import Verification
 
     # Given a running dcmqrscp with an association open (a forked child serves it)
-    with peers.DcmqrscpServer(aet="STOPME") as server:
+    with DcmqrscpServer(aet="STOPME") as server:
         pid, port, tmpdir = server.pid, server.dicom_port, server.tmpdir
         ae = AE(ae_title="QRDOCTOR")
         ae.add_requested_context(Verification)
-        assoc = ae.associate(peers.LOOPBACK, port, ae_title="STOPME")
+        assoc = ae.associate(LOOPBACK, port, ae_title="STOPME")
         assert assoc.is_established
         # When the context exits
     # Then neither the server nor its child is left, and the port refuses
     assoc.abort()
-    assert not peers.process_group_alive(pid)
+    assert not process_group_alive(pid)
     assert _refuses(port)
     assert not tmpdir.exists()
 
 
 @realpeer
 def test_orthanc_start_failure_is_clear():
-    peers.require_tool(peers.ORTHANC_BIN)
+    require_tool(ORTHANC_BIN)
     # Given a configuration Orthanc cannot start with
-    server = peers.OrthancServer(config={"StorageDirectory": "/proc/qrdoctor-no-such-dir"})
+    server = OrthancServer(config={"StorageDirectory": "/proc/qrdoctor-no-such-dir"})
     # When it is started, Then the error says so and shows the log tail
     try:
-        with pytest.raises(peers.PeerStartError, match="exited with status") as info:
+        with pytest.raises(PeerStartError, match="exited with status") as info:
             server.start()
         assert "qrdoctor-no-such-dir" in str(info.value)
         assert not server.running

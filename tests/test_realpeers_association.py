@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from helpers import codes, result, run
+from support.run import codes, result, run
 
 from qrdoctor.cli import main
 from qrdoctor.core.model import Status

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import peers
-from helpers import codes, result, run
+from support.corpus import make_corpus
+from support.run import codes, result, run
 
 from qrdoctor.core.model import Status
 
@@ -31,7 +31,7 @@ def test_default_orthanc_has_no_false_alarm(orthanc):
 def test_orthanc_with_a_result_limit(orthanc_factory):
     # Given an Orthanc configured with LimitFindResults = 7 and 20 studies (dates over years)
     pacs = orthanc_factory("LIMITED", config={"LimitFindResults": 7},
-                           datasets=peers.make_corpus(20, seed=11))
+                           datasets=make_corpus(20, seed=11))
     report = run(pacs.dicom_port, called_ae="LIMITED", only=["find.match_limit"])
     limit = result(report, "find.match_limit")
     # Then the cap is found, signalled by 0xFE00 (Orthanc ends a capped answer with Cancel)
@@ -88,7 +88,7 @@ def test_dcmqrscp_real_behaviour(dcmqrscp):
 def test_orthanc_with_an_instance_limit(orthanc_factory):
     # Given an Orthanc with LimitFindInstances = 4 holding series of 9 instances
     pacs = orthanc_factory("INSTLIM", config={"LimitFindInstances": 4},
-                           datasets=peers.make_corpus(3, series_per_study=1, instances_per_series=9, seed=2))
+                           datasets=make_corpus(3, series_per_study=1, instances_per_series=9, seed=2))
     report = run(pacs.dicom_port, called_ae="INSTLIM", only=["find.match_limit"])
     limit = result(report, "find.match_limit")
     # Then the study level has no cap, and the IMAGE level is capped at 4: the PACS itself says

@@ -15,8 +15,8 @@ import time
 import zipfile
 
 import pytest
-from faults import QR_CONTEXTS, dicom_scp
-from helpers import run
+from support.faults import QR_CONTEXTS, dicom_scp
+from support.run import run
 from test_reports import all_outputs, build_report, sample_checks
 
 from qrdoctor.core.model import CheckResult, Finding, Report, Severity, Status

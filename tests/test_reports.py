@@ -17,11 +17,11 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from faults import dicom_scp
-from helpers import adhoc_check
 from pydicom.dataset import Dataset
 from pynetdicom import AE, evt
 from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelFind, Verification
+from support.faults import dicom_scp
+from support.run import adhoc_check
 
 from qrdoctor.core.context import Context, Outcome
 from qrdoctor.core.model import (
@@ -39,8 +39,15 @@ from qrdoctor.core.registry import select
 from qrdoctor.core.runner import Runner
 from qrdoctor.core.target import Target
 from qrdoctor.core.transcript import wire_log
-from qrdoctor.reports import FORMATS, environment_info, redact_report, render, write_report
-from qrdoctor.reports.bundle import MEMBERS
+from qrdoctor.reports import (
+    FORMATS,
+    REPORT_FORMATS,
+    environment_info,
+    redact_report,
+    render,
+    write_report,
+)
+from qrdoctor.reports.bundle import member_names
 from qrdoctor.reports.html import embedded_report
 
 MOVE_FIX = ("Ask the PACS administrator to add the destination QRDOCTOR at 10.1.2.3 port 11113 to "
@@ -337,7 +344,9 @@ def test_bundle_contents():
     blob = render(report, "bundle")
     with zipfile.ZipFile(io.BytesIO(blob)) as zf:
         assert zf.testzip() is None
-        assert sorted(zf.namelist()) == sorted(MEMBERS)
+        assert zf.namelist() == list(member_names())
+        assert set(zf.namelist()) >= {"README.txt", "report.html", "report.json", "report.md",
+                                      "transcript.txt", "environment.json"}
         files = {n: zf.read(n).decode("utf-8") for n in zf.namelist()}
     assert json.loads(files["report.json"]) == json.loads(render(report, "json"))
     assert embedded_report(files["report.html"]) == json.loads(files["report.json"])
@@ -351,9 +360,53 @@ def test_bundle_contents():
     for key in ("qrdoctor", "pynetdicom", "pydicom", "python", "os", "platform", "local_addresses"):
         assert env[key], key
     assert env["address_seen_by_pacs"] == "10.1.2.3"
-    for name in MEMBERS:
+    for name in member_names():
         assert name in files["README.txt"]
     assert "redacted" in files["README.txt"]
+
+
+def test_bundle_carries_each_format_as_its_renderer_makes_it():
+    # Given one report, the bundle's report files are byte for byte the standalone renderings
+    report = build_report()
+    with zipfile.ZipFile(io.BytesIO(render(report, "bundle"))) as zf:
+        for fmt in REPORT_FORMATS:
+            if fmt.in_bundle:
+                standalone = render(report, fmt.name)
+                assert zf.read(fmt.bundle_member).decode("utf-8") == standalone.rstrip("\n") + "\n", fmt.name
+
+
+def test_a_new_format_is_its_renderer_plus_one_table_entry(monkeypatch, tmp_path):
+    # Given one more entry in the table of formats (and nothing else)
+    from qrdoctor.cli import build_parser, write_reports
+    from qrdoctor.reports import formats
+    from qrdoctor.tui.modals import ExportScreen
+
+    def verdict_only(report: Report, redactor) -> str:
+        return f"{report.target.called_ae}: {report.summary.fail} failed"
+
+    text = formats.ReportFormat("txt", "text summary", "one line", ".txt", verdict_only, in_bundle=True)
+    monkeypatch.setattr(formats, "REPORT_FORMATS", (*formats.REPORT_FORMATS, text))
+    report = build_report()
+    # Then render and write_report know it
+    assert render(report, "txt") == "PACS1: 1 failed"
+    # and the command line has a flag for it, and writes it
+    args = build_parser().parse_args(["check", "X@h:104", "--txt", str(tmp_path / "r.txt")])
+    write_reports(report, args)
+    assert (tmp_path / "r.txt").read_text() == "PACS1: 1 failed\n"
+    # and the support bundle carries it, described in its README
+    with zipfile.ZipFile(io.BytesIO(render(report, "bundle"))) as zf:
+        assert zf.read("report.txt") == b"PACS1: 1 failed\n"
+        assert re.search(r"^report\.txt +The text summary: one line\.$", zf.read("README.txt").decode(), re.M)
+    # and the TUI's export dialog offers it with its file ending
+    dialog = ExportScreen(report_target(report), include_phi=False, directory=tmp_path)
+    assert dialog.default_path("txt").endswith(".txt")
+
+
+def report_target(report: Report):
+    from qrdoctor.core.target import Target
+
+    t = report.target
+    return Target(host=t.host, port=t.port, called_ae=t.called_ae)
 
 
 def test_bundle_passes_unzip_test(tmp_path):

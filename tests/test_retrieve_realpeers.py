@@ -18,8 +18,8 @@ import glob
 import os
 import tempfile
 
-import peers
-from helpers import codes, result
+from support.ports import free_port
+from support.run import codes, result
 
 from qrdoctor.core.model import Status
 from qrdoctor.core.runner import Runner
@@ -80,7 +80,7 @@ def test_dcmqrscp_round_trips(dcmqrscp):
 
 def test_dcmqrscp_wrong_port(dcmqrscp_factory, peer_corpus):
     # Given dcmqrscp whose HostTable has QRDOCTOR on a port where nothing listens
-    wrong, ours = peers.free_port(), peers.free_port()
+    wrong, ours = free_port(), free_port()
     pacs = dcmqrscp_factory(peers={"QRDOCTOR": ("QRDOCTOR", "127.0.0.1", wrong)},
                             datasets=peer_corpus[:4], store_port=wrong)
     report = diagnose(pacs, ours, only=["retrieve.move"])
@@ -106,7 +106,7 @@ def test_dcmqrscp_unknown_destination(dcmqrscp):
 def test_orthanc_unknown_destination(orthanc_factory, peer_corpus):
     # Given an Orthanc that lets anyone query and retrieve but has no entry for QRDOCTOR
     pacs = orthanc_factory("NOENTRY", config={"DicomModalities": {}}, datasets=peer_corpus[:4])
-    ours = peers.free_port()
+    ours = free_port()
     report = diagnose(pacs, ours, only=["retrieve.move"])
     move = result(report, "retrieve.move")
     # Then Orthanc answers 0xC000 with every counter 0; the same C-MOVE to an AE title no PACS
@@ -121,7 +121,7 @@ def test_orthanc_unknown_destination(orthanc_factory, peer_corpus):
 
 def test_orthanc_wrong_port(orthanc_factory, peer_corpus):
     # Given an Orthanc with QRDOCTOR registered on a port where nothing listens
-    wrong, ours = peers.free_port(), peers.free_port()
+    wrong, ours = free_port(), free_port()
     pacs = orthanc_factory("WRONGPORT", datasets=peer_corpus[:4], store_port=wrong)
     report = diagnose(pacs, ours, only=["retrieve.move"])
     move = result(report, "retrieve.move")

@@ -3,19 +3,22 @@
 from __future__ import annotations
 
 import copy
+import json
 import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-import peers
 import pytest
-from helpers import codes, result
 from pydicom import Dataset
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 from pynetdicom import AE, build_context, evt
 from pynetdicom import sop_class as sc
+from support.corpus import make_instance
+from support.ports import free_port
+from support.run import codes, result
 
 from qrdoctor.core.model import Status
+from qrdoctor.core.replay import fixture_from_report, replay_fixture
 from qrdoctor.core.runner import Runner
 from qrdoctor.core.target import Target
 from qrdoctor.simulator import SimulatedPACS
@@ -31,8 +34,21 @@ def diagnose(port: int, called_ae: str, store_port: int, only=RETRIEVE, timeout:
     return Runner(target, only=only, options=extras).run()
 
 
+def assert_replays(report) -> None:
+    """The recorded observations conclude, with no network, exactly as the live run did: the
+    observe step recorded everything its conclusion reads."""
+    for check_id in RETRIEVE:
+        live = next((c for c in report.checks if c.id == check_id), None)
+        if live is None:
+            continue
+        again = replay_fixture(json.loads(json.dumps(fixture_from_report(report, check_id))))
+        assert (again.status, again.summary, again.facts) == (live.status, live.summary, live.facts)
+        assert [(f.code, f.severity, f.summary, f.fix, f.evidence) for f in again.findings] == \
+            [(f.code, f.severity, f.summary, f.fix, f.evidence) for f in live.findings]
+
+
 def simulate(quirks: str = "", only=RETRIEVE, **extras):
-    store_port = peers.free_port()
+    store_port = free_port()
     with SimulatedPACS(ae_title="SIMPACS", studies=12, quirks=quirks, known_aes=["QRDOCTOR"],
                        destinations={"QRDOCTOR": ("127.0.0.1", store_port)}) as pacs:
         return diagnose(pacs.port, "SIMPACS", store_port, only=only, **extras), store_port
@@ -57,6 +73,7 @@ def test_healthy_simulator_moves_and_gets_and_reconciles():
     assert move["store"]["port"] == port
     assert move["time_to_first_object_ms"] is not None
     assert move["move_originators"][0]["ae_title"] == "QRDOCTOR"
+    assert_replays(report)
 
 
 def test_unknown_destination():
@@ -78,6 +95,7 @@ def test_wrong_port_registered():
     assert move.facts["failed"] == move.facts["expected"] and move.facts["received"] == 0
     assert move.facts["inbound_connections"] == 0
     assert f"port {port}" in move.findings[0].fix
+    assert_replays(report)
 
 
 def test_success_with_every_suboperation_failed():
@@ -86,6 +104,7 @@ def test_success_with_every_suboperation_failed():
     assert codes(report, "retrieve.get") == {"get-silent-failure"}
     move = result(report, "retrieve.move").facts
     assert move["status"] == "0x0000" and move["failed"] == move["expected"] and move["received"] == 0
+    assert_replays(report)
 
 
 def test_success_with_nothing_sent():
@@ -105,6 +124,7 @@ def test_pending_forever_is_cancelled_by_the_watchdog():
         assert r.facts["cancelled"] == "no progress for 2 s"
         assert r.facts["status"] == "0xFE00"  # the simulator honours C-CANCEL
         assert r.duration_s < 6
+    assert_replays(report)
 
 
 def test_no_get():
@@ -122,7 +142,7 @@ def test_a_slow_pacs_still_passes():
 
 def test_named_series_and_a_study():
     # Given the whole C-FIND of the archive, pick a series with several instances
-    store_port = peers.free_port()
+    store_port = free_port()
     with SimulatedPACS(ae_title="SIMPACS", studies=12, known_aes=["QRDOCTOR"],
                        destinations={"QRDOCTOR": ("127.0.0.1", store_port)}) as pacs:
         series = max((se for st in pacs.archive.studies for se in st.series), key=lambda s: s.num_instances)
@@ -163,7 +183,7 @@ def test_store_port_in_use():
 
 # -- fault injection: a small pynetdicom PACS with scripted C-MOVE and C-GET ----------------------
 
-DATA = [peers.make_instance(study_instance_uid="1.2.826.0.1.3680043.10.9043.1",
+DATA = [make_instance(study_instance_uid="1.2.826.0.1.3680043.10.9043.1",
                             series_instance_uid="1.2.826.0.1.3680043.10.9043.1.1",
                             sop_instance_uid=f"1.2.826.0.1.3680043.10.9043.1.1.{n}",
                             instance_number=n, patient_id="FAULT1", patient_name="FAULT^PATIENT")
@@ -218,7 +238,7 @@ def fault_pacs(move=None, get=None, *, storage_roles: bool = True) -> Iterator[i
 
 
 def test_the_pacs_addresses_our_store_scp_by_another_title():
-    store_port = peers.free_port()
+    store_port = free_port()
 
     def move(event):
         yield "127.0.0.1", store_port, {"ae_title": "QRDOCTOR_OLD"}
@@ -232,10 +252,11 @@ def test_the_pacs_addresses_our_store_scp_by_another_title():
     assert codes(report, "retrieve.move") == {"move-called-ae-mismatch"}
     assert move_r.facts["received"] == 2
     assert move_r.facts["inbound"][0]["called_ae"] == "QRDOCTOR_OLD"
+    assert_replays(report)
 
 
 def test_our_store_scp_refuses_a_private_sop_class():
-    store_port = peers.free_port()
+    store_port = free_port()
     private = "1.3.12.2.1107.5.9.1"
 
     def move(event):
@@ -252,10 +273,11 @@ def test_our_store_scp_refuses_a_private_sop_class():
     refused = next(f for f in move_r.findings if f.code == "move-inbound-refused")
     assert private in refused.summary or "1.3.12.2.1107.5.9.1" in str(refused.evidence)
     assert move_r.facts["inbound_associations"] == 1
+    assert_replays(report)
 
 
 def test_suboperations_failed_with_failed_uids():
-    store_port = peers.free_port()
+    store_port = free_port()
 
     def move(event):
         yield "127.0.0.1", store_port
@@ -275,7 +297,7 @@ def test_suboperations_failed_with_failed_uids():
 
 @pytest.mark.parametrize("status, code", [(0xA900, "retrieve-key-mismatch"), (0x0124, "retrieve-refused")])
 def test_the_retrieve_request_is_refused(status, code):
-    store_port = peers.free_port()
+    store_port = free_port()
 
     def refuse_move(event):
         yield "127.0.0.1", store_port
@@ -295,7 +317,7 @@ def test_the_retrieve_request_is_refused(status, code):
 def test_a_pacs_that_ignores_c_cancel_is_aborted():
     import time as _time
 
-    store_port = peers.free_port()
+    store_port = free_port()
 
     def move(event):
         yield "127.0.0.1", store_port
@@ -309,6 +331,7 @@ def test_a_pacs_that_ignores_c_cancel_is_aborted():
     move_r = result(report, "retrieve.move")
     assert codes(report, "retrieve.move") == {"retrieve-stalled"}
     assert move_r.facts["aborted_by_qrdoctor"] is True
+    assert_replays(report)
 
 
 def test_c_get_with_a_sop_class_we_did_not_offer():
@@ -320,7 +343,7 @@ def test_c_get_with_a_sop_class_we_did_not_offer():
         yield 0xFF00, other
 
     with fault_pacs(get=get) as port:
-        report = diagnose(port, "FAULTPACS", peers.free_port(), only=["retrieve.get"])
+        report = diagnose(port, "FAULTPACS", free_port(), only=["retrieve.get"])
     get_r = result(report, "retrieve.get")
     assert codes(report, "retrieve.get") == {"get-suboperations-failed"}
     assert get_r.facts["failed"] == 1 and get_r.facts["received"] == 1
@@ -333,12 +356,13 @@ def test_c_get_without_role_selection():
             yield 0xFF00, ds
 
     with fault_pacs(get=get, storage_roles=False) as port:
-        report = diagnose(port, "FAULTPACS", peers.free_port(), only=["retrieve.get"])
+        report = diagnose(port, "FAULTPACS", free_port(), only=["retrieve.get"])
     get_r = result(report, "retrieve.get")
     assert "get-role-rejected" in codes(report, "retrieve.get")
     assert get_r.facts["received"] == 0
     # pynetdicom accepts the context but not our SCP role: it cannot send on it
     assert get_r.facts["negotiation"]["storage"] == {"CT Image Storage": "role refused"}
+    assert_replays(report)
 
 
 def test_c_get_refused_with_sop_class_not_supported():
@@ -347,7 +371,7 @@ def test_c_get_refused_with_sop_class_not_supported():
         yield 0x0122, None
 
     with fault_pacs(get=get) as port:
-        report = diagnose(port, "FAULTPACS", peers.free_port(), only=["retrieve.get"])
+        report = diagnose(port, "FAULTPACS", free_port(), only=["retrieve.get"])
     assert codes(report, "retrieve.get") == {"get-unsupported"}
 
 
@@ -355,10 +379,10 @@ def test_nothing_to_retrieve_when_the_pacs_shows_no_study():
     def nothing(event):
         yield from ()
 
-    from faults import QR_CONTEXTS, dicom_scp
+    from support.faults import QR_CONTEXTS, dicom_scp
 
     with dicom_scp(contexts=QR_CONTEXTS, handlers=[(evt.EVT_C_FIND, nothing)]) as port:
-        report = diagnose(port, "FAULTSCP", peers.free_port(), only=["retrieve.move"])
+        report = diagnose(port, "FAULTSCP", free_port(), only=["retrieve.move"])
     assert codes(report, "find.levels") == {"no-studies"}
     assert codes(report, "retrieve.move") == {"retrieve-no-data"}
     assert result(report, "retrieve.move").status is Status.WARN

@@ -7,12 +7,12 @@ import socket
 import time
 from pathlib import Path
 
-import peers
 import pydicom
 import pytest
 from pydicom.data import get_testdata_file
 from pynetdicom import AE
 from pynetdicom.sop_class import CTImageStorage, MRImageStorage, Verification
+from support.corpus import dataset_bytes, make_instance
 
 from qrdoctor.dicom.storescp import StorePortError, StoreSCP, file_meta
 
@@ -34,7 +34,7 @@ def store(port: int, datasets, *, calling: str = "PACSAE", called: str = "QRDOCT
 
 def test_objects_are_written_as_sent_with_file_meta(tmp_path):
     # Given our Store SCP keeping its files, and an uncompressed and a JPEG 2000 object
-    plain = peers.make_instance(size=16)
+    plain = make_instance(size=16)
     j2k = pydicom.dcmread(get_testdata_file("MR_small_jp2klossless.dcm"))
     with StoreSCP("QRDOCTOR", "127.0.0.1", 0, directory=tmp_path / "kept", keep=True) as scp:
         # When a peer stores both, calling us by another AE title
@@ -59,7 +59,7 @@ def test_objects_are_written_as_sent_with_file_meta(tmp_path):
 def test_the_temporary_directory_is_removed_on_stop():
     scp = StoreSCP("QRDOCTOR", "127.0.0.1", 0).start()
     directory = scp.directory
-    assert store(scp.port, [peers.make_instance()]) == [0]
+    assert store(scp.port, [make_instance()]) == [0]
     assert list(directory.glob("*.dcm"))
     scp.stop()
     assert not directory.exists()
@@ -123,8 +123,8 @@ def test_a_port_in_use_is_reported():
 
 def test_file_meta_matches_pydicoms_reading(tmp_path: Path):
     path = tmp_path / "x.dcm"
-    ds = peers.make_instance(modality="MR")
-    body = peers.dataset_bytes(ds)
+    ds = make_instance(modality="MR")
+    body = dataset_bytes(ds)
     # strip the file meta pydicom wrote, keep the data set, write ours in front of it
     parsed = pydicom.dcmread(io.BytesIO(body))
     offset = 132 + 12 + parsed.file_meta.FileMetaInformationGroupLength

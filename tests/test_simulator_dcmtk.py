@@ -10,7 +10,7 @@ import re
 import subprocess
 
 import pytest
-from sim_fixtures import free_port
+from support.ports import free_port
 
 from qrdoctor.simulator import SimulatedPACS
 from qrdoctor.simulator.data import Archive

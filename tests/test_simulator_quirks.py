@@ -15,7 +15,7 @@ from pynetdicom.sop_class import (
     StudyRootQueryRetrieveInformationModelGet,
     StudyRootQueryRetrieveInformationModelMove,
 )
-from sim_fixtures import associate, c_find
+from support.simulator import associate, c_find
 
 from qrdoctor.simulator import (
     DEMO_QUIRKS,

@@ -17,7 +17,7 @@ from pynetdicom.sop_class import (
     StudyRootQueryRetrieveInformationModelGet,
     StudyRootQueryRetrieveInformationModelMove,
 )
-from sim_fixtures import associate, c_find
+from support.simulator import associate, c_find
 
 from qrdoctor.simulator import SimulatedPACS
 from qrdoctor.simulator.data import SOP_CLASSES

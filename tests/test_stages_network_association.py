@@ -5,7 +5,9 @@ from __future__ import annotations
 import time
 
 import pytest
-from faults import (
+from pynetdicom import evt
+from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelFind, Verification
+from support.faults import (
     QR_CONTEXTS,
     abort_on_echo,
     closed_port,
@@ -17,9 +19,7 @@ from faults import (
     silent_listener,
     tls_listener,
 )
-from helpers import codes, result, run
-from pynetdicom import evt
-from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelFind, Verification
+from support.run import codes, result, run
 
 from qrdoctor.core.model import ExitCode, Status
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from helpers import codes, result, run
+from support.run import codes, result, run
 
 from qrdoctor.core.model import Status
 from qrdoctor.simulator import SimulatedPACS
@@ -122,8 +122,8 @@ def test_echo_works_but_queries_are_refused(quirk):
 
 def test_a_pacs_with_no_visible_studies():
     # Given a PACS that answers every C-FIND with Success and no match
-    from faults import QR_CONTEXTS, dicom_scp
     from pynetdicom import evt
+    from support.faults import QR_CONTEXTS, dicom_scp
 
     def nothing(event):
         yield from ()
@@ -137,9 +137,9 @@ def test_a_pacs_with_no_visible_studies():
 def test_non_ascii_names_that_cannot_be_found():
     # Given a PACS (fault injection) that matches by patient ID but never matches a name with
     # non-ASCII letters, holding an ASCII and a Latin-1 patient
-    from faults import QR_CONTEXTS, dicom_scp
     from pydicom import Dataset
     from pynetdicom import evt
+    from support.faults import QR_CONTEXTS, dicom_scp
 
     def record(name, pid, uid):
         ds = Dataset()
@@ -171,10 +171,10 @@ def test_non_ascii_names_that_cannot_be_found():
 def test_a_level_that_fails_in_one_model_only():
     # Given a PACS (fault injection) that answers every level in Study Root, but 0xA900 to a
     # SERIES query in Patient Root
-    from faults import QR_CONTEXTS, dicom_scp
     from pydicom import Dataset
     from pynetdicom import evt
     from pynetdicom.sop_class import PatientRootQueryRetrieveInformationModelFind
+    from support.faults import QR_CONTEXTS, dicom_scp
 
     def find(event):
         q = event.identifier

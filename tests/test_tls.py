@@ -8,10 +8,10 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from faults import QR_CONTEXTS
-from helpers import codes, result, run
 from pydicom import Dataset
 from pynetdicom import AE, evt
+from support.faults import QR_CONTEXTS
+from support.run import codes, result, run
 
 from qrdoctor.core.model import Status
 from qrdoctor.core.target import TLSOptions
@@ -106,7 +106,7 @@ def test_client_certificate_required(pki):
 
 
 def test_plain_dicom_does_not_need_tls():
-    from faults import dicom_scp
+    from support.faults import dicom_scp
 
     with dicom_scp() as port:
         report = run(port, only=["association.echo"])
@@ -139,3 +139,21 @@ def test_a_saved_profile_keeps_the_tls_options(pki, tmp_path, monkeypatch):
     with tls_scp(pki, require_client_cert=True) as port:
         report = run(port, called_ae="TLSPACS", only=["association.echo"], tls=loaded.tls)
     assert result(report, "association.echo").status is Status.PASS
+
+
+def test_an_unverified_certificate_reads_as_getpeercert_shows_a_verified_one(pki):
+    from qrdoctor.dicom.tls import certificate_facts, connect, decode_der
+
+    # Given the PACS's certificate, once from a verified connection and once unverified
+    with tls_scp(pki) as port:
+        with connect("127.0.0.1", port, 5, TLSOptions(ca_file=str(pki / "ca.pem"))) as verified:
+            expected = verified.getpeercert()
+        with connect("127.0.0.1", port, 5, TLSOptions(verify=False)) as unverified:
+            der = unverified.getpeercert(binary_form=True)
+            facts = certificate_facts(unverified)
+    # Then our decoder reads the DER bytes as the standard library shows a verified certificate
+    decoded = decode_der(der)
+    for key in ("subject", "issuer", "notBefore", "notAfter", "subjectAltName", "version"):
+        assert decoded[key] == expected[key], key
+    assert facts["names"] == ["127.0.0.1", "localhost"] and 360 <= facts["days_left"] <= 365
+    assert decode_der(b"\x30\x03\x02\x01") == {}  # truncated: nothing rather than an error

@@ -15,9 +15,9 @@ from functools import partial
 from pathlib import Path
 
 import pytest
-from faults import silent_listener
-from helpers import adhoc_check
-from peers import free_port
+from support.faults import silent_listener
+from support.ports import free_port
+from support.run import adhoc_check
 
 from qrdoctor.cli import main as cli_main
 from qrdoctor.core.context import Context, Outcome
@@ -703,3 +703,103 @@ async def test_picking_a_tls_profile_keeps_its_tls_options(profiles_file, tmp_pa
         target = form.build_target()
         assert target is not None and target.tls == TLSOptions(ca_file=str(ca))
         await pilot.press("escape")
+
+
+def option_recording_app(seen: list, **app_options) -> QRDoctorApp:
+    """An app whose runs record the options they were given (one quick check, no network)."""
+    chk = adhoc_check("network.tcp", Stage.NETWORK, "TCP", lambda ctx: Outcome(summary="ok"))
+
+    def factory(target, **kwargs):
+        seen.append(kwargs["options"])
+        return Runner(target, checks=[chk], **kwargs)
+
+    return QRDoctorApp(checks=[chk], runner_factory=factory, cursor_blink=False, **app_options)
+
+
+async def test_form_has_the_checks_options_and_passes_them_to_the_run(profiles_file):
+    from qrdoctor.core.option_fields import option_fields
+
+    limit_model = option_model("find.match_limit")
+
+    seen: list = []
+    app = option_recording_app(seen)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: isinstance(app.screen, ConnectScreen), what="the form")
+        form = app.screen
+        # The form has one field per declared option, its default as the placeholder
+        for f in option_fields():
+            inp = form.query_one(f"#{f.name}")
+            assert inp.value == "" and inp.placeholder == (f.default_text or "default")
+        # When the user types a probe limit the option refuses
+        await fill(pilot, app, called_ae="PACS", host="127.0.0.1", port="104")
+        await type_into(pilot, app, "probe_limit", "0")
+        # Then the form says so, in the option's own words, and does not run
+        assert "Probe limit: Input should be greater than or equal to 1" in str(form.query_one("#form-errors").render())
+        await pilot.press("ctrl+r")
+        await pilot.pause()
+        assert isinstance(app.screen, ConnectScreen) and not seen
+        # When it is corrected
+        await fill(pilot, app, probe_limit="250")
+        await pilot.press("ctrl+r")
+        await wait_for(pilot, lambda: app.run_screen.report is not None, what="the run")
+        # Then the run got that value, and every other option at its default
+        options = seen[-1]
+        assert options.get(limit_model).probe_limit == 250
+        assert options.flat() == {"probe_limit": 250}
+
+
+async def test_profiles_carry_the_checks_options(profiles_file):
+    limit_model = option_model("find.match_limit")
+    seen: list = []
+    app = option_recording_app(seen)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: isinstance(app.screen, ConnectScreen), what="the form")
+        form = app.screen
+        # When a profile is saved with an option set
+        await fill(pilot, app, called_ae="PACS", host="pacs.example.org", port="104",
+                   probe_limit="300", profile_name="capped")
+        await pilot.press("ctrl+s")
+        await pilot.pause()
+        # Then the file holds it under the option's name, next to the target
+        assert load_profiles()["capped"]["probe_limit"] == 300
+        assert "stall_s" not in load_profiles()["capped"]  # defaults are not written
+        # When the field is cleared and the profile picked again
+        await fill(pilot, app, probe_limit="")
+        select = form.query_one("#profile")
+        select.clear()
+        await pilot.pause()
+        select.value = "capped"
+        await pilot.pause()
+        # Then the option is back, and the run uses it
+        assert form.query_one("#probe_limit").value == "300"
+        await pilot.press("ctrl+r")
+        await wait_for(pilot, lambda: app.run_screen.report is not None, what="the run")
+        assert seen[-1].get(limit_model).probe_limit == 300
+
+
+async def test_the_form_shows_the_options_the_app_was_started_with():
+    from qrdoctor.core.option_fields import option_fields
+    from qrdoctor.core.options import RunOptions
+
+    retrieve_model = option_model("retrieve.move")
+
+    # Given an app started with an option set (as the demo sets --listen-host)
+    fields = option_fields()
+    started = RunOptions.from_flat({"listen_host": "127.0.0.1"}, dict.fromkeys(f.model for f in fields))
+    seen: list = []
+    app = option_recording_app(seen, options=started)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: isinstance(app.screen, ConnectScreen), what="the form")
+        # Then the form shows it, and running keeps it
+        assert app.screen.query_one("#listen_host").value == "127.0.0.1"
+        await fill(pilot, app, called_ae="PACS", host="127.0.0.1", port="104")
+        await pilot.press("ctrl+r")
+        await wait_for(pilot, lambda: app.run_screen.report is not None, what="the run")
+        assert seen[-1].get(retrieve_model).listen_host == "127.0.0.1"
+
+
+def option_model(check_id: str):
+    """The Options model a check declares (wherever its module lives)."""
+    from qrdoctor.core.registry import get_check
+
+    return get_check(check_id).options

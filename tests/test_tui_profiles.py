@@ -94,3 +94,16 @@ def test_profile_from_target_leaves_out_unset_options():
     entry = profile_from_target(Target(host="h", port=104, called_ae="X"))
     assert entry == {"called_ae": "X", "host": "h", "port": 104, "calling_ae": "QRDOCTOR",
                      "store_port": 11113, "timeout": 10.0}
+
+
+def test_a_profile_carries_option_values_under_their_own_names(tmp_path):
+    path = tmp_path / "profiles.toml"
+    target = Target(host="h", port=104, called_ae="X")
+    save_profile("capped", target, path, options={"probe_limit": 300, "stall_s": 4.5})
+    entry = load_profiles(path)["capped"]
+    assert entry["probe_limit"] == 300 and entry["stall_s"] == 4.5
+    # The target read back is unchanged by them
+    assert target_from_profile("capped", {}, path) == target
+    # An option may not take a name the target's keys use
+    with pytest.raises(ProfileError, match="clash"):
+        save_profile("bad", target, path, options={"timeout": 3.0})

@@ -12,7 +12,7 @@ import time
 from functools import partial
 
 import pytest
-from helpers import adhoc_check
+from support.run import adhoc_check
 
 from qrdoctor.core.context import Context, Outcome
 from qrdoctor.core.model import Finding, Severity, Stage, Status

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
-from faults import dicom_scp
+from support.faults import dicom_scp
 
 pytestmark = pytest.mark.timeout(60)
 

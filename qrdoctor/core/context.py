@@ -8,7 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from qrdoctor.core.explain import finding
+from qrdoctor.core import explain
 from qrdoctor.core.model import CheckResult, Finding, Severity, Status, status_from_findings
 from qrdoctor.core.options import O, RunOptions
 from qrdoctor.core.target import Target
@@ -76,7 +76,7 @@ class Context:
     # -- building findings ------------------------------------------------------------------
     def finding(self, code: str, severity: Severity | str, summary: str, fix: str,
                 explanation: str | None = None, **evidence: Any) -> Finding:
-        return finding(code, Severity(severity), summary, fix, explanation, evidence)
+        return explain.finding(code, Severity(severity), summary, fix, explanation, evidence)
 
 
 @dataclass(frozen=True)
@@ -103,7 +103,7 @@ class Situation:
     @staticmethod
     def finding(code: str, severity: Severity | str, summary: str, fix: str,
                 explanation: str | None = None, **evidence: Any) -> Finding:
-        return finding(code, Severity(severity), summary, fix, explanation, evidence)
+        return explain.finding(code, Severity(severity), summary, fix, explanation, evidence)
 
 
 @dataclass

@@ -3,7 +3,11 @@
 Each file ``explanations/<code>.md`` starts with ``# <code>: <title>``; its first paragraph is
 the short "why this usually happens" text every finding of that code carries; the rest is the
 long explanation that ``qrdoctor explain CODE`` prints. A retired code keeps its file with a
-line ``Retired:`` saying so, and is never reused.
+line ``Retired:`` saying so, and is never reused. The list of codes itself is
+:mod:`qrdoctor.core.codes`.
+
+Checks build their findings through :func:`finding`, looked up on this module at call time
+(``explain.finding(...)``), so the test suite can observe every finding built.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from functools import cache
 from importlib import resources
 from typing import Any
 
+from qrdoctor.core import codes
 from qrdoctor.core.model import Finding, Severity
 
 
@@ -57,16 +62,12 @@ def get(code: str) -> Explanation:
         raise UnknownCodeError(code) from None
 
 
-# Every code a finding was built for in this process; the test suite uses it to prove that each
-# code is triggered by at least one test.
-EMITTED: set[str] = set()
-
-
 def finding(code: str, severity: Severity, summary: str, fix: str,
             explanation: str | None = None, evidence: dict[str, Any] | None = None) -> Finding:
-    """Build a finding; an unknown code is a programming error and fails loudly."""
+    """Build a finding; a code not in :data:`codes.CODES` is a programming error and fails loudly."""
+    if code not in codes.CODES:
+        raise UnknownCodeError(f"{code} is not a current finding code (see qrdoctor/core/codes.py)")
     exp = get(code)
-    EMITTED.add(code)
     return Finding(
         code=code,
         severity=severity,

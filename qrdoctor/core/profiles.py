@@ -1,10 +1,12 @@
 """Saving and deleting named node profiles in the profiles TOML file.
 
 Reading stays in :mod:`qrdoctor.core.target` (``load_profiles``, ``target_from_profile``); this module
-writes the same file, ``[profiles.NAME]`` tables with ``called_ae``, ``host``, ``port`` and the
-optional keys ``calling_ae``, ``move_ae``, ``store_port``, ``advertise``, ``timeout`` and
-``dicomweb``. Anything else in the file (other tables, unknown keys) is kept; comments are not,
-because the file is rewritten from its parsed content.
+writes the same file, ``[profiles.NAME]`` tables with ``called_ae``, ``host``, ``port``, the
+optional keys ``calling_ae``, ``move_ae``, ``store_port``, ``advertise``, ``timeout``,
+``dicomweb`` and the TLS keys, and the checks' option values under their own names (such as
+``probe_limit``; the same names as the command-line flags). Anything else in the file (other
+tables, unknown keys) is kept; comments are not, because the file is rewritten from its parsed
+content.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import os
 import re
 import tempfile
 import tomllib
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -159,13 +162,20 @@ def _write_document(path: Path, data: dict[str, Any]) -> None:
         raise ProfileError(f"Cannot write the profiles file {path}: {exc}") from None
 
 
-def save_profile(name: str, target: Target, path: Path | None = None) -> Path:
-    """Save (or replace) the profile ``name`` for ``target``; returns the file written."""
+def save_profile(name: str, target: Target, path: Path | None = None,
+                 options: Mapping[str, Any] | None = None) -> Path:
+    """Save (or replace) the profile ``name`` for ``target`` and the checks' option values set
+    for it (``RunOptions.flat()``: the values that differ from the defaults); returns the file."""
     name = check_profile_name(name)
     path = path or profiles_path()
     data = _read_document(path)
     profiles = data.setdefault("profiles", {})
-    profiles[name] = profile_from_target(target)
+    entry = profile_from_target(target)
+    clashes = sorted(set(options or {}) & set(entry))
+    if clashes:
+        raise ProfileError(f"option name(s) {', '.join(clashes)} clash with the target's keys")
+    entry.update({k: v for k, v in (options or {}).items() if v is not None})
+    profiles[name] = entry
     _write_document(path, data)
     return path
 

@@ -178,8 +178,9 @@ class Runner:
                 box["exc"] = exc
                 box["tb"] = traceback.format_exc()
 
-        with capture() as lines:
-            worker = threading.Thread(target=target_fn, name=f"qrdoctor-check-{chk.id}", daemon=True)
+        with capture() as check_transcript:
+            worker = threading.Thread(target=check_transcript.bind(target_fn),
+                                      name=f"qrdoctor-check-{chk.id}", daemon=True)
             worker.start()
             while worker.is_alive():
                 if self.cancel_event.is_set() or time.monotonic() >= own_deadline:
@@ -189,7 +190,7 @@ class Runner:
                     worker.join(GRACE_S)
                     break
                 worker.join(0.05)
-            transcript = list(lines)
+        transcript = check_transcript.close()
         duration = round(time.monotonic() - now, 3)
 
         base = dict(id=chk.id, stage=chk.stage.label, title=chk.title, duration_s=duration,

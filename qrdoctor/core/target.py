@@ -9,7 +9,7 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
-from pynetdicom._validators import validate_ae
+from qrdoctor.dicom.compat import validate_ae
 
 DEFAULT_CALLING_AE = "QRDOCTOR"
 DEFAULT_STORE_PORT = 11113
@@ -121,6 +121,9 @@ def profiles_path() -> Path:
 
 
 _PROFILE_KEYS = {"calling_ae", "move_ae", "store_port", "advertise", "timeout", "dicomweb"}
+# Every key of a profile that describes the target; the checks' option values use other names.
+PROFILE_TARGET_KEYS = frozenset({"called_ae", "host", "port", "tls", "tls_ca", "tls_cert", "tls_key",
+                                 "tls_verify", *_PROFILE_KEYS})
 
 
 def load_profiles(path: Path | None = None) -> dict[str, dict]:
@@ -137,14 +140,25 @@ def load_profiles(path: Path | None = None) -> dict[str, dict]:
     return profiles
 
 
-def target_from_profile(name: str, overrides: dict[str, object], path: Path | None = None) -> Target:
+def saved_profile(name: str, path: Path | None = None) -> dict:
+    """The table of the saved profile ``name``, or TargetError naming the profiles there are."""
     profiles = load_profiles(path)
     if name not in profiles:
         known = ", ".join(sorted(profiles)) or "none saved"
         raise TargetError(
             f"{name!r} is neither AE@host:port nor a saved profile (profiles: {known})"
         )
-    p = profiles[name]
+    return profiles[name]
+
+
+def profile_settings(text: str, path: Path | None = None) -> dict:
+    """Everything a target text's saved profile holds (the checks' option values among it);
+    empty for ``AE@host:port``."""
+    return {} if "@" in text else saved_profile(text, path)
+
+
+def target_from_profile(name: str, overrides: dict[str, object], path: Path | None = None) -> Target:
+    p = saved_profile(name, path)
     try:
         options = {k: p[k] for k in _PROFILE_KEYS if k in p}
         if p.get("tls"):

@@ -7,9 +7,8 @@ decodes every identifier into a Dataset and hands each response across threads, 
 counting several times slower than DCMTK's ``findscu`` (see PERFORMANCE.md). Here a response is
 counted from its command set alone; identifiers are decoded only when a caller keeps them.
 
-The association request is built with pynetdicom's PDU classes (``wire.association_request``)
-and identifiers are encoded and decoded with pydicom; only the handful of command-set elements
-a C-FIND needs are written and read here.
+PDUs are read and written by the one PDU layer (:mod:`qrdoctor.dicom.pdu`), command sets by
+:mod:`qrdoctor.dicom.dimse`; identifiers are encoded and decoded with pydicom.
 """
 
 from __future__ import annotations
@@ -17,7 +16,6 @@ from __future__ import annotations
 import logging
 import socket
 import ssl
-import struct
 import threading
 import time
 from collections.abc import Callable
@@ -28,22 +26,22 @@ from pydicom import Dataset
 from pydicom.filereader import read_dataset
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 from pynetdicom.dsutils import encode
-from pynetdicom.pdu import A_ASSOCIATE_AC
 
-from qrdoctor.dicom.probe import (
-    RELEASE_RQ,
-    Abort,
-    Rejection,
-    _classify_bytes,
-    association_request,
-)
+from qrdoctor.dicom import dimse, pdu
+from qrdoctor.dicom.dimse import PENDING, parse_command
+from qrdoctor.dicom.pdu import Abort, Rejection
+from qrdoctor.dicom.probe import association_request
+
+__all__ = ["AssociationFailed", "FindAssociation", "FindOutcome", "find_request", "cancel_request",
+           "parse_command", "OUR_MAX_PDU", "PENDING"]
 
 log = logging.getLogger("qrdoctor.dicom.probe")
 
-OUR_MAX_PDU = 1 << 18
-CMD_FIND_RSP = 0x8020
-PENDING = (0xFF00, 0xFF01)
-ABORT_PDU = bytes.fromhex("07000000000400000000")
+OUR_MAX_PDU = 1 << 18  # the largest PDU we tell the peer it may send us
+CMD_FIND_RSP = dimse.C_FIND_RSP
+ABORT_PDU = pdu.ABORT_PDU
+find_request = dimse.find_rq
+cancel_request = dimse.cancel_rq
 
 
 class AssociationFailed(Exception):
@@ -102,47 +100,6 @@ class FindOutcome:
         return ev
 
 
-def _element(group: int, elem: int, value: bytes) -> bytes:
-    if len(value) % 2:
-        value += b"\x00"
-    return struct.pack("<HHI", group, elem, len(value)) + value
-
-
-def _command(elements: list[tuple[int, bytes]]) -> bytes:
-    body = b"".join(_element(0x0000, e, v) for e, v in elements)
-    return _element(0x0000, 0x0000, struct.pack("<I", len(body))) + body
-
-
-def find_request(sop_class: str, message_id: int, priority: int = 2) -> bytes:
-    return _command([
-        (0x0002, sop_class.encode("ascii")),
-        (0x0100, struct.pack("<H", 0x0020)),
-        (0x0110, struct.pack("<H", message_id)),
-        (0x0700, struct.pack("<H", priority)),
-        (0x0800, struct.pack("<H", 0x0000)),
-    ])
-
-
-def cancel_request(message_id: int) -> bytes:
-    return _command([
-        (0x0100, struct.pack("<H", 0x0FFF)),
-        (0x0120, struct.pack("<H", message_id)),
-        (0x0800, struct.pack("<H", 0x0101)),
-    ])
-
-
-def parse_command(data: bytes) -> dict[int, bytes]:
-    """The elements of a command set (implicit VR little endian), keyed by element number."""
-    out: dict[int, bytes] = {}
-    pos, end = 0, len(data)
-    while pos + 8 <= end:
-        _group, elem, length = struct.unpack_from("<HHI", data, pos)
-        pos += 8
-        out[elem] = data[pos:pos + length]
-        pos += length
-    return out
-
-
 class FindAssociation:
     """One association offering C-FIND in the given information models."""
 
@@ -155,7 +112,7 @@ class FindAssociation:
         self.timeout = timeout
         self.cancel_event = cancel_event or threading.Event()
         self.sock: socket.socket | None = None
-        self.buf = bytearray()
+        self.reader: pdu.PDUReader | None = None
         self.contexts: dict[str, tuple[int, str]] = {}  # model -> (context id, transfer syntax)
         self.peer_max_pdu = 16384
         self.message_id = 0
@@ -170,33 +127,14 @@ class FindAssociation:
             raise AssociationFailed("tls-failed", f"{type(exc).__name__}: {exc}") from None
         except OSError as exc:
             raise AssociationFailed("connect-failed", str(exc)) from None
-        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.reader = pdu.PDUReader(self.sock, OUR_MAX_PDU, cancel=self.cancel_event)
         self.sock.sendall(association_request(self.calling_ae, self.called_ae, self.models, OUR_MAX_PDU))
-        try:
-            pdu_type, body = self._read_pdu(time.monotonic() + self.timeout)
-        except TimeoutError:
+        pdu_type, body = self._first_answer()
+        if pdu_type != pdu.ASSOCIATE_AC:
             self._close()
-            raise AssociationFailed("silent", f"no answer within {self.timeout:g} s") from None
-        except ConnectionError as exc:
-            self._close()
-            kind = "tls-failed" if str(exc).startswith("TLS:") else "closed"
-            raise AssociationFailed(kind, str(exc)) from None
-        if pdu_type == 0x03:
-            self._close()
-            raise AssociationFailed("rejected", rejection=Rejection(body[1], body[2], body[3]))
-        if pdu_type == 0x07:
-            self._close()
-            raise AssociationFailed("aborted", abort=Abort(body[2], body[3]))
-        if pdu_type != 0x02:
-            self._close()
-            kind, detail = _classify_bytes(bytes([pdu_type]) + body[:64])
-            raise AssociationFailed(kind, detail)
-        ac = A_ASSOCIATE_AC()
-        ac.decode(bytes([0x02, 0x00]) + struct.pack(">I", len(body)) + body)
-        prim = ac.to_primitive()
-        for item in prim.user_information:
-            if type(item).__name__ == "MaximumLengthNotification":
-                self.peer_max_pdu = item.maximum_length_received or 0
+            raise self._refusal(pdu_type, body)
+        prim = pdu.decode_associate_ac(body)
+        self.peer_max_pdu = pdu.peer_max_pdu(prim)
         for cx in prim.presentation_context_definition_results_list:
             index = (cx.context_id - 1) // 2
             if cx.result == 0 and 0 <= index < len(self.models) and cx.transfer_syntax:
@@ -205,24 +143,50 @@ class FindAssociation:
                   {m: c[0] for m, c in self.contexts.items()})
         return self
 
+    def _first_answer(self) -> tuple[int, bytes | bytearray]:
+        """The peer's answer to our A-ASSOCIATE-RQ, or AssociationFailed saying why there is none."""
+        try:
+            return self._read_pdu(time.monotonic() + self.timeout)
+        except TimeoutError:
+            failure = AssociationFailed("silent", f"no answer within {self.timeout:g} s")
+        except InterruptedError:
+            self._close()
+            raise
+        except ssl.SSLError as exc:
+            failure = AssociationFailed("tls-failed", f"TLS: {exc}")
+        except pdu.PDUError as exc:
+            failure = AssociationFailed(*pdu.classify_bytes(exc.data + self.reader.read_raw(64, time.monotonic() + 0.2)))
+        except OSError as exc:
+            failure = AssociationFailed("closed", str(exc))
+        self._close()
+        raise failure
+
+    @staticmethod
+    def _refusal(pdu_type: int, body: bytes | bytearray) -> AssociationFailed:
+        if pdu_type == pdu.ASSOCIATE_RJ:
+            return AssociationFailed("rejected", rejection=Rejection.from_body(body))
+        if pdu_type == pdu.ABORT:
+            return AssociationFailed("aborted", abort=Abort.from_body(body))
+        return AssociationFailed(*pdu.classify_bytes(pdu.header(pdu_type, len(body)) + bytes(body[:64])))
+
     def release(self) -> None:
         if not self.sock:
             return
         try:
-            self.sock.sendall(RELEASE_RQ)
+            self.sock.sendall(pdu.RELEASE_RQ_PDU)
             deadline = time.monotonic() + min(self.timeout, 2.0)
             while True:
                 pdu_type, _ = self._read_pdu(deadline)
-                if pdu_type in (0x06, 0x07):
+                if pdu_type in (pdu.RELEASE_RP, pdu.ABORT):
                     break
-        except (OSError, TimeoutError, ConnectionError):
+        except (OSError, TimeoutError, InterruptedError, pdu.PDUError):
             pass
         self._close()
 
     def abort(self) -> None:
         if self.sock:
             try:
-                self.sock.sendall(ABORT_PDU)
+                self.sock.sendall(pdu.ABORT_PDU)
             except OSError:
                 pass
         self._close()
@@ -244,45 +208,13 @@ class FindAssociation:
             self.abort()
 
     # -- PDUs -----------------------------------------------------------------------------
-    def _read_pdu(self, deadline: float) -> tuple[int, bytes]:
-        assert self.sock is not None
-        while True:
-            if len(self.buf) >= 6:
-                (length,) = struct.unpack_from(">I", self.buf, 2)
-                if len(self.buf) >= 6 + length:
-                    pdu_type = self.buf[0]
-                    body = bytes(self.buf[6:6 + length])
-                    del self.buf[:6 + length]
-                    return pdu_type, body
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise TimeoutError
-            self.sock.settimeout(min(remaining, 0.25))
-            try:
-                chunk = self.sock.recv(1 << 16)
-            except TimeoutError:
-                if self.cancel_event.is_set():
-                    raise InterruptedError from None
-                continue
-            except ssl.SSLError as exc:
-                raise ConnectionError(f"TLS: {exc}") from None
-            if not chunk:
-                raise ConnectionError("the peer closed the connection")
-            self.buf += chunk
+    def _read_pdu(self, deadline: float) -> tuple[int, bytes | bytearray]:
+        assert self.reader is not None
+        return self.reader.read(deadline)
 
     def _send_message(self, context_id: int, command: bytes, dataset: bytes | None) -> None:
         assert self.sock is not None
-        max_pdv = (self.peer_max_pdu or OUR_MAX_PDU) - 12
-        out = bytearray()
-        for payload, is_command in ((command, True), (dataset, False)):
-            if payload is None:
-                continue
-            chunks = [payload[i:i + max_pdv] for i in range(0, len(payload), max_pdv)] or [b""]
-            for n, chunk in enumerate(chunks):
-                header = (0x01 if is_command else 0x00) | (0x02 if n == len(chunks) - 1 else 0x00)
-                pdv = struct.pack(">IBB", len(chunk) + 2, context_id, header) + chunk
-                out += struct.pack(">BBI", 0x04, 0, len(pdv)) + pdv
-        self.sock.sendall(out)
+        self.sock.sendall(pdu.message(context_id, command, dataset, self.peer_max_pdu or OUR_MAX_PDU))
 
     # -- C-FIND ---------------------------------------------------------------------------
     def find(
@@ -310,97 +242,129 @@ class FindAssociation:
             implicit = False  # big endian was not proposed; deflate is not supported here
         self.message_id = (self.message_id % 0xFFFF) + 1
         message_id = self.message_id
-        data = encode(identifier, implicit, True)
-        self._send_message(context_id, find_request(model, message_id), data)
+        self._send_message(context_id, dimse.find_rq(model, message_id), encode(identifier, implicit, True))
         log.debug("C-FIND-RQ sent (model %s, message %d, level %s)", model, message_id,
                   getattr(identifier, "QueryRetrieveLevel", ""))
-
-        out = FindOutcome()
-        t0 = time.monotonic()
-        hard_deadline = deadline or float("inf")
-        command = bytearray()
-        dataset = bytearray()
-        want_data = keep > 0 or on_identifier is not None
-        cancel_sent = False
-        while True:
-            try:
-                pdu_type, body = self._read_pdu(min(time.monotonic() + self.timeout, hard_deadline))
-            except TimeoutError:
-                out.timed_out = True
-                log.debug("C-FIND: no response within %.1f s; aborting", self.timeout)
-                self.abort()
-                break
-            except InterruptedError:
-                out.interrupted = True
-                self.abort()
-                break
-            except (ConnectionError, OSError):
-                out.closed = True
-                log.debug("C-FIND: connection closed by the peer after %d matches", out.matches)
-                self._close()
-                break
-            if pdu_type == 0x07:
-                out.aborted = Abort(body[2], body[3])
-                log.debug("C-FIND: A-ABORT received after %d matches: %s", out.matches, out.aborted.describe())
-                self._close()
-                break
-            if pdu_type != 0x04:
-                log.debug("C-FIND: unexpected PDU type 0x%02X", pdu_type)
-                self.abort()
-                out.closed = True
-                break
-            pos, end = 0, len(body)
-            final = False
-            while pos + 6 <= end:
-                (length,) = struct.unpack_from(">I", body, pos)
-                flags = body[pos + 5]
-                fragment = body[pos + 6:pos + 4 + length]
-                pos += 4 + length
-                if flags & 0x01:
-                    command += fragment
-                    if not flags & 0x02:
-                        continue
-                    elements = parse_command(bytes(command))
-                    command.clear()
-                    status = struct.unpack("<H", elements.get(0x0900, b"\x00\x00")[:2])[0]
-                    if out.first_response_ms is None:
-                        out.first_response_ms = (time.monotonic() - t0) * 1000
-                    if status in PENDING:
-                        out.matches += 1
-                        if status == 0xFF01:
-                            out.warnings += 1
-                        if progress and out.matches % 500 == 0:
-                            progress(out.matches)
-                    else:
-                        out.status = status
-                        if 0x0902 in elements:
-                            out.error_comment = elements[0x0902].rstrip(b"\x00 ").decode("latin-1")
-                        final = True
-                elif want_data:
-                    dataset += fragment
-                    if flags & 0x02:
-                        if len(out.identifiers) < keep or on_identifier:
-                            ds = read_dataset(BytesIO(bytes(dataset)), implicit, True)
-                            if len(out.identifiers) < keep:
-                                out.identifiers.append(ds)
-                            if on_identifier:
-                                on_identifier(ds)
-                        dataset.clear()
-            if final:
-                break
-            if self.cancel_event.is_set():
-                out.interrupted = True
-                self.abort()
-                break
-            if max_matches is not None and out.matches >= max_matches and not cancel_sent:
-                self._send_message(context_id, cancel_request(message_id), None)
-                cancel_sent = out.cancelled_by_us = True
-                log.debug("C-CANCEL-RQ sent after %d matches", out.matches)
-        out.elapsed_ms = (time.monotonic() - t0) * 1000
+        run = _FindRun(FindOutcome(), implicit, keep, on_identifier, progress)
+        self._collect(run, context_id, message_id, max_matches, deadline or float("inf"))
+        out = run.out
+        out.elapsed_ms = (time.monotonic() - run.t0) * 1000
         log.debug("C-FIND ended: %d matches, final status %s%s", out.matches, out.status_hex,
                   " (after our C-CANCEL)" if out.cancelled_by_us else "")
         return out
 
+    def _collect(self, run: _FindRun, context_id: int, message_id: int, max_matches: int | None,
+                 hard_deadline: float) -> None:
+        """Read responses until the final one, a cancel, a timeout or the end of the connection."""
+        out = run.out
+        while True:
+            body = self._next_p_data(out, hard_deadline)
+            if body is None or run.take(body):
+                return
+            if self.cancel_event.is_set():
+                out.interrupted = True
+                self.abort()
+                return
+            if max_matches is not None and out.matches >= max_matches and not out.cancelled_by_us:
+                self._send_message(context_id, dimse.cancel_rq(message_id), None)
+                out.cancelled_by_us = True
+                log.debug("C-CANCEL-RQ sent after %d matches", out.matches)
+
+    def _next_p_data(self, out: FindOutcome, hard_deadline: float) -> bytes | bytearray | None:
+        """The next P-DATA-TF body; None (the outcome saying why) when the query cannot go on."""
+        try:
+            pdu_type, body = self._read_pdu(min(time.monotonic() + self.timeout, hard_deadline))
+        except TimeoutError:
+            out.timed_out = True
+            log.debug("C-FIND: no response within %.1f s; aborting", self.timeout)
+            self.abort()
+            return None
+        except InterruptedError:
+            out.interrupted = True
+            self.abort()
+            return None
+        except pdu.PDUError as exc:
+            log.debug("C-FIND: %s; aborting", exc)
+            self.abort()
+            out.closed = True
+            return None
+        except OSError:
+            out.closed = True
+            log.debug("C-FIND: connection closed by the peer after %d matches", out.matches)
+            self._close()
+            return None
+        if pdu_type == pdu.ABORT:
+            out.aborted = Abort.from_body(body)
+            log.debug("C-FIND: A-ABORT received after %d matches: %s", out.matches, out.aborted.describe())
+            self._close()
+            return None
+        if pdu_type != pdu.P_DATA_TF:
+            log.debug("C-FIND: unexpected PDU type 0x%02X", pdu_type)
+            self.abort()
+            out.closed = True
+            return None
+        return body
+
     @property
     def is_open(self) -> bool:
         return self.sock is not None
+
+
+class _FindRun:
+    """The responses of one C-FIND as they arrive: counted from their command sets, identifiers
+    decoded only when kept or watched."""
+
+    def __init__(self, out: FindOutcome, implicit: bool, keep: int,
+                 on_identifier: Callable[[Dataset], None] | None,
+                 progress: Callable[[int], None] | None) -> None:
+        self.out = out
+        self.implicit = implicit
+        self.keep = keep
+        self.on_identifier = on_identifier
+        self.progress = progress
+        self.want_data = keep > 0 or on_identifier is not None
+        self.command = bytearray()
+        self.dataset = bytearray()
+        self.t0 = time.monotonic()
+
+    def take(self, body: bytes | bytearray) -> bool:
+        """Account for one P-DATA-TF body; True once the final response arrived."""
+        final = False
+        for _cx, control, fragment in pdu.iter_pdvs(body):
+            if control & pdu.PDV_COMMAND:
+                self.command += fragment
+                if control & pdu.PDV_LAST:
+                    final = self._response(parse_command(self.command)) or final
+                    self.command.clear()
+            elif self.want_data:
+                self.dataset += fragment
+                if control & pdu.PDV_LAST:
+                    self._identifier()
+        return final
+
+    def _response(self, elements: dict[int, bytes]) -> bool:
+        out = self.out
+        status = dimse.us_of(elements, dimse.STATUS, 0)
+        if out.first_response_ms is None:
+            out.first_response_ms = (time.monotonic() - self.t0) * 1000
+        if status in PENDING:
+            out.matches += 1
+            if status == 0xFF01:
+                out.warnings += 1
+            if self.progress and out.matches % 500 == 0:
+                self.progress(out.matches)
+            return False
+        out.status = status
+        if dimse.ERROR_COMMENT in elements:
+            out.error_comment = dimse.text_of(elements, dimse.ERROR_COMMENT, "latin-1")
+        return True
+
+    def _identifier(self) -> None:
+        out = self.out
+        if len(out.identifiers) < self.keep or self.on_identifier:
+            ds = read_dataset(BytesIO(bytes(self.dataset)), self.implicit, True)
+            if len(out.identifiers) < self.keep:
+                out.identifiers.append(ds)
+            if self.on_identifier:
+                self.on_identifier(ds)
+        self.dataset.clear()

@@ -11,70 +11,53 @@ included, and several associations at once.
 Why not pynetdicom's association server? Its reactors poll (a 1 ms sleep per loop in the DUL
 and in the acceptor thread), which costs several milliseconds per C-STORE and made it about
 three times slower than DCMTK's ``storescp`` on the same C-MOVE. Here each connection is one
-thread doing blocking reads: the A-ASSOCIATE-RQ is decoded, negotiated and answered with
-pynetdicom's own PDU classes and negotiation (``negotiate_as_acceptor``); the few command-set
-elements of C-STORE and C-ECHO are read and written directly, and each data set is streamed to
-its file fragment by fragment as it arrives, never decoded.
+thread doing blocking reads with the one PDU layer (:mod:`qrdoctor.dicom.pdu`): the
+A-ASSOCIATE-RQ is decoded, negotiated (pynetdicom's ``negotiate_as_acceptor``) and answered; the
+few command-set elements of C-STORE and C-ECHO are read and written by
+:mod:`qrdoctor.dicom.dimse`, and each data set is streamed to its file fragment by fragment as it
+arrives, never decoded.
 
-:class:`Receiver` keeps the objects: one file per object with its file meta information, and the
-numbers about the arrivals (time to first object, rate, longest pause). The C-GET check uses its
-pynetdicom event handler on its own association.
+:class:`~qrdoctor.dicom.receiver.Receiver` keeps the objects: one file per object with its file
+meta information, and the numbers about the arrivals (time to first object, rate, longest
+pause). The C-GET check uses its pynetdicom event handler on its own association.
 """
 
 from __future__ import annotations
 
 import logging
-import re
-import shutil
 import socket
-import struct
-import tempfile
 import threading
 import time
-from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from pydicom.uid import UID
-from pynetdicom import (
-    ALL_TRANSFER_SYNTAXES,
-    PYNETDICOM_IMPLEMENTATION_UID,
-    PYNETDICOM_IMPLEMENTATION_VERSION,
-    AllStoragePresentationContexts,
-    build_context,
-)
-from pynetdicom.pdu import A_ASSOCIATE_AC, A_ASSOCIATE_RQ
-from pynetdicom.pdu_primitives import (
-    A_ASSOCIATE,
-    ImplementationClassUIDNotification,
-    ImplementationVersionNameNotification,
-    MaximumLengthNotification,
-    SCP_SCU_RoleSelectionNegotiation,
-)
+from pynetdicom import ALL_TRANSFER_SYNTAXES, AllStoragePresentationContexts, build_context
+from pynetdicom.pdu_primitives import SCP_SCU_RoleSelectionNegotiation
 from pynetdicom.presentation import negotiate_as_acceptor
 from pynetdicom.sop_class import Verification
 
-from qrdoctor.dicom.find import _command, parse_command
-from qrdoctor.dicom.probe import Rejection
+from qrdoctor.dicom import dimse, pdu
+from qrdoctor.dicom.pdu import Rejection
+from qrdoctor.dicom.receiver import PREAMBLE, Received, Receiver, file_meta, uid_name
+
+__all__ = ["StoreSCP", "StorePortError", "Inbound", "Receiver", "Received", "file_meta",
+           "uid_name", "PREAMBLE", "STORE_MAX_PDU", "SUPPORTED_CONTEXTS"]
 
 log = logging.getLogger("qrdoctor.dicom.storescp")
 
-PREAMBLE = b"\x00" * 128 + b"DICM"
 MAX_INBOUND_KEPT = 50  # connection records kept in full; later ones are only counted
 STORE_MAX_PDU = 1 << 20  # the largest PDU we tell the PACS it may send us
 MAX_ASSOCIATIONS = 16  # simultaneous inbound associations; more are rejected 2/3/2
 IDLE_TIMEOUT = 60.0  # an inbound association silent for this long is aborted
-_UID_FILE = re.compile(r"^[0-9.]{1,64}$")
-_IMPLEMENTATION_VERSION = "QRDOCTOR"
 CONTEXT_RESULTS = {
     1: "user-rejection",
     2: "no-reason (provider rejection)",
     3: "abstract-syntax-not-supported",
     4: "transfer-syntaxes-not-supported",
 }
-RELEASE_RP = bytes.fromhex("06000000000400000000")
-ABORT = bytes.fromhex("07000000000400000000")
+RELEASE_RP = pdu.RELEASE_RP_PDU
+ABORT = pdu.ABORT_PDU
 
 # What we accept: every storage SOP class with every transfer syntax, and Verification.
 SUPPORTED_CONTEXTS = [build_context(cx.abstract_syntax, ALL_TRANSFER_SYNTAXES)
@@ -84,185 +67,6 @@ SUPPORTED_CONTEXTS.append(build_context(Verification, ALL_TRANSFER_SYNTAXES[:3])
 
 class StorePortError(OSError):
     """The Store SCP could not listen on the address and port asked for."""
-
-
-def uid_name(uid: str) -> str:
-    """A readable name for a UID (``CT Image Storage``), or the UID itself."""
-    try:
-        name = UID(uid).name
-    except Exception:  # noqa: BLE001 - a malformed UID from the peer is shown as it came
-        return uid
-    return name if name and name != uid else uid
-
-
-def _ui(group: int, elem: int, vr: bytes, value: str, pad: bytes = b"\x00") -> bytes:
-    raw = value.encode("ascii", "replace")
-    if len(raw) % 2:
-        raw += pad
-    return struct.pack("<HH2sH", group, elem, vr, len(raw)) + raw
-
-
-def file_meta(sop_class: str, sop_instance: str, transfer_syntax: str,
-              source_ae: str | None = None) -> bytes:
-    """Preamble, prefix and File Meta Information (PS3.10 7.1) for a received data set."""
-    body = b"".join([
-        struct.pack("<HH2sHI", 0x0002, 0x0001, b"OB", 0, 2) + b"\x00\x01",
-        _ui(0x0002, 0x0002, b"UI", sop_class),
-        _ui(0x0002, 0x0003, b"UI", sop_instance),
-        _ui(0x0002, 0x0010, b"UI", transfer_syntax),
-        _ui(0x0002, 0x0012, b"UI", str(PYNETDICOM_IMPLEMENTATION_UID)),
-        _ui(0x0002, 0x0013, b"SH", _IMPLEMENTATION_VERSION, b" "),
-        _ui(0x0002, 0x0016, b"AE", source_ae, b" ") if source_ae else b"",
-    ])
-    return PREAMBLE + struct.pack("<HH2sHI", 0x0002, 0x0000, b"UL", 4, len(body)) + body
-
-
-# ----------------------------------------------------------------------------------------------
-# keeping objects
-# ----------------------------------------------------------------------------------------------
-
-
-@dataclass(slots=True)
-class Received:
-    """One object that arrived (what its C-STORE request said about it, and when)."""
-
-    sop_instance_uid: str
-    sop_class_uid: str
-    transfer_syntax: str
-    size: int
-    at: float  # time.monotonic()
-    connection: int  # Inbound.number, or 0 on a C-GET association
-    move_originator_ae: str | None = None
-    move_originator_id: int | None = None
-
-
-class Receiver:
-    """Keeps what arrives by C-STORE: a file per object, and the numbers about the arrivals.
-
-    Thread-safe: the sub-operations of a C-MOVE may come in on several associations at once.
-    """
-
-    def __init__(self, directory: Path | str | None = None, keep: bool = False) -> None:
-        """Files go to ``directory`` (a new temporary directory when None). :meth:`discard`
-        deletes them at the end unless ``keep`` is true (and a directory was given)."""
-        self.keep = bool(keep and directory is not None)
-        if directory is None:
-            self.directory = Path(tempfile.mkdtemp(prefix="qrdoctor-retrieve-"))
-            self._made_directory = True
-        else:
-            self.directory = Path(directory)
-            self._made_directory = not self.directory.exists()
-            self.directory.mkdir(parents=True, exist_ok=True)
-        self.objects: list[Received] = []
-        self.duplicates = 0
-        self.write_errors: list[str] = []
-        self.started = time.monotonic()
-        self.last_activity = self.started
-        self._seen: set[str] = set()
-        self._lock = threading.Lock()
-
-    def discard(self) -> None:
-        """Delete the received files (and the temporary directory) unless they are kept."""
-        if self.keep:
-            return
-        if self._made_directory:
-            shutil.rmtree(self.directory, ignore_errors=True)
-        else:
-            for f in self.directory.glob("*.dcm"):
-                f.unlink(missing_ok=True)
-
-    def mark_start(self) -> None:
-        """The moment the retrieve request left: the time to the first object counts from here."""
-        self.started = self.last_activity = time.monotonic()
-
-    def touch(self) -> None:
-        self.last_activity = time.monotonic()
-
-    def path_for(self, uid: str) -> Path:
-        name = uid if _UID_FILE.match(uid) else f"object-{abs(hash(uid)):x}"
-        return self.directory / f"{name}.dcm"
-
-    def open_object(self, uid: str, sop_class: str, transfer_syntax: str,
-                    source_ae: str | None = None) -> BinaryIO:
-        """A file to stream one data set into, its file meta information already written."""
-        f = open(self.path_for(uid), "wb")  # noqa: SIM115 - closed by the caller
-        f.write(file_meta(sop_class, uid, transfer_syntax, source_ae))
-        return f
-
-    def add(self, record: Received) -> None:
-        with self._lock:
-            if record.sop_instance_uid in self._seen:
-                self.duplicates += 1
-            self._seen.add(record.sop_instance_uid)
-            self.objects.append(record)
-            self.last_activity = record.at
-
-    def failed_write(self, uid: str, exc: BaseException) -> None:
-        with self._lock:
-            self.write_errors.append(f"{uid}: {type(exc).__name__}: {exc}")
-            self.last_activity = time.monotonic()
-        log.debug("C-STORE of %s could not be written: %s", uid, exc)
-
-    def handle_store(self, event: Any) -> int:
-        """pynetdicom EVT_C_STORE handler (the C-GET association): keep the data set as sent."""
-        req = event.request
-        uid = str(req.AffectedSOPInstanceUID or "")
-        sop_class = str(req.AffectedSOPClassUID or "")
-        ts = str(event.context.transfer_syntax)
-        try:
-            with req.DataSet.getbuffer() as body, self.open_object(uid, sop_class, ts) as f:
-                f.write(body)
-                size = len(body)
-        except OSError as exc:
-            self.failed_write(uid, exc)
-            return 0xA700  # Refused: out of resources
-        self.add(Received(uid, sop_class, ts, size, time.monotonic(), 0))
-        return 0x0000
-
-    # -- what arrived ------------------------------------------------------------------------
-    @property
-    def count(self) -> int:
-        return len(self.objects)
-
-    def uids(self) -> set[str]:
-        with self._lock:
-            return set(self._seen)
-
-    def stats(self) -> dict:
-        """Time to first object, rate, volume and the longest pause between two objects."""
-        with self._lock:
-            objects = list(self.objects)
-        out: dict[str, Any] = {
-            "objects": len(objects),
-            "bytes": sum(o.size for o in objects),
-            "time_to_first_object_ms": None,
-            "receive_s": None,
-            "objects_per_s": None,
-            "mb_per_s": None,
-            "longest_pause_ms": None,
-        }
-        if not objects:
-            return out
-        objects.sort(key=lambda o: o.at)
-        times = [o.at for o in objects]
-        out["time_to_first_object_ms"] = round((times[0] - self.started) * 1000, 1)
-        span = times[-1] - times[0]
-        out["receive_s"] = round(span, 3)
-        if len(times) > 1 and span > 0:
-            # after the first object, n-1 objects arrive in `span` seconds
-            out["objects_per_s"] = round((len(times) - 1) / span, 1)
-            out["mb_per_s"] = round((out["bytes"] - objects[0].size) / span / 1e6, 2)
-            out["longest_pause_ms"] = round(max(b - a for a, b in zip(times, times[1:], strict=False)) * 1000, 1)
-        out["transfer_syntaxes"] = dict(Counter(uid_name(o.transfer_syntax) for o in objects))
-        out["sop_classes"] = dict(Counter(uid_name(o.sop_class_uid) for o in objects))
-        originators = Counter((o.move_originator_ae, o.move_originator_id) for o in objects)
-        out["move_originators"] = [{"ae_title": ae, "message_id": mid, "objects": n}
-                                   for (ae, mid), n in originators.items()]
-        if self.duplicates:
-            out["duplicates"] = self.duplicates
-        if self.write_errors:
-            out["write_errors"] = self.write_errors[:5]
-        return out
 
 
 # ----------------------------------------------------------------------------------------------
@@ -382,8 +186,9 @@ class StoreSCP:
         sock.settimeout(0.1)
         self._sock = sock
         self._t0 = time.monotonic()
+        # A new thread starts without the check's transcript (qrdoctor.core.transcript): what the
+        # PACS sends us is shown through Inbound.describe(), not line by line.
         t = threading.Thread(target=self._accept_loop, name=f"qrdoctor-storescp-{self.port}", daemon=True)
-        t.qrdoctor_server = True  # type: ignore[attr-defined]  # keeps its log out of transcripts
         t.start()
         self._threads.append(t)
         log.debug("Store SCP %s listening on %s:%d", self.ae_title, self.host, self.port)
@@ -470,13 +275,12 @@ class StoreSCP:
             self.receiver.touch()
             t = threading.Thread(target=self._serve, args=(conn, rec), daemon=True,
                                  name=f"qrdoctor-storescp-conn-{rec.number}")
-            t.qrdoctor_server = True  # type: ignore[attr-defined]
             t.start()
             self._threads = [x for x in self._threads if x.is_alive()] + [t]
 
     def _serve(self, conn: socket.socket, rec: Inbound) -> None:
         try:
-            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            pdu.no_delay(conn)
             _Connection(self, conn, rec).run()
         except _Closed as exc:
             rec.ended = rec.ended or str(exc) or "closed"
@@ -506,6 +310,7 @@ class _Connection:
     def __init__(self, scp: StoreSCP, conn: socket.socket, rec: Inbound) -> None:
         self.scp, self.conn, self.rec = scp, conn, rec
         self.receiver = scp.receiver
+        self.reader = pdu.PDUReader(conn, STORE_MAX_PDU, cancel=scp._stop, poll=1.0)
         self.contexts: dict[int, tuple[str, str]] = {}  # id -> (abstract syntax, transfer syntax)
         self.peer_max_pdu = 16384
         self.command = bytearray()
@@ -513,157 +318,115 @@ class _Connection:
         self.out: BinaryIO | None = None
         self.size = 0
 
-    # -- bytes -------------------------------------------------------------------------------
-    def _recv_exact(self, n: int, deadline: float) -> bytearray:
-        buf = bytearray(n)
-        view = memoryview(buf)
-        got = 0
-        while got < n:
-            if self.scp._stop.is_set():
-                raise _Closed("stopped")
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise _Closed("idle timeout")
-            self.conn.settimeout(min(remaining, 1.0))
-            try:
-                k = self.conn.recv_into(view[got:], n - got)
-            except TimeoutError:
-                continue
-            except OSError as exc:
-                raise _Closed(f"connection error: {exc}") from None
-            if k == 0:
-                raise _Closed("closed")
-            got += k
-        return buf
-
-    def _read_pdu(self) -> tuple[int, bytearray]:
-        deadline = time.monotonic() + IDLE_TIMEOUT
-        header = self._recv_exact(6, deadline)
-        pdu_type = header[0]
-        (length,) = struct.unpack_from(">I", header, 2)
-        if pdu_type not in range(1, 8) or length > (1 << 26):
-            raise ValueError(f"not a DICOM PDU (type 0x{pdu_type:02X}, length {length})")
-        return pdu_type, self._recv_exact(length, deadline)
+    def _read_pdu(self) -> tuple[int, bytes | bytearray]:
+        """The next PDU; _Closed when the connection ends, PDUError when it is not DICOM."""
+        try:
+            return self.reader.read(time.monotonic() + IDLE_TIMEOUT)
+        except InterruptedError:
+            raise _Closed("stopped") from None
+        except TimeoutError:
+            raise _Closed("idle timeout") from None
+        except pdu.PeerClosed:
+            raise _Closed("closed") from None
+        except OSError as exc:
+            raise _Closed(f"connection error: {exc}") from None
 
     # -- association -------------------------------------------------------------------------
     def run(self) -> None:
         try:
             pdu_type, body = self._read_pdu()
-        except ValueError as exc:
+        except pdu.PDUError as exc:
             self.rec.result = "not-dicom"
             self.rec.detail = str(exc)
             raise _Closed("not DICOM") from None
-        if pdu_type != 0x01:
+        if pdu_type != pdu.ASSOCIATE_RQ:
             raise ValueError(f"expected an A-ASSOCIATE-RQ, got PDU type 0x{pdu_type:02X}")
         if not self._associate(body):
             return
         while True:
             pdu_type, body = self._read_pdu()
-            if pdu_type == 0x04:
+            if pdu_type == pdu.P_DATA_TF:
                 self._p_data(body)
-            elif pdu_type == 0x05:
-                self.conn.sendall(RELEASE_RP)
+            elif pdu_type == pdu.RELEASE_RQ:
+                self.conn.sendall(pdu.RELEASE_RP_PDU)
                 self.rec.ended = "released"
                 return
-            elif pdu_type == 0x07:
+            elif pdu_type == pdu.ABORT:
                 self.rec.result = "aborted" if self.rec.result != "accepted" else self.rec.result
                 self.rec.ended = "aborted by the peer"
                 return
             else:
                 raise ValueError(f"unexpected PDU type 0x{pdu_type:02X}")
 
-    def _associate(self, body: bytearray) -> bool:
-        rq = A_ASSOCIATE_RQ()
-        rq.decode(bytes([0x01, 0x00]) + struct.pack(">I", len(body)) + bytes(body))
-        prim = rq.to_primitive()
+    def _associate(self, body: bytes | bytearray) -> bool:
+        prim = pdu.decode_associate_rq(body)
         rec = self.rec
         rec.calling_ae = str(prim.calling_ae_title).strip()
         rec.called_ae = str(prim.called_ae_title).strip()
-        roles: dict = {}
-        for item in prim.user_information:
-            if isinstance(item, MaximumLengthNotification):
-                self.peer_max_pdu = item.maximum_length_received or 0
-            elif isinstance(item, SCP_SCU_RoleSelectionNegotiation):
-                roles[item.sop_class_uid] = (item.scu_role, item.scp_role)
+        self.peer_max_pdu = pdu.peer_max_pdu(prim)
+        roles = {item.sop_class_uid: (item.scu_role, item.scp_role) for item in prim.user_information
+                 if isinstance(item, SCP_SCU_RoleSelectionNegotiation)}
         with self.scp._lock:
             busy = self.scp._active > self.scp.max_associations
         if busy:
             rj = Rejection(2, 3, 2)  # transient, presentation provider, local limit exceeded
-            self.conn.sendall(bytes([0x03, 0, 0, 0, 0, 4, 0, rj.result, rj.source, rj.reason]))
+            self.conn.sendall(rj.pdu())
             rec.result, rec.rejection = "rejected", rj
             rec.ended = "rejected"
             return False
         results, ac_roles = negotiate_as_acceptor(
             prim.presentation_context_definition_list, SUPPORTED_CONTEXTS, roles or None)
-        for cx in results:
-            if cx.result == 0 and cx.transfer_syntax:
-                self.contexts[int(cx.context_id)] = (str(cx.abstract_syntax), str(cx.transfer_syntax[0]))
-            else:
-                asked = next((p for p in prim.presentation_context_definition_list
-                              if p.context_id == cx.context_id), None)
-                abstract = str(asked.abstract_syntax) if asked is not None else ""
-                rec.rejected_contexts.append({
-                    "abstract_syntax": abstract,
-                    "name": uid_name(abstract),
-                    "result": cx.result,
-                    "result_str": CONTEXT_RESULTS.get(cx.result or 0, f"result {cx.result}"),
-                    "transfer_syntaxes": [uid_name(str(ts)) for ts in (asked.transfer_syntax if asked else [])][:8],
-                })
-        rec.accepted_contexts = len(self.contexts)
-        ac = A_ASSOCIATE()
-        ac.application_context_name = prim.application_context_name
-        ac.calling_ae_title = prim.calling_ae_title
-        ac.called_ae_title = prim.called_ae_title
-        ac.result = 0x00
-        ac.presentation_context_definition_results_list = results
-        max_len = MaximumLengthNotification()
-        max_len.maximum_length_received = STORE_MAX_PDU
-        impl = ImplementationClassUIDNotification()
-        impl.implementation_class_uid = PYNETDICOM_IMPLEMENTATION_UID
-        ver = ImplementationVersionNameNotification()
-        ver.implementation_version_name = PYNETDICOM_IMPLEMENTATION_VERSION
-        ac.user_information = [max_len, impl, ver, *ac_roles]
-        pdu = A_ASSOCIATE_AC()
-        pdu.from_primitive(ac)
-        self.conn.sendall(pdu.encode())
+        self._record_contexts(prim.presentation_context_definition_list, results)
+        self.conn.sendall(pdu.associate_ac(prim, results, STORE_MAX_PDU, ac_roles))
         rec.result = "accepted"
         return True
 
+    def _record_contexts(self, proposed: list, results: list) -> None:
+        """Keep the accepted contexts; put the refused ones on record with what was asked."""
+        rec = self.rec
+        for cx in results:
+            if cx.result == 0 and cx.transfer_syntax:
+                self.contexts[int(cx.context_id)] = (str(cx.abstract_syntax), str(cx.transfer_syntax[0]))
+                continue
+            asked = next((p for p in proposed if p.context_id == cx.context_id), None)
+            abstract = str(asked.abstract_syntax) if asked is not None else ""
+            rec.rejected_contexts.append({
+                "abstract_syntax": abstract,
+                "name": uid_name(abstract),
+                "result": cx.result,
+                "result_str": CONTEXT_RESULTS.get(cx.result or 0, f"result {cx.result}"),
+                "transfer_syntaxes": [uid_name(str(ts)) for ts in (asked.transfer_syntax if asked else [])][:8],
+            })
+        rec.accepted_contexts = len(self.contexts)
+
     # -- DIMSE -------------------------------------------------------------------------------
-    def _p_data(self, body: bytearray) -> None:
-        view = memoryview(body)
-        pos, end = 0, len(body)
-        while pos + 6 <= end:
-            (length,) = struct.unpack_from(">I", body, pos)
-            context_id, flags = body[pos + 4], body[pos + 5]
-            fragment = view[pos + 6:pos + 4 + length]
-            pos += 4 + length
-            last = bool(flags & 0x02)
-            if flags & 0x01:
+    def _p_data(self, body: bytes | bytearray) -> None:
+        for context_id, control, fragment in pdu.iter_pdvs(body):
+            last = bool(control & pdu.PDV_LAST)
+            if control & pdu.PDV_COMMAND:
                 self.command += fragment
                 if last:
-                    self.elements = parse_command(bytes(self.command))
+                    self.elements = dimse.parse_command(self.command)
                     self.command = bytearray()
                     self._command_complete(context_id)
             else:
                 self._data(context_id, fragment, last)
 
-    def _text(self, element: int) -> str:
+    def _text(self, elem: int) -> str:
         assert self.elements is not None
-        return self.elements.get(element, b"").rstrip(b"\x00 ").decode("ascii", "replace")
+        return dimse.text_of(self.elements, elem)
 
     def _command_complete(self, context_id: int) -> None:
         assert self.elements is not None
-        field_ = struct.unpack("<H", self.elements.get(0x0100, b"\x00\x00")[:2])[0]
-        has_data = struct.unpack("<H", self.elements.get(0x0800, b"\x01\x01")[:2])[0] != 0x0101
-        if field_ == 0x0030:  # C-ECHO-RQ
+        field_ = dimse.us_of(self.elements, dimse.COMMAND_FIELD, 0)
+        if field_ == dimse.C_ECHO_RQ:
             self.rec.echoes += 1
-            self._respond(context_id, 0x8030, 0x0000)
+            self._respond(context_id, dimse.C_ECHO_RSP, 0x0000)
             return
-        if field_ != 0x0001 or not has_data:
+        if field_ != dimse.C_STORE_RQ or not dimse.has_data_set(self.elements):
             raise ValueError(f"unsupported DIMSE command 0x{field_:04X} on the Store SCP")
-        uid = self._text(0x1000)
-        sop_class = self._text(0x0002)
+        uid = self._text(dimse.AFFECTED_SOP_INSTANCE)
+        sop_class = self._text(dimse.AFFECTED_SOP_CLASS)
         _abstract, ts = self.contexts.get(context_id, ("", ""))
         self.size = 0
         try:
@@ -679,42 +442,38 @@ class _Connection:
             try:
                 self.out.write(fragment)
             except OSError as exc:
-                self.receiver.failed_write(self._text(0x1000), exc)
+                self.receiver.failed_write(self._text(dimse.AFFECTED_SOP_INSTANCE), exc)
                 self.out.close()
                 self.out = None
         self.size += len(fragment)
-        if not last:
-            return
-        uid = self._text(0x1000)
+        if last:
+            self._object_complete(context_id)
+
+    def _object_complete(self, context_id: int) -> None:
+        assert self.elements is not None
         if self.out is None or context_id not in self.contexts:
             status = 0xA700 if self.out is None else 0x0122
             self.rec.store_failures += 1
         else:
             self.out.close()
-            originator_id = self.elements.get(0x1031)
             self.receiver.add(Received(
-                uid, self._text(0x0002), self.contexts[context_id][1], self.size, time.monotonic(),
-                self.rec.number, self._text(0x1030) or None,
-                struct.unpack("<H", originator_id[:2])[0] if originator_id else None,
+                self._text(dimse.AFFECTED_SOP_INSTANCE), self._text(dimse.AFFECTED_SOP_CLASS),
+                self.contexts[context_id][1], self.size, time.monotonic(), self.rec.number,
+                self._text(dimse.MOVE_ORIGINATOR_AE) or None,
+                dimse.us_of(self.elements, dimse.MOVE_ORIGINATOR_ID),
             ))
             self.rec.stores += 1
             status = 0x0000
         self.out = None
-        self._respond(context_id, 0x8001, status)
+        self._respond(context_id, dimse.C_STORE_RSP, status)
 
     def _respond(self, context_id: int, command_field: int, status: int) -> None:
         assert self.elements is not None
-        message_id = self.elements.get(0x0110, b"\x00\x00")[:2]
-        items = [
-            (0x0002, self.elements.get(0x0002, b"")),
-            (0x0100, struct.pack("<H", command_field)),
-            (0x0120, message_id),
-            (0x0800, struct.pack("<H", 0x0101)),
-            (0x0900, struct.pack("<H", status)),
-        ]
-        if command_field == 0x8001:
-            items.append((0x1000, self.elements.get(0x1000, b"")))
-        command = _command(items)
-        pdv = struct.pack(">IBB", len(command) + 2, context_id, 0x03) + command
-        self.conn.sendall(struct.pack(">BBI", 0x04, 0, len(pdv)) + pdv)
+        elements = self.elements
+        command = dimse.response(
+            command_field, elements.get(dimse.AFFECTED_SOP_CLASS, b""),
+            elements.get(dimse.MESSAGE_ID, b"\x00\x00")[:2], status,
+            sop_instance=elements.get(dimse.AFFECTED_SOP_INSTANCE, b"") if command_field == dimse.C_STORE_RSP else None,
+        )
+        self.conn.sendall(pdu.message(context_id, command, None, self.peer_max_pdu))
         self.elements = None

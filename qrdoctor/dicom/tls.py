@@ -8,12 +8,12 @@ PACS's own connection back to our temporary Store SCP (C-MOVE) stays plain DICOM
 from __future__ import annotations
 
 import datetime as dt
-import os
 import socket
 import ssl
-import tempfile
 
 from qrdoctor.core.target import TargetError, TLSOptions
+from qrdoctor.dicom.pdu import no_delay
+from qrdoctor.dicom.x509 import DERError, decode_certificate
 
 
 def ssl_context(opts: TLSOptions) -> ssl.SSLContext:
@@ -36,6 +36,7 @@ def connect(host: str, port: int, timeout: float, tls: TLSOptions | None) -> soc
     Raises OSError for TCP failures and ssl.SSLError / ssl.SSLCertVerificationError for TLS ones.
     """
     sock = socket.create_connection((host, port), timeout=timeout)
+    no_delay(sock)
     if tls is None:
         return sock
     try:
@@ -65,16 +66,11 @@ def certificate_facts(tls_sock: ssl.SSLSocket) -> dict:
 
 
 def decode_der(der: bytes) -> dict:
-    """Decode a certificate without verifying it, with the standard library's decoder."""
-    pem = ssl.DER_cert_to_PEM_cert(der)
-    with tempfile.NamedTemporaryFile("w", suffix=".pem", delete=False) as f:
-        f.write(pem)
+    """A certificate we did not verify, decoded as getpeercert() would show it ({} if unreadable)."""
     try:
-        return ssl._ssl._test_decode_cert(f.name)  # type: ignore[attr-defined]
-    except Exception:
+        return decode_certificate(der)
+    except DERError:
         return {}
-    finally:
-        os.unlink(f.name)
 
 
 def _name(rdns: tuple) -> str:

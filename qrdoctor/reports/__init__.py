@@ -6,7 +6,8 @@ accession numbers never leave qrdoctor unless the user asked for them (``--inclu
     from qrdoctor.reports import write_report
     write_report(report, "bundle", "ticket-4711.zip")
 
-The CLI (``--json/--md/--html/--bundle``) and the TUI's export both call this module.
+The formats are listed once, in :mod:`qrdoctor.reports.formats`; the CLI's flags, the TUI's
+export dialog and the bundle's report files come from that list.
 """
 
 from __future__ import annotations
@@ -18,43 +19,24 @@ from pathlib import Path
 
 from qrdoctor.core.model import Report
 from qrdoctor.reports.environment import environment_info
+from qrdoctor.reports.formats import REPORT_FORMATS, ReportFormat, UnknownFormatError, get_format
 from qrdoctor.reports.redact import Redactor, redact_report, salt_for
 
-__all__ = ["FORMATS", "render", "write_report", "redact_report", "environment_info", "Redactor"]
+__all__ = ["FORMATS", "REPORT_FORMATS", "ReportFormat", "UnknownFormatError", "render", "write_report",
+           "redact_report", "environment_info", "Redactor"]
 
-FORMATS = ("json", "md", "html", "bundle")
-
-
-class UnknownFormatError(ValueError):
-    pass
-
-
-def _check_format(fmt: str) -> str:
-    if fmt not in FORMATS:
-        raise UnknownFormatError(f"unknown report format {fmt!r} (choose from {', '.join(FORMATS)})")
-    return fmt
+FORMATS = tuple(f.name for f in REPORT_FORMATS)  # the names, in the table's order
 
 
 def render(report: Report, fmt: str, include_phi: bool = False) -> str | bytes:
-    """The report in one format: ``json``, ``md`` and ``html`` as text, ``bundle`` as zip bytes.
+    """The report in one format (text, or bytes for a binary one such as ``bundle``).
 
-    ``json`` is exactly the redacted report's ``to_json()``.
+    Patient data is redacted unless ``include_phi``; ``json`` is exactly the redacted report's
+    ``to_json()``.
     """
-    _check_format(fmt)
+    renderer = get_format(fmt).render
     safe = redact_report(report, include_phi=include_phi)
-    if fmt == "json":
-        return safe.to_json()
-    if fmt == "md":
-        from qrdoctor.reports.markdown import render_markdown
-
-        return render_markdown(safe)
-    if fmt == "html":
-        from qrdoctor.reports.html import render_html
-
-        return render_html(safe)
-    from qrdoctor.reports.bundle import render_bundle
-
-    return render_bundle(safe, None if include_phi else Redactor(report.phi_values, salt_for(report)))
+    return renderer(safe, None if include_phi else Redactor(report.phi_values, salt_for(report)))
 
 
 def write_report(report: Report, fmt: str, path: str | Path, include_phi: bool = False) -> Path:

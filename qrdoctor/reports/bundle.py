@@ -1,9 +1,11 @@
 """The support bundle: one zip a vendor's support desk can open.
 
-Contents: ``report.html``, ``report.json``, ``report.md``, ``transcript.txt`` (the protocol
-transcript of every check, with a header per check), ``environment.json`` and ``README.txt``.
-Every file is made from the redacted report (or the opted-in one), and ``environment.json`` goes
-through the same redactor.
+Its files are listed once, by :func:`members`: ``README.txt`` (made from that list), every report
+format of :data:`~qrdoctor.reports.formats.REPORT_FORMATS` that goes into the bundle
+(``report.json``, ``report.md``, ``report.html``), and the bundle's own files in
+:data:`OWN_MEMBERS` (``transcript.txt``: the protocol transcript of every check, with a header per
+check; ``environment.json``). Every file is made from the redacted report (or the opted-in one),
+and anything added from elsewhere goes through the same redactor. Adding a file is one entry.
 """
 
 from __future__ import annotations
@@ -11,16 +13,27 @@ from __future__ import annotations
 import datetime as dt
 import io
 import json
+import textwrap
 import zipfile
+from collections.abc import Callable
+from dataclasses import dataclass
 
 from qrdoctor.core.model import Report
+from qrdoctor.core.replay import observations_document
+from qrdoctor.reports import formats
 from qrdoctor.reports.environment import environment_info
-from qrdoctor.reports.html import render_html
-from qrdoctor.reports.markdown import render_markdown
 from qrdoctor.reports.redact import Redactor
 from qrdoctor.reports.view import format_time
 
-MEMBERS = ("README.txt", "report.html", "report.json", "report.md", "transcript.txt", "environment.json")
+README = "README.txt"
+README_WIDTH = 92  # characters per line of README.txt
+
+
+@dataclass(frozen=True)
+class Member:
+    name: str
+    about: str  # its description in README.txt
+    make: Callable[[Report, Redactor | None], str | bytes]
 
 
 def transcript_text(report: Report) -> str:
@@ -44,7 +57,52 @@ def transcript_text(report: Report) -> str:
     return "\n".join(out).rstrip() + "\n"
 
 
-def readme_text(report: Report) -> str:
+def environment_json(report: Report, redactor: Redactor | None) -> str:
+    env = environment_info(report)
+    if redactor is not None:
+        env = redactor.data(env)
+    return json.dumps(env, indent=2, ensure_ascii=False) + "\n"
+
+
+OWN_MEMBERS: tuple[Member, ...] = (
+    Member("transcript.txt", "The DICOM protocol transcript of every check (associations, PDUs, "
+           "DIMSE messages and status codes), with a header per check.",
+           lambda report, redactor: transcript_text(report)),
+    Member("environment.json", "Versions of qrdoctor, pynetdicom, pydicom and Python, the operating "
+           "system, and this computer's addresses (address_seen_by_pacs is the address the PACS saw "
+           "our connection come from).", environment_json),
+    Member("observations.json", "What every check observed on the wire before concluding (redacted "
+           "like the rest): `qrdoctor replay BUNDLE.zip` re-runs the conclusions from it with the "
+           "installed qrdoctor, without any network access.",
+           lambda report, redactor: json.dumps(observations_document(report), indent=1,
+                                               ensure_ascii=False) + "\n"),
+)
+
+
+def members() -> tuple[Member, ...]:
+    """Every file of the bundle after README.txt: the report formats it carries, then its own."""
+    reports = tuple(Member(f.bundle_member, f"The {f.label}: {f.about}.", f.render)
+                    for f in formats.REPORT_FORMATS if f.in_bundle)
+    return reports + OWN_MEMBERS
+
+
+def member_names() -> tuple[str, ...]:
+    return (README, *(m.name for m in members()))
+
+
+def files_section(listed: tuple[Member, ...]) -> str:
+    """The README's list of files: each name, then its description wrapped beside it."""
+    rows = [(m.name, m.about) for m in listed] + [(README, "This file.")]
+    width = max(len(name) for name, _ in rows) + 2
+    lines = []
+    for name, about in rows:
+        wrapped = textwrap.wrap(about, README_WIDTH - width) or [""]
+        lines.append(f"{name:<{width}}{wrapped[0]}")
+        lines.extend(" " * width + more for more in wrapped[1:])
+    return "\n".join(lines) + "\n"
+
+
+def readme_text(report: Report, listed: tuple[Member, ...] | None = None) -> str:
     t = report.target
     if report.phi_included:
         privacy = (
@@ -69,17 +127,7 @@ def readme_text(report: Report) -> str:
         f"{s.skipped} skipped.\n\n"
         "Files\n"
         "-----\n"
-        "report.html       The report for people: open it in any web browser (works offline).\n"
-        "                  Problems with explanations and fixes, evidence, protocol transcripts.\n"
-        "report.md         The same report as Markdown, for pasting into a ticket.\n"
-        "report.json       The machine-readable report (schema qrdoctor.report/1): every check's\n"
-        "                  status, facts and findings with their evidence.\n"
-        "transcript.txt    The DICOM protocol transcript of every check (associations, PDUs,\n"
-        "                  DIMSE messages and status codes), with a header per check.\n"
-        "environment.json  Versions of qrdoctor, pynetdicom, pydicom and Python, the operating\n"
-        "                  system, and this computer's addresses (address_seen_by_pacs is the\n"
-        "                  address the PACS saw our connection come from).\n"
-        "README.txt        This file.\n\n"
+        f"{files_section(listed if listed is not None else members())}\n"
         "Privacy\n"
         "-------\n"
         f"{privacy}\n"
@@ -97,26 +145,25 @@ def _zip_time(report: Report) -> tuple[int, int, int, int, int, int]:
     return (when.year, when.month, when.day, when.hour, when.minute, when.second)
 
 
+def _bytes(content: str | bytes) -> bytes:
+    if isinstance(content, bytes):
+        return content
+    return (content if content.endswith("\n") else content + "\n").encode("utf-8")
+
+
 def render_bundle(report: Report, redactor: Redactor | None) -> bytes:
-    """The zip of an already redacted (or opted-in) report. ``redactor`` redacts the
-    environment information the same way as the report; None when patient data is included."""
-    env = environment_info(report)
-    if redactor is not None:
-        env = redactor.data(env)
-    files = {
-        "README.txt": readme_text(report),
-        "report.html": render_html(report),
-        "report.json": report.to_json() + "\n",
-        "report.md": render_markdown(report),
-        "transcript.txt": transcript_text(report),
-        "environment.json": json.dumps(env, indent=2, ensure_ascii=False) + "\n",
-    }
+    """The zip of an already redacted (or opted-in) report. ``redactor`` redacts what a member
+    adds from elsewhere (the environment) the same way as the report; None when patient data is
+    included."""
+    listed = members()
+    files = {README: readme_text(report, listed)}
+    files.update((m.name, m.make(report, redactor)) for m in listed)
     buf = io.BytesIO()
     stamp = _zip_time(report)
     with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED) as zf:
-        for name in MEMBERS:
+        for name, content in files.items():
             info = zipfile.ZipInfo(name, date_time=stamp)
             info.compress_type = zipfile.ZIP_DEFLATED
             info.external_attr = 0o644 << 16
-            zf.writestr(info, files[name].encode("utf-8"))
+            zf.writestr(info, _bytes(content))
     return buf.getvalue()

@@ -14,6 +14,7 @@ from typing import Any
 
 from qrdoctor import __version__
 from qrdoctor.core.model import Report
+from qrdoctor.reports.view import read_facts
 
 RESOLVE_TIMEOUT_S = 2.0
 
@@ -69,7 +70,7 @@ def environment_info(report: Report | None = None) -> dict[str, Any]:
     if report is not None:
         tcp = next((c for c in report.checks if c.id == "network.tcp"), None)
         if tcp is not None:
-            local = tcp.facts.get("local_address")
+            local = getattr(read_facts(tcp), "local_address", None)  # absent when TCP failed
             if local:
                 info["address_seen_by_pacs"] = local
                 if local not in addresses:

@@ -546,6 +546,8 @@ def redact_report(report: Report, include_phi: bool = False) -> Report:
     if include_phi:
         copy = report.model_copy(update={"phi_included": True}, deep=True)
         copy._phi.update(report.phi_values)
+        copy._observations.update(report._observations)
+        copy._options.update(report._options)
         return copy
     red = redactor_for(report)
     data = report.model_dump(mode="json", by_alias=True)
@@ -560,4 +562,8 @@ def redact_report(report: Report, include_phi: bool = False) -> Report:
             for field in ("summary", "explanation", "fix"):
                 f[field] = red.text(f[field])
             f["evidence"] = red.data(f.get("evidence") or {})
-    return Report.model_validate(data)
+    safe = Report.model_validate(data)
+    # What the checks observed (for `qrdoctor replay`) holds the PACS's answers: redacted alike.
+    safe._observations.update(red.data(dict(report._observations)))
+    safe._options.update(red.data(dict(report._options)))
+    return safe

@@ -12,8 +12,11 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from pydantic import ValidationError
+
 from qrdoctor.console import MARKS_UTF8, verdict
 from qrdoctor.core.model import CheckResult, Finding, Report, Severity, Status
+from qrdoctor.core.registry import Facts, typed_facts
 
 PROBLEM_STATUSES = (Status.FAIL, Status.WARN, Status.ERROR)
 ADMIN_SEVERITIES = (Severity.FAIL, Severity.WARN)
@@ -205,6 +208,61 @@ def _not_tested(c: CheckResult | None) -> str:
     return "could not be determined"
 
 
+def read_facts(c: CheckResult | None) -> Facts | None:
+    """A check's facts through its declared type (:func:`~qrdoctor.core.registry.typed_facts`).
+
+    None when the check is not in the report. Facts that do not fit the type (a check that
+    crashed, or a report written by another version) are read as they are.
+    """
+    if c is None:
+        return None
+    try:
+        return typed_facts(c.id, c.facts)
+    except ValidationError:
+        return Facts.model_validate(c.facts or {})
+
+
+def reported(facts: Facts | None, name: str) -> bool:
+    """Whether the check reported this fact at all (even as null: "tested, none found")."""
+    return facts is not None and name in facts.model_fields_set
+
+
+def _match_limit_row(check: CheckResult | None) -> tuple[str, str]:
+    f = read_facts(check)
+    if f is None or not reported(f, "limit"):
+        return ("Match limit", _not_tested(check))
+    limit = f.limit
+    if isinstance(limit, int) and not isinstance(limit, bool):
+        return ("Match limit", f"capped at {limit} matches per query, without a warning status")
+    if limit is None:
+        probed = getattr(f, "probed_up_to", None)
+        upto = f" (probed up to {probed} matches)" if isinstance(probed, int) else ""
+        return ("Match limit", f"no cap found{upto}")
+    return ("Match limit", _not_tested(check))
+
+
+def _case_row(check: CheckResult | None) -> tuple[str, str]:
+    f = read_facts(check)
+    if f is None or not reported(f, "case_sensitive"):
+        return ("PN matching", _not_tested(check))
+    if f.case_sensitive is True:
+        return ("PN matching", "case sensitive: a lower-case query does not find upper-case names")
+    if f.case_sensitive is False:
+        return ("PN matching", "case insensitive")
+    return ("PN matching", "case sensitivity could not be determined")
+
+
+def _scope_row(check: CheckResult | None) -> tuple[str, str]:
+    f = read_facts(check)
+    if f is None or not reported(f, "scope"):
+        return ("PN wildcard scope", _not_tested(check))
+    if f.scope == "whole_value":
+        return ("PN wildcard scope", "whole value: a wildcard pattern is matched against the whole name")
+    if f.scope == "family_name":
+        return ("PN wildcard scope", "family name only: patterns match the family name component")
+    return ("PN wildcard scope", f"could not be determined{f' ({f.scope})' if f.scope else ''}")
+
+
 def matching_profile(report: Report) -> list[tuple[str, str]]:
     """How this PACS matches queries: its match limit, PN case sensitivity and wildcard scope.
 
@@ -215,39 +273,7 @@ def matching_profile(report: Report) -> list[tuple[str, str]]:
     wild_check = checks.get("match.wildcards")
     if limit_check is None and wild_check is None:
         return []
-    rows: list[tuple[str, str]] = []
-
-    facts = limit_check.facts if limit_check is not None else {}
-    probed = facts.get("probed_up_to")
-    if isinstance(facts.get("limit"), int) and not isinstance(facts.get("limit"), bool):
-        rows.append(("Match limit", f"capped at {facts['limit']} matches per query, without a warning status"))
-    elif "limit" in facts and facts["limit"] is None:
-        upto = f" (probed up to {probed} matches)" if isinstance(probed, int) else ""
-        rows.append(("Match limit", f"no cap found{upto}"))
-    else:
-        rows.append(("Match limit", _not_tested(limit_check)))
-
-    facts = wild_check.facts if wild_check is not None else {}
-    case = facts.get("case_sensitive")
-    if case is True:
-        rows.append(("PN matching", "case sensitive: a lower-case query does not find upper-case names"))
-    elif case is False:
-        rows.append(("PN matching", "case insensitive"))
-    elif "case_sensitive" in facts:
-        rows.append(("PN matching", "case sensitivity could not be determined"))
-    else:
-        rows.append(("PN matching", _not_tested(wild_check)))
-
-    scope = facts.get("scope")
-    if scope == "whole_value":
-        rows.append(("PN wildcard scope", "whole value: a wildcard pattern is matched against the whole name"))
-    elif scope == "family_name":
-        rows.append(("PN wildcard scope", "family name only: patterns match the family name component"))
-    elif "scope" in facts:
-        rows.append(("PN wildcard scope", f"could not be determined{f' ({scope})' if scope else ''}"))
-    else:
-        rows.append(("PN wildcard scope", _not_tested(wild_check)))
-    return rows
+    return [_match_limit_row(limit_check), _case_row(wild_check), _scope_row(wild_check)]
 
 
 def build(report: Report) -> ReportView:

@@ -13,6 +13,7 @@ The test suite and ``qrdoctor demo`` / ``qrdoctor simulate`` use it as their pee
 from __future__ import annotations
 
 import logging
+import socket
 import threading
 import time
 from collections.abc import Iterable
@@ -117,9 +118,6 @@ class SimulatedPACS:
     def _make_ae(self) -> AE:
         q = self.quirks
         ae = AE(ae_title=self.ae_title)
-        # Marks every association of this AE (acceptor, and requestor for C-MOVE
-        # sub-operations) as the simulator's, for log filters such as qrdoctor.core.transcript.
-        ae.qrdoctor_server = True  # type: ignore[attr-defined]
         ae.maximum_associations = q.max_associations or DEFAULT_MAX_ASSOCIATIONS
         ae.require_called_aet = q.check_called_ae
         ae.require_calling_aet = self._allowed_calling_aes()
@@ -185,14 +183,13 @@ class SimulatedPACS:
         )
         if not self.protocol_log:
             unbind_standard_logging(server)
-        self.ae._servers.append(server)
         self._server = server
+        # A new thread starts without any check's transcript (qrdoctor.core.transcript), and so
+        # do the threads it starts: what the simulated PACS logs stays out of the transcripts.
         self._thread = threading.Thread(
             target=server.serve_forever, kwargs={"poll_interval": 0.05},
             name=f"SimulatedPACS-{self.ae_title}@{self.port}", daemon=True,
         )
-        # Marks for qrdoctor.core.transcript: log records from our threads are the PACS's, not ours.
-        self._thread.qrdoctor_server = True  # type: ignore[attr-defined]
         self._thread.start()
         LOGGER.info("SimulatedPACS %s listening on %s:%d (%s; quirks: %s)", self.ae_title,
                     self.host, self.port, self.archive, self.quirks or "none")
@@ -219,19 +216,13 @@ class SimulatedPACS:
                 pass
         for assoc in assocs:
             if assoc not in waiting:
-                try:
-                    assoc.dul.socket._shutdown_socket()  # type: ignore[union-attr]
-                except Exception:  # pragma: no cover
-                    pass
+                _cut_connection(assoc)
         deadline = time.monotonic() + 0.5
         for assoc in waiting:
             assoc.join(timeout=max(0.0, deadline - time.monotonic()))
         for assoc in waiting:
             if assoc.is_alive():
-                try:  # the peer never closed its end: close ours
-                    assoc.dul.socket._shutdown_socket()  # type: ignore[union-attr]
-                except Exception:  # pragma: no cover
-                    pass
+                _cut_connection(assoc)  # the peer never closed its end: close ours
                 assoc.join(timeout=2)
         LOGGER.info("SimulatedPACS %s stopped", self.ae_title)
 
@@ -256,6 +247,17 @@ class SimulatedPACS:
         state = "running" if self.running else "stopped"
         return (f"SimulatedPACS({self.ae_title}@{self.host}:{self.port}, {state}, "
                 f"studies={self.archive.num_studies}, quirks={str(self.quirks)!r})")
+
+
+def _cut_connection(assoc: Any) -> None:
+    """Shut the association's TCP connection down: its network thread sees the end and stops."""
+    raw = getattr(getattr(assoc.dul, "socket", None), "socket", None)
+    if raw is None:
+        return
+    try:
+        raw.shutdown(socket.SHUT_RDWR)
+    except OSError:  # already gone
+        pass
 
 
 def demo_pacs(store_port: int, *, calling_ae: str = "QRDOCTOR", host: str = "127.0.0.1",

@@ -5,14 +5,16 @@ pynetdicom's own Q/R service class decides the final statuses and counts of C-MO
 the simulator has to reproduce. So the server here hooks the association's request dispatch:
 C-FIND/C-MOVE/C-GET requests on a Q/R presentation context are served by :class:`QRService`,
 which sends every response itself; everything else (C-ECHO, C-STORE) stays with pynetdicom.
-The hook is per association of our own server, so pynetdicom clients in the same process are
-untouched, and no global pynetdicom configuration is changed.
+The hook (:func:`qrdoctor.dicom.compat.route_requests`, the one place that reaches into
+pynetdicom's internals) is installed per association of our own server when its connection
+opens, so pynetdicom clients in the same process are untouched, and no global pynetdicom
+configuration is changed.
 """
 
 from __future__ import annotations
 
 import logging
-import socket
+import socketserver
 import threading
 import time
 from collections.abc import Callable
@@ -21,12 +23,13 @@ from typing import TYPE_CHECKING, Any
 
 from pydicom.dataset import Dataset
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
-from pynetdicom import _handlers, build_context, evt
+from pynetdicom import build_context, evt
 from pynetdicom.dimse_primitives import C_FIND, C_GET, C_MOVE
 from pynetdicom.dsutils import decode, encode
 from pynetdicom.status import code_to_category
-from pynetdicom.transport import RequestHandler, ThreadedAssociationServer
+from pynetdicom.transport import ThreadedAssociationServer
 
+from qrdoctor.dicom import compat, pdu
 from qrdoctor.simulator.data import Archive, Instance
 from qrdoctor.simulator.matching import (
     LEVELS,
@@ -94,7 +97,6 @@ class _Request:
         assoc = self.assoc
         return not (
             self.service.stopping.is_set()
-            or assoc._kill
             or not assoc.is_established
             or assoc.acse.is_aborted()
             or not assoc.dul.is_alive()
@@ -164,24 +166,27 @@ class QRService:
 
     # ---- dispatch -----------------------------------------------------------------------------
 
+    def on_connection(self, event: Any) -> None:
+        """EVT_CONN_OPEN of each acceptor association, before it runs: route its Q/R requests
+        to us, send small PDUs at once, and keep pynetdicom's per-PDU logging off."""
+        _no_delay(event)  # without it each small response waits for the client's delayed ACK
+        self.install(event.assoc)
+
     def install(self, assoc: Association) -> None:
         """Route this association's Q/R requests to us."""
-        original = assoc._serve_request
 
-        def serve_request(msg: Any, context_id: int) -> None:
-            if isinstance(msg, (C_FIND, C_MOVE, C_GET)) and self._serve(assoc, msg, context_id):
-                return
-            original(msg, context_id)
+        def serve(msg: Any, context_id: int) -> bool:
+            return isinstance(msg, (C_FIND, C_MOVE, C_GET)) and self._serve(assoc, msg, context_id)
 
-        assoc._serve_request = serve_request  # type: ignore[method-assign]
+        compat.route_requests(assoc, serve)
         if not self.pacs.protocol_log:
             unbind_standard_logging(assoc)
 
     def _serve(self, assoc: Association, msg: Any, context_id: int) -> bool:
         """Serve a Q/R request; False to leave it to pynetdicom."""
-        if assoc._sent_release or not msg.is_valid_request:
+        if not msg.is_valid_request:
             return False
-        context = assoc._accepted_cx.get(context_id)
+        context = next((cx for cx in assoc.accepted_contexts if cx.context_id == context_id), None)
         if context is None or context.abstract_syntax not in MODELS:
             return False
         model, operation = MODELS[context.abstract_syntax]
@@ -192,7 +197,6 @@ class QRService:
         handler: Callable[[_Request], None] = {
             "FIND": self._find, "MOVE": self._move, "GET": self._get}[operation]
         assoc.dimse.cancel_req = {}
-        assoc._is_paused = True
         try:
             LOGGER.debug("%s C-%s from %s", model.name, operation, request.calling_ae)
             if self._refuse_unknown(request, operation):
@@ -210,7 +214,6 @@ class QRService:
             except Exception:  # pragma: no cover - best effort only
                 pass
         finally:
-            assoc._is_paused = False
             assoc.dimse.cancel_req = {}
         return True
 
@@ -448,8 +451,8 @@ class QRService:
                     for uid in sop_classes]
         LOGGER.info("C-MOVE: %d instances to %s at %s:%d", len(instances), destination, host,
                     port)
-        store_assoc = self.pacs.ae.associate(host, port, contexts=contexts,
-                                             ae_title=destination)
+        store_assoc = self.pacs.ae.associate(host, port, contexts=contexts, ae_title=destination,
+                                             evt_handlers=[(evt.EVT_CONN_OPEN, _no_delay)])
         if not self.pacs.protocol_log:
             unbind_standard_logging(store_assoc)
         if not store_assoc.is_established:
@@ -497,38 +500,23 @@ class QRService:
 # ---- server ------------------------------------------------------------------------------------
 
 
+def _no_delay(event: Any) -> None:
+    """EVT_CONN_OPEN: send each small PDU at once (no wait for the peer's delayed ACK)."""
+    raw = getattr(event.assoc.dul.socket, "socket", None)
+    if raw is not None:
+        pdu.no_delay(raw)
+
+
 def unbind_standard_logging(target: Any) -> None:
     """Drop pynetdicom's per-PDU/DIMSE debug log handlers from one server or association.
 
     They format every message even when nobody logs at DEBUG; only our own acceptor side is
-    affected (a client in the same process keeps its transcript).
+    affected (a client in the same process keeps its transcript). The simulator binds nothing
+    else to these events, so every handler bound to them is pynetdicom's standard one.
     """
-    for event, handler in (
-        (evt.EVT_DIMSE_RECV, _handlers.standard_dimse_recv_handler),
-        (evt.EVT_DIMSE_SENT, _handlers.standard_dimse_sent_handler),
-        (evt.EVT_PDU_RECV, _handlers.standard_pdu_recv_handler),
-        (evt.EVT_PDU_SENT, _handlers.standard_pdu_sent_handler),
-    ):
-        try:
+    for event in (evt.EVT_DIMSE_RECV, evt.EVT_DIMSE_SENT, evt.EVT_PDU_RECV, evt.EVT_PDU_SENT):
+        for handler, _args in list(target.get_handlers(event)):
             target.unbind(event, handler)
-        except Exception:  # pragma: no cover - not bound under another LOG_HANDLER_LEVEL
-            pass
-
-
-class _SimRequestHandler(RequestHandler):
-    """Creates each acceptor association as pynetdicom does, then hooks our Q/R service in."""
-
-    def _create_association(self) -> Association:
-        # Without TCP_NODELAY each small response waits for the client's delayed ACK (~40 ms).
-        try:
-            self.request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        except OSError:  # pragma: no cover - not a TCP socket
-            pass
-        assoc = super()._create_association()
-        server = self.server
-        assert isinstance(server, SimAssociationServer)
-        server.service.install(assoc)
-        return assoc
 
 
 class SimAssociationServer(ThreadedAssociationServer):
@@ -539,5 +527,15 @@ class SimAssociationServer(ThreadedAssociationServer):
     def __init__(self, ae: Any, address: tuple[str, int], ae_title: str, contexts: list[Any],
                  service: QRService, evt_handlers: list[Any] | None = None) -> None:
         self.service = service
-        super().__init__(ae, address, ae_title, contexts, evt_handlers=evt_handlers,
-                         request_handler=_SimRequestHandler)
+        handlers = [(evt.EVT_CONN_OPEN, service.on_connection), *(evt_handlers or [])]
+        super().__init__(ae, address, ae_title, contexts, evt_handlers=handlers)
+
+    def shutdown(self) -> None:
+        """Stop serving and close the listening socket.
+
+        pynetdicom's own version also takes the server off its AE's list of servers, where only
+        ``AE.start_server()`` puts one; SimulatedPACS runs this server itself (with a shorter
+        poll interval, so that it stops quickly), so there is nothing to take off.
+        """
+        socketserver.TCPServer.shutdown(self)
+        self.server_close()

@@ -2,7 +2,9 @@
 
 A response identifier has a handful of short elements whose VRs are known in advance, so it is
 written directly as Implicit or Explicit VR Little Endian bytes instead of building and encoding a
-pydicom Dataset per match (which would dominate the time of a large C-FIND).
+pydicom Dataset per match (which would dominate the time of a large C-FIND). Elements, command
+sets and PDV control headers come from the one DICOM layer (:mod:`qrdoctor.dicom.dimse`,
+:mod:`qrdoctor.dicom.pdu`).
 """
 
 from __future__ import annotations
@@ -14,20 +16,20 @@ from typing import Any
 
 from pynetdicom.pdu_primitives import P_DATA
 
+from qrdoctor.dicom import dimse, pdu
 from qrdoctor.simulator.data import charset_codec
 from qrdoctor.simulator.matching import ReturnKey, patient_of
 
 __all__ = ["IdentifierEncoder", "FindResponseWriter", "encode_element"]
 
-_LONG_VRS = frozenset({"OB", "OD", "OF", "OL", "OV", "OW", "SQ", "UC", "UN", "UR", "UT"})
+# pynetdicom's P_DATA primitive takes each PDV as its control header byte plus the fragment
+_COMMAND_LAST = bytes([pdu.PDV_COMMAND | pdu.PDV_LAST])
+_DATA_SET_LAST = bytes([pdu.PDV_LAST])
+
 _CHARSET_VRS = frozenset({"PN", "LO", "SH", "LT", "ST", "UT", "UC"})
 _TEXT_VRS = frozenset({"AE", "AS", "CS", "DA", "DS", "DT", "IS", "LO", "LT", "PN", "SH", "ST",
                        "TM", "UC", "UI", "UR", "UT"})
 _INT_FORMATS = {"US": "<H", "SS": "<h", "UL": "<I", "SL": "<l"}
-
-_pack_explicit_short = struct.Struct("<HH2sH").pack
-_pack_explicit_long = struct.Struct("<HH2sHI").pack
-_pack_implicit = struct.Struct("<HHI").pack
 
 
 def _value_bytes(vr: str, value: Any, codec: str) -> bytes:
@@ -48,13 +50,7 @@ def _value_bytes(vr: str, value: Any, codec: str) -> bytes:
 
 def encode_element(tag: int, vr: str, value: Any, explicit: bool, codec: str = "ascii") -> bytes:
     """One data element, Little Endian, implicit or explicit VR."""
-    data = _value_bytes(vr, value, codec)
-    group, elem = tag >> 16, tag & 0xFFFF
-    if not explicit:
-        return _pack_implicit(group, elem, len(data)) + data
-    if vr in _LONG_VRS:
-        return _pack_explicit_long(group, elem, vr.encode("ascii"), 0, len(data)) + data
-    return _pack_explicit_short(group, elem, vr.encode("ascii"), len(data)) + data
+    return dimse.element(tag, vr, _value_bytes(vr, value, codec), explicit)
 
 
 class IdentifierEncoder:
@@ -115,7 +111,6 @@ class FindResponseWriter:
     when they fit in the peer's maximum PDU length (else the caller falls back to pynetdicom).
     """
 
-    C_FIND_RSP = 0x8020
     #: Backpressure: wait while more PDUs than this are queued for the network thread.
     HIGH_WATER = 256
 
@@ -133,14 +128,8 @@ class FindResponseWriter:
     def _command(self, status: int) -> bytes:
         cmd = self._commands.get(status)
         if cmd is None:
-            body = b"".join((
-                encode_element(0x00000002, "UI", self._sop_class_uid, False),
-                encode_element(0x00000100, "US", self.C_FIND_RSP, False),
-                encode_element(0x00000120, "US", self._message_id, False),
-                encode_element(0x00000800, "US", 0x0001, False),  # a data set follows
-                encode_element(0x00000900, "US", status, False),
-            ))
-            cmd = encode_element(0x00000000, "UL", len(body), False) + body
+            cmd = dimse.response(dimse.C_FIND_RSP, self._sop_class_uid, self._message_id, status,
+                                 with_data_set=True)
             self._commands[status] = cmd
         return cmd
 
@@ -153,8 +142,8 @@ class FindResponseWriter:
             self._drain()
         pdata = P_DATA()
         pdata.presentation_data_value_list = [
-            [self._cx, b"\x03" + cmd],  # last fragment of the command
-            [self._cx, b"\x02" + identifier],  # last fragment of the data set
+            [self._cx, _COMMAND_LAST + cmd],
+            [self._cx, _DATA_SET_LAST + identifier],
         ]
         self._assoc.dul.send_pdu(pdata)
         return True

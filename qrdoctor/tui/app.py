@@ -13,7 +13,8 @@ from qrdoctor.core.options import RunOptions
 from qrdoctor.core.registry import Check, select
 from qrdoctor.core.runner import Runner
 from qrdoctor.core.target import Target
-from qrdoctor.tui.connect import ConnectScreen
+from qrdoctor.reports.formats import listing
+from qrdoctor.tui.connect import Connection, ConnectScreen
 from qrdoctor.tui.run_screen import RunScreen
 
 SLOW_AFTER_S = 5.0  # a running check gets a "taking longer than usual" note after this
@@ -79,13 +80,14 @@ class QRDoctorApp(App[int]):
             self.open_connection_form(None)
 
     def open_connection_form(self, target: Target | None) -> None:
-        def chosen(new: Target | None) -> None:
+        def chosen(new: Connection | None) -> None:
             if new is not None:
-                self.start(new)
+                self.options = new.options
+                self.start(new.target)
             elif self.run_screen.target is None:
                 self.exit(self.exit_status)
 
-        self.push_screen(ConnectScreen(target, cursor_blink=self.cursor_blink), chosen)
+        self.push_screen(ConnectScreen(target, options=self.options, cursor_blink=self.cursor_blink), chosen)
 
     def start(self, target: Target) -> None:
         self.run_screen.start_run(None, target)
@@ -128,8 +130,7 @@ class QRDoctorApp(App[int]):
                                 s.action_cancel_run)
             yield SystemCommand("Next issue", "Select the next check with a problem (n)",
                                 s.action_next_problem)
-            yield SystemCommand("Export the report", "JSON, Markdown, HTML or support bundle (e)",
-                                s.action_export)
+            yield SystemCommand("Export the report", f"{listing()} (e)", s.action_export)
             yield SystemCommand("Copy the summary", "Copy the one-line-per-check summary (y)",
                                 s.action_copy_summary)
             yield SystemCommand("Explain the finding",

@@ -1,4 +1,9 @@
-"""The connection form: what to diagnose, validated as you type, with saved node profiles."""
+"""The connection form: what to diagnose, validated as you type, with saved node profiles.
+
+Below the target's fields come the checks' options, one field per field of the checks' declared
+Options models (the same declarations the command-line flags are made from); an empty option
+field means its default, shown as the placeholder.
+"""
 
 from __future__ import annotations
 
@@ -14,6 +19,13 @@ from textual.screen import Screen
 from textual.validation import ValidationResult, Validator
 from textual.widgets import Button, Footer, Header, Input, Label, Select, Static
 
+from qrdoctor.core.option_fields import (
+    OptionField,
+    declared_values,
+    option_fields,
+    options_from_texts,
+)
+from qrdoctor.core.options import OptionError, RunOptions
 from qrdoctor.core.profiles import ProfileError, check_profile_name, delete_profile, save_profile
 from qrdoctor.core.target import (
     DEFAULT_CALLING_AE,
@@ -69,19 +81,44 @@ class Field:
     label: str
     parse: Callable[[str], Any]
     placeholder: str = ""
+    tooltip: str | None = None
 
+
+@dataclass(frozen=True)
+class Connection:
+    """What the form decided: the target, and the checks' options for the run."""
+
+    target: Target
+    options: RunOptions
+
+
+TIMEOUT_TIP = ("Seconds each network step may take. A check's deadline is its budget times this "
+               "plus 2 s; a retrieve stalls after Stall (s) without progress (default twice this).")
 
 FIELDS = (
     Field("called_ae", "PACS AE", lambda v: check_ae_title(v, "The PACS AE title"), "e.g. ORTHANC"),
     Field("host", "Host", _host, "name or IP address"),
     Field("port", "Port", lambda v: check_port(v, "The PACS port"), "e.g. 104"),
-    Field("timeout", "Timeout (s)", _timeout),
+    Field("timeout", "Timeout (s)", _timeout, tooltip=TIMEOUT_TIP),
     Field("calling_ae", "Our AE", lambda v: check_ae_title(v, "The calling AE title")),
     Field("move_ae", "Move AE", _move_ae, "same as our AE"),
     Field("store_port", "Store port", _store_port),
     Field("advertise", "Advertise", _advertise, "auto"),
 )
-BY_ID = {f.id: f for f in FIELDS}
+
+
+def option_field(f: OptionField) -> Field:
+    """A form field for one declared option; empty means the default (its placeholder)."""
+    return Field(f.name, f.label, f.parse, f.default_text or "default", tooltip=f.help)
+
+
+def option_texts(options: RunOptions | None, fields: list[OptionField]) -> dict[str, str]:
+    """What the option fields show: each value set differently from its default, else nothing."""
+    out: dict[str, str] = {}
+    for f in fields:
+        value = getattr(options.get(f.model), f.name) if options is not None else f.default
+        out[f.name] = "" if value == f.default else f.text(value)
+    return out
 
 
 class FieldValidator(Validator):
@@ -112,8 +149,9 @@ def field_values(target: Target | None) -> dict[str, str]:
     }
 
 
-class ConnectScreen(Screen[Target | None]):
-    """Dismisses with the Target to diagnose, or None when the user backs out."""
+class ConnectScreen(Screen[Connection | None]):
+    """Dismisses with the Connection (target and options) to diagnose, or None when the user
+    backs out."""
 
     BINDINGS = [
         Binding("ctrl+r", "run", "Run", priority=True),
@@ -122,9 +160,15 @@ class ConnectScreen(Screen[Target | None]):
         Binding("escape", "back", "Back"),
     ]
 
-    def __init__(self, target: Target | None = None, *, cursor_blink: bool = True) -> None:
+    def __init__(self, target: Target | None = None, *, options: RunOptions | None = None,
+                 cursor_blink: bool = True) -> None:
         super().__init__()
         self.initial = target
+        self.initial_options = options
+        self.declared = option_fields()
+        self.option_ids = [f.name for f in self.declared]
+        self.fields = (*FIELDS, *(option_field(f) for f in self.declared))
+        self.by_id = {f.id: f for f in self.fields}
         self.dicomweb = target.dicomweb if target else None
         self.tls = target.tls if target else None  # kept from the target or a chosen profile
         self.cursor_blink = cursor_blink
@@ -148,6 +192,11 @@ class ConnectScreen(Screen[Target | None]):
                 yield Static("This workstation", classes="form-section")
                 for f in FIELDS[4:]:
                     yield from self._field(f, values[f.id])
+                if self.declared:
+                    yield Static("Options of the checks", classes="form-section")
+                    texts = option_texts(self.initial_options, self.declared)
+                    for f in self.fields[len(FIELDS):]:
+                        yield from self._field(f, texts[f.id])
             yield Static("", id="form-errors", markup=False)
             with Horizontal(classes="buttons"):
                 yield Button("Run the checks", id="run", variant="primary", compact=True)
@@ -157,9 +206,11 @@ class ConnectScreen(Screen[Target | None]):
 
     def _field(self, f: Field, value: str) -> ComposeResult:
         yield Label(f.label, classes="field-label")
-        yield Input(value, placeholder=f.placeholder, id=f.id, compact=True,
+        inp = Input(value, placeholder=f.placeholder, id=f.id, compact=True,
                     validators=[FieldValidator(f)], validate_on=["changed", "submitted"],
                     select_on_focus=False)
+        inp.tooltip = f.tooltip
+        yield inp
 
     def on_mount(self) -> None:
         for inp in self.query(Input):
@@ -200,6 +251,10 @@ class ConnectScreen(Screen[Target | None]):
             text = f"{value:g}" if isinstance(value, float) else str(value)
             self.query_one(f"#{key}", Input).value = text
             self.touched.add(key)
+        saved = declared_values(p, self.declared)
+        for f in self.declared:
+            self.query_one(f"#{f.name}", Input).value = f.text(saved.get(f.name))
+            self.touched.add(f.name)
         self.dicomweb = p.get("dicomweb")
         self.tls = None
         try:
@@ -211,12 +266,12 @@ class ConnectScreen(Screen[Target | None]):
         self.query_one("#profile_name", Input).value = name
 
     def action_save_profile(self) -> None:
-        target = self.build_target(show=True)
-        if target is None:
+        chosen = self.build_connection(show=True)
+        if chosen is None:
             return
         try:
             name = check_profile_name(self.query_one("#profile_name", Input).value)
-            path = save_profile(name, target)
+            path = save_profile(name, chosen.target, options=chosen.options.flat())
         except ProfileError as exc:
             self.notify(str(exc), title="Profile not saved", severity="error", markup=False)
             self.query_one("#profile_name", Input).focus()
@@ -258,14 +313,14 @@ class ConnectScreen(Screen[Target | None]):
     # ---- validation -----------------------------------------------------------------------
     @on(Input.Changed)
     def _changed(self, event: Input.Changed) -> None:
-        if event.input.id in BY_ID:
+        if event.input.id in self.by_id:
             self.touched.add(event.input.id)
             self._show_errors()
 
     def errors(self, every: bool = False) -> dict[str, str]:
         """Validation messages by field: the touched fields, or every field."""
         out: dict[str, str] = {}
-        for f in FIELDS:
+        for f in self.fields:
             if not every and f.id not in self.touched:
                 continue
             inp = self.query_one(f"#{f.id}", Input)
@@ -276,7 +331,7 @@ class ConnectScreen(Screen[Target | None]):
 
     def _show_errors(self, every: bool = False) -> dict[str, str]:
         errors = self.errors(every)
-        text = "\n".join(f"{BY_ID[k].label}: {v}" for k, v in errors.items())
+        text = "\n".join(f"{self.by_id[k].label}: {v}" for k, v in errors.items())
         self.query_one("#form-errors", Static).update(text)
         return errors
 
@@ -295,6 +350,20 @@ class ConnectScreen(Screen[Target | None]):
             self.query_one("#form-errors", Static).update(str(exc))
             return None
 
+    def build_options(self) -> RunOptions | None:
+        """The checks' options from their fields (the defaults where a field is empty)."""
+        texts = {name: self.query_one(f"#{name}", Input).value for name in self.option_ids}
+        try:
+            return options_from_texts(texts, self.declared)
+        except OptionError as exc:
+            self.query_one("#form-errors", Static).update(str(exc))
+            return None
+
+    def build_connection(self, show: bool = False) -> Connection | None:
+        target = self.build_target(show=show)
+        options = self.build_options() if target is not None else None
+        return Connection(target, options) if target is not None and options is not None else None
+
     # ---- leaving ---------------------------------------------------------------------------
     @on(Input.Submitted)
     def _submitted(self, event: Input.Submitted) -> None:
@@ -305,9 +374,9 @@ class ConnectScreen(Screen[Target | None]):
 
     @on(Button.Pressed, "#run")
     def action_run(self) -> None:
-        target = self.build_target(show=True)
-        if target is not None:
-            self.dismiss(target)
+        chosen = self.build_connection(show=True)
+        if chosen is not None:
+            self.dismiss(chosen)
 
     def action_back(self) -> None:
         self.dismiss(None)

@@ -13,20 +13,8 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Markdown, RadioButton, RadioSet, Static
 
 from qrdoctor.core.target import Target
-
-FORMAT_LABELS = {
-    "json": "JSON: the machine-readable report",
-    "md": "Markdown: for a ticket or a wiki",
-    "html": "HTML: one self-contained page",
-    "bundle": "Support bundle: a .zip with HTML, JSON and the transcript",
-}
-EXTENSIONS = {"json": ".json", "md": ".md", "html": ".html", "bundle": ".zip"}
-
-
-def available_formats() -> tuple[str, ...]:
-    from qrdoctor.reports import FORMATS
-
-    return tuple(FORMATS)
+from qrdoctor.reports import formats
+from qrdoctor.reports.formats import get_format, listing
 
 
 class ExplainScreen(ModalScreen[None]):
@@ -63,7 +51,7 @@ class ExplainScreen(ModalScreen[None]):
         self.dismiss(None)
 
 
-HELP = """\
+HELP = f"""\
 qrdoctor runs the staged checks against the PACS: network,
 association, query, matching, retrieve. A check whose requirement
 failed is skipped, blocked by that check: start with the first failure.
@@ -75,7 +63,7 @@ failed is skipped, blocked by that check: start with the first failure.
   r        re-run all checks
   s        re-run the selected check (and the checks it requires)
   x        cancel the run (open associations are aborted)
-  e        export the report: JSON, Markdown, HTML, support bundle
+  e        export the report: {listing()}
   y        copy the summary to the clipboard
   t        change the target (connection form, saved profiles)
   p        jump to the protocol transcript
@@ -118,20 +106,19 @@ class ExportScreen(ModalScreen[tuple[str, Path] | None]):
         super().__init__()
         self.target = target
         self.include_phi = include_phi
-        self.formats = available_formats()
-        self.fmt = self.formats[0]
+        self.fmt = formats.REPORT_FORMATS[0].name
         stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
         self.stem = (directory or Path.cwd()) / f"qrdoctor-{_safe(target.called_ae)}-{stamp}"
 
     def default_path(self, fmt: str) -> str:
-        return str(self.stem) + EXTENSIONS.get(fmt, "." + fmt)
+        return str(self.stem) + get_format(fmt).extension
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog", id="export-dialog"):
             yield Label("Export the report", classes="dialog-title")
             with RadioSet(id="formats"):
-                for i, fmt in enumerate(self.formats):
-                    yield RadioButton(FORMAT_LABELS.get(fmt, fmt), value=i == 0, name=fmt)
+                for i, fmt in enumerate(formats.REPORT_FORMATS):
+                    yield RadioButton(f"{fmt.title}: {fmt.about}", value=i == 0, name=fmt.name)
             yield Label("File:")
             yield Input(self.default_path(self.fmt), id="export-path", compact=True)
             phi = ("Patient data is INCLUDED (started with --include-phi)." if self.include_phi
@@ -149,9 +136,9 @@ class ExportScreen(ModalScreen[tuple[str, Path] | None]):
     def _format_changed(self, event: RadioSet.Changed) -> None:
         new = event.pressed.name or self.fmt
         path_input = self.query_one("#export-path", Input)
-        old_ext = EXTENSIONS.get(self.fmt, "")
+        old_ext = get_format(self.fmt).extension
         if path_input.value.endswith(old_ext):
-            path_input.value = path_input.value[: len(path_input.value) - len(old_ext)] + EXTENSIONS.get(new, "")
+            path_input.value = path_input.value.removesuffix(old_ext) + get_format(new).extension
         self.fmt = new
 
     @on(Input.Submitted, "#export-path")

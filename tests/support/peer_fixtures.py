@@ -1,18 +1,19 @@
 """pytest fixtures for real DICOM peers (Orthanc 1.10.1 and DCMTK dcmqrscp 3.6.7) on loopback.
 
-Loaded by ``tests/conftest.py`` with ``pytest_plugins = ["peer_fixtures"]``; the machinery is
-in ``tests/peers.py``. Every fixture calls :func:`peers.require_tool` first: a missing server
-skips the test on a developer machine and fails it in CI (``CI=true``).
+Registered by ``tests/conftest.py`` (``pytest_plugins``); the servers are
+:mod:`support.orthanc` and :mod:`support.dcmqrscp`. Every fixture calls
+:func:`support.tools.require_tool` first: a missing server skips the test on a developer machine
+and fails it in CI (``CI=true``).
 
 Fixtures
 --------
 ``peer_corpus`` (session)
-    The instances loaded into both default servers: ``peers.make_corpus(5,
+    The instances loaded into both default servers: ``make_corpus(5,
     series_per_study=2, instances_per_series=2, seed=20240501)`` -- 5 studies, 10 series,
     20 instances; patients SMITH^JOHN, SMITHSON^ANNA^MARIE, McDonald^Ronald, MÜLLER^JÜRGEN
     (ISO_IR 100), NGUYEN^THI^MAI; modalities CT, MR, CR (+2 random).
 
-``orthanc`` (session) -> ``peers.OrthancServer``
+``orthanc`` (session) -> ``OrthancServer``
     A healthy Orthanc, AE ``ORTHANC``, with ``peer_corpus`` loaded, ``DicomAlwaysAllowEcho/
     Find/Move/Get`` true, and ``DicomModalities`` ``QRDOCTOR -> ("QRDOCTOR", 127.0.0.1,
     store_port)``. Attributes: ``aet``, ``host``, ``dicom_port``, ``http_port``, ``base_url``,
@@ -20,10 +21,10 @@ Fixtures
     ``log_path``. Shared by the whole session: never change its data or config; use the
     factory for that.
 
-``orthanc_dicomweb`` (session) -> ``peers.OrthancServer``
+``orthanc_dicomweb`` (session) -> ``OrthancServer``
     The same, plus the DICOMweb plugin: ``dicomweb_url`` is ``base_url + "/dicom-web"``.
 
-``dcmqrscp`` (session) -> ``peers.DcmqrscpServer``
+``dcmqrscp`` (session) -> ``DcmqrscpServer``
     A healthy dcmqrscp, AE ``DCMQRSCP`` (RW, ANY peer), with ``peer_corpus`` loaded by
     C-STORE and a HostTable entry ``QRDOCTOR = (QRDOCTOR, 127.0.0.1, store_port)`` as the move
     destination. Attributes as above (``dicom_port``, ``store_port``, ``corpus`` ...).
@@ -31,7 +32,7 @@ Fixtures
 ``orthanc_factory`` (function) -> ``make(aet="ORTHANC", config=None, *, dicomweb=False,
 datasets=None, allow_all=True, store_port=None)``
     Starts an Orthanc and returns it, started, with ``datasets`` loaded. Its config is the
-    harness base (``peers.OrthancServer``), plus ``DicomModalities`` ``QRDOCTOR -> (QRDOCTOR,
+    harness base (:class:`support.orthanc.OrthancServer`), plus ``DicomModalities`` ``QRDOCTOR -> (QRDOCTOR,
     127.0.0.1, store_port)`` on a fresh (or the given) ``store_port``, plus -- with
     ``allow_all`` -- ``DicomAlwaysAllowEcho/Store/Find/Move/Get`` true; ``config`` is merged
     over that key by key (``"DicomModalities": {}`` makes QRDOCTOR unknown). With
@@ -55,21 +56,24 @@ import threading
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
-import peers
 import pytest
 from pydicom.dataset import Dataset
 
+from support.corpus import make_corpus
+from support.dcmqrscp import DcmqrscpServer
+from support.orthanc import ORTHANC_ALLOW_ALL, OrthancServer
+from support.ports import LOOPBACK, free_port
+from support.tools import DCMQRSCP_BIN, DICOMWEB_PLUGIN, ORTHANC_BIN, require_tool
+
 DEFAULT_CORPUS_SEED = 20240501
 MOVE_DESTINATION_AE = "QRDOCTOR"
-
-ORTHANC_ALLOW_ALL = peers.ORTHANC_ALLOW_ALL
 
 
 def _orthanc_config(store_port: int, allow_all: bool) -> dict[str, Any]:
     return {
         **(ORTHANC_ALLOW_ALL if allow_all else {}),
         "DicomModalities": {
-            MOVE_DESTINATION_AE: [MOVE_DESTINATION_AE, peers.LOOPBACK, store_port],
+            MOVE_DESTINATION_AE: [MOVE_DESTINATION_AE, LOOPBACK, store_port],
         },
     }
 
@@ -81,14 +85,14 @@ def _start_orthanc(
     datasets: Sequence[Dataset] | None,
     allow_all: bool,
     store_port: int | None,
-) -> peers.OrthancServer:
-    peers.require_tool(peers.ORTHANC_BIN)
+) -> OrthancServer:
+    require_tool(ORTHANC_BIN)
     if dicomweb:
-        peers.require_tool(peers.DICOMWEB_PLUGIN)
-    store_port = store_port or peers.free_port()
+        require_tool(DICOMWEB_PLUGIN)
+    store_port = store_port or free_port()
     merged: dict[str, Any] = _orthanc_config(store_port, allow_all)
     merged.update(config or {})
-    server = peers.OrthancServer(aet=aet, config=merged, dicomweb=dicomweb)
+    server = OrthancServer(aet=aet, config=merged, dicomweb=dicomweb)
     server.store_port = store_port
     server.corpus = list(datasets or [])
     try:
@@ -111,12 +115,12 @@ def _start_dcmqrscp(
     extra_args: Sequence[str],
     store_port: int | None,
     debug: bool,
-) -> peers.DcmqrscpServer:
-    peers.require_tool(peers.DCMQRSCP_BIN)
-    store_port = store_port or peers.free_port()
+) -> DcmqrscpServer:
+    require_tool(DCMQRSCP_BIN)
+    store_port = store_port or free_port()
     if peer_table is None:
-        peer_table = {MOVE_DESTINATION_AE: (MOVE_DESTINATION_AE, peers.LOOPBACK, store_port)}
-    server = peers.DcmqrscpServer(
+        peer_table = {MOVE_DESTINATION_AE: (MOVE_DESTINATION_AE, LOOPBACK, store_port)}
+    server = DcmqrscpServer(
         aet=aet,
         peers=peer_table,
         access=access,
@@ -151,12 +155,12 @@ def _stop_all(servers: list[Any]) -> None:
 @pytest.fixture(scope="session")
 def peer_corpus() -> list[Dataset]:
     """The instances loaded into the default ``orthanc`` and ``dcmqrscp`` servers."""
-    return peers.make_corpus(5, series_per_study=2, instances_per_series=2,
+    return make_corpus(5, series_per_study=2, instances_per_series=2,
                              seed=DEFAULT_CORPUS_SEED)
 
 
 @pytest.fixture(scope="session")
-def orthanc(peer_corpus: list[Dataset]) -> Iterator[peers.OrthancServer]:
+def orthanc(peer_corpus: list[Dataset]) -> Iterator[OrthancServer]:
     """A healthy, session-wide Orthanc with ``peer_corpus`` loaded. Do not modify it."""
     server = _start_orthanc("ORTHANC", None, False, peer_corpus, True, None)
     yield server
@@ -164,7 +168,7 @@ def orthanc(peer_corpus: list[Dataset]) -> Iterator[peers.OrthancServer]:
 
 
 @pytest.fixture(scope="session")
-def orthanc_dicomweb(peer_corpus: list[Dataset]) -> Iterator[peers.OrthancServer]:
+def orthanc_dicomweb(peer_corpus: list[Dataset]) -> Iterator[OrthancServer]:
     """Like ``orthanc``, with the DICOMweb plugin at ``dicomweb_url``. Do not modify it."""
     server = _start_orthanc("ORTHANC", None, True, peer_corpus, True, None)
     yield server
@@ -172,7 +176,7 @@ def orthanc_dicomweb(peer_corpus: list[Dataset]) -> Iterator[peers.OrthancServer
 
 
 @pytest.fixture(scope="session")
-def dcmqrscp(peer_corpus: list[Dataset]) -> Iterator[peers.DcmqrscpServer]:
+def dcmqrscp(peer_corpus: list[Dataset]) -> Iterator[DcmqrscpServer]:
     """A healthy, session-wide dcmqrscp with ``peer_corpus`` loaded. Do not modify it."""
     server = _start_dcmqrscp("DCMQRSCP", None, "RW", False, peer_corpus, 200, (), None, False)
     yield server
@@ -183,7 +187,7 @@ def dcmqrscp(peer_corpus: list[Dataset]) -> Iterator[peers.DcmqrscpServer]:
 def orthanc_factory() -> Iterator[Any]:
     """``make(aet="ORTHANC", config=None, *, dicomweb=False, datasets=None, allow_all=True,
     store_port=None) -> OrthancServer`` (started); all killed after the test."""
-    made: list[peers.OrthancServer] = []
+    made: list[OrthancServer] = []
 
     def make(
         aet: str = "ORTHANC",
@@ -193,7 +197,7 @@ def orthanc_factory() -> Iterator[Any]:
         datasets: Sequence[Dataset] | None = None,
         allow_all: bool = True,
         store_port: int | None = None,
-    ) -> peers.OrthancServer:
+    ) -> OrthancServer:
         server = _start_orthanc(aet, config, dicomweb, datasets, allow_all, store_port)
         made.append(server)
         return server
@@ -207,11 +211,11 @@ def dcmqrscp_factory() -> Iterator[Any]:
     """``make(aet="DCMQRSCP", peers=None, access="RW", *, restrict_peers=False,
     datasets=None, max_studies=200, extra_args=(), store_port=None, debug=False)
     -> DcmqrscpServer`` (started); all killed after the test."""
-    made: list[peers.DcmqrscpServer] = []
+    made: list[DcmqrscpServer] = []
 
     def make(
         aet: str = "DCMQRSCP",
-        peers: Mapping[str, tuple[str, str, int]] | None = None,  # noqa: F811 - kwarg name
+        peers: Mapping[str, tuple[str, str, int]] | None = None,
         access: str = "RW",
         *,
         restrict_peers: bool = False,

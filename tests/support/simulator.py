@@ -1,4 +1,4 @@
-"""Fixtures and helpers around the simulated PACS (loaded with ``pytest_plugins = ["sim_fixtures"]``).
+"""Fixtures and helpers around the simulated PACS (registered by ``tests/conftest.py``).
 
 Fixtures:
 
@@ -6,20 +6,17 @@ Fixtures:
   quirks) on 127.0.0.1 and a free port; stopped after the test.
 - ``sim_pacs_factory``: ``make(**kwargs) -> SimulatedPACS`` to start PACSes with other
   arguments (quirks, destinations, size...); all are stopped after the test.
-- ``sim_store_scp_factory`` / ``sim_store_scp``: a pynetdicom Store SCP on a free port that
-  records every C-STORE it receives (for C-MOVE destinations).
+- ``sim_store_scp_factory`` / ``sim_store_scp``: a :class:`support.storescp.StoreRecorder` on a
+  free port that records every C-STORE it receives (for C-MOVE destinations).
 - ``dcmtk``: ``dcmtk("findscu") -> path`` of a DCMTK tool; skips the test when missing, or
-  fails it when the environment variable ``CI`` is ``true``.
+  fails it in CI (``CI=true``).
 
-Helpers (import them: ``from sim_fixtures import associate, c_find``): :func:`associate`,
-:func:`c_find`, :func:`free_port`, :func:`find_dcmtk_tool`.
+Helpers (``from support.simulator import associate, c_find``): :func:`associate` opens a
+pynetdicom association with a simulated PACS, :func:`c_find` runs one C-FIND on it.
 """
 
 from __future__ import annotations
 
-import os
-import socket
-import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -42,9 +39,10 @@ from pynetdicom.sop_class import (
 
 from qrdoctor.simulator import SimulatedPACS
 from qrdoctor.simulator.data import SOP_CLASSES
-from qrdoctor.simulator.measure import find_dcmtk_tool  # noqa: F401  (used by fixtures and tests)
-
-LOOPBACK = "127.0.0.1"
+from qrdoctor.simulator.measure import find_dcmtk_tool
+from support.ports import LOOPBACK
+from support.storescp import StoreRecorder
+from support.tools import missing
 
 QR_CONTEXTS = [
     Verification,
@@ -59,13 +57,6 @@ QR_CONTEXTS = [
 
 
 # ---- helpers -----------------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    """A currently free TCP port on loopback (for tools that must be told their port)."""
-    with socket.socket() as s:
-        s.bind((LOOPBACK, 0))
-        return int(s.getsockname()[1])
 
 
 def associate(
@@ -143,8 +134,6 @@ def c_find(assoc: Association, model: str = StudyRootQueryRetrieveInformationMod
     return result
 
 
-
-
 # ---- fixtures ----------------------------------------------------------------------------------
 
 
@@ -167,64 +156,6 @@ def sim_pacs_factory() -> Iterator[Any]:
 @pytest.fixture
 def sim_pacs(sim_pacs_factory: Any) -> SimulatedPACS:
     return sim_pacs_factory()
-
-
-class StoreRecorder:
-    """A pynetdicom Store SCP on loopback that records what arrives (a C-MOVE destination)."""
-
-    def __init__(self, ae_title: str = "QRDOCTOR", status: int = 0x0000,
-                 sop_classes: Iterable[str] | None = None) -> None:
-        self.ae_title = ae_title
-        self.status = status
-        self.sop_classes = list(sop_classes) if sop_classes is not None else list(
-            SOP_CLASSES.values())
-        self.received: list[dict[str, Any]] = []
-        self.inbound_connections = 0
-        self._lock = threading.Lock()
-        self._server: Any = None
-
-    def _on_store(self, event: Any) -> int:
-        req = event.request
-        with self._lock:
-            self.received.append({
-                "sop_instance_uid": str(req.AffectedSOPInstanceUID),
-                "sop_class_uid": str(req.AffectedSOPClassUID),
-                "calling_ae": event.assoc.requestor.ae_title,
-                "called_ae": event.assoc.acceptor.primitive.called_ae_title
-                if event.assoc.acceptor.primitive else None,
-                "move_originator_ae": req.MoveOriginatorApplicationEntityTitle,
-                "move_originator_id": req.MoveOriginatorMessageID,
-                "patient_name": str(event.dataset.PatientName),
-            })
-        return self.status
-
-    def _on_open(self, event: Any) -> None:
-        with self._lock:
-            self.inbound_connections += 1
-
-    def start(self) -> StoreRecorder:
-        ae = AE(ae_title=self.ae_title)
-        ae.network_timeout = 10
-        for uid in self.sop_classes:
-            ae.add_supported_context(uid, [ExplicitVRLittleEndian, ImplicitVRLittleEndian])
-        self._server = ae.start_server(
-            (LOOPBACK, 0), block=False,
-            evt_handlers=[(evt.EVT_C_STORE, self._on_store), (evt.EVT_CONN_OPEN, self._on_open)],
-        )
-        return self
-
-    @property
-    def port(self) -> int:
-        return int(self._server.server_address[1])
-
-    @property
-    def uids(self) -> set[str]:
-        return {r["sop_instance_uid"] for r in self.received}
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server = None
 
 
 @pytest.fixture
@@ -252,10 +183,7 @@ def dcmtk() -> Any:
     def tool(name: str) -> str:
         path = find_dcmtk_tool(name)
         if path is None:
-            message = f"DCMTK tool {name!r} not found (install Debian's dcmtk package)"
-            if os.environ.get("CI", "").lower() == "true":
-                pytest.fail(message)
-            pytest.skip(message)
+            missing(f"DCMTK tool {name!r} not found (install Debian's dcmtk package)")
         return path
 
     return tool

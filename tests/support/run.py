@@ -1,4 +1,5 @@
-"""Running checks directly from tests."""
+"""Running checks from tests: a whole run against a port, reading a result and its finding
+codes, and ad-hoc checks made of one function for tests of the runner and the views."""
 
 from __future__ import annotations
 

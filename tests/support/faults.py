@@ -1,4 +1,6 @@
-"""In-process peers for exact fault injection: pynetdicom SCPs and plain sockets on port 0."""
+"""In-process peers that misbehave on purpose (fault injection): pynetdicom SCPs with chosen
+contexts and handlers, and plain sockets that stay silent, close at once, speak only TLS or
+never accept -- each on 127.0.0.1 and a port the kernel chooses."""
 
 from __future__ import annotations
 
@@ -19,6 +21,8 @@ from pynetdicom.sop_class import (
     StudyRootQueryRetrieveInformationModelMove,
     Verification,
 )
+
+from support.ports import free_port
 
 
 @contextmanager
@@ -129,11 +133,8 @@ def closing_listener() -> Iterator[int]:
 
 
 def closed_port() -> int:
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    sock.close()
-    return port
+    """A loopback port nothing listens on: a connection to it is refused."""
+    return free_port()
 
 
 @contextmanager
@@ -174,6 +175,7 @@ def tls_listener(tmp: Path) -> Iterator[int]:
     )
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.load_cert_chain(cert, key)
+
     def serve(conn: socket.socket) -> None:
         try:
             conn.settimeout(5)

@@ -1,0 +1,369 @@
+"""find.levels: a C-FIND at every level of every accepted model, walking down from a match.
+
+Observe walks the levels (which keys to match on depends on what the level above returned, and
+a refused universal query is narrowed); conclude reads the answers: which levels failed and why,
+whether the PACS refused queries outright, whether it showed any study at all.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from pydantic import Field
+from qrdoctor.checks.association import ProbeRecord
+from qrdoctor.checks.shared import (
+    ASSOCIATION_CODES,
+    LEVELS,
+    MODEL_LABELS,
+    UNIQUE,
+    FindAnswer,
+    QuerySession,
+    Row,
+    Sparse,
+    SparseFacts,
+    accepted_find_models,
+    association_failure,
+    identifier,
+    keys_for,
+    record_failure,
+    value,
+)
+
+from qrdoctor.core.context import Context, Outcome, Situation
+from qrdoctor.core.model import Finding, Severity, Stage
+from qrdoctor.core.registry import Observation, define
+from qrdoctor.dicom.assoc import describe_status
+from qrdoctor.dicom.find import AssociationFailed
+
+SAMPLE = 25  # matches read per level; the query is cancelled after that
+NARROWING_TRIES = 16  # date ranges tried to narrow a refused universal STUDY query
+REFUSED_OUTRIGHT = 0x0124  # "Refused: not authorised"
+
+
+class LevelQuery(Observation):
+    """The C-FIND of one level (or why it was not sent)."""
+
+    model: str
+    level: str
+    matching: dict[str, str] = {}  # the unique keys matched on (from the level above)
+    skipped: str | None = None
+    answer: FindAnswer | None = None  # recorded without its rows
+    broad_status: int | None = None  # the status of a refused universal query, before narrowing
+    # The identifiers the level returned, handed to later checks (LevelsLearned). Not recorded:
+    # no conclusion of this check reads them, and they hold patient data.
+    rows: list[Row] = Field(default_factory=list, exclude=True)
+
+    def answered(self, answer: FindAnswer) -> None:
+        self.rows, self.answer = answer.rows, answer.model_copy(update={"rows": []})
+
+    @property
+    def ok(self) -> bool:
+        """The level answered. A capped answer (0xFE00 / 0xB001 after matches) still counts:
+        find.match_limit reports the cap."""
+        a = self.answer
+        if a is None or a.timed_out:
+            return False
+        if a.matches and (a.cancelled_by_us or a.status in (0x0000, 0xFE00, 0xB001)):
+            return True
+        return a.status == 0x0000 and a.abort is None
+
+    def fact(self) -> LevelRow:
+        row = LevelRow(model=self.model, level=self.level, matching_keys=sorted(self.matching))
+        if self.skipped:
+            row.skipped = self.skipped
+            return row
+        a = self.answer
+        assert a is not None
+        row.status, row.matches, row.complete, row.ms = a.status_hex, a.matches, a.complete, round(a.elapsed_ms, 1)
+        if a.aborted:
+            row.aborted = a.aborted.describe()
+        if a.timed_out:
+            row.timed_out = True
+        if a.error_comment:
+            row.error_comment = a.error_comment
+        if self.broad_status is not None:
+            row.universal_query_refused = f"0x{self.broad_status:04X}"
+        return row
+
+
+class LevelsObservation(Observation):
+    models: list[str]  # the C-FIND models the PACS accepted, in the order they were walked
+    levels: list[LevelQuery] = []
+    failure: ProbeRecord | None = None  # the query association could not be set up
+    sample_size: int = SAMPLE
+
+
+class LevelRow(Sparse):
+    model: str
+    level: str
+    matching_keys: list[str]
+    skipped: str | None = None
+    status: str | None = None
+    matches: int | None = None
+    complete: bool | None = None
+    ms: float | None = None
+    aborted: str | None = None
+    timed_out: bool | None = None
+    error_comment: str | None = None
+    universal_query_refused: str | None = None
+
+
+class LevelsFacts(SparseFacts):
+    levels: list[LevelRow] | None = None
+    sample_size: int | None = None
+
+
+class LevelsLearned:
+    """What find.levels hands to later checks' observe steps: the levels and their sample rows."""
+
+    def __init__(self, results: list[LevelQuery]) -> None:
+        self.results = results
+
+    def samples(self, model: str, level: str) -> list[Row]:
+        """The identifiers a level returned (as :data:`Row`; read them with ``shared.value``)."""
+        for r in self.results:
+            if r.model == model and r.level == level and r.ok:
+                return r.rows
+        return []
+
+    def studies(self) -> list[Row]:
+        for model in ("study_root", "patient_root"):
+            s = self.samples(model, "STUDY")
+            if s:
+                return s
+        return []
+
+
+chk = define(
+    "find.levels",
+    stage=Stage.QUERY,
+    title="C-FIND at every level",
+    requires=("association.models",),
+    codes=("query-refused", "find-level-failed", "no-studies") + ASSOCIATION_CODES,
+    budget=6.0,
+    observation=LevelsObservation,
+    facts=LevelsFacts,
+)
+
+
+# -- observe ----------------------------------------------------------------------------------
+
+
+def refused_outright(answer: FindAnswer) -> bool:
+    """No match, and the PACS aborted, hung up or said 'not authorised'."""
+    return answer.matches == 0 and (answer.abort is not None or answer.closed or answer.status == REFUSED_OUTRIGHT)
+
+
+def _refused_broad(answer: FindAnswer, session: QuerySession) -> bool:
+    return answer.matches == 0 and session.is_open and answer.status not in (None, 0x0000, REFUSED_OUTRIGHT)
+
+
+@chk.observe
+def observe(ctx: Context) -> LevelsObservation:
+    obs = LevelsObservation(models=accepted_find_models(ctx))
+    if not obs.models:
+        return obs
+    session = QuerySession(ctx, obs.models)
+    try:
+        for model in obs.models:
+            if not _walk_model(ctx, session, model, obs.levels):
+                break
+    except AssociationFailed as exc:
+        obs.failure = record_failure(ctx, exc, session.timeout_s)
+    finally:
+        session.close()
+    return obs
+
+
+def _walk_model(ctx: Context, session: QuerySession, model: str, done: list[LevelQuery]) -> bool:
+    """Query each level of a model, matching on the unique keys of the first match above.
+    False when the very first query was refused outright (nothing more to learn)."""
+    parent: dict[str, str] | None = {}
+    for level in LEVELS[model]:
+        q = LevelQuery(model=model, level=level, matching=dict(parent or {}))
+        done.append(q)
+        if parent is None:
+            q.skipped = "no match at the level above"
+            continue
+        ctx.progress(f"{MODEL_LABELS[model]} {level}")
+        _query_level(ctx, session, q, done)
+        if len([x for x in done if x.answer]) == 1 and refused_outright(q.answer):  # type: ignore[arg-type]
+            return False
+        ctx.raise_if_cancelled()
+        parent = _matching_below(model, q, parent)
+    return True
+
+
+def _query_level(ctx: Context, session: QuerySession, q: LevelQuery, done: list[LevelQuery]) -> None:
+    keys = [k.keyword for k in keys_for(q.model, q.level)]
+    ds = identifier(q.level, [k for k in keys if k not in q.matching], **q.matching)
+    q.answered(session.find(q.model, ds, max_matches=SAMPLE, keep=SAMPLE))
+    if q.level == "STUDY" and not q.matching and _refused_broad(q.answer, session):
+        _narrow_by_date(ctx, session, q, keys)
+    if q.level == "PATIENT" and _refused_broad(q.answer, session):
+        _narrow_to_known_patient(session, q, keys, done)
+
+
+def _narrow_by_date(ctx: Context, session: QuerySession, q: LevelQuery, keys: list[str]) -> None:
+    """A refused universal STUDY query (too broad for this PACS): the first StudyDate range,
+    halving refused ranges, that the PACS answers with matches."""
+    today = dt.date.today()
+    queue = [(dt.date(1900, 1, 1), today + dt.timedelta(days=366))]
+    tries = 0
+    while queue and tries < NARROWING_TRIES and session.is_open:
+        ctx.raise_if_cancelled()
+        lo, hi = queue.pop()  # newest half first: recent studies are the usual priors
+        rng = f"{lo:%Y%m%d}-{hi:%Y%m%d}"
+        ds = identifier("STUDY", [k for k in keys if k != "StudyDate"], StudyDate=rng)
+        answer = session.find(q.model, ds, max_matches=SAMPLE, keep=SAMPLE)
+        tries += 1
+        if answer.matches > 0:
+            q.broad_status, q.matching = q.answer.status, {"StudyDate": rng}  # type: ignore[union-attr]
+            q.answered(answer)
+            return
+        if answer.status not in (None, 0x0000) and (hi - lo).days > 1:
+            mid = lo + (hi - lo) / 2
+            queue += [(lo, mid), (mid + dt.timedelta(days=1), hi)]
+
+
+def _narrow_to_known_patient(session: QuerySession, q: LevelQuery, keys: list[str], done: list[LevelQuery]) -> None:
+    """A refused universal PATIENT query: ask for one patient the PACS already showed."""
+    known = next((value(row, "PatientID") for x in done if x.ok for row in x.rows if value(row, "PatientID")), None)
+    if not known:
+        return
+    ds = identifier("PATIENT", [k for k in keys if k != "PatientID"], PatientID=known)
+    broad = q.answer.status  # type: ignore[union-attr]
+    q.broad_status, q.matching = broad, {"PatientID": known}
+    q.answered(session.find(q.model, ds, max_matches=SAMPLE, keep=SAMPLE))
+
+
+def _matching_below(model: str, q: LevelQuery, parent: dict[str, str]) -> dict[str, str] | None:
+    """The keys the next level matches on: the unique keys above plus this level's first match
+    (None: nothing to walk down from). A date range that narrowed this level is not kept."""
+    first = next((row for row in q.rows if value(row, UNIQUE[q.level])), None)
+    if not q.ok or first is None:
+        return None
+    if model == "patient_root" and q.level == "PATIENT":
+        return {"PatientID": value(first, "PatientID")}
+    return dict(parent) | {UNIQUE[q.level]: value(first, UNIQUE[q.level])}
+
+
+# -- conclude ---------------------------------------------------------------------------------
+
+
+@chk.conclude
+def conclude(obs: LevelsObservation, s: Situation) -> Outcome:
+    if not obs.models:
+        return Outcome.skipped("association.models", "skipped: the PACS accepted no C-FIND model")
+    if obs.failure is not None:
+        return association_failure(s, obs.failure)
+    learned = LevelsLearned(obs.levels)
+    rows = [q.fact() for q in obs.levels]
+    first = next((q for q in obs.levels if q.answer), None)
+    if first is not None and refused_outright(first.answer):  # type: ignore[arg-type]
+        return Outcome(summary="queries refused: the PACS accepts the association but not our C-FIND",
+                       facts=LevelsFacts(levels=rows), findings=[query_refused(s, first)], learned=learned)
+    findings = [level_failed(s, q, obs.levels) for q in obs.levels if q.answer is not None and not q.ok]
+    empty = no_studies(s, obs.levels)
+    if empty is not None:
+        findings.append(empty)
+    return Outcome(summary=summary(obs), facts=LevelsFacts(levels=rows, sample_size=obs.sample_size),
+                   findings=findings, learned=learned)
+
+
+def summary(obs: LevelsObservation) -> str:
+    parts = []
+    for model in obs.models:
+        marks = " ".join(f"{q.level}:{_mark(q)}" for q in obs.levels if q.model == model)
+        parts.append(f"{MODEL_LABELS[model]} {marks}")
+    return "; ".join(parts)
+
+
+def _mark(q: LevelQuery) -> str | int:
+    if q.skipped:
+        return "skip"
+    assert q.answer is not None
+    return q.answer.matches if q.ok else q.answer.status_hex or "fail"
+
+
+def query_refused(s: Situation, q: LevelQuery) -> Finding:
+    t = s.target
+    a = q.answer
+    assert a is not None
+    how = (f"aborted the association ({a.aborted.describe()})" if a.aborted else
+           "closed the connection" if a.closed else f"answered {a.status_hex} (not authorised)")
+    address = s.facts("network.tcp").get("local_address") or t.advertise or "of this computer"
+    return s.finding(
+        "query-refused", Severity.FAIL,
+        f"The PACS accepts associations from {t.calling_ae} (C-ECHO works) but {how} when we sent "
+        f"our first C-FIND ({MODEL_LABELS[q.model]}, {q.level} level).",
+        f"The PACS lets anyone connect and echo but only registered nodes query. Ask the PACS "
+        f"administrator to register {t.calling_ae} (address {address}, "
+        f"port {t.store_port}) as a node allowed to query and retrieve on {t.called_ae}. In Orthanc "
+        "this is an entry in DicomModalities (or DicomAlwaysAllowFind); other PACS call it a "
+        "query/retrieve client or DICOM node.",
+        model=q.model, level=q.level, **a.evidence(),
+    )
+
+
+def _what_failed(a: FindAnswer) -> str:
+    if a.timed_out:
+        return f"did not answer within {a.timeout_s:g} s"
+    if a.aborted:
+        return f"aborted the association ({a.aborted.describe()})"
+    if a.closed:
+        return "closed the connection"
+    category, text = describe_status(a.status or 0, "find")
+    what = f"answered {a.status_hex} ({category}: {text})"
+    if a.error_comment:
+        what += f" with the comment {a.error_comment!r}"
+    return what
+
+
+def level_hint(model: str, level: str, code: int | None) -> str:
+    """What a failure status of a level's C-FIND most likely means."""
+    if code == 0xA900:
+        above = {"PATIENT": "", "STUDY": "PatientID", "SERIES": "PatientID and StudyInstanceUID",
+                 "IMAGE": "PatientID, StudyInstanceUID and SeriesInstanceUID"}[level]
+        if model == "study_root":
+            above = above.replace("PatientID and ", "").replace("PatientID, ", "")
+        return (f"0xA900 means the identifier does not match what the PACS expects for a {level} "
+                f"query in {MODEL_LABELS[model]}; qrdoctor sent the level's keys plus the unique keys "
+                f"above it ({above or 'none'}). Check the PACS's conformance statement for the keys "
+                "it requires at this level.")
+    if code == 0xA700:
+        return "0xA700 means the PACS ran out of resources for this query, which usually means it was too broad for it."
+    if code is not None and 0xC000 <= code <= 0xCFFF:
+        return f"0x{code:04X} is a vendor-specific failure; the PACS log or its conformance statement says what it means."
+    return "Look up the status in the PACS's conformance statement and its log."
+
+
+def level_failed(s: Situation, q: LevelQuery, levels: list[LevelQuery]) -> Finding:
+    a = q.answer
+    assert a is not None
+    other = [x for x in levels if x.level == q.level and x.model != q.model and x.ok]
+    only = (f" It works in {MODEL_LABELS[other[0].model]}, so only {MODEL_LABELS[q.model]} is affected."
+            if other else "")
+    workaround = f"Configure workstations to query this PACS with {MODEL_LABELS[other[0].model]}. " if other else ""
+    return s.finding(
+        "find-level-failed", Severity.WARN if q.level == "IMAGE" else Severity.FAIL,
+        f"A {q.level}-level C-FIND in {MODEL_LABELS[q.model]} failed: the PACS {_what_failed(a)}.{only}",
+        workaround + level_hint(q.model, q.level, a.status),
+        model=q.model, level=q.level, matching_keys=sorted(q.matching), **a.evidence(),
+    )
+
+
+def no_studies(s: Situation, levels: list[LevelQuery]) -> Finding | None:
+    """The top level of every model answered, with no match at all."""
+    top = [q for q in levels if q.level == LEVELS[q.model][0] and q.ok]
+    if not top or any(q.answer and q.answer.matches for q in top):
+        return None
+    t = s.target
+    return s.finding(
+        "no-studies", Severity.WARN,
+        f"The PACS returned no match at all for a universal query from {t.calling_ae}.",
+        "Either the PACS holds no studies, or it shows each AE title only some of them (a "
+        f"per-node visibility rule). Ask the PACS administrator which studies {t.calling_ae} may "
+        "see. The matching and retrieve checks need at least one study and will be skipped.",
+        levels=[q.fact().model_dump(mode="json") for q in top],
+    )

@@ -1,0 +1,360 @@
+"""Reconciliation and the pure conclusions shared by retrieve.move and retrieve.get.
+
+Three numbers are reconciled: what a C-FIND says exists (the subject's expected instances), what
+the PACS reports it sent (the final response's counters) and what arrived. Everything here is a
+function of an observation and a :class:`~qrdoctor.core.context.Situation`: no I/O, no clock.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from qrdoctor.checks.association import ProbeRecord, abort_finding, our_address, probe_failure
+from qrdoctor.checks.retrieve.model import (
+    SHOWN_UIDS,
+    Aborted,
+    Arrivals,
+    ImageFindFact,
+    NoData,
+    Received,
+    RetrieveFacts,
+    Run,
+    Subject,
+    SubjectFact,
+)
+from qrdoctor.checks.shared import MODEL_LABELS
+
+from qrdoctor.core.context import Outcome, Situation
+from qrdoctor.core.model import Finding, Severity
+from qrdoctor.dicom.assoc import describe_status, hex_status
+from qrdoctor.dicom.probe import Abort
+from qrdoctor.dicom.storescp import uid_name
+
+SUCCESS, CANCEL, WARNING_SUBOPS = 0x0000, 0xFE00, 0xB000
+DESTINATION_UNKNOWN = 0xA801
+REFUSALS = (0xA900, 0x0122, 0x0124, 0xA701)  # the request itself was refused
+
+
+def n(v: int | None) -> str:
+    return "not reported" if v is None else str(v)
+
+
+# ----------------------------------------------------------------------------------------------
+# reading a run
+# ----------------------------------------------------------------------------------------------
+
+
+def service(run: Run) -> str:
+    return "move" if run.operation == "C-MOVE" else "get"
+
+
+def category(run: Run) -> str:
+    if run.status is None:
+        return "none"
+    return describe_status(run.status, service(run))[0]
+
+
+def describe_run_status(run: Run) -> str:
+    if run.status is None:
+        return "no final response"
+    cat, text = describe_status(run.status, service(run))
+    out = f"{hex_status(run.status)} ({cat}: {text})" if text else f"{hex_status(run.status)} ({cat})"
+    if run.error_comment:
+        out += f" with the comment {run.error_comment!r}"
+    return out
+
+
+def counts(run: Run) -> str:
+    return f"completed {n(run.completed)}, failed {n(run.failed)}, warning {n(run.warning)}"
+
+
+def counted(run: Run) -> bool:
+    """The PACS counted at least one sub-operation."""
+    return bool(run.completed or run.failed or run.warning)
+
+
+def attempted(run: Run) -> bool:
+    """The PACS counted at least one sub-operation or named a failed instance."""
+    return counted(run) or bool(run.failed_uids)
+
+
+def ambiguous_failure(run: Run) -> bool:
+    """A failure with no sub-operation counted: it does not say whether the PACS knows the
+    destination, or tried to reach it and failed (Orthanc 1.10 answers both with 0xC000)."""
+    if run.status is None or run.status in (SUCCESS, CANCEL, DESTINATION_UNKNOWN, WARNING_SUBOPS) + REFUSALS:
+        return False
+    return category(run) == "Failure" and not attempted(run)
+
+
+def unfinished(run: Run) -> bool:
+    """No final response, or the Cancel that answered our own C-CANCEL."""
+    return run.status is None or (run.status == CANCEL and run.cancel_sent)
+
+
+def peer_abort(ab: Aborted | None) -> Abort | None:
+    return Abort(ab.source, ab.reason) if ab is not None else None
+
+
+def run_evidence(run: Run) -> dict[str, Any]:
+    ev: dict[str, Any] = {"status": hex_status(run.status), "completed": run.completed,
+                          "failed": run.failed, "warning": run.warning,
+                          "pending_responses": run.pending, "elapsed_ms": round(run.elapsed_ms, 1)}
+    if run.status is not None:
+        ev["category"] = category(run)
+    if run.counts_from == "pending":
+        ev["counts_from_last_pending"] = True
+    if run.error_comment:
+        ev["error_comment"] = run.error_comment
+    if run.offending_element:
+        ev["offending_element"] = run.offending_element
+    if run.failed_uids:
+        ev["failed_sop_instance_uids"] = run.failed_uids[:SHOWN_UIDS]
+        ev["failed_uid_count"] = run.failed_uid_count
+    if run.cancel_sent:
+        ev["cancel_sent"] = run.cancel_reason
+    if run.aborted_by_us:
+        ev["aborted_by_qrdoctor"] = True
+    if run.peer_abort:
+        ev.update(Abort(run.peer_abort.source, run.peer_abort.reason).evidence())
+    if run.no_final:
+        ev["no_final_response"] = True
+    return ev
+
+
+# ----------------------------------------------------------------------------------------------
+# reconciliation
+# ----------------------------------------------------------------------------------------------
+
+
+def arrivals(expected_uids: list[str] | None, got: Iterable[str]) -> Arrivals:
+    """What arrived against the expected list (every arrival counts when there is no list)."""
+    got = set(got)
+    if expected_uids is None:
+        return Arrivals(received=len(got), arrived_expected=len(got))
+    want = set(expected_uids)
+    missing = sorted(want - got)
+    return Arrivals(received=len(got), arrived_expected=len(got & want), missing_count=len(missing),
+                    missing_uids=missing[:SHOWN_UIDS], unexpected_count=len(got - want))
+
+
+@dataclass(frozen=True)
+class Tally:
+    """Expected against arrived."""
+
+    expected: int | None
+    got: Arrivals
+
+    @property
+    def received(self) -> int:
+        return self.got.received
+
+    @property
+    def short(self) -> bool:
+        """Fewer of the expected instances arrived than a C-FIND listed."""
+        return self.expected is not None and self.got.arrived_expected < self.expected
+
+    def evidence(self) -> dict[str, Any]:
+        ev: dict[str, Any] = {"expected": self.expected, "received": self.got.received}
+        if self.got.missing_count:
+            ev["missing_count"] = self.got.missing_count
+            ev["missing_sop_instance_uids"] = self.got.missing_uids[:SHOWN_UIDS]
+        if self.got.unexpected_count:
+            ev["unexpected_count"] = self.got.unexpected_count
+        return ev
+
+
+def success_shortfall(run: Run, tally: Tally) -> bool:
+    """A Success that is not one: failures counted, instances missing, fewer arrived than
+    claimed, or nothing at all."""
+    fewer_than_claimed = run.completed is not None and tally.received < run.completed
+    nothing = (run.completed or 0) == 0 and not tally.received
+    return (run.failed or 0) > 0 or tally.short or fewer_than_claimed or nothing
+
+
+def retrieve_keys(level: str, model: str) -> list[str]:
+    """The unique keys a retrieve identifier of ``level`` carries, as the PACS sees them."""
+    keys = ["StudyInstanceUID"]
+    if model == "patient_root":
+        keys.append("PatientID")
+    if level in ("SERIES", "IMAGE"):
+        keys.append("SeriesInstanceUID")
+    if level == "IMAGE":
+        keys.append("SOPInstanceUID")
+    return sorted(keys)
+
+
+# ----------------------------------------------------------------------------------------------
+# facts
+# ----------------------------------------------------------------------------------------------
+
+
+def subject_fact(subject: Subject) -> SubjectFact:
+    fact = SubjectFact(level=subject.level, study_instance_uid=subject.study_uid, chosen_by=subject.chosen_by,
+                       expected=subject.expected, expected_source=subject.expected_source)
+    if subject.series_uid:
+        fact.series_instance_uid = subject.series_uid
+    if subject.instance_uids:
+        fact.sop_instance_uids = subject.instance_uids
+    if subject.modalities:
+        fact.modalities = subject.modalities
+    if subject.sop_classes:
+        fact.sop_classes = [uid_name(u) for u in subject.sop_classes]
+    if subject.image_find:
+        f = subject.image_find
+        fact.image_find = ImageFindFact(status=f.status, matches=f.matches, complete=f.complete)
+        if f.error_comment:
+            fact.image_find.error_comment = f.error_comment
+    return fact
+
+
+def common_facts(run: Run, tally: Tally, received: Received, subject: Subject, model: str) -> dict[str, Any]:
+    """The facts both checks report, as keyword arguments of their facts model."""
+    facts: dict[str, Any] = {
+        "status": hex_status(run.status), "completed": run.completed, "failed": run.failed,
+        "warning": run.warning, "received": tally.received, "expected": tally.expected,
+        "expected_source": subject.expected_source, "model": model, "subject": subject_fact(subject),
+        "pending_responses": run.pending, "duration_ms": round(run.elapsed_ms, 1),
+        "first_response_ms": None if run.first_response_ms is None else round(run.first_response_ms, 1),
+        "longest_response_wait_ms": round(run.longest_silence_ms, 1),
+        "time_to_first_object_ms": received.time_to_first_object_ms,
+        "objects_per_s": received.objects_per_s, "mb_per_s": received.mb_per_s,
+        "longest_pause_ms": received.longest_pause_ms, "bytes_received": received.bytes,
+    }
+    for key in ("transfer_syntaxes", "sop_classes", "move_originators", "duplicates", "write_errors"):
+        if getattr(received, key) is not None:
+            facts[key] = getattr(received, key)
+    optional = {
+        "counts_from_last_pending": True if run.counts_from == "pending" else None,
+        "error_comment": run.error_comment or None,
+        "failed_sop_instance_uids": run.failed_uids[:SHOWN_UIDS] or None,
+        "missing": tally.got.missing_count or None,
+        "unexpected": tally.got.unexpected_count or None,
+        "cancelled": run.cancel_reason if run.cancel_sent else None,
+        "aborted_by_qrdoctor": True if run.aborted_by_us else None,
+    }
+    return facts | {k: v for k, v in optional.items() if v is not None}
+
+
+def summary_of(run: Run, tally: Tally, received: Received) -> str:
+    rate = f", {received.objects_per_s} objects/s" if received.objects_per_s else ""
+    return (f"{tally.received} of {n(tally.expected)} expected objects arrived; the PACS reported "
+            f"{hex_status(run.status)}, {counts(run)}{rate}")
+
+
+# ----------------------------------------------------------------------------------------------
+# outcomes and findings shared by both checks
+# ----------------------------------------------------------------------------------------------
+
+NO_DATA: dict[str, tuple[str, str]] = {
+    "no-find-model": ("the PACS accepted no C-FIND model, so nothing could be chosen",
+                      "See association.models."),
+    "no-study": ("the query stage found no study to retrieve",
+                 "Nothing to do for C-MOVE or C-GET until {calling_ae} can see at least one study; see "
+                 "find.levels. To test a particular series, pass --study and --series."),
+    "no-listable-series": ("the studies the query stage found have no series with instances that "
+                           "qrdoctor could list", "Name a series to retrieve with --study and --series."),
+    "series-not-found": ("the series {series_instance_uid} was not found by a SERIES-level C-FIND",
+                         "Check the Series Instance UID; if it is right, give its Study Instance UID with "
+                         "--study as well (a strictly hierarchical PACS needs it)."),
+    "series-without-study": ("the PACS did not return the Study Instance UID of series {series_instance_uid}",
+                             "Give the study with --study as well."),
+    "study-not-found": ("the study {study_instance_uid} was not found (no series in a SERIES-level C-FIND)",
+                        "Check the Study Instance UID given with --study."),
+}
+
+
+def no_data(s: Situation, nd: NoData, operation: str) -> Outcome:
+    why, fix = NO_DATA[nd.kind]
+    names = {"calling_ae": s.target.calling_ae} | {k: v for k, v in nd.evidence.items()}
+    why, fix = why.format(**names), fix.format(**names)
+    f = s.finding("retrieve-no-data", Severity.WARN, f"qrdoctor could not test {operation}: {why}.", fix,
+                  **nd.evidence)
+    return Outcome(summary=f"nothing to retrieve: {why}", findings=[f],
+                   facts=RetrieveFacts(status=None, completed=None, failed=None, received=0))
+
+
+def association_failed(s: Situation, failure: ProbeRecord, what: str) -> Outcome:
+    """Findings for an association that was not established (``what``: which association)."""
+    summary, f = probe_failure(s, failure)
+    return Outcome(summary=f"{summary} on the {what} association", findings=[f])
+
+
+def peer_aborted(s: Situation, run: Run) -> Finding:
+    return abort_finding(s, peer_abort(run.peer_abort), f"during the {run.operation}")
+
+
+def stalled(s: Situation, run: Run, tally: Tally, ev: dict) -> Finding:
+    t = s.target
+    why = run.cancel_reason or "the association ended"
+    how = ("the PACS ignored the C-CANCEL, so qrdoctor aborted the association" if run.aborted_by_us
+           else "the PACS then ended with Cancel (0xFE00)" if run.status == CANCEL
+           else "the association ended without a final response")
+    return s.finding(
+        "retrieve-stalled", Severity.FAIL,
+        f"The {run.operation} did not finish: after {run.pending} pending responses and "
+        f"{tally.received} received object(s), qrdoctor sent C-CANCEL ({why}) and {how}.",
+        f"The PACS keeps the retrieve open without sending anything: workstations will hang on it. "
+        f"Ask the PACS administrator to look at the retrieve queue or job for {t.calling_ae} at the "
+        f"time of this run (a stuck job, a queue that never starts, or a destination that "
+        f"blocks). If the PACS is known to be slow to start, re-run with a larger --stall-s "
+        f"(this run allowed {run.stall_s:g} s without progress, {run.deadline_s:g} s in all).",
+        **ev,
+    )
+
+
+def refused(s: Situation, run: Run, ev: dict, subject: Subject, model: str) -> Finding:
+    t = s.target
+    code = run.status or 0
+    if code == 0xA900:
+        keys = ", ".join(retrieve_keys(subject.level, model))
+        return s.finding(
+            "retrieve-key-mismatch", Severity.FAIL,
+            f"The PACS refused the {run.operation} with {describe_run_status(run)}: it does not accept "
+            f"a {subject.level}-level retrieve in {MODEL_LABELS[model]} identified by {keys}.",
+            f"qrdoctor sent only the unique keys of each level down to {subject.level}, as the "
+            f"standard asks. Look up the keys {t.called_ae} expects for a {subject.level}-level "
+            f"retrieve in its conformance statement (the offending element, if given, is in the "
+            f"evidence); a workstation that retrieves by other keys (for example by accession number) "
+            f"or at another level fails the same way.",
+            level=subject.level, keys=keys, **ev)
+    hint = {
+        0x0122: "the PACS does not support this retrieve model on this association",
+        0x0124: f"the PACS does not allow {t.calling_ae} to retrieve",
+        0xA701: "the PACS could not work out what to send",
+        0xA702: "the PACS could not perform any sub-operation",
+        CANCEL: "the PACS cancelled the retrieve itself, although qrdoctor did not ask it to",
+    }.get(code, "the PACS log says why")
+    return s.finding(
+        "retrieve-refused", Severity.FAIL,
+        f"The PACS refused the {run.operation} of {subject.describe()} with {describe_run_status(run)}"
+        f" ({counts(run)}): {hint}.",
+        f"Ask the PACS administrator to look up {hex_status(run.status)} in the PACS log for the "
+        f"{run.operation} from {t.calling_ae} at the time of this run and to allow "
+        f"{t.calling_ae} to retrieve from {t.called_ae}.",
+        **ev)
+
+
+def suboperations_failed(s: Situation, run: Run, tally: Tally, ev: dict, inbound_connections: int = 0) -> Finding:
+    t = s.target
+    failed, warn = run.failed or 0, run.warning or 0
+    parts = ([f"{failed} failed"] if failed else []) + ([f"{warn} with warnings"] if warn else [])
+    uids = (f" Failed SOP Instance UIDs: {', '.join(run.failed_uids[:5])}"
+            f"{' ...' if run.failed_uid_count > 5 else ''}.") if run.failed_uids else ""
+    code = "move-suboperations-failed" if run.operation == "C-MOVE" else "get-suboperations-failed"
+    receiver_note = (" qrdoctor's Store SCP accepted every object offered to it, so the failures "
+                     "happened on the PACS's side." if inbound_connections else "")
+    return s.finding(
+        code, Severity.FAIL if failed else Severity.WARN,
+        f"The {run.operation} ended with {describe_run_status(run)}: of its sub-operations "
+        f"{', '.join(parts) or 'some did not complete'} ({counts(run)}; {tally.received} arrived).{uids}",
+        f"Some images of the series cannot be retrieved from {t.called_ae}.{receiver_note} Ask the "
+        f"PACS administrator to check its log for these instances (unreadable or offline storage, "
+        f"a SOP class or transfer syntax it cannot send, or a destination that refused them).",
+        **ev)
+
+
+def entry(s: Situation, port: int) -> str:
+    """The destination entry the PACS needs for our Store SCP."""
+    return f"AE title {s.target.move_ae}, address {our_address(s)}, port {port}"

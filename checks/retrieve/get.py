@@ -1,0 +1,339 @@
+"""retrieve.get: fetch the same kind of subject with C-GET, on our own association.
+
+Over C-GET the PACS sends the objects back on the association we opened, so it must accept us
+in the SCP role for each storage SOP class (role selection). The classes proposed come from the
+IMAGE-level C-FIND (SOP Class UID) or, when the PACS does not return it, from the modality.
+"""
+
+from __future__ import annotations
+
+import time
+
+from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
+from pynetdicom import ALL_TRANSFER_SYNTAXES, build_context, build_role, evt
+from pynetdicom import sop_class as sc
+from qrdoctor.checks.association import ProbeRecord
+from qrdoctor.checks.retrieve import conclude as c
+from qrdoctor.checks.retrieve import observe as o
+from qrdoctor.checks.retrieve.model import (
+    Arrivals,
+    GetFacts,
+    NegotiationFact,
+    NoData,
+    Received,
+    Run,
+    Subject,
+)
+from qrdoctor.checks.retrieve.options import RetrieveOptions
+from qrdoctor.checks.retrieve.select import Choice, choose
+from qrdoctor.checks.shared import ASSOCIATION_CODES, MODEL_LABELS
+
+from qrdoctor.core.context import Context, Outcome, Situation
+from qrdoctor.core.model import Finding, Severity, Stage, Status
+from qrdoctor.core.registry import Observation, define
+from qrdoctor.dicom.assoc import DEFAULT_TS, association, hex_status
+from qrdoctor.dicom.find import AssociationFailed
+from qrdoctor.dicom.retrieve import follow
+from qrdoctor.dicom.storescp import Receiver, uid_name
+
+GET_UIDS = {"study_root": str(sc.StudyRootQueryRetrieveInformationModelGet),
+            "patient_root": str(sc.PatientRootQueryRetrieveInformationModelGet)}
+MAX_CONTEXTS = 128  # presentation contexts one association may propose
+
+# The storage SOP classes a series of a modality usually holds, for C-GET role selection when
+# the PACS does not return SOP Class UIDs. Secondary Capture is added to every study.
+MODALITY_CLASSES: dict[str, tuple[str, ...]] = {
+    "CT": ("CTImageStorage", "EnhancedCTImageStorage"),
+    "MR": ("MRImageStorage", "EnhancedMRImageStorage"),
+    "CR": ("ComputedRadiographyImageStorage",),
+    "DX": ("DigitalXRayImageStorageForPresentation", "DigitalXRayImageStorageForProcessing"),
+    "MG": ("DigitalMammographyXRayImageStorageForPresentation",
+           "DigitalMammographyXRayImageStorageForProcessing", "BreastTomosynthesisImageStorage"),
+    "US": ("UltrasoundImageStorage", "UltrasoundMultiFrameImageStorage"),
+    "NM": ("NuclearMedicineImageStorage",),
+    "PT": ("PositronEmissionTomographyImageStorage", "EnhancedPETImageStorage"),
+    "XA": ("XRayAngiographicImageStorage", "EnhancedXAImageStorage"),
+    "RF": ("XRayRadiofluoroscopicImageStorage",),
+    "SR": ("BasicTextSRStorage", "EnhancedSRStorage", "ComprehensiveSRStorage"),
+    "PR": ("GrayscaleSoftcopyPresentationStateStorage",),
+    "KO": ("KeyObjectSelectionDocumentStorage",),
+    "SEG": ("SegmentationStorage",),
+    "DOC": ("EncapsulatedPDFStorage",),
+    "RTSTRUCT": ("RTStructureSetStorage",),
+    "RTPLAN": ("RTPlanStorage",),
+    "RTDOSE": ("RTDoseStorage",),
+    "RTIMAGE": ("RTImageStorage",),
+    "OT": ("SecondaryCaptureImageStorage",),
+    "SC": ("SecondaryCaptureImageStorage",),
+}
+
+
+class Negotiation(Observation):
+    """The C-GET association's storage classes: where they came from and what became of each."""
+
+    classes_from: str
+    proposed_contexts: int
+    storage: dict[str, str] = {}  # SOP Class UID -> accepted | role refused | rejected
+    not_proposed: list[str] = []  # SOP Class UIDs beyond the limit of presentation contexts
+
+
+class GetObservation(Observation):
+    """What retrieve.get saw, step by step; a step that did not happen is left empty."""
+
+    offered: dict[str, dict[str, bool]]  # association.models' table for the two root models
+    query_failure: ProbeRecord | None = None
+    no_data: NoData | None = None
+    subject: Subject | None = None
+    model: str | None = None  # the model the C-GET used
+    negotiation: Negotiation | None = None
+    open_failure: ProbeRecord | None = None
+    context_accepted: bool | None = None
+    run: Run | None = None
+    arrivals: Arrivals | None = None
+    received: Received | None = None
+
+    @property
+    def models(self) -> list[str]:
+        return [m for m in ("study_root", "patient_root") if self.offered.get(m, {}).get("get")]
+
+
+get = define(
+    "retrieve.get",
+    stage=Stage.RETRIEVE,
+    title="C-GET round trip",
+    requires=("network.tcp", "find.levels"),
+    codes=("get-unsupported", "get-role-rejected", "get-silent-failure", "get-suboperations-failed",
+           "retrieve-key-mismatch", "retrieve-refused", "retrieve-stalled", "retrieve-no-data")
+    + ASSOCIATION_CODES,
+    budget=10.0,
+    observation=GetObservation,
+    facts=GetFacts,
+    options=RetrieveOptions,
+)
+
+
+# ----------------------------------------------------------------------------------------------
+# observe
+# ----------------------------------------------------------------------------------------------
+
+
+@get.observe
+def observe(ctx: Context) -> GetObservation:
+    table = ctx.learned.get("association.models") or {}
+    obs = GetObservation(offered={m: dict(table.get(m, {})) for m in ("study_root", "patient_root")})
+    if not obs.models:
+        return obs
+    timeout = ctx.timeout()
+    try:
+        choice = choose(ctx)
+    except AssociationFailed as exc:
+        obs.query_failure = o.query_failure(ctx, exc, timeout)
+        return obs
+    if isinstance(choice, NoData):
+        obs.no_data = choice
+        return obs
+    obs.subject = choice.subject
+    obs.model = obs.models[0]
+    if obs.model == "patient_root" and not choice.patient_id and "study_root" in obs.models:
+        obs.model = "study_root"
+    keep = ctx.option(RetrieveOptions).keep_files
+    receiver = Receiver(keep, keep=bool(keep))
+    try:
+        _get(ctx, obs, choice, receiver)
+        if obs.open_failure is None:
+            ctx.raise_if_cancelled()
+            obs.arrivals = o.arrived(choice.expected_uids, receiver)
+            obs.received = o.received_by(receiver)
+    finally:
+        receiver.discard()
+    return obs
+
+
+def storage_classes(subject: Subject) -> tuple[list[str], str]:
+    """The storage SOP classes to offer the SCP role for, and where they came from."""
+    if subject.sop_classes:
+        return sorted(set(subject.sop_classes)), "SOP Class UIDs returned by C-FIND"
+    names: list[str] = []
+    for modality in subject.modalities or list(MODALITY_CLASSES):
+        names += list(MODALITY_CLASSES.get(modality.upper(), ()))
+    names.append("SecondaryCaptureImageStorage")
+    uids = sorted({str(getattr(sc, name)) for name in names if hasattr(sc, name)})
+    source = (f"modality {', '.join(subject.modalities)}" if subject.modalities
+              else "common storage SOP classes (modality unknown)")
+    return uids, source
+
+
+def get_contexts(model: str, classes: list[str]) -> tuple[list, list, list[str]]:
+    """Presentation contexts (at most 128) and SCP role items for a C-GET of ``classes``."""
+    uncompressed = [ExplicitVRLittleEndian, ImplicitVRLittleEndian]
+    others = [ts for ts in ALL_TRANSFER_SYNTAXES if ts not in uncompressed]
+    contexts = [build_context(GET_UIDS[model], DEFAULT_TS)]
+    dropped: list[str] = []
+    split = 1 + 2 * len(classes) <= MAX_CONTEXTS
+    for uid in classes:
+        if len(contexts) >= MAX_CONTEXTS:
+            dropped.append(uid)
+        elif split:
+            contexts += [build_context(uid, uncompressed), build_context(uid, others)]
+        else:
+            contexts.append(build_context(uid, uncompressed + others))
+    roles = [build_role(uid, scp_role=True) for uid in classes if uid not in dropped]
+    return contexts, roles, dropped
+
+
+def _get(ctx: Context, obs: GetObservation, choice: Choice, receiver: Receiver) -> None:
+    """Open the C-GET association with role selection and run the C-GET."""
+    model = obs.model or "study_root"
+    classes, classes_from = storage_classes(choice.subject)
+    contexts, roles, dropped = get_contexts(model, classes)
+    timeout, started = ctx.timeout(), time.monotonic()
+    with association(ctx, contexts, ext_neg=roles, timeout=timeout,
+                     handlers=[(evt.EVT_C_STORE, receiver.handle_store)]) as op:
+        if not op.assoc.is_established:
+            obs.open_failure = o.open_failure(ctx, op, started, timeout)
+            return
+        assoc = op.assoc
+        storage = {}
+        for uid in classes:
+            mine = [cx for cx in assoc.accepted_contexts if cx.abstract_syntax == uid]
+            storage[uid] = "accepted" if any(cx.as_scp for cx in mine) else "role refused" if mine else "rejected"
+        obs.negotiation = Negotiation(classes_from=classes_from, proposed_contexts=len(contexts),
+                                      storage=storage, not_proposed=dropped)
+        get_cx = [cx for cx in assoc.accepted_contexts if cx.abstract_syntax == GET_UIDS[model]]
+        obs.context_accepted = bool(get_cx)
+        if not get_cx:
+            return
+        o.give_time(op, ctx)
+        ctx.progress(f"C-GET of {choice.subject.describe()}")
+        receiver.mark_start()
+        responses = assoc.send_c_get(choice.identifier(model), GET_UIDS[model], msg_id=1)
+        followed = follow(assoc, responses, "C-GET", msg_id=1, context_id=int(get_cx[0].context_id),
+                          watch=o.watch(ctx, lambda: receiver.count))
+        obs.run = o.recorded_run(followed, op)
+
+
+# ----------------------------------------------------------------------------------------------
+# conclude
+# ----------------------------------------------------------------------------------------------
+
+
+@get.conclude
+def conclude(obs: GetObservation, s: Situation) -> Outcome:
+    if not obs.models:
+        return _not_offered(s, obs)
+    if obs.query_failure is not None:
+        return c.association_failed(s, obs.query_failure, "query")
+    if obs.no_data is not None:
+        return c.no_data(s, obs.no_data, "C-GET")
+    if obs.open_failure is not None:
+        return c.association_failed(s, obs.open_failure, "C-GET")
+    assert obs.subject is not None and obs.model is not None and obs.negotiation is not None
+    negotiation = negotiation_fact(obs.negotiation)
+    if not obs.context_accepted or obs.run is None:
+        return _context_rejected(s, obs, negotiation)
+    assert obs.arrivals is not None and obs.received is not None
+    run, tally = obs.run, c.Tally(obs.subject.expected, obs.arrivals)
+    facts = GetFacts(**c.common_facts(run, tally, obs.received, obs.subject, obs.model))
+    facts.negotiation = negotiation
+    facts.kept_files = obs.received.directory if obs.received.kept else None
+    ev = c.run_evidence(run) | tally.evidence()
+    findings = _roles_refused(s, obs, run, tally, ev)
+    summary, more = _what_the_pacs_said(s, obs, run, tally, ev, findings)
+    return Outcome(summary=summary, facts=facts, findings=findings + more)
+
+
+def negotiation_fact(n: Negotiation) -> NegotiationFact:
+    fact = NegotiationFact(storage_classes_from=n.classes_from, proposed_contexts=n.proposed_contexts,
+                           storage={uid_name(u): state for u, state in n.storage.items()})
+    if n.not_proposed:
+        fact.not_proposed = [uid_name(u) for u in n.not_proposed]
+    return fact
+
+
+def _not_offered(s: Situation, obs: GetObservation) -> Outcome:
+    t = s.target
+    f = s.finding(
+        "get-unsupported", Severity.INFO,
+        f"The PACS does not offer C-GET to {t.calling_ae} (neither Study Root nor Patient Root): "
+        "images can only be retrieved with C-MOVE.",
+        f"Nothing to fix if workstations use C-MOVE; retrieve.move tests that. A viewer that can "
+        f"only retrieve with C-GET (common for web and zero-footprint viewers behind a firewall) "
+        f"needs the PACS administrator to enable C-GET for {t.calling_ae}, if the PACS supports it.",
+        models=obs.offered)
+    return Outcome(summary="not applicable: the PACS does not offer C-GET", findings=[f],
+                   status=Status.SKIPPED, reason="the PACS does not offer C-GET",
+                   facts=GetFacts(status=None, completed=None, failed=None, received=0, offered=False))
+
+
+def _context_rejected(s: Situation, obs: GetObservation, negotiation: NegotiationFact) -> Outcome:
+    model = obs.model or "study_root"
+    f = s.finding(
+        "get-unsupported", Severity.FAIL,
+        f"The PACS rejected the {MODEL_LABELS[model]} C-GET presentation context on the "
+        "retrieve association, although association.models found it offered.",
+        f"The PACS offers C-GET inconsistently (per association or per AE title). Ask the PACS "
+        f"administrator to enable C-GET for {s.target.calling_ae}, or retrieve with C-MOVE.",
+        model=model, **negotiation.model_dump(mode="json"))
+    return Outcome(summary="C-GET context rejected", findings=[f],
+                   facts=GetFacts(status=None, completed=None, failed=None, received=0, negotiation=negotiation))
+
+
+def _roles_refused(s: Situation, obs: GetObservation, run: Run, tally: c.Tally, ev: dict) -> list[Finding]:
+    assert obs.negotiation is not None
+    storage = obs.negotiation.storage
+    refused = {u: state for u, state in storage.items() if state != "accepted"}
+    incomplete = (run.failed or 0) > 0 or tally.short
+    if not refused or not (incomplete or len(refused) == len(storage)):
+        return []
+    names = ", ".join(f"{uid_name(u)} ({state})" for u, state in refused.items())
+    return [s.finding(
+        "get-role-rejected", Severity.FAIL,
+        f"The PACS did not let us receive these storage SOP classes on the C-GET association "
+        f"(SCP/SCU role selection or context refused): {names}.",
+        f"Over C-GET the PACS sends images on our own association, so it must accept us in the "
+        f"SCP role for each SOP class. Ask the PACS administrator (or vendor) whether C-GET role "
+        f"selection is supported for {s.target.calling_ae}; otherwise retrieve with C-MOVE.",
+        refused={uid_name(u): state for u, state in refused.items()}, **ev)]
+
+
+def _what_the_pacs_said(s: Situation, obs: GetObservation, run: Run, tally: c.Tally, ev: dict,
+                        findings: list[Finding]) -> tuple[str, list[Finding]]:
+    t = s.target
+    if c.unfinished(run):
+        if run.cancel_sent or run.aborted_by_us:
+            return f"C-GET did not finish: {run.cancel_reason}", [c.stalled(s, run, tally, ev)]
+        return "the PACS ended the association during the C-GET", [c.peer_aborted(s, run)]
+    code = run.status
+    if code == 0x0122:
+        return "C-GET refused (0x0122)", [s.finding(
+            "get-unsupported", Severity.FAIL,
+            f"The PACS answered the C-GET with {c.describe_run_status(run)}: it accepts the C-GET "
+            "association but does not perform C-GET.",
+            f"Retrieve with C-MOVE from this PACS, or ask the administrator to enable C-GET for {t.calling_ae}.",
+            **ev)]
+    if code in c.REFUSALS or (c.category(run) == "Failure" and not c.counted(run) and code != 0xA702):
+        return f"C-GET refused with {hex_status(code)}", [c.refused(s, run, ev, obs.subject, obs.model)]
+    more: list[Finding] = []
+    if code == c.SUCCESS:
+        if c.success_shortfall(run, tally):
+            more.append(_silent_failure(s, run, tally, ev))
+        elif run.warning:
+            more.append(c.suboperations_failed(s, run, tally, ev))
+    elif not any(f.code == "get-role-rejected" for f in findings):
+        more.append(c.suboperations_failed(s, run, tally, ev))
+    return c.summary_of(run, tally, obs.received), more
+
+
+def _silent_failure(s: Situation, run: Run, tally: c.Tally, ev: dict) -> Finding:
+    nothing = (run.completed or 0) == 0 and not tally.received
+    what = (f"reported Success with {run.failed} failed sub-operation(s)" if run.failed else
+            "reported Success with zero sub-operations and sent nothing" if nothing else
+            f"reported Success ({c.counts(run)}) but {tally.received} object(s) arrived")
+    exp = f" (a C-FIND lists {tally.expected})" if tally.expected is not None else ""
+    return s.finding(
+        "get-silent-failure", Severity.FAIL,
+        f"The PACS {what}{exp}.",
+        f"Do not trust this PACS's C-GET status: a viewer will show the retrieve as complete "
+        f"with images missing. Ask the PACS administrator to check the C-GET log for "
+        f"{s.target.calling_ae} at the time of this run and report the status to the vendor.",
+        **ev)

@@ -1,0 +1,497 @@
+"""retrieve.move: C-MOVE one small series to a temporary Store SCP of ours and reconcile.
+
+Besides the three numbers (listed, reported, arrived), the C-MOVE check knows whether the PACS
+ever connected to us, from where and under which AE titles, which is what tells an unknown
+destination from a firewall. When the PACS fails without counting any sub-operation and never
+connected, the same C-MOVE to an AE title no PACS knows shows how it answers an unknown
+destination (Orthanc 1.10 answers both with 0xC000).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from pynetdicom import build_context
+from pynetdicom import sop_class as sc
+from qrdoctor.checks.association import ProbeRecord, our_address
+from qrdoctor.checks.retrieve import conclude as c
+from qrdoctor.checks.retrieve import observe as o
+from qrdoctor.checks.retrieve.model import (
+    Arrivals,
+    Inbound,
+    InboundFact,
+    MoveFacts,
+    NoData,
+    ProbeFact,
+    Received,
+    Rejected,
+    Run,
+    StoreFact,
+    Subject,
+    UnknownProbe,
+)
+from qrdoctor.checks.retrieve.options import RetrieveOptions
+from qrdoctor.checks.retrieve.select import Choice, choose
+from qrdoctor.checks.shared import ASSOCIATION_CODES, MODEL_LABELS
+
+from qrdoctor.core.context import Context, Outcome, Situation
+from qrdoctor.core.model import Finding, Severity, Stage
+from qrdoctor.core.registry import Observation, define
+from qrdoctor.dicom.assoc import DEFAULT_TS, Opened, association, hex_status
+from qrdoctor.dicom.find import AssociationFailed
+from qrdoctor.dicom.probe import Rejection
+from qrdoctor.dicom.retrieve import follow
+from qrdoctor.dicom.storescp import StorePortError, StoreSCP
+
+wire_log = logging.getLogger("qrdoctor.dicom.probe")  # lines for the check's protocol transcript
+UNKNOWN_DESTINATION = "QRD-NO-SUCH-AE"  # a move destination no PACS should know
+MOVE_UIDS = {"study_root": str(sc.StudyRootQueryRetrieveInformationModelMove),
+             "patient_root": str(sc.PatientRootQueryRetrieveInformationModelMove)}
+PROBE_STALL_CAP_S = 10.0  # the unknown-destination probe never waits longer without progress
+
+
+class StoreError(Observation):
+    """Our Store SCP could not listen."""
+
+    errno: int | None
+    strerror: str
+
+
+class MoveObservation(Observation):
+    """What retrieve.move saw, step by step; a step that did not happen is left empty."""
+
+    models: list[str]  # the C-MOVE models association.models found accepted
+    query_failure: ProbeRecord | None = None
+    no_data: NoData | None = None
+    subject: Subject | None = None
+    model: str | None = None  # the model the C-MOVE used
+    listen: str | None = None  # where our Store SCP listened (or tried to)
+    store_port: int | None = None
+    store_error: StoreError | None = None
+    open_failure: ProbeRecord | None = None
+    context_accepted: bool | None = None
+    run: Run | None = None
+    probe: UnknownProbe | None = None
+    inbound_connections: int = 0
+    inbound: list[Inbound] = []
+    arrivals: Arrivals | None = None
+    received: Received | None = None
+
+
+move = define(
+    "retrieve.move",
+    stage=Stage.RETRIEVE,
+    title="C-MOVE round trip",
+    requires=("network.tcp", "find.levels"),
+    codes=("move-destination-unknown", "move-no-inbound", "move-silent-failure",
+           "move-suboperations-failed", "move-inbound-refused", "move-called-ae-mismatch",
+           "retrieve-key-mismatch", "retrieve-refused", "retrieve-stalled", "retrieve-no-data",
+           "store-port-unavailable") + ASSOCIATION_CODES,
+    budget=10.0,
+    observation=MoveObservation,
+    facts=MoveFacts,
+    options=RetrieveOptions,
+)
+
+
+# ----------------------------------------------------------------------------------------------
+# observe
+# ----------------------------------------------------------------------------------------------
+
+
+@move.observe
+def observe(ctx: Context) -> MoveObservation:
+    table = ctx.learned.get("association.models") or {}
+    obs = MoveObservation(models=[m for m in ("study_root", "patient_root") if table.get(m, {}).get("move")])
+    if not obs.models:
+        return obs
+    timeout = ctx.timeout()
+    try:
+        choice = choose(ctx)
+    except AssociationFailed as exc:
+        obs.query_failure = o.query_failure(ctx, exc, timeout)
+        return obs
+    if isinstance(choice, NoData):
+        obs.no_data = choice
+        return obs
+    obs.subject = choice.subject
+    obs.model = _model(obs.models, choice)
+    opts = ctx.option(RetrieveOptions)
+    obs.listen, obs.store_port = opts.listen_host, ctx.target.store_port
+    scp = StoreSCP(ctx.target.move_ae, opts.listen_host, ctx.target.store_port, directory=opts.keep_files,
+                   keep=bool(opts.keep_files))
+    try:
+        scp.start()
+    except StorePortError as exc:
+        obs.store_error = StoreError(errno=exc.errno, strerror=str(exc.strerror or exc))
+        return obs
+    try:
+        obs.store_port = scp.port
+        wire_log.debug("Store SCP %s listening on %s:%d for the C-MOVE", ctx.target.move_ae, opts.listen_host,
+                       scp.port)
+        _move(ctx, obs, choice, scp)
+        if obs.open_failure is None:
+            ctx.raise_if_cancelled()
+            scp.stop()
+            _record_store_scp(obs, scp, choice)
+    finally:
+        scp.stop()
+    return obs
+
+
+def _model(models: list[str], choice: Choice) -> str:
+    """The C-MOVE model: the first accepted, but Study Root when no patient ID is known."""
+    if models[0] == "patient_root" and not choice.patient_id and "study_root" in models:
+        return "study_root"
+    return models[0]
+
+
+def _move(ctx: Context, obs: MoveObservation, choice: Choice, scp: StoreSCP) -> None:
+    """Open the retrieve association and run the C-MOVE (and the unknown-destination probe)."""
+    model, t = obs.model or "study_root", ctx.target
+    uid = MOVE_UIDS[model]
+    timeout, started = ctx.timeout(), time.monotonic()
+    with association(ctx, [build_context(uid, DEFAULT_TS)], timeout=timeout) as op:
+        if not op.assoc.is_established:
+            obs.open_failure = o.open_failure(ctx, op, started, timeout)
+            return
+        accepted = [cx for cx in op.assoc.accepted_contexts if cx.abstract_syntax == uid]
+        obs.context_accepted = bool(accepted)
+        if not accepted:
+            return
+        context_id = int(accepted[0].context_id)
+        o.give_time(op, ctx)
+        ctx.progress(f"C-MOVE of {choice.subject.describe()} to {t.move_ae} (listening on port {scp.port})")
+        scp.receiver.mark_start()
+        responses = op.assoc.send_c_move(choice.identifier(model), t.move_ae, uid, msg_id=1)
+        followed = follow(op.assoc, responses, "C-MOVE", msg_id=1, context_id=context_id,
+                          watch=o.watch(ctx, lambda: scp.receiver.count + scp.connections))
+        obs.run = o.recorded_run(followed, op)
+        if c.ambiguous_failure(obs.run) and scp.connections == 0:
+            ctx.progress(f"asking for the same C-MOVE to {UNKNOWN_DESTINATION}, a destination no PACS knows")
+            obs.probe = _probe_unknown(ctx, op, choice, model, context_id)
+
+
+def _probe_unknown(ctx: Context, op: Opened, choice: Choice, model: str, context_id: int) -> UnknownProbe | None:
+    """The same C-MOVE to an AE title no PACS knows. It cannot deliver anything anywhere; its
+    answer shows how this PACS reports an unknown destination."""
+    if not op.assoc.is_established:
+        return None
+    try:
+        responses = op.assoc.send_c_move(choice.identifier(model), UNKNOWN_DESTINATION, MOVE_UIDS[model], msg_id=2)
+    except (RuntimeError, ValueError):
+        return None
+    run = follow(op.assoc, responses, "C-MOVE", msg_id=2, context_id=context_id,
+                 watch=o.watch(ctx, stall_cap=PROBE_STALL_CAP_S))
+    return UnknownProbe(destination=UNKNOWN_DESTINATION, status=run.status, completed=run.completed,
+                        failed=run.failed, elapsed_ms=round(run.elapsed_ms, 1), error_comment=run.error_comment)
+
+
+def _record_store_scp(obs: MoveObservation, scp: StoreSCP, choice: Choice) -> None:
+    records = scp.records()
+    for r in records:
+        wire_log.debug("Store SCP: %s", r.describe())
+    if not scp.connections:
+        wire_log.debug("Store SCP: no inbound connection while the C-MOVE ran")
+    obs.inbound_connections = scp.connections
+    obs.inbound = [o.inbound_of(r) for r in records]
+    obs.arrivals = o.arrived(choice.expected_uids, scp.receiver)
+    obs.received = o.received_by(scp.receiver)
+
+
+# ----------------------------------------------------------------------------------------------
+# conclude
+# ----------------------------------------------------------------------------------------------
+
+
+@move.conclude
+def conclude(obs: MoveObservation, s: Situation) -> Outcome:
+    t = s.target
+    if not obs.models:
+        return Outcome.skipped("association.models", "skipped: the PACS accepts no C-MOVE model")
+    if obs.query_failure is not None:
+        return c.association_failed(s, obs.query_failure, "query")
+    if obs.no_data is not None:
+        return c.no_data(s, obs.no_data, "C-MOVE")
+    if obs.store_error is not None:
+        return _store_port_unavailable(s, obs)
+    if obs.open_failure is not None:
+        return c.association_failed(s, obs.open_failure, "C-MOVE")
+    assert obs.subject is not None and obs.model is not None and obs.arrivals is not None
+    assert obs.received is not None
+    run = obs.run or Run(operation="C-MOVE", stall_s=0.0, deadline_s=0.0, status=0x0122)
+    tally = c.Tally(obs.subject.expected, obs.arrivals)
+    requested = [r for r in obs.inbound if r.requested]
+    facts = _facts(s, obs, run, tally, requested)
+    ev = c.run_evidence(run) | tally.evidence() | {
+        "move_ae": t.move_ae, "store_port": obs.store_port, "listen": f"{obs.listen}:{obs.store_port}",
+        "inbound_connections": obs.inbound_connections, "inbound_associations": len(requested)}
+    if obs.context_accepted is False:
+        return Outcome(summary="C-MOVE context not accepted", facts=facts,
+                       findings=[_context_rejected(s, obs.model)])
+    findings = _what_we_saw(s, obs, run, tally, requested, ev)
+    summary, more = _what_the_pacs_said(s, obs, run, tally, ev, findings)
+    return Outcome(summary=summary, facts=facts, findings=findings + more)
+
+
+def _facts(s: Situation, obs: MoveObservation, run: Run, tally: c.Tally, requested: list[Inbound]) -> MoveFacts:
+    assert obs.subject is not None and obs.model is not None and obs.received is not None
+    facts = MoveFacts(**c.common_facts(run, tally, obs.received, obs.subject, obs.model))
+    facts.inbound_associations = len(requested)
+    facts.inbound_connections = obs.inbound_connections
+    facts.inbound = [inbound_fact(r) for r in obs.inbound]
+    facts.move_ae = s.target.move_ae
+    facts.store = StoreFact(listen=f"{obs.listen}:{obs.store_port}", advertised_address=our_address(s),
+                            port=obs.store_port)
+    facts.kept_files = obs.received.directory if obs.received.kept else None
+    if obs.probe is not None:
+        facts.unknown_destination_probe = ProbeFact(**probe_evidence(obs.probe))
+    return facts
+
+
+def inbound_fact(r: Inbound) -> InboundFact:
+    """One inbound connection as the report shows it."""
+    fact = InboundFact(connection=r.number, opened_ms=r.opened_ms, result=r.result,
+                       **{"from": f"{r.address}:{r.port}"})
+    if r.calling_ae is not None:
+        fact.calling_ae, fact.called_ae = r.calling_ae, r.called_ae
+    if r.rejection is not None:
+        fact.rejection = _rejection(r.rejection).describe()
+    if r.result == "accepted" or r.accepted_contexts:
+        fact.accepted_contexts = r.accepted_contexts
+    if r.rejected_contexts:
+        fact.rejected_contexts = r.rejected_contexts
+    if r.stores or r.store_failures:
+        fact.objects = r.stores
+    for key in ("store_failures", "echoes", "detail", "ended"):
+        if getattr(r, key):
+            setattr(fact, key, getattr(r, key))
+    if r.closed_ms is not None:
+        fact.closed_ms = r.closed_ms
+    return fact
+
+
+def probe_evidence(p: UnknownProbe) -> dict:
+    return {"destination": p.destination, "status": hex_status(p.status), "completed": p.completed,
+            "failed": p.failed, "elapsed_ms": round(p.elapsed_ms, 1), "error_comment": p.error_comment}
+
+
+def _rejection(rj: Rejected) -> Rejection:
+    return Rejection(rj.result, rj.source, rj.reason)
+
+
+def _store_port_unavailable(s: Situation, obs: MoveObservation) -> Outcome:
+    t, err = s.target, obs.store_error
+    assert err is not None
+    f = s.finding(
+        "store-port-unavailable", Severity.ERROR,
+        f"qrdoctor could not listen for the C-MOVE on {obs.listen} port {obs.store_port}: {err.strerror}.",
+        f"Another program (often a workstation's own Store SCP, or a second qrdoctor) uses port "
+        f"{obs.store_port}, or this user may not open it (ports below 1024 need privileges). Stop "
+        f"that program for the test, or run qrdoctor with --store-port set to the port the PACS "
+        f"has registered for {t.move_ae} once it is free.",
+        listen=obs.listen, port=obs.store_port, errno=err.errno)
+    return Outcome(summary=f"Store SCP could not listen on port {obs.store_port}", findings=[f],
+                   facts=MoveFacts(status=None, completed=None, failed=None, warning=None, received=0,
+                                   inbound_associations=0))
+
+
+def _context_rejected(s: Situation, model: str) -> Finding:
+    return s.finding(
+        "retrieve-refused", Severity.FAIL,
+        f"The PACS did not accept the {MODEL_LABELS[model]} C-MOVE presentation context on the "
+        "retrieve association, although it did when association.models asked.",
+        f"The PACS offers C-MOVE inconsistently (per association or per AE title). Ask the PACS "
+        f"administrator to allow {s.target.calling_ae} to retrieve with C-MOVE.", model=model)
+
+
+def _what_we_saw(s: Situation, obs: MoveObservation, run: Run, tally: c.Tally, requested: list[Inbound],
+                 ev: dict) -> list[Finding]:
+    """Findings from our Store SCP's side, independent of what the PACS reports."""
+    t = s.target
+    findings: list[Finding] = []
+    mismatched = sorted({r.called_ae for r in requested if r.called_ae and r.called_ae != t.move_ae})
+    if mismatched:
+        findings.append(s.finding(
+            "move-called-ae-mismatch", Severity.WARN,
+            f"The PACS connected to our Store SCP for the C-MOVE to {t.move_ae}, but addressed it "
+            f"as {', '.join(mismatched)}.",
+            f"The PACS's destination entry for {t.move_ae} carries another AE title. qrdoctor "
+            f"accepts any called AE title, but a real workstation that checks it will reject the "
+            f"images. Ask the PACS administrator to correct the entry to {c.entry(s, obs.store_port or 0)}.",
+            called_aes=mismatched, **ev))
+    refused = [r for r in obs.inbound if r.result in ("rejected", "not-dicom") or r.store_failures
+               or r.rejected_contexts]
+    incomplete = (run.failed or 0) > 0 or bool(tally.got.missing_count) or tally.short
+    if refused and (incomplete or any(r.result == "rejected" for r in refused)):
+        findings.append(_inbound_refused(s, obs, refused, tally, ev))
+    return findings
+
+
+def _what_the_pacs_said(s: Situation, obs: MoveObservation, run: Run, tally: c.Tally, ev: dict,
+                        findings: list[Finding]) -> tuple[str, list[Finding]]:
+    """The summary and the findings from the PACS's responses, given what we saw ourselves."""
+    t, port = s.target, obs.store_port or 0
+    entry = c.entry(s, port)
+    if c.unfinished(run):
+        if run.cancel_sent or run.aborted_by_us:
+            return f"C-MOVE did not finish: {run.cancel_reason}", [c.stalled(s, run, tally, ev)]
+        return "the PACS ended the association during the C-MOVE", [c.peer_aborted(s, run)]
+    code, status = run.status, hex_status(run.status)
+    no_inbound = obs.inbound_connections == 0
+    inbound_refused = any(f.code == "move-inbound-refused" for f in findings)
+    if code == c.DESTINATION_UNKNOWN:
+        return (f"move destination {t.move_ae} unknown to the PACS (0xA801)",
+                [_destination_unknown(s, run, ev, entry, hedged=False)])
+    if code in c.REFUSALS or (code == c.CANCEL and not (run.completed or run.failed)):
+        return f"C-MOVE refused with {status}", [c.refused(s, run, ev, obs.subject, obs.model)]
+    if c.ambiguous_failure(run):
+        return _ambiguous(s, obs, run, tally, ev, entry, inbound_refused)
+    more: list[Finding] = []
+    if no_inbound and c.attempted(run):
+        more.append(_no_inbound(s, run, tally, ev, entry))
+    elif code != c.SUCCESS and not inbound_refused:
+        more.append(c.suboperations_failed(s, run, tally, ev, obs.inbound_connections))
+    if code == c.SUCCESS:
+        if c.success_shortfall(run, tally):
+            more.append(_silent_failure(s, run, tally, ev, no_inbound))
+        elif (run.warning or 0) > 0 and not no_inbound:
+            more.append(c.suboperations_failed(s, run, tally, ev, obs.inbound_connections))
+    if not findings and not more:
+        return c.summary_of(run, tally, obs.received), more
+    return (f"{status}: {c.counts(run)}; {tally.received} arrived of {c.n(tally.expected)} "
+            f"expected; {obs.inbound_connections} inbound connection(s)"), more
+
+
+def _ambiguous(s: Situation, obs: MoveObservation, run: Run, tally: c.Tally, ev: dict, entry: str,
+               inbound_refused: bool) -> tuple[str, list[Finding]]:
+    """A failure with no sub-operation counted: the unknown-destination probe tells them apart."""
+    t, status, probe = s.target, hex_status(run.status), obs.probe
+    if obs.inbound_connections:
+        more = [] if inbound_refused else [c.refused(s, run, ev, obs.subject, obs.model)]
+        return f"C-MOVE failed with {status} after the PACS connected to us", more
+    with_probe = ev | ({"probe": probe_evidence(probe)} if probe is not None else {})
+    slower = probe is not None and run.elapsed_ms - probe.elapsed_ms >= 2000
+    if probe is not None and probe.status == run.status and not (probe.completed or probe.failed) and not slower:
+        return (f"C-MOVE failed with {status} as for an unknown destination: {t.move_ae} most likely not "
+                "registered", [_destination_unknown(s, run, with_probe, entry, hedged=True)])
+    if probe is not None and (probe.status == c.DESTINATION_UNKNOWN or slower):
+        return (f"C-MOVE failed ({status}); the PACS never connected to port {obs.store_port}",
+                [_no_inbound(s, run, tally, with_probe, entry, known_by_probe=probe.status == c.DESTINATION_UNKNOWN)])
+    return f"C-MOVE failed with {status} without connecting to us", [c.refused(s, run, with_probe, obs.subject, obs.model)]
+
+
+def _destination_unknown(s: Situation, run: Run, ev: dict, entry: str, hedged: bool) -> Finding:
+    t = s.target
+    if hedged:
+        summary = (f"The PACS refused the C-MOVE to {t.move_ae} with {c.describe_run_status(run)} and never "
+                   f"connected to our Store SCP; it answers a destination it cannot know "
+                   f"({UNKNOWN_DESTINATION}) exactly the same way, so it most likely has no destination "
+                   f"entry for {t.move_ae}.")
+        extra = (f" If an entry for {t.move_ae} exists, the PACS failed before it could say so: then the "
+                 f"address or port in it is wrong or unreachable (Orthanc 1.10 answers both cases "
+                 f"with 0xC000), so check it against these values and that the PACS can reach "
+                 f"that port through any firewall.")
+    else:
+        summary = (f"The PACS does not know the move destination {t.move_ae}: it answered the C-MOVE "
+                   f"with {c.describe_run_status(run)}.")
+        extra = ""
+    return s.finding(
+        "move-destination-unknown", Severity.FAIL, summary,
+        f"A C-MOVE names a destination AE title and the PACS looks up its address and port in its "
+        f"own list of DICOM nodes. Ask the PACS administrator to add this destination on "
+        f"{t.called_ae}: {entry}. In Orthanc that is an entry in DicomModalities, in dcmqrscp a "
+        f"HostTable line, in most PACS a 'DICOM node' or 'remote AE'.{extra}",
+        hedged=hedged, **ev)
+
+
+def _no_inbound(s: Situation, run: Run, tally: c.Tally, ev: dict, entry: str,
+                known_by_probe: bool = False) -> Finding:
+    t = s.target
+    port = ev["store_port"]
+    if run.status == c.SUCCESS and (run.completed or 0) > 0:
+        what = (f"reported {run.completed} object(s) sent with Success, yet never connected to our "
+                f"Store SCP on port {port}: it sent them to another address or port registered for "
+                f"{t.move_ae}")
+    else:
+        what = (f"answered {c.describe_run_status(run)} ({c.counts(run)}) and never connected to our "
+                f"Store SCP on port {port}")
+    knows = (f" It does know {t.move_ae}: a C-MOVE to {UNKNOWN_DESTINATION} was answered 0xA801."
+             if known_by_probe else "")
+    return s.finding(
+        "move-no-inbound", Severity.FAIL,
+        f"The PACS accepted the C-MOVE to {t.move_ae} but {what}.{knows}",
+        f"The PACS could not open the connection back to this computer. Ask the PACS "
+        f"administrator to check the destination entry for {t.move_ae}: it must be {entry} "
+        f"(the address the PACS can reach this computer at; use --advertise to name another). "
+        f"Then make sure TCP port {port} on this computer is reachable from the PACS: host "
+        f"firewall, network firewall, NAT or VPN, a Docker port that is not published, or a "
+        f"Store SCP listening on 127.0.0.1 only.",
+        **ev | tally.evidence())
+
+
+def _silent_failure(s: Situation, run: Run, tally: c.Tally, ev: dict, no_inbound: bool) -> Finding:
+    t = s.target
+    if (run.failed or 0) > 0:
+        what = f"reported Success (0x0000) together with {run.failed} failed sub-operation(s)"
+    elif run.completed is not None and tally.received < run.completed:
+        what = f"reported {run.completed} sub-operation(s) completed but only {tally.received} object(s) arrived"
+    elif (run.completed or 0) == 0:
+        what = "reported Success with zero sub-operations: it sent nothing"
+    else:
+        what = f"reported Success with {run.completed} sub-operation(s)"
+    exp = (f"; a C-FIND lists {tally.expected} instance(s) and {tally.got.arrived_expected} of them arrived"
+           if tally.expected is not None else "")
+    return s.finding(
+        "move-silent-failure", Severity.FAIL,
+        f"The PACS {what}{exp}.",
+        f"Do not trust this PACS's final status: a workstation will show 'retrieve complete' with "
+        f"images missing. Ask the PACS administrator to check the retrieve log for {t.calling_ae} "
+        f"at the time of this run (sub-operations that failed or matched nothing, or images sent "
+        f"to another node registered as {t.move_ae}) and to report the non-conformant status "
+        "to the vendor."
+        + (" The PACS never connected to us, so also check its destination entry."
+           if no_inbound and (run.failed or run.completed) else ""),
+        **ev)
+
+
+def _refusal_reasons(refused: list[Inbound]) -> list[str]:
+    reasons = []
+    for r in refused:
+        if r.result == "rejected" and r.rejection:
+            reasons.append(f"connection {r.number} from {r.address}: association rejected "
+                           f"({_rejection(r.rejection).describe()})")
+        elif r.result == "not-dicom":
+            reasons.append(f"connection {r.number} from {r.address}: not DICOM ({r.detail})")
+        if r.rejected_contexts:
+            names = sorted({cx["name"] + f" ({cx['result_str']})" for cx in r.rejected_contexts})
+            reasons.append(f"connection {r.number}: presentation contexts refused: {', '.join(names[:6])}")
+        if r.store_failures:
+            reasons.append(f"connection {r.number}: {r.store_failures} C-STORE(s) refused")
+    return reasons
+
+
+def _inbound_refused(s: Situation, obs: MoveObservation, refused: list[Inbound], tally: c.Tally,
+                     ev: dict) -> Finding:
+    reasons = _refusal_reasons(refused)
+    received = obs.received
+    assert received is not None
+    if received.write_errors:
+        return s.finding(
+            "move-inbound-refused", Severity.ERROR,
+            f"The PACS delivered objects but qrdoctor could not write them to "
+            f"{received.directory}: {received.write_errors[0]}.",
+            "This is a problem on this computer, not on the PACS: free disk space in that "
+            "directory (or choose another one to keep files in) and re-run the check.",
+            refusals=reasons, write_errors=received.write_errors[:5], **ev)
+    return s.finding(
+        "move-inbound-refused", Severity.WARN if tally.received else Severity.FAIL,
+        f"The PACS connected to our Store SCP but our side refused part of what it offered: "
+        f"{'; '.join(reasons) or 'see the inbound connections'}.",
+        "qrdoctor's receiver accepts every standard storage SOP class with every transfer syntax "
+        "and up to 16 associations at once, so what it refused lies outside that (a private SOP "
+        "class, an unusual transfer syntax, or more parallel associations). A workstation would "
+        "most likely refuse the same: ask the PACS administrator whether these objects can be "
+        "sent in a standard SOP class or transfer syntax, or configure the workstation to accept them.",
+        refusals=reasons, **ev)

@@ -1,0 +1,87 @@
+"""The one list of finding codes.
+
+A finding code is a stable identifier: it appears in the JSON report, `qrdoctor explain CODE`
+prints its long explanation (``explanations/<code>.md``), and it is never reused. Adding one is
+an entry here, its explanation file and a test that triggers it; the check that emits it names it
+in its ``codes=`` declaration (the runner refuses a finding whose code its check did not declare).
+``tests/test_contracts.py`` proves that this list, the explanation files and the checks'
+declarations agree; ``tests/conftest.py`` proves, on a full run, that every code is triggered by
+at least one test.
+
+A retired code moves from :data:`CODES` to :data:`RETIRED`; its explanation file stays, with a
+line starting ``Retired:`` that says why and what replaced it.
+"""
+
+from __future__ import annotations
+
+NETWORK = (
+    "dns-unresolved",
+    "tcp-refused",
+    "tcp-timeout",
+    "tcp-unreachable",
+    "tls-handshake-failed",
+    "tls-certificate-expiring",
+)
+
+# Why an association could not be opened: every stage that associates can report these.
+ASSOCIATION_FAILURES = (
+    "not-dicom",
+    "peer-silent",
+    "tls-required",
+    "peer-closed",
+    "calling-ae-rejected",
+    "called-ae-rejected",
+    "association-rejected",
+    "association-aborted",
+)
+
+ASSOCIATION = (
+    "verification-not-offered",
+    "echo-failed",
+    "called-ae-not-checked",
+    "calling-ae-not-checked",
+    "model-not-offered",
+)
+
+QUERY = (
+    "query-refused",
+    "find-level-failed",
+    "no-studies",
+    "return-key-empty",
+    "match-limit",
+)
+
+MATCHING = (
+    "pn-case-sensitive",
+    "pn-family-name-only",
+    "wildcard-unsupported",
+    "pn-exact-mismatch",
+    "pn-non-ascii",
+    "range-unsupported",
+    "list-unsupported",
+)
+
+RETRIEVE = (
+    "retrieve-key-mismatch",
+    "retrieve-refused",
+    "retrieve-stalled",
+    "retrieve-no-data",
+    "store-port-unavailable",
+    "move-destination-unknown",
+    "move-no-inbound",
+    "move-silent-failure",
+    "move-suboperations-failed",
+    "move-inbound-refused",
+    "move-called-ae-mismatch",
+    "get-unsupported",
+    "get-role-rejected",
+    "get-silent-failure",
+    "get-suboperations-failed",
+)
+
+CODES: tuple[str, ...] = NETWORK + ASSOCIATION_FAILURES + ASSOCIATION + QUERY + MATCHING + RETRIEVE
+"""Every code a check may emit today."""
+
+RETIRED: tuple[str, ...] = ()
+"""Codes no check emits any more; their explanation files stay, and they are never reused."""
+

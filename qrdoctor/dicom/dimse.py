@@ -1,0 +1,147 @@
+"""DIMSE command sets (PS3.7 section 9.3): group 0000, Implicit VR Little Endian, written and read.
+
+The C-FIND client, the Store SCP and the simulator's fast C-FIND responses only need a handful of
+command elements; they are encoded and parsed here, in one place, without building a pydicom
+Dataset per message (which would dominate the time of a large C-FIND). :func:`element` is also
+the one Little Endian data element encoder (the Store SCP's file meta information and the
+simulator's response identifiers use it).
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterable
+
+# Command Field values (PS3.7 annex E)
+C_STORE_RQ = 0x0001
+C_STORE_RSP = 0x8001
+C_FIND_RQ = 0x0020
+C_FIND_RSP = 0x8020
+C_ECHO_RQ = 0x0030
+C_ECHO_RSP = 0x8030
+C_CANCEL_RQ = 0x0FFF
+
+NO_DATA_SET = 0x0101  # Command Data Set Type: no data set follows
+DATA_SET = 0x0001  # ... any other value: a data set follows
+PENDING = (0xFF00, 0xFF01)
+PRIORITY_LOW = 0x0002
+
+# Command set elements (group 0000) used here
+AFFECTED_SOP_CLASS = 0x0002
+COMMAND_FIELD = 0x0100
+MESSAGE_ID = 0x0110
+MESSAGE_ID_BEING_RESPONDED_TO = 0x0120
+PRIORITY = 0x0700
+DATA_SET_TYPE = 0x0800
+STATUS = 0x0900
+ERROR_COMMENT = 0x0902
+AFFECTED_SOP_INSTANCE = 0x1000
+MOVE_ORIGINATOR_AE = 0x1030
+MOVE_ORIGINATOR_ID = 0x1031
+
+_LONG_VRS = frozenset({"OB", "OD", "OF", "OL", "OV", "OW", "SQ", "UC", "UN", "UR", "UT"})
+_pack_explicit_short = struct.Struct("<HH2sH").pack
+_pack_explicit_long = struct.Struct("<HH2sHI").pack
+_IMPLICIT = struct.Struct("<HHI")
+_pack_implicit = _IMPLICIT.pack
+_US = struct.Struct("<H")
+_UL = struct.Struct("<I")
+
+
+def element(tag: int, vr: str, value: bytes, explicit: bool = False) -> bytes:
+    """One Little Endian data element; ``value`` must already have an even length."""
+    group, elem = tag >> 16, tag & 0xFFFF
+    if not explicit:
+        return _pack_implicit(group, elem, len(value)) + value
+    if vr in _LONG_VRS:
+        return _pack_explicit_long(group, elem, vr.encode("ascii"), 0, len(value)) + value
+    return _pack_explicit_short(group, elem, vr.encode("ascii"), len(value)) + value
+
+
+def text(value: str, pad: bytes = b"\x00", encoding: str = "ascii") -> bytes:
+    """A text value padded to an even length (UI pads with NUL, other text VRs with a space)."""
+    raw = value.encode(encoding, "replace")
+    return raw + pad if len(raw) % 2 else raw
+
+
+def us(value: int) -> bytes:
+    return _US.pack(value)
+
+
+def encode_command(items: Iterable[tuple[int, bytes]]) -> bytes:
+    """A command set from (element number, value) pairs in ascending order, with its group
+    length. Text values are padded here; pass them unpadded or padded alike."""
+    body = b"".join(element(elem, "", v + b"\x00" if len(v) % 2 else v) for elem, v in items)
+    return element(0x00000000, "UL", _UL.pack(len(body))) + body
+
+
+def parse_command(data: bytes | bytearray) -> dict[int, bytes]:
+    """The elements of a command set, keyed by element number (the group is always 0000)."""
+    out: dict[int, bytes] = {}
+    pos, end = 0, len(data)
+    unpack = _IMPLICIT.unpack_from
+    while pos + 8 <= end:
+        _group, elem, length = unpack(data, pos)
+        pos += 8
+        out[elem] = bytes(data[pos:pos + length])
+        pos += length
+    return out
+
+
+def us_of(elements: dict[int, bytes], elem: int, default: int | None = None) -> int | None:
+    """An US element of a parsed command set as a number."""
+    raw = elements.get(elem)
+    return _US.unpack(raw[:2])[0] if raw and len(raw) >= 2 else default
+
+
+def text_of(elements: dict[int, bytes], elem: int, encoding: str = "ascii") -> str:
+    """A text element of a parsed command set, padding removed."""
+    return elements.get(elem, b"").rstrip(b"\x00 ").decode(encoding, "replace")
+
+
+def has_data_set(elements: dict[int, bytes]) -> bool:
+    return us_of(elements, DATA_SET_TYPE, NO_DATA_SET) != NO_DATA_SET
+
+
+# ----------------------------------------------------------------------------------------------
+# the messages we send
+# ----------------------------------------------------------------------------------------------
+
+
+def _as_bytes(value: str | bytes) -> bytes:
+    return value if isinstance(value, bytes) else value.encode("ascii")
+
+
+def find_rq(sop_class: str, message_id: int, priority: int = PRIORITY_LOW) -> bytes:
+    """The command set of a C-FIND-RQ (an identifier follows)."""
+    return encode_command([
+        (AFFECTED_SOP_CLASS, sop_class.encode("ascii")),
+        (COMMAND_FIELD, us(C_FIND_RQ)),
+        (MESSAGE_ID, us(message_id)),
+        (PRIORITY, us(priority)),
+        (DATA_SET_TYPE, us(0x0000)),
+    ])
+
+
+def cancel_rq(message_id: int) -> bytes:
+    """The command set of a C-CANCEL-RQ for the request ``message_id``."""
+    return encode_command([
+        (COMMAND_FIELD, us(C_CANCEL_RQ)),
+        (MESSAGE_ID_BEING_RESPONDED_TO, us(message_id)),
+        (DATA_SET_TYPE, us(NO_DATA_SET)),
+    ])
+
+
+def response(command_field: int, sop_class: str | bytes, message_id: int | bytes, status: int,
+             *, with_data_set: bool = False, sop_instance: str | bytes | None = None) -> bytes:
+    """The command set of a C-xxx-RSP: to ``message_id`` (a number or its raw two bytes)."""
+    items = [
+        (AFFECTED_SOP_CLASS, _as_bytes(sop_class)),
+        (COMMAND_FIELD, us(command_field)),
+        (MESSAGE_ID_BEING_RESPONDED_TO, message_id if isinstance(message_id, bytes) else us(message_id)),
+        (DATA_SET_TYPE, us(DATA_SET if with_data_set else NO_DATA_SET)),
+        (STATUS, us(status)),
+    ]
+    if sop_instance is not None:
+        items.append((AFFECTED_SOP_INSTANCE, _as_bytes(sop_instance)))
+    return encode_command(items)
