@@ -189,8 +189,8 @@ def probe_failure(ctx: Situation | Context, record: ProbeRecord | ProbeResult) -
             "not-dicom", Severity.FAIL,
             f"{where} answered like a web server ({probe.detail!r}), not with DICOM.",
             "This is the port of a web interface or DICOMweb, not the DICOM (DIMSE) port. Ask the PACS "
-            "administrator for the DICOM port (often 104, 11112 or 4242); if you meant to test "
-            "DICOMweb, pass the URL with --dicomweb instead.",
+            "administrator for the DICOM port (often 104, 11112 or 4242). qrdoctor's DICOM "
+            "checks need that port; they do not test DICOMweb.",
             **ev,
         )
     tls = probe.tls

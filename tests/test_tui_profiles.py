@@ -34,8 +34,7 @@ def test_dumps_round_trips_awkward_values():
 def test_save_then_read_with_the_same_code_as_check(tmp_path):
     path = tmp_path / "sub" / "profiles.toml"
     target = Target(host="pacs.example.org", port=4242, called_ae="ORTHANC", calling_ae="WS1",
-                    move_ae="WS1STORE", store_port=11112, advertise="10.0.0.5", timeout=7.5,
-                    dicomweb="https://pacs/dicom-web")
+                    move_ae="WS1STORE", store_port=11112, advertise="10.0.0.5", timeout=7.5)
     save_profile("ward 3", target, path)
     assert target_from_profile("ward 3", {}, path) == target
     # move_ae equal to the calling AE is not stored, so it follows the calling AE

@@ -40,7 +40,6 @@ class Stage(IntEnum):
     QUERY = 3
     MATCHING = 4
     RETRIEVE = 5
-    DICOMWEB = 6
 
     @property
     def label(self) -> str:

@@ -2,8 +2,8 @@
 
 Reading stays in :mod:`qrdoctor.core.target` (``load_profiles``, ``target_from_profile``); this module
 writes the same file, ``[profiles.NAME]`` tables with ``called_ae``, ``host``, ``port``, the
-optional keys ``calling_ae``, ``move_ae``, ``store_port``, ``advertise``, ``timeout``,
-``dicomweb`` and the TLS keys, and the checks' option values under their own names (such as
+optional keys ``calling_ae``, ``move_ae``, ``store_port``, ``advertise``, ``timeout``
+and the TLS keys, and the checks' option values under their own names (such as
 ``probe_limit``; the same names as the command-line flags). Anything else in the file (other
 tables, unknown keys) is kept; comments are not, because the file is rewritten from its parsed
 content.
@@ -119,8 +119,6 @@ def profile_from_target(target: Target) -> dict[str, Any]:
     if target.advertise:
         entry["advertise"] = target.advertise
     entry["timeout"] = float(target.timeout)
-    if target.dicomweb:
-        entry["dicomweb"] = target.dicomweb
     tls = target.tls
     if tls is not None:
         entry["tls"] = True

@@ -70,7 +70,6 @@ class Target:
     store_port: int = DEFAULT_STORE_PORT
     advertise: str | None = None
     timeout: float = DEFAULT_TIMEOUT
-    dicomweb: str | None = None
     tls: TLSOptions | None = None  # DICOM over TLS to the PACS
 
     def __post_init__(self) -> None:
@@ -120,7 +119,7 @@ def profiles_path() -> Path:
     return Path(os.environ.get("QRDOCTOR_PROFILES") or config_dir() / "profiles.toml")
 
 
-_PROFILE_KEYS = {"calling_ae", "move_ae", "store_port", "advertise", "timeout", "dicomweb"}
+_PROFILE_KEYS = {"calling_ae", "move_ae", "store_port", "advertise", "timeout"}
 # Every key of a profile that describes the target; the checks' option values use other names.
 PROFILE_TARGET_KEYS = frozenset({"called_ae", "host", "port", "tls", "tls_ca", "tls_cert", "tls_key",
                                  "tls_verify", *_PROFILE_KEYS})
