@@ -121,41 +121,6 @@ def define(
     return chk
 
 
-class _LegacyObservation(Observation):
-    """TRANSITIONAL: a check not yet split into observe and conclude; not replayable."""
-
-    legacy: bool = True
-
-
-def check(id: str, *, stage: Stage, title: str, requires: Iterable[str] = (),
-          codes: Iterable[str] = (), budget: float = 4.0,
-          options: type[Options] | None = None) -> Callable:
-    """TRANSITIONAL: register a one-function check (observe and conclude not yet separated)."""
-
-    def register(fn: Callable) -> Callable:
-        chk = define(id, stage=stage, title=title, observation=_LegacyObservation,
-                     requires=requires, codes=codes, budget=budget, options=options)
-        outcomes: dict[int, Any] = {}
-
-        def observe(ctx: Context) -> Observation:
-            obs = _LegacyObservation()
-            outcomes[id_(obs)] = fn(ctx)
-            return obs
-
-        def conclude(obs: Observation, s: Situation) -> Outcome:
-            return outcomes.pop(id_(obs))
-
-        chk.observe(observe)
-        chk.conclude(conclude)
-        observe.__module__ = conclude.__module__ = fn.__module__
-        return fn
-
-    return register
-
-
-id_ = id
-
-
 def all_checks() -> list[Check]:
     """Every registered check, in stage order then registration order."""
     for package in CHECK_PACKAGES:

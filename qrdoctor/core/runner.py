@@ -19,7 +19,7 @@ from qrdoctor import __version__
 from qrdoctor.core.context import NOT_APPLICABLE, Cancelled, Context, Outcome, Situation
 from qrdoctor.core.model import CheckResult, Report, Status, TargetInfo, ToolInfo, summarise
 from qrdoctor.core.options import RunOptions
-from qrdoctor.core.registry import Check, Facts, option_models, select
+from qrdoctor.core.registry import Check, Facts, Observation, option_models, select
 from qrdoctor.core.target import Target
 from qrdoctor.core.transcript import capture
 
@@ -232,11 +232,9 @@ class UndeclaredCodeError(RuntimeError):
     """A check produced a finding code it did not declare: a programming error."""
 
 
-def record_observation(obs: object) -> dict | None:
-    """An observation as JSON-ready data (None for a check that cannot be replayed yet)."""
-    if getattr(obs, "legacy", False):
-        return None
-    return obs.model_dump(mode="json")  # type: ignore[attr-defined]
+def record_observation(obs: Observation) -> dict:
+    """An observation as JSON-ready data, for observations.json and ``qrdoctor replay``."""
+    return obs.model_dump(mode="json")
 
 
 def result_from_outcome(chk: Check, out: Outcome, base: dict) -> CheckResult:

@@ -23,13 +23,13 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from qrdoctor.dicom import compat
+from qrdoctor.dicom.compat import keep_identifiers_out_of_logs, pass_context_to_threads
 
 PROTOCOL_LOGGERS = ("pynetdicom", "qrdoctor.dicom.probe")
 MAX_LINES = 4000
 
-compat.keep_identifiers_out_of_logs()
-compat.pass_context_to_threads()
+keep_identifiers_out_of_logs()
+pass_context_to_threads()
 
 wire_log = logging.getLogger("qrdoctor.dicom.probe")
 
