@@ -10,6 +10,7 @@ from qrdoctor.core.context import Context, Outcome, Situation
 from qrdoctor.core.model import Finding, Severity, Stage
 from qrdoctor.core.registry import Facts, Observation, define
 from qrdoctor.dicom.assoc import association, describe_status, hex_status
+from qrdoctor.dicom.peer import Peer
 from qrdoctor.dicom.probe import Abort, ProbeResult, Rejection, probe_association, probe_tls
 
 WRONG_CALLED_AE = "QRD-NO-SUCH-AE"
@@ -280,7 +281,7 @@ def observe_echo(ctx: Context) -> EchoObservation:
         return obs
     ctx.raise_if_cancelled()
     obs.timeout_s = ctx.timeout()
-    with association(ctx, [sc.Verification], timeout=obs.timeout_s) as op:
+    with association(Peer.of(ctx.target, obs.timeout_s, ctx.cancel_event), [sc.Verification]) as op:
         assoc = op.assoc
         if not assoc.is_established:
             rj, ab = op.events.rejection, op.events.abort

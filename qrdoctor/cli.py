@@ -317,7 +317,7 @@ def _stdout_is_data(args: argparse.Namespace) -> bool:
     return any(getattr(args, f.name, None) == "-" for f in REPORT_FORMATS)
 
 
-def _target_and_options(args: argparse.Namespace):
+def target_and_options(args: argparse.Namespace):
     """The target (AE@host:port or a saved profile) and the checks' options for it."""
     target = resolve_target(
         args.target, calling_ae=args.calling_ae, move_ae=args.move_ae, store_port=args.store_port,
@@ -330,7 +330,7 @@ def run_check(args: argparse.Namespace) -> int:
     from qrdoctor.console import LiveSummary, details
     from qrdoctor.core.runner import Runner
 
-    target, options = _target_and_options(args)
+    target, options = target_and_options(args)
     only = _only(args.only)
     _check_report_paths(args)
     out = sys.stderr if _stdout_is_data(args) else sys.stdout
@@ -385,7 +385,7 @@ def run_replay(args: argparse.Namespace) -> int:
 def run_tui_command(args: argparse.Namespace) -> int:
     from qrdoctor.tui import run_tui
 
-    target, options = _target_and_options(args) if args.target else (None, _options(args))
+    target, options = target_and_options(args) if args.target else (None, _options(args))
     return run_tui(target, options=options, include_phi=bool(args.include_phi))
 
 

@@ -186,7 +186,7 @@ def test_every_declared_option_is_a_flag_with_its_help_and_default():
 
 
 def test_flags_become_typed_options_and_override_the_profile(tmp_path, monkeypatch):
-    from qrdoctor.cli import _target_and_options, build_parser
+    from qrdoctor.cli import build_parser, target_and_options
 
     limit_model, retrieve_model = option_model("find.match_limit"), option_model("retrieve.move")
 
@@ -197,14 +197,14 @@ def test_flags_become_typed_options_and_override_the_profile(tmp_path, monkeypat
     monkeypatch.setenv("QRDOCTOR_PROFILES", str(profiles))
     # When `check capped` overrides one of them with a flag
     args = build_parser().parse_args(["check", "capped", "--probe-limit", "20"])
-    target, options = _target_and_options(args)
+    target, options = target_and_options(args)
     # Then the flag wins, the profile supplies the other, and the rest keep their defaults
     assert target.called_ae == "PACS1"
     assert options.get(limit_model).probe_limit == 20
     assert options.get(retrieve_model).stall_s == 4.5
     assert options.flat() == {"probe_limit": 20, "stall_s": 4.5}
     # And an AE@host:port target has no profile to read
-    _, plain = _target_and_options(build_parser().parse_args(["check", "X@127.0.0.1:104"]))
+    _, plain = target_and_options(build_parser().parse_args(["check", "X@127.0.0.1:104"]))
     assert plain.flat() == {}
 
 

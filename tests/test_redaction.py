@@ -112,6 +112,13 @@ def planted_report() -> Report:
     ))
     report = build_report(checks)
     report._phi.update(PHI)
+    # what the checks observed goes into the bundle's observations.json: patient data there too
+    report._observations["match.wildcards"] = {
+        "subject": {"PatientName": "Müller^Jürgen", "PatientID": "PID-0042-X"},
+        "probes": [{"pattern": "SMI*", "matches": 1}, {"pattern": "Jür*", "matches": 1}],
+        "rows": [{"PatientBirthDate": "19610415", "AccessionNumber": "ACC20240001",
+                  "note": "SMITH^JOHN^A and O'Connor^Siobhan, patient 778899"}],
+    }
     return report
 
 
@@ -128,7 +135,7 @@ def test_no_patient_value_survives_in_any_format_or_bundle_file():
     outputs = all_outputs(report)
     assert set(outputs) == {"json", "md", "html", "bundle/README.txt", "bundle/report.html",
                             "bundle/report.json", "bundle/report.md", "bundle/transcript.txt",
-                            "bundle/environment.json"}
+                            "bundle/environment.json", "bundle/observations.json"}
     for name, text in outputs.items():
         assert_clean(name, text)
     # the redacted report still reads: tokens where the values were, everything else intact

@@ -33,6 +33,7 @@ from qrdoctor.core.model import Finding, Severity, Stage, Status
 from qrdoctor.core.registry import Observation, define
 from qrdoctor.dicom.assoc import DEFAULT_TS, association, hex_status
 from qrdoctor.dicom.find import AssociationFailed
+from qrdoctor.dicom.peer import Peer
 from qrdoctor.dicom.retrieve import follow
 from qrdoctor.dicom.storescp import Receiver, uid_name
 
@@ -187,7 +188,7 @@ def _get(ctx: Context, obs: GetObservation, choice: Choice, receiver: Receiver) 
     classes, classes_from = storage_classes(choice.subject)
     contexts, roles, dropped = get_contexts(model, classes)
     timeout, started = ctx.timeout(), time.monotonic()
-    with association(ctx, contexts, ext_neg=roles, timeout=timeout,
+    with association(Peer.of(ctx.target, timeout, ctx.cancel_event), contexts, ext_neg=roles,
                      handlers=[(evt.EVT_C_STORE, receiver.handle_store)]) as op:
         if not op.assoc.is_established:
             obs.open_failure = o.open_failure(ctx, op, started, timeout)

@@ -40,6 +40,7 @@ from qrdoctor.core.model import Finding, Severity, Stage
 from qrdoctor.core.registry import Observation, define
 from qrdoctor.dicom.assoc import DEFAULT_TS, Opened, association, hex_status
 from qrdoctor.dicom.find import AssociationFailed
+from qrdoctor.dicom.peer import Peer
 from qrdoctor.dicom.probe import Rejection
 from qrdoctor.dicom.retrieve import follow
 from qrdoctor.dicom.storescp import StorePortError, StoreSCP
@@ -152,7 +153,7 @@ def _move(ctx: Context, obs: MoveObservation, choice: Choice, scp: StoreSCP) -> 
     model, t = obs.model or "study_root", ctx.target
     uid = MOVE_UIDS[model]
     timeout, started = ctx.timeout(), time.monotonic()
-    with association(ctx, [build_context(uid, DEFAULT_TS)], timeout=timeout) as op:
+    with association(Peer.of(ctx.target, timeout, ctx.cancel_event), [build_context(uid, DEFAULT_TS)]) as op:
         if not op.assoc.is_established:
             obs.open_failure = o.open_failure(ctx, op, started, timeout)
             return

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextvars
 import threading
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -13,7 +14,7 @@ from pynetdicom.association import Association
 from pynetdicom.pdu import A_ABORT_RQ, A_ASSOCIATE_RJ
 from pynetdicom.presentation import PresentationContext
 
-from qrdoctor.core.context import Context
+from qrdoctor.dicom.peer import Peer
 from qrdoctor.dicom.probe import Abort, Rejection
 from qrdoctor.dicom.tls import ssl_context
 
@@ -55,7 +56,7 @@ class Opened:
 
 @contextmanager
 def association(
-    ctx: Context,
+    peer: Peer,
     contexts: Iterable[PresentationContext | str],
     *,
     calling_ae: str | None = None,
@@ -64,13 +65,14 @@ def association(
     timeout: float | None = None,
     handlers: list | None = None,
 ) -> Iterator[Opened]:
-    """Open an association that is aborted when the check is cancelled, released at the end.
+    """Open an association to ``peer`` that is aborted when ``peer.cancel`` is set, released at
+    the end.
 
     ``handlers`` are further pynetdicom ``(event, handler)`` pairs for the association, e.g.
     ``(evt.EVT_C_STORE, ...)`` for the sub-operations of a C-GET.
     """
-    t = ctx.target
-    ae = make_ae(calling_ae or t.calling_ae, timeout or ctx.timeout())
+    t = peer
+    ae = make_ae(calling_ae or t.calling_ae, timeout or peer.timeout)
     for cx in contexts:
         if isinstance(cx, PresentationContext):
             ae.add_requested_context(cx.abstract_syntax, cx.transfer_syntax)
@@ -86,12 +88,14 @@ def association(
 
     def watch() -> None:
         while not stop.is_set():
-            if ctx.cancel_event.wait(0.1):
+            if peer.cancel.wait(0.1):
                 if assoc.is_established:
                     assoc.abort()
                 return
 
-    watcher = threading.Thread(target=watch, name="qrdoctor-cancel-watch", daemon=True)
+    # the watcher runs in this check's context, so its log lines reach the check's transcript
+    watcher = threading.Thread(target=contextvars.copy_context().run, args=(watch,),
+                               name="qrdoctor-cancel-watch", daemon=True)
     watcher.start()
     try:
         yield Opened(assoc, events, watcher)

@@ -15,6 +15,7 @@ Nothing here knows about checks: the caller gets a :class:`Followed` record of p
 
 from __future__ import annotations
 
+import contextvars
 import queue
 import threading
 import time
@@ -197,8 +198,10 @@ def follow(assoc: Cancellable, responses: Iterator[tuple[Dataset, Dataset | None
     run = Followed(operation, stall_s=watch.stall_s, deadline_s=watch.deadline_s)
     follower = _Follower(assoc, run, watch, msg_id, context_id)
     inbox: queue.Queue = queue.Queue()
-    reader = threading.Thread(target=_read, args=(responses, inbox), daemon=True,
-                              name=f"qrdoctor-{operation.lower()}-responses")
+    # run in the caller's context, so pynetdicom's lines about the responses reach this
+    # check's transcript
+    reader = threading.Thread(target=contextvars.copy_context().run, args=(_read, responses, inbox),
+                              daemon=True, name=f"qrdoctor-{operation.lower()}-responses")
     reader.start()
     while True:
         try:

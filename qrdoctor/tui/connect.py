@@ -169,7 +169,6 @@ class ConnectScreen(Screen[Connection | None]):
         self.option_ids = [f.name for f in self.declared]
         self.fields = (*FIELDS, *(option_field(f) for f in self.declared))
         self.by_id = {f.id: f for f in self.fields}
-        self.dicomweb = target.dicomweb if target else None
         self.tls = target.tls if target else None  # kept from the target or a chosen profile
         self.cursor_blink = cursor_blink
         self.touched: set[str] = set()
@@ -255,7 +254,6 @@ class ConnectScreen(Screen[Connection | None]):
         for f in self.declared:
             self.query_one(f"#{f.name}", Input).value = f.text(saved.get(f.name))
             self.touched.add(f.name)
-        self.dicomweb = p.get("dicomweb")
         self.tls = None
         try:
             self.tls = target_from_profile(name, {}, profiles_path()).tls
@@ -345,7 +343,7 @@ class ConnectScreen(Screen[Connection | None]):
             return Target(host=v["host"], port=v["port"], called_ae=v["called_ae"],
                           calling_ae=v["calling_ae"], move_ae=v["move_ae"],
                           store_port=v["store_port"], advertise=v["advertise"],
-                          timeout=v["timeout"], dicomweb=self.dicomweb, tls=self.tls)
+                          timeout=v["timeout"], tls=self.tls)
         except TargetError as exc:
             self.query_one("#form-errors", Static).update(str(exc))
             return None
