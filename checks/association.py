@@ -5,238 +5,24 @@ from __future__ import annotations
 import time
 
 from pynetdicom import sop_class as sc
+from qrdoctor.checks.failures import (
+    ProbeRecord,
+    abort_finding,
+    node_entry,
+    probe_failure,
+    record_probe,
+    rejection_finding,
+)
 
 from qrdoctor.core.context import Context, Outcome, Situation
 from qrdoctor.core.model import Finding, Severity, Stage
 from qrdoctor.core.registry import Facts, Observation, define
 from qrdoctor.dicom.assoc import association, describe_status, hex_status
 from qrdoctor.dicom.peer import Peer
-from qrdoctor.dicom.probe import Abort, ProbeResult, Rejection, probe_association, probe_tls
+from qrdoctor.dicom.probe import Abort, Rejection, probe_association
 
 WRONG_CALLED_AE = "QRD-NO-SUCH-AE"
 UNKNOWN_CALLING_AE = "QRD-UNKNOWN-AE"
-
-
-class ProbeRecord(Observation):
-    """A raw association probe's result as plain data (see qrdoctor.dicom.probe.ProbeResult)."""
-
-    kind: str
-    elapsed_ms: float = 0.0
-    first_bytes_hex: str = ""
-    rejection: tuple[int, int, int] | None = None  # result, source, reason
-    abort: tuple[int, int] | None = None  # source, reason
-    detail: str = ""
-    accepted_contexts: list[str] = []
-    context_results: list[dict] = []
-    decoded: bool = False
-    peer_implementation: str | None = None
-    local_address: str | None = None
-    tls: dict | None = None
-    timeout_s: float | None = None  # the timeout the probe used
-
-    @classmethod
-    def of(cls, probe: ProbeResult | ProbeRecord, timeout_s: float | None = None) -> ProbeRecord:
-        if isinstance(probe, ProbeRecord):
-            return probe
-        rj, ab = probe.rejection, probe.abort
-        return cls(kind=probe.kind, elapsed_ms=round(probe.elapsed_ms, 1), first_bytes_hex=probe.first_bytes.hex(),
-                   rejection=(rj.result, rj.source, rj.reason) if rj else None,
-                   abort=(ab.source, ab.reason) if ab else None, detail=probe.detail,
-                   accepted_contexts=list(probe.accepted_contexts), context_results=list(probe.context_results),
-                   decoded=probe.decoded, peer_implementation=probe.peer_implementation,
-                   local_address=probe.local_address, tls=probe.tls, timeout_s=timeout_s)
-
-    def result(self) -> ProbeResult:
-        """Back to the decoding value, for its descriptions and evidence."""
-        return ProbeResult(self.kind, self.elapsed_ms, first_bytes=bytes.fromhex(self.first_bytes_hex),
-                           rejection=Rejection(*self.rejection) if self.rejection else None,
-                           abort=Abort(*self.abort) if self.abort else None, detail=self.detail,
-                           accepted_contexts=list(self.accepted_contexts),
-                           context_results=list(self.context_results), decoded=self.decoded,
-                           peer_implementation=self.peer_implementation,
-                           local_address=self.local_address, tls=self.tls)
-
-
-def record_probe(ctx: Context, probe: ProbeResult, timeout_s: float | None = None) -> ProbeRecord:
-    """Observe step: a probe as a record, with the TLS follow-up its conclusion needs (a port
-    that closes or answers with a TLS record is asked for a TLS handshake)."""
-    rec = ProbeRecord.of(probe, timeout_s if timeout_s is not None else ctx.timeout())
-    if rec.kind in ("tls", "closed") and rec.tls is None:
-        t = ctx.target
-        rec.tls = probe_tls(t.host, t.port, ctx.timeout(at_most=5))
-    return rec
-
-
-def our_address(ctx: Situation | Context) -> str:
-    """The address the PACS will see for us: --advertise, else the local end of our TCP probe."""
-    if ctx.target.advertise:
-        return ctx.target.advertise
-    return ctx.facts("network.tcp").get("local_address") or "this computer's IP address"
-
-
-def _node_entry(ctx: Situation | Context) -> str:
-    t = ctx.target
-    return f"AE title {t.calling_ae}, address {our_address(ctx)}, port {t.store_port}"
-
-
-def rejection_finding(ctx: Situation | Context, rj: Rejection, *, context_note: str = "") -> Finding:
-    """Turn a decoded A-ASSOCIATE-RJ into a finding with a concrete fix."""
-    t = ctx.target
-    ev = rj.evidence() | {"calling_ae": t.calling_ae, "called_ae": t.called_ae,
-                          "our_address": our_address(ctx)}
-    if rj.source == 1 and rj.reason == 3:
-        return ctx.finding(
-            "calling-ae-rejected", Severity.FAIL,
-            f"The PACS rejected our calling AE title {t.calling_ae} ({rj.describe()}){context_note}.",
-            f"Ask the PACS administrator to register this workstation as a DICOM node on "
-            f"{t.called_ae}: {_node_entry(ctx)}. If {t.calling_ae} is already registered, the "
-            f"address registered for it must be {our_address(ctx)} (the address the PACS sees; "
-            "behind NAT or a VPN it is the translated address). Until then this workstation cannot "
-            "query or retrieve.",
-            **ev,
-        )
-    if rj.source == 1 and rj.reason == 7:
-        return ctx.finding(
-            "called-ae-rejected", Severity.FAIL,
-            f"The PACS rejected the AE title we addressed it by, {t.called_ae} ({rj.describe()}){context_note}.",
-            f"Use exactly the AE title the PACS is configured with (AE titles are compared exactly: "
-            f"case, spelling and spaces matter). Ask the PACS administrator for the AE title of the "
-            f"DICOM service at {t.host} port {t.port} and change the called AE title on this "
-            f"workstation from {t.called_ae}. If {t.called_ae} is certainly right, the PACS may be "
-            f"using this reason for an unknown calling AE title (DCMTK-based servers do): then ask "
-            f"the administrator to allow {_node_entry(ctx)} to use {t.called_ae}.",
-            **ev,
-        )
-    if (rj.source, rj.reason) in ((3, 1), (3, 2)) or (rj.result == 2 and (rj.source, rj.reason) == (1, 2)):
-        busy = "temporarily congested" if (rj.source, rj.reason) == (3, 1) else "at its limit of simultaneous associations"
-        hint = ""
-        if (rj.source, rj.reason) == (1, 2):
-            hint = (" (nominally 'application context not supported'; dcm4chee documents this "
-                    "transient code for its per-AE-title association limit, so it most likely means "
-                    "too many open associations)")
-        return ctx.finding(
-            "association-rejected", Severity.FAIL,
-            f"The PACS refused the association because it is {busy}: {rj.describe()}{hint}{context_note}.",
-            f"Wait a minute and retry. If it keeps happening, ask the PACS administrator how many "
-            f"simultaneous associations {t.called_ae} allows per client and whether stale "
-            f"associations from {t.calling_ae} are still open; close other programs using {t.calling_ae}.",
-            **ev,
-        )
-    if rj.source == 1 and rj.reason == 1:
-        return ctx.finding(
-            "association-rejected", Severity.FAIL,
-            f"The PACS refused the association without giving a reason ({rj.describe()}){context_note}.",
-            f"Most often this workstation is not on the PACS's allowed list, or a licence or policy "
-            f"limit applies. Ask the PACS administrator to check its log for the association from "
-            f"{t.calling_ae} at {our_address(ctx)}, and to register {_node_entry(ctx)} if it is missing.",
-            **ev,
-        )
-    return ctx.finding(
-        "association-rejected", Severity.FAIL,
-        f"The PACS rejected the association: {rj.describe()}{context_note}.",
-        f"Ask the PACS administrator to look up this rejection in the PACS log (result {rj.result}, "
-        f"source {rj.source}, reason {rj.reason}) for calling AE {t.calling_ae} from {our_address(ctx)}.",
-        **ev,
-    )
-
-
-def abort_finding(ctx: Situation | Context, ab: Abort | None, when: str) -> Finding:
-    t = ctx.target
-    ev = (ab.evidence() if ab else {"abort_source": None}) | {"when": when}
-    what = ab.describe() if ab else "no A-ABORT details received"
-    user_abort = ab is not None and ab.source == 0
-    likely = (
-        "An abort from the PACS application right after the request is most often an authorisation "
-        f"decision: the PACS does not allow {t.calling_ae} to use this service."
-        if user_abort else
-        "An abort from the peer's protocol layer means it did not understand what we sent or the "
-        "connection broke."
-    )
-    return ctx.finding(
-        "association-aborted", Severity.FAIL,
-        f"The PACS aborted the association {when} ({what}).",
-        f"{likely} Ask the PACS administrator to check its log at the time of this run and to make "
-        f"sure {_node_entry(ctx)} is registered and allowed to query and retrieve.",
-        **ev,
-    )
-
-
-def probe_failure(ctx: Situation | Context, record: ProbeRecord | ProbeResult) -> tuple[str, Finding]:
-    """Findings for a probe that got no A-ASSOCIATE-AC (pure: the TLS follow-up is observed by
-    :func:`record_probe`)."""
-    t = ctx.target
-    where = f"{t.host} port {t.port}"
-    record = ProbeRecord.of(record)
-    probe = record.result()
-    waited = record.timeout_s if record.timeout_s is not None else t.timeout
-    ev = probe.evidence()
-    if probe.kind == "rejected" and probe.rejection:
-        return f"association rejected ({probe.rejection.triple})", rejection_finding(ctx, probe.rejection)
-    if probe.kind == "aborted":
-        return "association aborted by the PACS", abort_finding(ctx, probe.abort, "instead of answering the association request")
-    if probe.kind == "silent":
-        return "no answer to the association request", ctx.finding(
-            "peer-silent", Severity.FAIL,
-            f"{where} accepted the TCP connection but did not answer our association request within "
-            f"{waited:g} s.",
-            f"Something listens on {where} but it is not answering as a DICOM service: a wrong port (a "
-            "different service), a hung PACS process, or a proxy or load balancer with nothing behind "
-            "it. Confirm the DICOM port with the PACS administrator and check that the DICOM service is "
-            "healthy; if the PACS is just slow, retry with a larger --timeout.",
-            **ev,
-        )
-    if probe.kind == "http":
-        return "an HTTP server, not DICOM", ctx.finding(
-            "not-dicom", Severity.FAIL,
-            f"{where} answered like a web server ({probe.detail!r}), not with DICOM.",
-            "This is the port of a web interface or DICOMweb, not the DICOM (DIMSE) port. Ask the PACS "
-            "administrator for the DICOM port (often 104, 11112 or 4242). qrdoctor's DICOM "
-            "checks need that port; they do not test DICOMweb.",
-            **ev,
-        )
-    tls = probe.tls
-    if probe.kind == "tls" or tls:
-        return "the port expects TLS", ctx.finding(
-            "tls-required", Severity.FAIL,
-            f"{where} expects an encrypted (TLS) connection; it did not accept plain DICOM.",
-            "Turn on DICOM TLS for this PACS on the workstation (with the PACS's certificate "
-            "authority and, if required, a client certificate), or ask the PACS administrator for "
-            "its unencrypted DICOM port. To test it with qrdoctor, add --tls (and --tls-ca FILE, "
-            "--tls-cert FILE --tls-key FILE as needed).",
-            **ev,
-        )
-    if probe.kind == "closed":
-        return "connection closed without an answer", ctx.finding(
-            "peer-closed", Severity.FAIL,
-            f"{where} closed the connection instead of answering our association request ({probe.detail}).",
-            f"The PACS (or a firewall in front of it) drops connections from this computer before "
-            f"DICOM starts: most often an IP allow-list, or a connection limit. Ask the PACS "
-            f"administrator to check its log and to allow {_node_entry(ctx)}.",
-            **ev,
-        )
-    if probe.kind == "tls-failed":
-        return "TLS failed", ctx.finding(
-            "tls-handshake-failed", Severity.FAIL,
-            f"The TLS connection to {where} failed when we tried to associate ({probe.detail}).",
-            "See the network.tls check for the handshake; if it passed, the PACS refused this "
-            "particular connection (for example a per-connection client certificate check).",
-            **ev,
-        )
-    if probe.kind == "connect-failed":
-        return "could not connect for the association", ctx.finding(
-            "peer-closed", Severity.FAIL,
-            f"The TCP connection to {where} failed when we tried to associate ({probe.detail}), "
-            "although it worked a moment earlier.",
-            "The PACS or the network is unstable, or it accepts only a few connections at a time. "
-            "Re-run the check; if this repeats, ask the PACS administrator about connection limits.",
-            **ev,
-        )
-    return "not a DICOM answer", ctx.finding(
-        "not-dicom", Severity.FAIL,
-        f"{where} answered, but not with DICOM ({probe.detail}).",
-        f"Another kind of service listens on {where}. Ask the PACS administrator for the DICOM port.",
-        **ev,
-    )
 
 
 class EchoObservation(Observation):
@@ -582,7 +368,7 @@ def conclude_models(obs: ModelsObservation, s: Situation) -> Outcome:
             "model-not-offered", Severity.FAIL,
             f"The PACS accepts neither C-MOVE nor C-GET from {t.calling_ae}: images cannot be retrieved.",
             f"Ask the PACS administrator to allow retrieval (C-MOVE) for {t.calling_ae}, and to "
-            f"register {_node_entry(s)} as a move destination.",
+            f"register {node_entry(s)} as a move destination.",
             missing=[missing(m, o) for m in ("patient_root", "study_root") for o in ("move", "get")],
         ))
     else:
@@ -601,7 +387,7 @@ def conclude_models(obs: ModelsObservation, s: Situation) -> Outcome:
                 "model-not-offered", Severity.INFO,
                 "The PACS does not offer C-GET; retrieval must use C-MOVE, which needs the PACS to "
                 "know this workstation's address and port.",
-                f"Use C-MOVE on the workstation and make sure the PACS has {_node_entry(s)} as a "
+                f"Use C-MOVE on the workstation and make sure the PACS has {node_entry(s)} as a "
                 "move destination.",
                 missing=[missing("patient_root", "get"), missing("study_root", "get")],
             ))

@@ -13,7 +13,7 @@ from pydantic import BaseModel, model_serializer
 from pydicom import Dataset
 from pydicom.datadict import dictionary_VR, keyword_for_tag
 from pynetdicom import sop_class as sc
-from qrdoctor.checks.association import ProbeRecord, probe_failure, record_probe
+from qrdoctor.checks.failures import ProbeRecord, probe_failure, record_probe
 
 from qrdoctor.core.context import Context, Outcome, Situation
 from qrdoctor.core.registry import Facts, Observation

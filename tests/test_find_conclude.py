@@ -3,7 +3,7 @@ observations built by hand: no peer, no network, just what each branch decides."
 
 from __future__ import annotations
 
-from qrdoctor.checks.association import ProbeRecord
+from qrdoctor.checks.failures import ProbeRecord
 from qrdoctor.checks.find import levels, match_limit, return_keys
 from qrdoctor.checks.find.levels import LevelQuery, LevelsObservation
 from qrdoctor.checks.find.match_limit import (

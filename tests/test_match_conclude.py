@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from qrdoctor.checks.association import ProbeRecord
+from qrdoctor.checks.failures import ProbeRecord
 from qrdoctor.checks.match import lists, ranges, wildcards
 from qrdoctor.checks.match.common import FindProbe, Subject
 

@@ -5,7 +5,7 @@ conclude from it; the observations are built like the ones the observe steps rec
 from __future__ import annotations
 
 import pytest
-from qrdoctor.checks.association import ProbeRecord
+from qrdoctor.checks.failures import ProbeRecord
 from qrdoctor.checks.retrieve.conclude import arrivals, retrieve_keys
 from qrdoctor.checks.retrieve.get import GetObservation, Negotiation
 from qrdoctor.checks.retrieve.model import (

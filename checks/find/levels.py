@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 
 from pydantic import Field
-from qrdoctor.checks.association import ProbeRecord
+from qrdoctor.checks.failures import ProbeRecord
 from qrdoctor.checks.shared import (
     ASSOCIATION_CODES,
     LEVELS,

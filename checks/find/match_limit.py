@@ -15,7 +15,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 from pydicom import Dataset
-from qrdoctor.checks.association import ProbeRecord
+from qrdoctor.checks.failures import ProbeRecord
 from qrdoctor.checks.find.levels import LevelsLearned, level_hint
 from qrdoctor.checks.shared import (
     ASSOCIATION_CODES,

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any, Literal
 
-from qrdoctor.checks.association import ProbeRecord
+from qrdoctor.checks.failures import ProbeRecord
 from qrdoctor.checks.match.common import (
     FindProbe,
     Prober,

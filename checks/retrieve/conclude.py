@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from qrdoctor.checks.association import ProbeRecord, abort_finding, our_address, probe_failure
+from qrdoctor.checks.failures import ProbeRecord, abort_finding, our_address, probe_failure
 from qrdoctor.checks.retrieve.model import (
     SHOWN_UIDS,
     Aborted,

@@ -12,7 +12,7 @@ import time
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 from pynetdicom import ALL_TRANSFER_SYNTAXES, build_context, build_role, evt
 from pynetdicom import sop_class as sc
-from qrdoctor.checks.association import ProbeRecord
+from qrdoctor.checks.failures import ProbeRecord
 from qrdoctor.checks.retrieve import conclude as c
 from qrdoctor.checks.retrieve import observe as o
 from qrdoctor.checks.retrieve.model import (

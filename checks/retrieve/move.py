@@ -14,7 +14,7 @@ import time
 
 from pynetdicom import build_context
 from pynetdicom import sop_class as sc
-from qrdoctor.checks.association import ProbeRecord, our_address
+from qrdoctor.checks.failures import ProbeRecord, our_address
 from qrdoctor.checks.retrieve import conclude as c
 from qrdoctor.checks.retrieve import observe as o
 from qrdoctor.checks.retrieve.model import (

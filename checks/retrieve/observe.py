@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from qrdoctor.checks.association import ProbeRecord, record_probe
+from qrdoctor.checks.failures import ProbeRecord, record_probe
 from qrdoctor.checks.retrieve.conclude import arrivals
 from qrdoctor.checks.retrieve.model import (
     SHOWN_UIDS,
