@@ -213,7 +213,7 @@ def observe_tls(ctx: Context) -> TlsObservation:
         sock = connect(t.host, t.port, obs.timeout_s, opts)
     except ssl.SSLCertVerificationError as exc:
         obs.outcome, obs.verify_message, obs.verify_code = "verify-failed", exc.verify_message, exc.verify_code
-        obs.error, obs.presented = str(exc), _unverified_certificate(t)
+        obs.error, obs.presented = str(exc), _unverified_certificate(t, ctx.timeout(at_most=5))
         return obs
     except ssl.SSLError as exc:
         obs.outcome, obs.error = "ssl-error", str(exc)
@@ -300,10 +300,10 @@ def _verify_failed(obs: TlsObservation, s: Situation, facts: TlsFacts, where: st
         verify_error=obs.verify_message, verify_code=obs.verify_code, presented=presented)])
 
 
-def _unverified_certificate(t) -> dict:
+def _unverified_certificate(t, timeout: float) -> dict:
     """The PACS certificate fetched without verifying it, to show what it presents."""
     try:
-        with connect(t.host, t.port, t.timeout, TLSOptions(verify=False)) as sock:
+        with connect(t.host, t.port, timeout, TLSOptions(verify=False)) as sock:
             return certificate_facts(sock)  # type: ignore[arg-type]
     except (OSError, ssl.SSLError):
         return {}
