@@ -29,10 +29,11 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from pydicom import Dataset  # noqa: E402
 from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelFind as STUDY_ROOT  # noqa: E402
-from support.corpus import make_corpus  # noqa: E402
-from support.orthanc import OrthancServer  # noqa: E402
 
 from qrdoctor.dicom.find import FindAssociation  # noqa: E402
+
+from support.corpus import make_corpus  # noqa: E402
+from support.orthanc import OrthancServer  # noqa: E402
 
 
 def image_query() -> Dataset:

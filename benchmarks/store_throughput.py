@@ -38,6 +38,7 @@ from pydicom import Dataset  # noqa: E402
 from pydicom.uid import generate_uid  # noqa: E402
 from pynetdicom import AE  # noqa: E402
 from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelMove as MOVE  # noqa: E402
+
 from support.corpus import dataset_bytes, make_instance  # noqa: E402
 from support.orthanc import ORTHANC_ALLOW_ALL, OrthancServer  # noqa: E402
 from support.ports import free_port  # noqa: E402

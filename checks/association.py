@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 from pynetdicom import sop_class as sc
+
 from qrdoctor.checks.failures import (
     ProbeRecord,
     abort_finding,
@@ -13,7 +14,6 @@ from qrdoctor.checks.failures import (
     record_probe,
     rejection_finding,
 )
-
 from qrdoctor.core.context import Context, Outcome, Situation
 from qrdoctor.core.model import Finding, Severity, Stage
 from qrdoctor.core.registry import Facts, Observation, define

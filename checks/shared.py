@@ -13,11 +13,11 @@ from pydantic import BaseModel, model_serializer
 from pydicom import Dataset
 from pydicom.datadict import dictionary_VR, keyword_for_tag
 from pynetdicom import sop_class as sc
-from qrdoctor.checks.failures import ProbeRecord, probe_failure, record_probe
 
+from qrdoctor.checks.failures import ProbeRecord, probe_failure, record_probe
 from qrdoctor.core.context import Context, Outcome, Situation
 from qrdoctor.core.registry import Facts, Observation
-from qrdoctor.dicom.find import AssociationFailed, FindAssociation, FindOutcome
+from qrdoctor.dicom.find import AssociationFailed, FindAssociation, FindOutcome, find_evidence
 from qrdoctor.dicom.probe import Abort, ProbeResult
 
 STUDY_ROOT = str(sc.StudyRootQueryRetrieveInformationModelFind)
@@ -186,20 +186,7 @@ class FindAnswer(Observation):
         return None if self.status is None else f"0x{self.status:04X}"
 
     def evidence(self) -> dict:
-        ev: dict = {"matches": self.matches, "status": self.status_hex, "elapsed_ms": round(self.elapsed_ms, 1)}
-        if self.error_comment:
-            ev["error_comment"] = self.error_comment
-        if self.warnings:
-            ev["pending_warnings"] = self.warnings
-        if self.cancelled_by_us:
-            ev["cancelled_by_qrdoctor"] = True
-        if self.aborted:
-            ev.update(self.aborted.evidence())
-        if self.closed:
-            ev["connection_closed"] = True
-        if self.timed_out:
-            ev["timed_out"] = True
-        return ev
+        return find_evidence(self)
 
 
 class QuerySession:

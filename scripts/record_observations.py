@@ -28,9 +28,9 @@ FIXTURES = ROOT / "tests" / "observations"
 sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT / "scripts"))
 
-from support.ports import free_port  # noqa: E402
-
 import sample_reports  # noqa: E402
+
+from support.ports import free_port  # noqa: E402
 
 STRANGER_QUIRKS = ("query-refused-unknown", "query-abort-unknown")  # they concern an AE the PACS does not know
 
@@ -50,9 +50,9 @@ def simulator(quirks: str) -> Iterator:
 
 @contextmanager
 def fault(kind: str) -> Iterator:
-    from support import faults
-
     from qrdoctor.core.target import Target
+
+    from support import faults
 
     if kind == "refused":
         yield Target("127.0.0.1", faults.closed_port(), "FAULTSCP", timeout=2)
@@ -75,6 +75,7 @@ def non_ascii_names_scp():
     matches a name with non-ASCII letters (pn-non-ascii)."""
     from pydicom import Dataset
     from pynetdicom import evt
+
     from support import faults
 
     def study(name: str, pid: str, uid: str) -> Dataset:
@@ -101,6 +102,7 @@ def non_ascii_names_scp():
 def no_studies_scp():
     """A query SCP that answers every C-FIND with Success and no match (no-studies)."""
     from pynetdicom import evt
+
     from support import faults
 
     def nothing(event):
@@ -115,6 +117,7 @@ def level_failed_scp():
     from pydicom import Dataset
     from pynetdicom import evt
     from pynetdicom.sop_class import PatientRootQueryRetrieveInformationModelFind
+
     from support import faults
 
     def find(event):
@@ -242,10 +245,10 @@ def record_retrieve() -> list[Path]:
 def orthanc_destination(registered: bool) -> Iterator:
     """An Orthanc that lets anyone retrieve, with QRDOCTOR's destination entry missing, or
     registered on a port where nothing listens."""
+    from qrdoctor.core.target import Target
+
     from support.corpus import make_corpus
     from support.orthanc import ORTHANC_ALLOW_ALL, OrthancServer
-
-    from qrdoctor.core.target import Target
 
     ours, wrong = free_port(), free_port()
     entries = {"qrdoctor": ["QRDOCTOR", "127.0.0.1", wrong]} if registered else {}
@@ -258,10 +261,10 @@ def orthanc_destination(registered: bool) -> Iterator:
 def dcmqrscp_destination(known: bool) -> Iterator:
     """dcmqrscp with QRDOCTOR in its HostTable on a port where nothing listens, or a move
     destination it does not know."""
+    from qrdoctor.core.target import Target
+
     from support.corpus import make_corpus
     from support.dcmqrscp import DcmqrscpServer
-
-    from qrdoctor.core.target import Target
 
     ours, wrong = free_port(), free_port()
     with DcmqrscpServer(aet="DCMQRSCP", peers={"QRDOCTOR": ("QRDOCTOR", "127.0.0.1", wrong)}) as pacs:

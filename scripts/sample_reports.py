@@ -36,10 +36,10 @@ def demo_target() -> Iterator[tuple]:
 
 @contextmanager
 def orthanc_target() -> Iterator[tuple]:
+    from qrdoctor.core.target import Target
+
     from support.corpus import make_corpus
     from support.orthanc import OrthancServer
-
-    from qrdoctor.core.target import Target
 
     store = free_port()
     config = {"DicomAlwaysAllowFind": True, "DicomAlwaysAllowMove": True, "DicomAlwaysAllowGet": True,
@@ -51,10 +51,10 @@ def orthanc_target() -> Iterator[tuple]:
 
 @contextmanager
 def dcmqrscp_target() -> Iterator[tuple]:
+    from qrdoctor.core.target import Target
+
     from support.corpus import make_corpus
     from support.dcmqrscp import DcmqrscpServer
-
-    from qrdoctor.core.target import Target
 
     store = free_port()
     with DcmqrscpServer(aet="DCMQRSCP", peers={"QRDOCTOR": ("QRDOCTOR", "127.0.0.1", store)}) as pacs:

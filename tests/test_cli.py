@@ -8,10 +8,11 @@ import sys
 import time
 
 import pytest
-from support.faults import closed_port, dicom_scp, silent_listener
-from support.run import adhoc_check
 
 from qrdoctor.cli import main
+
+from support.faults import closed_port, dicom_scp, silent_listener
+from support.run import adhoc_check
 
 
 def qrdoctor(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
@@ -135,12 +136,12 @@ def test_explain_lists_codes():
 
 
 def test_crashing_check_becomes_error_with_exit_3(monkeypatch):
-    from support.run import result
-
     from qrdoctor.core import registry
     from qrdoctor.core.model import ExitCode, Status
     from qrdoctor.core.runner import Runner
     from qrdoctor.core.target import Target
+
+    from support.run import result
 
     def boom(ctx):
         raise RuntimeError("simulated defect")

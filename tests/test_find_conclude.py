@@ -14,7 +14,6 @@ from qrdoctor.checks.find.match_limit import (
 )
 from qrdoctor.checks.find.return_keys import KeyCount, LevelKeys, ReturnKeysObservation
 from qrdoctor.checks.shared import FindAnswer
-
 from qrdoctor.core.context import Situation
 from qrdoctor.core.model import Severity, Status
 from qrdoctor.core.registry import get_check

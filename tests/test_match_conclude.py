@@ -9,10 +9,10 @@ from __future__ import annotations
 import json
 
 import pytest
+
 from qrdoctor.checks.failures import ProbeRecord
 from qrdoctor.checks.match import lists, ranges, wildcards
 from qrdoctor.checks.match.common import FindProbe, Subject
-
 from qrdoctor.core.context import Situation
 from qrdoctor.core.model import Severity, Status
 from qrdoctor.core.target import Target

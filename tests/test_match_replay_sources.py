@@ -11,8 +11,8 @@ import json
 from pathlib import Path
 
 import pytest
-from qrdoctor.checks.shared import ASSOCIATION_CODES
 
+from qrdoctor.checks.shared import ASSOCIATION_CODES
 from qrdoctor.core.registry import get_check
 from qrdoctor.core.replay import replay_fixture
 

@@ -15,6 +15,9 @@ from pathlib import Path
 
 import pydicom
 import pytest
+
+from qrdoctor.dicom.storescp import StoreSCP
+
 from support.corpus import count_studies, dataset_bytes, make_corpus, make_instance
 from support.dcmqrscp import DcmqrscpServer
 from support.orthanc import OrthancServer
@@ -22,8 +25,6 @@ from support.ports import LOOPBACK, free_port, free_ports
 from support.process import PeerStartError, process_group_alive
 from support.scu import c_echo, c_find, c_find_with_status, c_move, findscu_count
 from support.tools import DCMQRSCP_BIN, ORTHANC_BIN, require_tool
-
-from qrdoctor.dicom.storescp import StoreSCP
 
 realpeer = pytest.mark.realpeer
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import json
 
-from support.run import codes, result, run
-
 from qrdoctor.cli import main
 from qrdoctor.core.model import Status
+
+from support.run import codes, result, run
 
 
 def test_healthy_orthanc_passes_stages_1_and_2(orthanc, tmp_path):

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+from qrdoctor.core.model import Status
+
 from support.corpus import make_corpus
 from support.run import codes, result, run
-
-from qrdoctor.core.model import Status
 
 QUERY_CHECKS = ["find.return_keys", "find.match_limit", "match.wildcards", "match.ranges", "match.lists"]
 

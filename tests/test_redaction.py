@@ -15,13 +15,14 @@ import time
 import zipfile
 
 import pytest
-from support.faults import QR_CONTEXTS, dicom_scp
-from support.run import run
 from test_reports import all_outputs, build_report, sample_checks
 
 from qrdoctor.core.model import CheckResult, Finding, Report, Severity, Status
 from qrdoctor.reports import FORMATS, redact_report, render
 from qrdoctor.reports.redact import TOKEN_RE, Redactor, canonical_kind
+
+from support.faults import QR_CONTEXTS, dicom_scp
+from support.run import run
 
 PHI = {
     "Müller^Jürgen": "name",

@@ -20,8 +20,6 @@ import pytest
 from pydicom.dataset import Dataset
 from pynetdicom import AE, evt
 from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelFind, Verification
-from support.faults import dicom_scp
-from support.run import adhoc_check
 
 from qrdoctor.core.context import Context, Outcome
 from qrdoctor.core.model import (
@@ -49,6 +47,9 @@ from qrdoctor.reports import (
 )
 from qrdoctor.reports.bundle import member_names
 from qrdoctor.reports.html import embedded_report
+
+from support.faults import dicom_scp
+from support.run import adhoc_check
 
 MOVE_FIX = ("Ask the PACS administrator to add the destination QRDOCTOR at 10.1.2.3 port 11113 to "
             "the PACS's list of DICOM nodes.")

@@ -5,6 +5,7 @@ conclude from it; the observations are built like the ones the observe steps rec
 from __future__ import annotations
 
 import pytest
+
 from qrdoctor.checks.failures import ProbeRecord
 from qrdoctor.checks.retrieve.conclude import arrivals, retrieve_keys
 from qrdoctor.checks.retrieve.get import GetObservation, Negotiation
@@ -20,7 +21,6 @@ from qrdoctor.checks.retrieve.model import (
     UnknownProbe,
 )
 from qrdoctor.checks.retrieve.move import MoveObservation, StoreError
-
 from qrdoctor.core.context import Situation
 from qrdoctor.core.model import CheckResult, Severity, Status
 from qrdoctor.core.registry import get_check

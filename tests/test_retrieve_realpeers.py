@@ -18,12 +18,12 @@ import glob
 import os
 import tempfile
 
-from support.ports import free_port
-from support.run import codes, result
-
 from qrdoctor.core.model import Status
 from qrdoctor.core.runner import Runner
 from qrdoctor.core.target import Target
+
+from support.ports import free_port
+from support.run import codes, result
 
 RETRIEVE = ["retrieve.move", "retrieve.get"]
 

@@ -13,15 +13,16 @@ from pydicom import Dataset
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 from pynetdicom import AE, build_context, evt
 from pynetdicom import sop_class as sc
-from support.corpus import make_instance
-from support.ports import free_port
-from support.run import codes, result
 
 from qrdoctor.core.model import Status
 from qrdoctor.core.replay import fixture_from_report, replay_fixture
 from qrdoctor.core.runner import Runner
 from qrdoctor.core.target import Target
 from qrdoctor.simulator import SimulatedPACS
+
+from support.corpus import make_instance
+from support.ports import free_port
+from support.run import codes, result
 
 RETRIEVE = ["retrieve.move", "retrieve.get"]
 

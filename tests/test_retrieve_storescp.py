@@ -12,9 +12,10 @@ import pytest
 from pydicom.data import get_testdata_file
 from pynetdicom import AE
 from pynetdicom.sop_class import CTImageStorage, MRImageStorage, Verification
-from support.corpus import dataset_bytes, make_instance
 
 from qrdoctor.dicom.storescp import StorePortError, StoreSCP, file_meta
+
+from support.corpus import dataset_bytes, make_instance
 
 
 def store(port: int, datasets, *, calling: str = "PACSAE", called: str = "QRDOCTOR",

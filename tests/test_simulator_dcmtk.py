@@ -10,10 +10,11 @@ import re
 import subprocess
 
 import pytest
-from support.ports import free_port
 
 from qrdoctor.simulator import SimulatedPACS
 from qrdoctor.simulator.data import Archive
+
+from support.ports import free_port
 
 TIMEOUT = 60
 

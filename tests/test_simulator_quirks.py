@@ -15,7 +15,6 @@ from pynetdicom.sop_class import (
     StudyRootQueryRetrieveInformationModelGet,
     StudyRootQueryRetrieveInformationModelMove,
 )
-from support.simulator import associate, c_find
 
 from qrdoctor.simulator import (
     DEMO_QUIRKS,
@@ -25,6 +24,8 @@ from qrdoctor.simulator import (
     describe_quirks,
     parse_quirks,
 )
+
+from support.simulator import associate, c_find
 
 SR_MOVE = StudyRootQueryRetrieveInformationModelMove
 SR_GET = StudyRootQueryRetrieveInformationModelGet

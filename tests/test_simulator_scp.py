@@ -17,10 +17,11 @@ from pynetdicom.sop_class import (
     StudyRootQueryRetrieveInformationModelGet,
     StudyRootQueryRetrieveInformationModelMove,
 )
-from support.simulator import associate, c_find
 
 from qrdoctor.simulator import SimulatedPACS
 from qrdoctor.simulator.data import SOP_CLASSES
+
+from support.simulator import associate, c_find
 
 SR_FIND = StudyRootQueryRetrieveInformationModelFind
 PR_FIND = PatientRootQueryRetrieveInformationModelFind

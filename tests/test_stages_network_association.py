@@ -7,6 +7,9 @@ import time
 import pytest
 from pynetdicom import evt
 from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelFind, Verification
+
+from qrdoctor.core.model import ExitCode, Status
+
 from support.faults import (
     QR_CONTEXTS,
     abort_on_echo,
@@ -20,8 +23,6 @@ from support.faults import (
     tls_listener,
 )
 from support.run import codes, result, run
-
-from qrdoctor.core.model import ExitCode, Status
 
 
 def test_closed_port_is_refused_fast():

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import pytest
-from support.run import codes, result, run
 
 from qrdoctor.core.model import Status
 from qrdoctor.simulator import SimulatedPACS
+
+from support.run import codes, result, run
 
 QUERY = ["find.return_keys", "find.match_limit", "match.wildcards", "match.ranges", "match.lists"]
 
@@ -123,6 +124,7 @@ def test_echo_works_but_queries_are_refused(quirk):
 def test_a_pacs_with_no_visible_studies():
     # Given a PACS that answers every C-FIND with Success and no match
     from pynetdicom import evt
+
     from support.faults import QR_CONTEXTS, dicom_scp
 
     def nothing(event):
@@ -139,6 +141,7 @@ def test_non_ascii_names_that_cannot_be_found():
     # non-ASCII letters, holding an ASCII and a Latin-1 patient
     from pydicom import Dataset
     from pynetdicom import evt
+
     from support.faults import QR_CONTEXTS, dicom_scp
 
     def record(name, pid, uid):
@@ -174,6 +177,7 @@ def test_a_level_that_fails_in_one_model_only():
     from pydicom import Dataset
     from pynetdicom import evt
     from pynetdicom.sop_class import PatientRootQueryRetrieveInformationModelFind
+
     from support.faults import QR_CONTEXTS, dicom_scp
 
     def find(event):

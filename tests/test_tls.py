@@ -10,11 +10,12 @@ from pathlib import Path
 import pytest
 from pydicom import Dataset
 from pynetdicom import AE, evt
-from support.faults import QR_CONTEXTS
-from support.run import codes, result, run
 
 from qrdoctor.core.model import Status
 from qrdoctor.core.target import TLSOptions
+
+from support.faults import QR_CONTEXTS
+from support.run import codes, result, run
 
 
 def openssl(*args: str, cwd: Path) -> None:

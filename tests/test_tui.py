@@ -15,9 +15,6 @@ from functools import partial
 from pathlib import Path
 
 import pytest
-from support.faults import silent_listener
-from support.ports import free_port
-from support.run import adhoc_check
 
 from qrdoctor.cli import main as cli_main
 from qrdoctor.core.context import Context, Outcome
@@ -40,6 +37,10 @@ from qrdoctor.tui.messages import (
 from qrdoctor.tui.modals import ExplainScreen, ExportScreen
 from qrdoctor.tui.run_screen import RunScreen
 from qrdoctor.tui.widgets import CheckRow
+
+from support.faults import silent_listener
+from support.ports import free_port
+from support.run import adhoc_check
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(60)]
 

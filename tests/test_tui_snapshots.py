@@ -12,13 +12,14 @@ import time
 from functools import partial
 
 import pytest
-from support.run import adhoc_check
 
 from qrdoctor.core.context import Context, Outcome
 from qrdoctor.core.model import Finding, Severity, Stage, Status
 from qrdoctor.core.runner import Runner
 from qrdoctor.core.target import Target
 from qrdoctor.tui.app import QRDoctorApp
+
+from support.run import adhoc_check
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
+
 from support.faults import dicom_scp
 
 pytestmark = pytest.mark.timeout(60)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 
 from pydantic import Field
+
 from qrdoctor.checks.failures import ProbeRecord
 from qrdoctor.checks.shared import (
     ASSOCIATION_CODES,
@@ -28,7 +29,6 @@ from qrdoctor.checks.shared import (
     record_failure,
     value,
 )
-
 from qrdoctor.core.context import Context, Outcome, Situation
 from qrdoctor.core.model import Finding, Severity, Stage
 from qrdoctor.core.registry import Observation, define

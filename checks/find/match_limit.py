@@ -15,6 +15,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 from pydicom import Dataset
+
 from qrdoctor.checks.failures import ProbeRecord
 from qrdoctor.checks.find.levels import LevelsLearned, level_hint
 from qrdoctor.checks.shared import (
@@ -30,7 +31,6 @@ from qrdoctor.checks.shared import (
     record_failure,
     value,
 )
-
 from qrdoctor.core.context import Context, Outcome, Situation
 from qrdoctor.core.model import Finding, Severity, Stage
 from qrdoctor.core.options import Options

@@ -5,9 +5,9 @@ it a value; conclude tells required keys left empty (a defect) from optional one
 from __future__ import annotations
 
 from pydantic import BaseModel
+
 from qrdoctor.checks.find.levels import LevelsLearned
 from qrdoctor.checks.shared import MODEL_LABELS, SparseFacts, keys_for, value
-
 from qrdoctor.core.context import Context, Outcome, Situation
 from qrdoctor.core.model import Finding, Severity, Stage
 from qrdoctor.core.registry import Observation, define

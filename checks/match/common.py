@@ -11,6 +11,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
+
 from qrdoctor.checks.shared import (
     FindAnswer,
     QuerySession,
@@ -19,7 +20,6 @@ from qrdoctor.checks.shared import (
     identifier,
     value,
 )
-
 from qrdoctor.core.context import Context, Outcome
 
 PROBE_MAX_MATCHES = 200  # a probe is cancelled after this many matches (its answer is known by then)

@@ -25,7 +25,6 @@ from qrdoctor.checks.shared import (
     record_failure,
     value,
 )
-
 from qrdoctor.core.context import Context, Outcome, Situation
 from qrdoctor.core.model import Finding, Severity, Stage
 from qrdoctor.core.registry import Observation, define

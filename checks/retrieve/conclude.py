@@ -25,7 +25,6 @@ from qrdoctor.checks.retrieve.model import (
     SubjectFact,
 )
 from qrdoctor.checks.shared import MODEL_LABELS
-
 from qrdoctor.core.context import Outcome, Situation
 from qrdoctor.core.model import Finding, Severity
 from qrdoctor.dicom.assoc import describe_status, hex_status

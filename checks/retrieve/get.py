@@ -12,6 +12,7 @@ import time
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 from pynetdicom import ALL_TRANSFER_SYNTAXES, build_context, build_role, evt
 from pynetdicom import sop_class as sc
+
 from qrdoctor.checks.failures import ProbeRecord
 from qrdoctor.checks.retrieve import conclude as c
 from qrdoctor.checks.retrieve import observe as o
@@ -27,7 +28,6 @@ from qrdoctor.checks.retrieve.model import (
 from qrdoctor.checks.retrieve.options import RetrieveOptions
 from qrdoctor.checks.retrieve.select import Choice, choose
 from qrdoctor.checks.shared import ASSOCIATION_CODES, MODEL_LABELS
-
 from qrdoctor.core.context import Context, Outcome, Situation
 from qrdoctor.core.model import Finding, Severity, Stage, Status
 from qrdoctor.core.registry import Observation, define

@@ -11,8 +11,8 @@ from __future__ import annotations
 from typing import Any
 
 from pydantic import ConfigDict, Field
-from qrdoctor.checks.shared import SparseFacts
 
+from qrdoctor.checks.shared import SparseFacts
 from qrdoctor.core.registry import Observation
 
 SHOWN_UIDS = 20  # UID lists in observations, findings and facts are cut to this many

@@ -14,6 +14,7 @@ import time
 
 from pynetdicom import build_context
 from pynetdicom import sop_class as sc
+
 from qrdoctor.checks.failures import ProbeRecord, our_address
 from qrdoctor.checks.retrieve import conclude as c
 from qrdoctor.checks.retrieve import observe as o
@@ -34,7 +35,6 @@ from qrdoctor.checks.retrieve.model import (
 from qrdoctor.checks.retrieve.options import RetrieveOptions
 from qrdoctor.checks.retrieve.select import Choice, choose
 from qrdoctor.checks.shared import ASSOCIATION_CODES, MODEL_LABELS
-
 from qrdoctor.core.context import Context, Outcome, Situation
 from qrdoctor.core.model import Finding, Severity, Stage
 from qrdoctor.core.registry import Observation, define

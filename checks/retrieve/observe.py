@@ -21,7 +21,6 @@ from qrdoctor.checks.retrieve.model import (
 )
 from qrdoctor.checks.retrieve.options import RetrieveOptions
 from qrdoctor.checks.shared import record_failure
-
 from qrdoctor.core.context import Context
 from qrdoctor.dicom.assoc import Opened
 from qrdoctor.dicom.find import AssociationFailed

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pydicom import Dataset
+
 from qrdoctor.checks.retrieve.model import ImageFind, NoData, Subject
 from qrdoctor.checks.retrieve.options import RetrieveOptions
 from qrdoctor.checks.shared import (
@@ -21,7 +22,6 @@ from qrdoctor.checks.shared import (
     identifier,
     value,
 )
-
 from qrdoctor.core.context import Context
 from qrdoctor.dicom.find import FindAssociation
 

@@ -21,6 +21,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from io import BytesIO
+from typing import Any
 
 from pydicom import Dataset
 from pydicom.filereader import read_dataset
@@ -83,21 +84,22 @@ class FindOutcome:
         return None if self.status is None else f"0x{self.status:04X}"
 
     def evidence(self) -> dict:
-        ev: dict = {"matches": self.matches, "status": self.status_hex,
-                    "elapsed_ms": round(self.elapsed_ms, 1)}
-        if self.error_comment:
-            ev["error_comment"] = self.error_comment
-        if self.warnings:
-            ev["pending_warnings"] = self.warnings
-        if self.cancelled_by_us:
-            ev["cancelled_by_qrdoctor"] = True
-        if self.aborted:
-            ev.update(self.aborted.evidence())
-        if self.closed:
-            ev["connection_closed"] = True
-        if self.timed_out:
-            ev["timed_out"] = True
-        return ev
+        return find_evidence(self)
+
+
+def find_evidence(o: FindOutcome | Any) -> dict:
+    """The evidence of how a C-FIND ended, for a :class:`FindOutcome` or anything recorded
+    with the same attributes (the checks keep it as plain data)."""
+    ev: dict = {"matches": o.matches, "status": o.status_hex, "elapsed_ms": round(o.elapsed_ms, 1)}
+    for flag, key, value in ((o.error_comment, "error_comment", o.error_comment),
+                             (o.warnings, "pending_warnings", o.warnings),
+                             (o.cancelled_by_us, "cancelled_by_qrdoctor", True),
+                             (o.closed, "connection_closed", True), (o.timed_out, "timed_out", True)):
+        if flag:
+            ev[key] = value
+    if o.aborted:
+        ev.update(o.aborted.evidence())
+    return ev
 
 
 class FindAssociation:

@@ -40,6 +40,7 @@ from pynetdicom.sop_class import (
 from qrdoctor.simulator import SimulatedPACS
 from qrdoctor.simulator.data import SOP_CLASSES
 from qrdoctor.simulator.measure import find_dcmtk_tool
+
 from support.ports import LOOPBACK
 from support.storescp import StoreRecorder
 from support.tools import missing

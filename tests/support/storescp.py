@@ -19,6 +19,7 @@ from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 from pynetdicom import AE, evt
 
 from qrdoctor.simulator.data import SOP_CLASSES
+
 from support.ports import LOOPBACK
 
 
