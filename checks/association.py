@@ -11,13 +11,14 @@ from qrdoctor.checks.failures import (
     abort_finding,
     node_entry,
     probe_failure,
+    protocol_error_finding,
     record_probe,
     rejection_finding,
 )
 from qrdoctor.core.context import Context, Outcome, Situation
 from qrdoctor.core.model import Finding, Severity, Stage
 from qrdoctor.core.registry import Facts, Observation, define
-from qrdoctor.dicom.assoc import association, describe_status, hex_status
+from qrdoctor.dicom.assoc import Opened, association, describe_status, hex_status
 from qrdoctor.dicom.peer import Peer
 from qrdoctor.dicom.probe import Abort, Rejection, probe_association
 
@@ -32,8 +33,10 @@ class EchoObservation(Observation):
     second_rejection: tuple[int, int, int] | None = None
     second_abort: tuple[int, int] | None = None
     echo_status: int | None = None
-    echo_aborted: bool = False
+    echo_aborted: bool = False  # the PACS aborted or closed the association after our C-ECHO-RQ
     rtt_ms: float | None = None
+    protocol_error: str | None = None  # what the PACS sent on that association that broke the protocol
+    protocol_bytes_hex: str = ""
 
 
 class EchoFacts(Facts):
@@ -50,7 +53,7 @@ echo = define(
     requires=("network.tcp", "network.tls"),
     codes=("not-dicom", "peer-silent", "tls-required", "peer-closed", "calling-ae-rejected",
            "called-ae-rejected", "association-rejected", "association-aborted",
-           "verification-not-offered", "echo-failed", "tls-handshake-failed"),
+           "verification-not-offered", "echo-failed", "tls-handshake-failed", "peer-protocol-error"),
     budget=3.0,
 )
 
@@ -68,24 +71,41 @@ def observe_echo(ctx: Context) -> EchoObservation:
     ctx.raise_if_cancelled()
     obs.timeout_s = ctx.timeout()
     with association(Peer.of(ctx.target, obs.timeout_s, ctx.cancel_event), [sc.Verification]) as op:
-        assoc = op.assoc
-        if not assoc.is_established:
-            rj, ab = op.events.rejection, op.events.abort
-            obs.second = "rejected" if rj else "failed"
-            obs.second_rejection = (rj.result, rj.source, rj.reason) if rj else None
-            obs.second_abort = (ab.source, ab.reason) if ab else None
-            return obs
-        obs.second = "established"
-        t0 = time.monotonic()
-        rsp = assoc.send_c_echo()
-        rtt = round((time.monotonic() - t0) * 1000, 2)
-        ctx.raise_if_cancelled()  # an abort we caused is not the PACS's doing
-        obs.echo_status = int(rsp.Status) if rsp is not None and "Status" in rsp else None
-        obs.rtt_ms = rtt if obs.echo_status is not None else None
-        ab = op.events.abort
-        obs.echo_aborted = bool(assoc.is_aborted or ab)
-        obs.second_abort = (ab.source, ab.reason) if ab else None
+        _echo_on(ctx, op, obs)
+    violation = op.events.protocol_error
+    if violation is not None:
+        obs.protocol_error, obs.protocol_bytes_hex = violation.what, violation.data.hex(" ")
     return obs
+
+
+def _echo_on(ctx: Context, op: Opened, obs: EchoObservation) -> None:
+    """The C-ECHO on the pynetdicom association (or how that association failed)."""
+    assoc = op.assoc
+    if not assoc.is_established:
+        rj, ab = op.events.rejection, op.events.abort
+        obs.second = "rejected" if rj else "failed"
+        obs.second_rejection = (rj.result, rj.source, rj.reason) if rj else None
+        obs.second_abort = (ab.source, ab.reason) if ab else None
+        return
+    obs.second = "established"
+    t0 = time.monotonic()
+    rsp = assoc.send_c_echo()
+    rtt = round((time.monotonic() - t0) * 1000, 2)
+    ctx.raise_if_cancelled()  # an abort we caused is not the PACS's doing
+    obs.echo_status = _status(rsp)
+    obs.rtt_ms = rtt if obs.echo_status is not None else None
+    ab = op.events.abort
+    obs.echo_aborted = bool(ab) or op.events.closed_by_peer
+    obs.second_abort = (ab.source, ab.reason) if ab else None
+
+
+def _status(rsp: object) -> int | None:
+    """The Status of a C-ECHO response (None when there is none, or none that can be read:
+    the association's events then say what was wrong)."""
+    try:
+        return int(rsp.Status) if rsp is not None and "Status" in rsp else None  # type: ignore[attr-defined,operator]
+    except Exception:  # noqa: BLE001 - a malformed Status is the PACS's protocol error
+        return None
 
 
 @echo.conclude
@@ -111,6 +131,10 @@ def conclude_echo(obs: EchoObservation, s: Situation) -> Outcome:
         )
         return Outcome(summary="associated; Verification not offered", facts=facts, findings=[f], learned=probe)
     abort = Abort(*obs.second_abort) if obs.second_abort else None
+    if obs.protocol_error:
+        facts.accepted = obs.second == "established"
+        f = protocol_error_finding(s, obs.protocol_error, obs.protocol_bytes_hex, "on the association for C-ECHO")
+        return Outcome(summary="malformed PDU on the C-ECHO association", facts=facts, findings=[f], learned=probe)
     if obs.second != "established":
         facts.accepted = False
         if obs.second_rejection:
@@ -283,7 +307,8 @@ models = define(
     facts=ModelsFacts,
     requires=("association.echo",),
     codes=("model-not-offered", "not-dicom", "peer-silent", "tls-required", "tls-handshake-failed", "peer-closed",
-           "calling-ae-rejected", "called-ae-rejected", "association-rejected", "association-aborted"),
+           "calling-ae-rejected", "called-ae-rejected", "association-rejected", "association-aborted",
+           "peer-protocol-error"),
     budget=2.0,
 )
 

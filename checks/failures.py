@@ -154,6 +154,23 @@ def abort_finding(ctx: Situation | Context, ab: Abort | None, when: str) -> Find
     )
 
 
+def protocol_error_finding(ctx: Situation | Context, what: str, first_bytes_hex: str, when: str,
+                           **evidence: object) -> Finding:
+    """The PACS sent bytes that break the DICOM protocol (``what`` names the PDU, field and
+    value); ``when`` says in which exchange ("in answer to our association request")."""
+    t = ctx.target
+    return ctx.finding(
+        "peer-protocol-error", Severity.FAIL,
+        f"The PACS at {t.host} port {t.port} broke the DICOM protocol {when}: {what}.",
+        "This is a defect in the PACS's DICOM implementation, not a setting on this workstation: send "
+        "this finding with its evidence (the bytes from where it went wrong) to the PACS vendor, who "
+        "must correct what the PACS sends. If a proxy or firewall inspects traffic between this "
+        "computer and the PACS, test from the PACS's own network too: a device that cuts or rewrites "
+        "the stream causes the same errors.",
+        protocol_error=what, first_bytes_hex=first_bytes_hex, when=when, **evidence,
+    )
+
+
 def probe_failure(ctx: Situation | Context, record: ProbeRecord | ProbeResult) -> tuple[str, Finding]:
     """Findings for a probe that got no A-ASSOCIATE-AC (pure: the TLS follow-up is observed by
     :func:`record_probe`)."""
@@ -167,6 +184,9 @@ def probe_failure(ctx: Situation | Context, record: ProbeRecord | ProbeResult) -
         return f"association rejected ({probe.rejection.triple})", rejection_finding(ctx, probe.rejection)
     if probe.kind == "aborted":
         return "association aborted by the PACS", abort_finding(ctx, probe.abort, "instead of answering the association request")
+    if probe.kind == "protocol-error":
+        return "malformed answer to the association request", protocol_error_finding(
+            ctx, probe.detail, ev.get("first_bytes_hex", ""), "in answer to our association request")
     if probe.kind == "silent":
         return "no answer to the association request", ctx.finding(
             "peer-silent", Severity.FAIL,

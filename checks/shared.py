@@ -4,6 +4,7 @@ and the finding for a query association that failed."""
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -14,8 +15,14 @@ from pydicom import Dataset
 from pydicom.datadict import dictionary_VR, keyword_for_tag
 from pynetdicom import sop_class as sc
 
-from qrdoctor.checks.failures import ProbeRecord, probe_failure, record_probe
+from qrdoctor.checks.failures import (
+    ProbeRecord,
+    probe_failure,
+    protocol_error_finding,
+    record_probe,
+)
 from qrdoctor.core.context import Context, Outcome, Situation
+from qrdoctor.core.model import Finding, Severity
 from qrdoctor.core.registry import Facts, Observation
 from qrdoctor.dicom.find import AssociationFailed, FindAssociation, FindOutcome, find_evidence
 from qrdoctor.dicom.probe import Abort, ProbeResult
@@ -29,7 +36,11 @@ LEVELS = {"patient_root": ("PATIENT", "STUDY", "SERIES", "IMAGE"), "study_root":
 # Every way a query association can fail (see association_failure).
 ASSOCIATION_CODES = ("not-dicom", "peer-silent", "tls-required", "tls-handshake-failed", "peer-closed",
                      "calling-ae-rejected", "called-ae-rejected", "association-rejected",
-                     "association-aborted")
+                     "association-aborted", "peer-protocol-error")
+# What a C-FIND answer itself may show besides its matches (see answer_findings); its protocol
+# errors (peer-protocol-error) are among the ASSOCIATION_CODES already.
+ANSWER_CODES = ("find-cancel-ignored", "find-cancel-drops-association")
+QUERY_MARGIN_S = 1.0  # a query still running this close to its check's deadline is ended
 
 
 @dataclass(frozen=True)
@@ -70,13 +81,19 @@ def keys_for(model: str, level: str) -> list[Key]:
 
 
 def identifier(level: str, keys: Iterable[str] = (), **values: str) -> Dataset:
-    """A C-FIND identifier: the level, empty return keys, and matching values."""
+    """A C-FIND identifier: the level, empty return keys, and matching values.
+
+    Values often come from the PACS's own answers: pydicom's warnings about ones it accepts
+    anyway (a UID with letters) are not shown, as they would print the PACS's bytes, control
+    characters included, on the terminal."""
     ds = Dataset()
     ds.QueryRetrieveLevel = level
     for k in keys:
         setattr(ds, k, "")
-    for k, v in values.items():
-        setattr(ds, k, v)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for k, v in values.items():
+            setattr(ds, k, v)
     if any(_non_ascii(v) for v in values.values()):
         ds.SpecificCharacterSet = "ISO_IR 192"
     return ds
@@ -107,7 +124,7 @@ def as_row(ds: Dataset) -> Row:
             continue
         try:
             row[keyword] = value(ds, keyword)
-        except (ValueError, TypeError, OverflowError):
+        except Exception:  # noqa: BLE001 - whatever pydicom makes of a bad value, keep the bytes
             data = getattr(raw, "value", b"")
             row[keyword] = (data.decode("latin-1") if isinstance(data, bytes) else str(data)).strip(" \x00")
     return row
@@ -161,6 +178,13 @@ class FindAnswer(Observation):
     elapsed_ms: float = 0.0
     timeout_s: float | None = None  # how long we waited for each response
     rows: list[Row] = []  # the identifiers kept (the caller's ``keep``)
+    deadline_reached: bool = False  # still running when the check's time was nearly up
+    protocol_error: str | None = None  # what the PACS sent that broke the protocol
+    protocol_bytes_hex: str = ""
+    after_cancel: int = 0  # responses after our C-CANCEL
+    cancel_ignored: bool = False  # no final response within cancel_wait_s of our C-CANCEL
+    cancel_wait_s: float | None = None
+    released_after_cancel: str | None = None  # released | aborted | closed | no-answer
 
     @classmethod
     def of(cls, out: FindOutcome, timeout_s: float | None = None) -> FindAnswer:
@@ -170,7 +194,15 @@ class FindAnswer(Observation):
                    abort=(ab.source, ab.reason) if ab else None, closed=out.closed,
                    timed_out=out.timed_out, interrupted=out.interrupted,
                    elapsed_ms=round(out.elapsed_ms, 1), timeout_s=timeout_s,
-                   rows=[as_row(d) for d in out.identifiers])
+                   rows=[as_row(d) for d in out.identifiers], deadline_reached=out.deadline_reached,
+                   protocol_error=out.protocol_error, protocol_bytes_hex=out.protocol_bytes_hex,
+                   after_cancel=out.after_cancel, cancel_ignored=out.cancel_ignored,
+                   cancel_wait_s=out.cancel_wait_s, released_after_cancel=out.released_after_cancel)
+
+    @property
+    def cancel_dropped(self) -> bool:
+        """The PACS ended the association when our C-CANCEL reached it after the final response."""
+        return self.released_after_cancel in ("aborted", "closed")
 
     @property
     def aborted(self) -> Abort | None:
@@ -191,7 +223,11 @@ class FindAnswer(Observation):
 
 class QuerySession:
     """Observe-side C-FIND over one association, (re)opened on demand; every answer comes back
-    as a :class:`FindAnswer` and every patient-identifying value kept is noted as PHI."""
+    as a :class:`FindAnswer` and every patient-identifying value kept is noted as PHI.
+
+    An association is not reused after a cancelled query unless the PACS answered the cancel
+    (status Cancel): the next query goes on a fresh one. Each query ends, at the latest,
+    :data:`QUERY_MARGIN_S` before the check's deadline."""
 
     def __init__(self, ctx: Context, models: Iterable[str]) -> None:
         self.ctx = ctx
@@ -201,7 +237,9 @@ class QuerySession:
 
     @property
     def is_open(self) -> bool:
-        return self.fa is not None and self.fa.is_open
+        """The PACS has not ended the association (one we released after a cancel counts as
+        open: the next query opens a fresh one)."""
+        return self.fa is not None and self.fa.usable
 
     def open(self) -> FindAssociation:
         if self.fa is None or not self.fa.is_open:
@@ -215,6 +253,7 @@ class QuerySession:
     def find(self, model: str, ds: Dataset, **kwargs: Any) -> FindAnswer:
         """One C-FIND (``kwargs`` as for :meth:`FindAssociation.find`)."""
         fa = self.open()
+        kwargs.setdefault("deadline", self.ctx.deadline - QUERY_MARGIN_S)
         answer = FindAnswer.of(fa.find(MODEL_UIDS[model], ds, **kwargs), fa.timeout)
         note_phi(self.ctx, answer.rows)
         return answer
@@ -237,7 +276,8 @@ class QuerySession:
 
 
 def failure_as_probe(exc: AssociationFailed) -> ProbeResult:
-    return ProbeResult(exc.kind, 0.0, rejection=exc.rejection, abort=exc.abort, detail=exc.detail)
+    return ProbeResult(exc.kind, 0.0, rejection=exc.rejection, abort=exc.abort, detail=exc.detail,
+                       first_bytes=exc.first_bytes)
 
 
 def record_failure(ctx: Context, exc: AssociationFailed, timeout_s: float | None = None) -> ProbeRecord:
@@ -250,6 +290,54 @@ def association_failure(s: Situation, failure: ProbeRecord) -> Outcome:
     observed by :func:`record_failure`)."""
     summary, f = probe_failure(s, failure)
     return Outcome(summary=f"{summary} on the query association", findings=[f])
+
+
+# -- what a C-FIND answer shows besides its matches ------------------------------------------
+
+
+def answer_findings(s: Situation, answers: Iterable[tuple[FindAnswer, str]]) -> list[Finding]:
+    """Conclude step: protocol errors in C-FIND answers, and how the PACS handled our C-CANCEL.
+
+    ``answers`` are (answer, what the query was: "a STUDY-level C-FIND in Study Root"). Each
+    protocol error is reported; cancel handling once per run (not again when an earlier check
+    of this run reported it)."""
+    answers = list(answers)
+    findings = [protocol_error_finding(s, a.protocol_error, a.protocol_bytes_hex, f"during {what}",
+                                       matches_before=a.matches)
+                for a, what in answers if a.protocol_error]
+    for code, test in (("find-cancel-ignored", lambda a: a.cancel_ignored),
+                       ("find-cancel-drops-association", lambda a: a.cancel_dropped)):
+        hit = next(((a, what) for a, what in answers if test(a)), None)
+        if hit is not None and not reported_before(s, code):
+            findings.append(cancel_finding(s, code, *hit))
+    return findings
+
+
+def reported_before(s: Situation, code: str) -> bool:
+    return any(f.code == code for r in s.results.values() for f in r.findings)
+
+
+def cancel_finding(s: Situation, code: str, a: FindAnswer, what: str) -> Finding:
+    ev = find_evidence(a)
+    if code == "find-cancel-ignored":
+        return s.finding(
+            code, Severity.WARN,
+            f"The PACS ignored our C-CANCEL of {what}: after it, {a.after_cancel} more responses "
+            f"arrived in {a.cancel_wait_s:g} s and no final response (status Cancel, FE00H), so "
+            "qrdoctor aborted the association.",
+            "A workstation that cancels a search waits until its own timeout on this PACS. Ask the "
+            "PACS vendor to honour C-CANCEL-FIND (PS3.4 C.4.1: interrupt the matching and end the "
+            "C-FIND with status Cancel); meanwhile keep queries narrow enough to finish on their own.",
+            **ev)
+    return s.finding(
+        code, Severity.INFO,
+        f"The PACS ended the association ({a.released_after_cancel}) when our C-CANCEL of {what} "
+        f"reached it after its final response ({a.status_hex}).",
+        "The query was answered in full; qrdoctor sent its next query on a fresh association. A "
+        "program that cancels a search and reuses the association for its next request will see "
+        "that request fail on this PACS. The vendor may make the PACS ignore a C-CANCEL whose "
+        "C-FIND has already ended.",
+        **ev)
 
 
 # -- facts that appear only when set ----------------------------------------------------------

@@ -8,20 +8,22 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
+import math
 import sys
-from pathlib import Path
 
 from qrdoctor import __version__
+from qrdoctor.core.escape import for_terminal
 from qrdoctor.core.model import ExitCode, Report
 from qrdoctor.core.target import (
     DEFAULT_CALLING_AE,
+    MAX_TIMEOUT,
     TargetError,
     check_ae_title,
     check_port,
     profile_settings,
     resolve_target,
 )
+from qrdoctor.preflight import LocalResourceError
 
 EPILOG_CHECK = """exit status:
   0  no check failed
@@ -82,8 +84,8 @@ def _timeout(value: str) -> float:
         t = float(value)
     except ValueError:
         raise argparse.ArgumentTypeError(f"timeout {value!r} is not a number of seconds") from None
-    if t <= 0 or t > 3600:
-        raise argparse.ArgumentTypeError(f"timeout {t:g} s is out of range (0-3600)")
+    if not math.isfinite(t) or t <= 0 or t > MAX_TIMEOUT:
+        raise argparse.ArgumentTypeError(f"timeout {t:g} s is out of range (more than 0, at most {MAX_TIMEOUT:g})")
     return t
 
 
@@ -219,19 +221,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _check_writable(path: str | None) -> None:
-    if not path or path == "-":
-        return
-    p = Path(path)
-    parent = p.parent if str(p.parent) else Path(".")
-    if p.is_dir():
-        raise UsageError(f"cannot write the report to {path}: it is a directory")
-    if not parent.is_dir():
-        raise UsageError(f"cannot write the report to {path}: the folder {parent} does not exist")
-    if not os.access(parent, os.W_OK) or (p.exists() and not os.access(p, os.W_OK)):
-        raise UsageError(f"cannot write the report to {path}: permission denied")
-
-
 def _tls(args: argparse.Namespace):
     """TLSOptions from --tls* (any --tls-* option implies --tls)."""
     wanted = getattr(args, "tls", False) or any(
@@ -263,16 +252,22 @@ def _options(args: argparse.Namespace, saved: dict | None = None, **fixed: objec
     from qrdoctor.core.options import OptionError, RunOptions
 
     fields = option_fields()
+    models = list(dict.fromkeys(f.model for f in fields))
     flat = declared_values(saved or {}, fields)
+    try:  # a file's values must already be of their type: `true` is not the number 1
+        RunOptions.from_flat(flat, models, strict=True)
+    except OptionError as exc:
+        raise UsageError(f"in the saved profile: {exc}") from None
     flat.update(declared_values(vars(args), fields))
     flat.update(fixed)
     try:
-        return RunOptions.from_flat(flat, list(dict.fromkeys(f.model for f in fields)))
+        return RunOptions.from_flat(flat, models)
     except OptionError as exc:
         raise UsageError(str(exc)) from None
 
 
 def _check_report_paths(args: argparse.Namespace) -> None:
+    from qrdoctor.preflight import check_report_path
     from qrdoctor.reports.formats import REPORT_FORMATS
 
     to_stdout = " or ".join(f.flag for f in REPORT_FORMATS if f.stdout)
@@ -280,7 +275,20 @@ def _check_report_paths(args: argparse.Namespace) -> None:
         path = getattr(args, fmt.name, None)
         if path == "-" and not fmt.stdout:
             raise UsageError(f"{fmt.flag} needs a file name ('-' is only for {to_stdout})")
-        _check_writable(path)
+        check_report_path(path)
+
+
+def _check_local_resources(target, options, only: list[str] | None) -> None:
+    """Before the run: the --keep-files folder, and the store port when a C-MOVE will need it."""
+    from qrdoctor.core.option_fields import option_fields
+    from qrdoctor.core.registry import select
+    from qrdoctor.preflight import check_keep_folder, check_store_port
+
+    flat = options.flat()
+    defaults = {f.name: f.default for f in option_fields()}
+    check_keep_folder(flat.get("keep_files", defaults.get("keep_files")))
+    if "retrieve.move" in {c.id for c in select(only)}:
+        check_store_port(str(flat.get("listen_host", defaults.get("listen_host")) or "0.0.0.0"), target.store_port)
 
 
 def write_reports(report: Report, args: argparse.Namespace) -> None:
@@ -327,28 +335,55 @@ def target_and_options(args: argparse.Namespace):
 
 
 def run_check(args: argparse.Namespace) -> int:
-    from qrdoctor.console import LiveSummary, details
-    from qrdoctor.core.runner import Runner
-
     target, options = target_and_options(args)
     only = _only(args.only)
     _check_report_paths(args)
+    _check_local_resources(target, options, only)
     out = sys.stderr if _stdout_is_data(args) else sys.stdout
     print(f"qrdoctor {__version__}: checking {target.label} as {target.calling_ae}", file=out, flush=True)
-    runner = Runner(target, only=only, observer=LiveSummary(out), options=options)
-    try:
-        report = runner.run()
-    except KeyboardInterrupt:
-        runner.cancel()
-        print("qrdoctor: interrupted", file=sys.stderr)
-        return 130
-    if args.details:
-        from qrdoctor.reports import redact_report
+    return run_and_report(target, only, options, args, out)
 
-        for line in details(redact_report(report, include_phi=args.include_phi)):
-            print(line, file=out)
-    write_reports(report, args)
-    return int(report.exit_code)
+
+def run_and_report(target, only: list[str] | None, options, args: argparse.Namespace, out) -> int:
+    """Run the checks with the terminal summary, then --details and the reports.
+
+    SIGINT and SIGTERM cancel the run (see :mod:`qrdoctor.interrupt`): the reports are written
+    all the same, marked interrupted, the temporary files are removed, and the exit status is
+    130 or 143.
+    """
+    from qrdoctor.console import details
+    from qrdoctor.core.model import TargetInfo
+    from qrdoctor.core.runner import Runner
+    from qrdoctor.interrupt import (
+        FinishedChecks,
+        Interrupts,
+        mark_interrupted,
+        remove_temporary_files,
+    )
+    from qrdoctor.reports.live import RedactedLiveSummary
+
+    runners: list[Runner] = []
+    info = TargetInfo(host=target.host, port=target.port, called_ae=target.called_ae,
+                      calling_ae=target.calling_ae, move_ae=target.move_ae or target.calling_ae,
+                      store_port=target.store_port, advertise=target.advertise)
+    live = RedactedLiveSummary(out, info, lambda: runners[0].phi_so_far(), bool(args.include_phi))
+    with Interrupts() as interrupts:
+        runner = Runner(target, only=only, observer=FinishedChecks(live, interrupts), options=options)
+        runners.append(runner)
+        interrupts.watch(runner)
+        report = runner.run()
+        if interrupts.interrupted:
+            report = mark_interrupted(report, interrupts)
+            remove_temporary_files()
+            print(f"qrdoctor: interrupted by {interrupts.name}; the checks that had not finished are "
+                  "skipped", file=sys.stderr, flush=True)
+        if args.details:
+            from qrdoctor.reports import redact_report
+
+            for line in details(redact_report(report, include_phi=args.include_phi)):
+                print(line, file=out)
+        write_reports(report, args)
+    return interrupts.exit_code if interrupts.interrupted else int(report.exit_code)
 
 
 def run_replay(args: argparse.Namespace) -> int:
@@ -364,9 +399,9 @@ def run_replay(args: argparse.Namespace) -> int:
         raise UsageError(str(exc)) from None
     out = sys.stderr if _stdout_is_data(args) else sys.stdout
     was = {c.id: c for c in recorded.checks}
-    print(f"qrdoctor {__version__}: replaying {args.bundle} (recorded by qrdoctor {recorded.tool.version} "
-          f"against {recorded.target.called_ae}@{recorded.target.host}:{recorded.target.port} "
-          f"at {recorded.started_at}; no network is used)", file=out)
+    print(for_terminal(f"qrdoctor {__version__}: replaying {args.bundle} (recorded by qrdoctor "
+                       f"{recorded.tool.version} against {recorded.target.called_ae}@{recorded.target.host}:"
+                       f"{recorded.target.port} at {recorded.started_at}; no network is used)"), file=out)
     width = max((len(c.id) for c in report.checks), default=10) + 1
     for c in report.checks:
         old = was.get(c.id)
@@ -376,7 +411,9 @@ def run_replay(args: argparse.Namespace) -> int:
         print(check_line(c, width) + changed, file=out)
     print(verdict(report), file=out)
     if args.details:
-        for line in details(report):
+        from qrdoctor.reports import redact_report
+
+        for line in details(redact_report(report)):
             print(line, file=out)
     write_reports(report, args)
     return int(report.exit_code)
@@ -448,8 +485,6 @@ def run_simulate(args: argparse.Namespace) -> int:
 
 
 def run_demo(args: argparse.Namespace) -> int:
-    from qrdoctor.console import LiveSummary, details
-    from qrdoctor.core.runner import Runner
     from qrdoctor.core.target import Target
     from qrdoctor.simulator import (
         DEMO_QUIRKS,
@@ -480,15 +515,12 @@ def run_demo(args: argparse.Namespace) -> int:
 
             return run_tui(target, options=options, include_phi=bool(args.include_phi), title="qrdoctor demo: a simulated PACS with typical problems")
         out = sys.stderr if _stdout_is_data(args) else sys.stdout
+        only = _only(args.only)
+        _check_local_resources(target, options, only)
         print(f"qrdoctor {__version__} demo: a simulated PACS ({pacs.ae_title}, quirks: {quirks}) "
               f"on {target.host}:{target.port}", file=out, flush=True)
-        report = Runner(target, only=_only(args.only), observer=LiveSummary(out), options=options).run()
-        from qrdoctor.reports import redact_report
-
-        for line in details(redact_report(report, include_phi=args.include_phi)):
-            print(line, file=out)
-        write_reports(report, args)
-        return int(report.exit_code)
+        args.details = True  # the demo always explains what it found
+        return run_and_report(target, only, options, args, out)
     finally:
         pacs.stop()
 
@@ -532,11 +564,18 @@ def main(argv: list[str] | None = None) -> int:
             return run_demo(args)
         parser.print_help()
         return int(ExitCode.USAGE)
-    except (UsageError, TargetError) as exc:
-        print(f"qrdoctor: error: {exc}", file=sys.stderr)
+    except (UsageError, TargetError, LocalResourceError) as exc:
+        print(f"qrdoctor: error: {for_terminal(str(exc))}", file=sys.stderr)
         return int(ExitCode.USAGE)
     except BrokenPipeError:
         return 0
+    except KeyboardInterrupt:  # before the run's handlers were installed, or a second Ctrl+C
+        print("qrdoctor: interrupted", file=sys.stderr)
+        return 130
+    except OSError as exc:  # a local resource failed under us (a disk filled up, a folder went)
+        where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
+        print(f"qrdoctor: error: {for_terminal(exc.strerror or str(exc))}{where}", file=sys.stderr)
+        return int(ExitCode.USAGE)
 
 
 if __name__ == "__main__":

@@ -1,10 +1,16 @@
-"""Terminal rendering: one line per check as it finishes, then a verdict line."""
+"""Terminal rendering: one line per check as it finishes, then a verdict line.
+
+Everything a check reports may quote the peer, so every text passes through
+:func:`~qrdoctor.core.escape.for_terminal` before it is printed: no escape sequence or control
+character from a PACS reaches the terminal, and no peer string spans more than its line.
+"""
 
 from __future__ import annotations
 
 import sys
 from typing import TextIO
 
+from qrdoctor.core.escape import for_terminal
 from qrdoctor.core.model import CheckResult, Report, Status
 from qrdoctor.core.registry import Check
 
@@ -24,11 +30,11 @@ def check_line(result: CheckResult, width: int = 24, colour: bool = False, utf8:
     mark, label = marks[result.status], LABELS[result.status]
     codes = sorted({f.code for f in result.findings if f.severity.value in ("warn", "fail", "error")})
     tail = f"  [{', '.join(codes)}]" if codes else ""
-    text = result.summary or result.reason or ""
+    text = for_terminal(result.summary or result.reason or "")
     head = f"{mark} {label:<5}"
     if colour:
         head = f"\x1b[{COLOURS[result.status]}m{head}\x1b[0m"
-    return f"  {head} {result.id:<{width}} {text}{tail}"
+    return f"  {head} {for_terminal(result.id):<{width}} {text}{for_terminal(tail)}"
 
 
 def verdict(report: Report) -> str:
@@ -48,12 +54,12 @@ def details(report: Report) -> list[str]:
         for f in c.findings:
             if f.severity.value == "info":
                 continue
-            out.append(f"[{f.severity.value}] {c.id}: {f.code}")
-            out.append(f"    {f.summary}")
-            out.append(f"    Why: {f.explanation}")
-            out.append(f"    Fix: {f.fix}")
+            out.append(for_terminal(f"[{f.severity.value}] {c.id}: {f.code}"))
+            out.append(f"    {for_terminal(f.summary)}")
+            out.append(f"    Why: {for_terminal(f.explanation)}")
+            out.append(f"    Fix: {for_terminal(f.fix)}")
         if c.status is Status.ERROR and c.reason:
-            out.append(f"[error] {c.id}: {c.reason}")
+            out.append(for_terminal(f"[error] {c.id}: {c.reason}"))
     return out
 
 

@@ -251,18 +251,21 @@ def test_ae_titles_addresses_ports_codes_counts_and_timings_stay():
     assert wild.findings[0].evidence["query"]["PatientID"] == ""
 
 
-def test_short_ids_do_not_eat_ports_and_counts():
+def test_short_ids_do_not_eat_ports_and_numbers_but_never_leak_as_words():
     checks = [CheckResult(
         id="find.levels", stage="query", title="C-FIND", status=Status.WARN,
-        summary="port 4242: 42 matches for patient 42",
+        summary="port 4242: 42 matches for patient 42 (1.42 s, UID 1.2.42.7)",
         facts={"PatientID": "42", "values": ["42", "x42"], "count": 42},
         findings=[Finding(code="x", severity=Severity.WARN, summary="s", explanation="e", fix="f")],
     )]
     report = build_report(checks)
     report._phi.update({"42": "id"})
     red = redact_report(report).checks[0]
-    assert red.summary == "port 4242: 42 matches for patient 42"  # too short to look for in text
-    assert TOKEN_RE.fullmatch(red.facts["PatientID"]) and red.facts["PatientID"].startswith("«id:")
+    tok = red.facts["PatientID"]
+    assert TOKEN_RE.fullmatch(tok) and tok.startswith("«id:")
+    # a registered 2-character ID is a word of its own in a sentence: it goes (issue 11, item 4);
+    # inside a port, a decimal number or a UID it is not the ID, and stays
+    assert red.summary == f"port 4242: {tok} matches for patient {tok} (1.42 s, UID 1.2.42.7)"
     assert TOKEN_RE.fullmatch(red.facts["values"][0]) and red.facts["values"][1] == "x42"
     assert red.facts["count"] == 42
 
@@ -364,3 +367,155 @@ def test_redaction_of_large_transcripts_is_fast():
     assert "PATIENT1^" not in out["md"] and b"PATIENT1" not in zipfile.ZipFile(
         io.BytesIO(out["bundle"])).read("transcript.txt")
     assert elapsed < 10, elapsed
+
+
+# -- issue 11: free text, short values, long values, failures -------------------------------------
+
+def free_text_report() -> Report:
+    comment = "Patient DOE^JANE (ID 4711-X, born 01.01.1970, acc A20240017) is locked; Roe, Richard too"
+    checks = [CheckResult(
+        id="retrieve.move", stage="retrieve", title="C-MOVE round trip", status=Status.FAIL,
+        summary=f"the C-MOVE failed with 0xC000 with the comment {comment!r}",
+        facts={"error_comment": comment, "peer_implementation": "WU^LI 19700101"},
+        findings=[Finding(code="move-failed", severity=Severity.FAIL, summary=f"PACS said: {comment}",
+                          explanation="e", fix="Ask the PACS administrator about QRDOCTOR at 10.1.2.3.",
+                          evidence={"responses": [{"ErrorComment": comment, "status": "0xC000"}],
+                                    "implementation_version_name": "Smith, John"})],
+        transcript=["   0.001s D Their Implementation Version Name: KIM^MIN 1970-01-01",
+                    f"   0.002s D Move SCP Response: 0xC000 {comment}"],
+    )]
+    report = build_report(checks)
+    report._observations["retrieve.move"] = {"final": {"error_comment": comment}}
+    return report
+
+
+def test_free_text_from_the_peer_is_scrubbed_without_knowing_the_patient():
+    # Given error comments and version names naming patients no check registered
+    report = free_text_report()
+    outputs = all_outputs(report)
+    # Then none of them survives anywhere: not in the fields, not where a sentence quotes them
+    for name, text in outputs.items():
+        for value in ("DOE", "JANE", "4711", "01.01.1970", "1970", "A20240017", "Roe", "Richard",
+                      "WU^LI", "Smith", "John", "KIM^MIN"):
+            assert value.casefold() not in text.casefold(), (name, value)
+    # And the words that are not patient data still read, in the field and in the sentences
+    red = redact_report(report).checks[0]
+    assert red.facts["error_comment"].endswith(" is locked; «name:" + red.facts["error_comment"].split("«name:")[-1])
+    assert "is locked" in red.summary and "is locked" in red.findings[0].summary
+    assert red.facts["error_comment"] in red.summary  # the same tokens where it is quoted
+    assert "0xC000" in red.transcript[1] and "QRDOCTOR at 10.1.2.3" in red.findings[0].fix
+
+
+@pytest.mark.parametrize("comment, kept", [
+    ("Unknown move destination QRDOCTOR", "Unknown move destination QRDOCTOR"),
+    ("Move destination unknown: QRDOCTOR at 10.1.2.3:11113", "Move destination unknown: QRDOCTOR at 10.1.2.3:11113"),
+    ("Too many matches (limit 500)", "Too many matches (limit 500)"),
+    ("StudyInstanceUID 1.2.840.113619.2.55.3 not found", "StudyInstanceUID 1.2.840.113619.2.55.3 not found"),
+])
+def test_comments_without_patient_data_stay_whole(comment, kept):
+    checks = [CheckResult(id="retrieve.move", stage="retrieve", title="t", status=Status.FAIL,
+                          facts={"error_comment": comment})]
+    assert redact_report(build_report(checks)).checks[0].facts["error_comment"] == kept
+
+
+def test_registered_short_ids_and_other_date_notations_never_leak_in_sentences():
+    # Given a registered two-character patient ID and a birth date
+    checks = [CheckResult(
+        id="find.levels", stage="query", title="C-FIND", status=Status.WARN,
+        summary="no images for 7Q (born 01.01.1970, 1/1/1970 or 01/01/1970); 7q again",
+        findings=[Finding(code="x", severity=Severity.WARN, summary="patient 7Q, DOB 1970-01-01",
+                          explanation="e", fix="f")],
+    )]
+    report = build_report(checks)
+    report._phi.update({"7Q": "id", "19700101": "birth_date"})
+    # Then neither is found in any output, in any case or notation
+    for name, text in all_outputs(report).items():
+        assert not re.search(r"(?i)(?<![0-9a-z])7q(?![0-9a-z])", text), name
+        assert "1970" not in text, name
+
+
+def test_a_64_kb_name_is_redacted_quickly_and_every_format_is_written():
+    huge = "N" * 65536 + "^" + "GIVEN" * 10
+    checks = sample_checks()
+    checks[2].transcript = [f"   0.1s D (0010,0010) PN [{huge}]", f"matched {huge.lower()}"]
+    checks[2].facts = {"PatientName": huge}
+    report = build_report(checks)
+    report._phi.update({huge: "name"})
+    t0 = time.monotonic()
+    outputs = all_outputs(report)
+    assert time.monotonic() - t0 < 20
+    for name, text in outputs.items():
+        assert "NNNNNNNNNNNNNNNN" not in text.upper(), name
+
+
+def test_data_nested_10000_deep_still_gives_a_report():
+    deep: dict = {}
+    node = deep
+    for _ in range(10_000):
+        node["inner"] = {}
+        node = node["inner"]
+    checks = sample_checks()
+    checks[0].facts = {"sequence": deep}
+    checks[0].findings = [Finding(code="x", severity=Severity.WARN, summary="s", explanation="e", fix="f",
+                                  evidence={"sequence": deep})]
+    report = build_report(checks)
+    for fmt in FORMATS:
+        assert render(report, fmt)
+    for include_phi in (False, True):
+        json.loads(render(report, "json", include_phi=include_phi))
+    assert "nested deeper than" in render(report, "json")
+
+
+def test_a_failing_redactor_removes_instead_of_leaking(monkeypatch):
+    report = planted_report()
+
+    # Given the redactor breaks on some strings
+    original = Redactor._text
+
+    def broken(self, s):
+        if "Jürgen" in s or "JÜRGEN" in s or "778899" in s:
+            raise RecursionError("simulated")
+        return original(self, s)
+
+    monkeypatch.setattr(Redactor, "_text", broken)
+    # Then those strings are removed whole, and every format is still written, clean
+    outputs = all_outputs(report)
+    for name, text in outputs.items():
+        assert_clean(name, text)
+    assert "«removed:" in outputs["json"]
+
+    # And when the redactor cannot even be built, every check loses its texts, nothing leaks
+    def unbuildable(self, *args, **kwargs):
+        raise MemoryError("simulated")
+
+    monkeypatch.setattr(Redactor, "__init__", unbuildable)
+    outputs = all_outputs(report)
+    for name, text in outputs.items():
+        assert_clean(name, text)
+    data = json.loads(outputs["json"])
+    assert [c["id"] for c in data["checks"]] == [c.id for c in report.checks]
+    assert [c["status"] for c in data["checks"]] == [c.status.value for c in report.checks]
+    assert all("could not redact" in c["summary"] for c in data["checks"])
+
+
+def test_the_live_terminal_line_is_redacted_before_the_report_exists():
+    from qrdoctor.core.model import TargetInfo
+    from qrdoctor.reports.live import RedactedLiveSummary
+
+    # Given a check that finished quoting a registered patient and an error comment
+    out = io.StringIO()
+    target = TargetInfo(host="10.9.8.7", port=4242, called_ae="PACS1", calling_ae="QRDOCTOR", move_ae="QRDOCTOR")
+    live = RedactedLiveSummary(out, target, lambda: {"DOE^JANE": "name", "7Q": "id"})
+    result = CheckResult(id="retrieve.move", stage="retrieve", title="C-MOVE", status=Status.FAIL,
+                         summary="the C-MOVE of DOE^JANE (7Q) failed with the comment 'Roe, Richard is locked'",
+                         facts={"error_comment": "Roe, Richard is locked"})
+    # When its line is printed, before the run's report exists
+    live.check_finished(None, result)
+    line = out.getvalue()
+    # Then it holds neither, and still reads
+    assert "DOE" not in line and not re.search(r"\b7Q\b", line) and "Roe" not in line, line
+    assert "is locked" in line and "retrieve.move" in line
+    # and with --include-phi it is the summary as it is
+    out = io.StringIO()
+    RedactedLiveSummary(out, target, lambda: {"DOE^JANE": "name"}, include_phi=True).check_finished(None, result)
+    assert "DOE^JANE" in out.getvalue()

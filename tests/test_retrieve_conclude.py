@@ -223,9 +223,23 @@ def test_key_mismatch_names_the_keys_sent():
 
 
 def test_the_store_scp_addressed_by_another_title():
+    # (an observation recorded before the receiver rejected other called AE titles)
     r = conclude("retrieve.move", move_obs(inbound=[inbound(called_ae="QRDOCTOR_OLD")]))
     assert codes(r) == {"move-called-ae-mismatch"}
     assert r.findings[0].evidence["called_aes"] == ["QRDOCTOR_OLD"]
+    assert r.findings[0].severity is Severity.WARN
+
+
+def test_the_store_scp_rejected_an_association_addressed_by_another_title():
+    rejected = inbound(called_ae="QRDOCTOR_OLD", result="rejected", stores=0, accepted_contexts=0,
+                       rejection=Rejected(result=1, source=1, reason=7), ended="rejected")
+    r = conclude("retrieve.move", move_obs(run(status=0xA801, completed=None, failed=None), got=[],
+                                           inbound=[rejected]))
+    # the rejection explains the PACS's failure: no destination-unknown, no inbound-refused
+    assert codes(r) == {"move-called-ae-mismatch"} and r.status is Status.FAIL
+    f = r.findings[0]
+    assert "1/1/7" in f.summary and f.evidence["rejected_associations"] == 1
+    assert r.facts["inbound"][0]["rejection"].endswith("(1/1/7)")
 
 
 def test_contexts_our_store_scp_refused():

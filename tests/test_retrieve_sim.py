@@ -251,8 +251,11 @@ def test_the_pacs_addresses_our_store_scp_by_another_title():
         report = diagnose(port, "FAULTPACS", store_port, only=["retrieve.move"])
     move_r = result(report, "retrieve.move")
     assert codes(report, "retrieve.move") == {"move-called-ae-mismatch"}
-    assert move_r.facts["received"] == 2
+    # our receiver rejects it 1/1/7 as a workstation that checks its AE title does: nothing arrives
+    assert move_r.facts["received"] == 0 and move_r.status is Status.FAIL
     assert move_r.facts["inbound"][0]["called_ae"] == "QRDOCTOR_OLD"
+    assert move_r.facts["inbound"][0]["rejection"].endswith("(1/1/7)")
+    assert move_r.findings[0].evidence["rejected_associations"] == 1
     assert_replays(report)
 
 

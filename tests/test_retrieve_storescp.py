@@ -38,8 +38,8 @@ def test_objects_are_written_as_sent_with_file_meta(tmp_path):
     plain = make_instance(size=16)
     j2k = pydicom.dcmread(get_testdata_file("MR_small_jp2klossless.dcm"))
     with StoreSCP("QRDOCTOR", "127.0.0.1", 0, directory=tmp_path / "kept", keep=True) as scp:
-        # When a peer stores both, calling us by another AE title
-        assert store(scp.port, [plain, j2k], called="SOMEONE") == [0, 0]
+        # When a peer stores both
+        assert store(scp.port, [plain, j2k]) == [0, 0]
     # Then both files exist, readable, with the transfer syntax they were sent in
     files = {p.stem: p for p in (tmp_path / "kept").glob("*.dcm")}
     assert set(files) == {plain.SOPInstanceUID, j2k.SOPInstanceUID}
@@ -50,7 +50,7 @@ def test_objects_are_written_as_sent_with_file_meta(tmp_path):
     assert pydicom.dcmread(files[plain.SOPInstanceUID]).PixelData == plain.PixelData
     # ... and the connection is on record with both titles
     (rec,) = scp.records()
-    assert (rec.calling_ae, rec.called_ae, rec.result, rec.stores) == ("PACSAE", "SOMEONE", "accepted", 2)
+    assert (rec.calling_ae, rec.called_ae, rec.result, rec.stores) == ("PACSAE", "QRDOCTOR", "accepted", 2)
     assert rec.ended == "released"
     stats = scp.receiver.stats()
     assert stats["objects"] == 2 and stats["time_to_first_object_ms"] is not None

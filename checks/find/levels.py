@@ -13,6 +13,7 @@ from pydantic import Field
 
 from qrdoctor.checks.failures import ProbeRecord
 from qrdoctor.checks.shared import (
+    ANSWER_CODES,
     ASSOCIATION_CODES,
     LEVELS,
     MODEL_LABELS,
@@ -23,6 +24,7 @@ from qrdoctor.checks.shared import (
     Sparse,
     SparseFacts,
     accepted_find_models,
+    answer_findings,
     association_failure,
     identifier,
     keys_for,
@@ -61,7 +63,7 @@ class LevelQuery(Observation):
         """The level answered. A capped answer (0xFE00 / 0xB001 after matches) still counts:
         find.match_limit reports the cap."""
         a = self.answer
-        if a is None or a.timed_out:
+        if a is None or a.timed_out or a.protocol_error or a.deadline_reached:
             return False
         if a.matches and (a.cancelled_by_us or a.status in (0x0000, 0xFE00, 0xB001)):
             return True
@@ -81,6 +83,8 @@ class LevelQuery(Observation):
             row.timed_out = True
         if a.error_comment:
             row.error_comment = a.error_comment
+        if a.protocol_error:
+            row.protocol_error = a.protocol_error
         if self.broad_status is not None:
             row.universal_query_refused = f"0x{self.broad_status:04X}"
         return row
@@ -105,6 +109,7 @@ class LevelRow(Sparse):
     aborted: str | None = None
     timed_out: bool | None = None
     error_comment: str | None = None
+    protocol_error: str | None = None
     universal_query_refused: str | None = None
 
 
@@ -139,7 +144,7 @@ chk = define(
     stage=Stage.QUERY,
     title="C-FIND at every level",
     requires=("association.models",),
-    codes=("query-refused", "find-level-failed", "no-studies") + ASSOCIATION_CODES,
+    codes=("query-refused", "find-level-failed", "no-studies") + ASSOCIATION_CODES + ANSWER_CODES,
     budget=6.0,
     observation=LevelsObservation,
     facts=LevelsFacts,
@@ -263,7 +268,10 @@ def conclude(obs: LevelsObservation, s: Situation) -> Outcome:
     if first is not None and refused_outright(first.answer):  # type: ignore[arg-type]
         return Outcome(summary="queries refused: the PACS accepts the association but not our C-FIND",
                        facts=LevelsFacts(levels=rows), findings=[query_refused(s, first)], learned=learned)
-    findings = [level_failed(s, q, obs.levels) for q in obs.levels if q.answer is not None and not q.ok]
+    findings = [level_failed(s, q, obs.levels) for q in obs.levels
+                if q.answer is not None and not q.ok and not q.answer.protocol_error]
+    findings += answer_findings(s, [(q.answer, f"a {q.level}-level C-FIND in {MODEL_LABELS[q.model]}")
+                                    for q in obs.levels if q.answer is not None])
     empty = no_studies(s, obs.levels)
     if empty is not None:
         findings.append(empty)
@@ -283,6 +291,8 @@ def _mark(q: LevelQuery) -> str | int:
     if q.skipped:
         return "skip"
     assert q.answer is not None
+    if q.answer.protocol_error:
+        return "protocol-error"
     return q.answer.matches if q.ok else q.answer.status_hex or "fail"
 
 
@@ -309,6 +319,8 @@ def query_refused(s: Situation, q: LevelQuery) -> Finding:
 def _what_failed(a: FindAnswer) -> str:
     if a.timed_out:
         return f"did not answer within {a.timeout_s:g} s"
+    if a.deadline_reached:
+        return f"was still answering ({a.matches} matches) when the check's time limit was nearly reached"
     if a.aborted:
         return f"aborted the association ({a.aborted.describe()})"
     if a.closed:

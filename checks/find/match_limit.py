@@ -19,6 +19,7 @@ from pydicom import Dataset
 from qrdoctor.checks.failures import ProbeRecord
 from qrdoctor.checks.find.levels import LevelsLearned, level_hint
 from qrdoctor.checks.shared import (
+    ANSWER_CODES,
     ASSOCIATION_CODES,
     MODEL_LABELS,
     FindAnswer,
@@ -26,6 +27,7 @@ from qrdoctor.checks.shared import (
     Sparse,
     SparseFacts,
     accepted_find_models,
+    answer_findings,
     association_failure,
     identifier,
     record_failure,
@@ -137,7 +139,7 @@ chk = define(
     stage=Stage.QUERY,
     title="Match limit",
     requires=("find.levels",),
-    codes=("match-limit", "find-level-failed") + ASSOCIATION_CODES,
+    codes=("match-limit", "find-level-failed") + ASSOCIATION_CODES + ANSWER_CODES,
     budget=8.0,
     observation=MatchLimitObservation,
     facts=MatchLimitFacts,
@@ -175,7 +177,7 @@ def _observe_top_level(ctx: Context, obs: MatchLimitObservation) -> None:
         with session:
             dates: list[dt.date] = []
             whole = obs.universal = _count_universal(ctx, session, obs, dates)
-            if whole.cancelled_by_us:
+            if whole.cancelled_by_us or whole.protocol_error or whole.deadline_reached:
                 return
             if whole.timed_out or whole.interrupted:
                 ctx.raise_if_cancelled()
@@ -331,6 +333,10 @@ def conclude(obs: MatchLimitObservation, s: Situation) -> Outcome:
     if finding is not None:
         out.findings.append(finding)
         out.summary += f"; IMAGE level capped at {image.limit}"
+    label = MODEL_LABELS.get(obs.model, obs.model)
+    answers = [(obs.universal, f"the universal {obs.level}-level C-FIND in {label}"),
+               (obs.image.answer, f"the IMAGE-level C-FIND in {MODEL_LABELS.get(obs.image.model or '', label)}")]
+    out.findings += answer_findings(s, [(a, what) for a, what in answers if a is not None])
     return out
 
 
@@ -344,11 +350,13 @@ def top_level_limit(obs: MatchLimitObservation, s: Situation) -> Outcome:
     assert whole is not None and obs.model is not None
     facts = MatchLimitFacts(limit=None, probed_up_to=whole.matches, model=obs.model, level=obs.level,
                             universal_query=whole.evidence())
+    if whole.protocol_error:
+        return Outcome(summary=f"the universal query broke the protocol after {whole.matches} matches", facts=facts)
     if whole.cancelled_by_us:
         facts.probed_up_to = obs.probe_limit
         return Outcome(summary=f"no cap below {obs.probe_limit}: counted {obs.probe_limit} matches "
                        "and stopped (C-CANCEL)", facts=facts)
-    if whole.timed_out or whole.interrupted:
+    if whole.timed_out or whole.interrupted or whole.deadline_reached:
         return Outcome(summary="the universal query did not finish", facts=facts,
                        findings=[_unfinished(s, obs, whole)])
     if refused_universal(whole, obs.level):
@@ -399,10 +407,12 @@ def refusal_bounds(asked: list[RangeQuery]) -> RefusalFacts:
 
 def _unfinished(s: Situation, obs: MatchLimitObservation, whole: FindAnswer) -> Finding:
     waited = whole.timeout_s if whole.timeout_s is not None else s.target.timeout
+    how = (f"was still sending matches ({whole.matches}) when the check's time limit was nearly reached"
+           if whole.deadline_reached else f"got no response for {waited:g} s after {whole.matches} matches")
     return s.finding(
         "find-level-failed", Severity.WARN,
-        f"A universal {obs.level} query in {MODEL_LABELS[obs.model]} got no response for {waited:g} s "  # type: ignore[index]
-        f"after {whole.matches} matches, so the match limit could not be measured.",
+        f"A universal {obs.level} query in {MODEL_LABELS[obs.model]} {how}, "  # type: ignore[index]
+        "so the match limit could not be measured.",
         "The PACS is slow on broad queries. Re-run with a larger --timeout to measure its "
         "limit; workstations with short timeouts will see the same truncated lists.",
         model=obs.model, level=obs.level, **whole.evidence())

@@ -8,11 +8,13 @@ is known exactly and the probe stays cheap.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
+from qrdoctor.checks.failures import protocol_error_finding
 from qrdoctor.checks.shared import (
+    MODEL_LABELS,
     FindAnswer,
     QuerySession,
     Row,
@@ -20,7 +22,8 @@ from qrdoctor.checks.shared import (
     identifier,
     value,
 )
-from qrdoctor.core.context import Context, Outcome
+from qrdoctor.core.context import Context, Outcome, Situation
+from qrdoctor.core.model import Status
 
 PROBE_MAX_MATCHES = 200  # a probe is cancelled after this many matches (its answer is known by then)
 NO_SUBJECT = "skipped: no study with a patient ID was returned to probe with"
@@ -80,13 +83,31 @@ def choose_subject(ctx: Context) -> tuple[Subject, list[Row]] | None:
     return None
 
 
+class Trouble(Record):
+    """Why a check's probes stopped early: the PACS broke the protocol, ignored our C-CANCEL,
+    or the check's time was up. Its answers after that are not matching behaviour."""
+
+    kind: Literal["protocol-error", "cancel-ignored", "deadline"]
+    query: str  # which C-FIND: "a STUDY-level C-FIND in Study Root"
+    answer: FindAnswer
+
+
+class ProbesStopped(Exception):
+    """Raised inside a Prober's ``with`` block when its trouble is recorded; the block ends."""
+
+
 class Prober:
     """Runs one check's restricted C-FINDs in one information model, on one association that
-    is opened on first use and re-opened when the PACS closed it after a probe."""
+    is opened on first use and re-opened when the PACS closed it after a probe.
+
+    The first answer that cannot be read as matching behaviour (a protocol error, an ignored
+    C-CANCEL, the check's time running out) is kept as :attr:`trouble` and ends the ``with``
+    block: the observation records it and conclude reports it (:func:`trouble_outcome`)."""
 
     def __init__(self, ctx: Context, model: str) -> None:
         self.ctx, self.model = ctx, model
         self.session = QuerySession(ctx, [model])
+        self.trouble: Trouble | None = None
 
     @property
     def timeout_s(self) -> float | None:
@@ -97,8 +118,10 @@ class Prober:
         self.session.__enter__()
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.session.__exit__(*exc)
+    def __exit__(self, *exc: object) -> bool:
+        stopped = exc[0] is ProbesStopped
+        self.session.__exit__(*((None, None, None) if stopped else exc))
+        return stopped
 
     def find(self, level: str, keys: Mapping[str, str], *, returned: Iterable[str] = (),
              charset: str | None = None, keep: int = 0,
@@ -109,7 +132,15 @@ class Prober:
         ds = identifier(level, returned, **keys)
         if charset:
             ds.SpecificCharacterSet = charset
-        return self.session.find(self.model, ds, max_matches=max_matches, keep=keep)
+        answer = self.session.find(self.model, ds, max_matches=max_matches, keep=keep)
+        kind = ("protocol-error" if answer.protocol_error else "cancel-ignored" if answer.cancel_ignored
+                else "deadline" if answer.deadline_reached else None)
+        if kind is not None:
+            label = MODEL_LABELS.get(self.model, self.model)
+            self.trouble = Trouble(kind=kind, query=f"a {level}-level C-FIND in {label}",
+                                   answer=answer.model_copy(update={"rows": []}))
+            raise ProbesStopped(kind)
+        return answer
 
     def probe(self, name: str, level: str, keys: Mapping[str, str], **kw: Any) -> FindProbe:
         """A C-FIND whose answer only counts: its record for the observation."""
@@ -122,3 +153,20 @@ class Prober:
 
 def no_subject() -> Outcome:
     return Outcome.skipped("find.levels", NO_SUBJECT)
+
+
+def trouble_outcome(s: Situation, trouble: Trouble) -> Outcome:
+    """The outcome of a check whose probes stopped early: a protocol error as its finding; an
+    ignored C-CANCEL (find.levels or find.match_limit reports how the PACS handles C-CANCEL)
+    or the check's time running out as a skip that says why."""
+    a = trouble.answer
+    if trouble.kind == "protocol-error":
+        f = protocol_error_finding(s, a.protocol_error or "", a.protocol_bytes_hex, f"during {trouble.query}",
+                                   matches_before=a.matches)
+        return Outcome(summary=f"the PACS broke the protocol during {trouble.query}", findings=[f])
+    why = ("the PACS ignored our C-CANCEL" if trouble.kind == "cancel-ignored"
+           else "the check's time limit was nearly reached")
+    reason = f"probes stopped: {why} during {trouble.query}; matching was not measured"
+    if trouble.kind == "deadline":
+        reason += " (re-run with a larger --timeout if the PACS is slow)"
+    return Outcome(summary=reason, status=Status.SKIPPED, reason=reason)

@@ -15,8 +15,10 @@ from qrdoctor.checks.match.common import (
     FindProbe,
     Prober,
     Subject,
+    Trouble,
     choose_subject,
     no_subject,
+    trouble_outcome,
 )
 from qrdoctor.checks.shared import (
     ASSOCIATION_CODES,
@@ -42,6 +44,7 @@ class ListsObservation(Observation):
     modalities: dict[str, int] = {}  # how many of those series have each (non-empty) Modality
     cs_list: FindProbe | None = None  # Modality=<present>\<absent> (None: no modality to probe)
     failure: ProbeRecord | None = None  # the association for the probes failed
+    trouble: Trouble | None = None  # why the probes stopped early (protocol error, C-CANCEL ignored, time)
 
 
 class ListProbeFact(SparseFacts):
@@ -95,6 +98,7 @@ def observe(ctx: Context) -> ListsObservation:
                 probe_modality_list(prober, obs, uids[0])
     except AssociationFailed as exc:
         obs.failure = record_failure(ctx, exc, prober.timeout_s)
+    obs.trouble = prober.trouble
     return obs
 
 
@@ -172,6 +176,8 @@ def list_facts(obs: ListsObservation) -> ListsFacts:
 def conclude(obs: ListsObservation, s: Situation) -> Outcome:
     if obs.failure is not None:
         return association_failure(s, obs.failure)
+    if obs.trouble is not None:
+        return trouble_outcome(s, obs.trouble)
     if obs.subject is None:
         return no_subject()
     if obs.unsuitable is not None:

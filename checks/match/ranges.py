@@ -17,8 +17,10 @@ from qrdoctor.checks.match.common import (
     FindProbe,
     Prober,
     Subject,
+    Trouble,
     choose_subject,
     no_subject,
+    trouble_outcome,
 )
 from qrdoctor.checks.shared import (
     ASSOCIATION_CODES,
@@ -85,6 +87,7 @@ class RangesObservation(Observation):
     study_dates: list[str] = []  # StudyDate of each of the patient's studies, as listed
     probes: list[FindProbe] = []
     failure: ProbeRecord | None = None  # the association for the probes failed
+    trouble: Trouble | None = None  # why the probes stopped early (protocol error, C-CANCEL ignored, time)
 
 
 class RangeProbeFact(Facts):
@@ -138,6 +141,7 @@ def observe(ctx: Context) -> RangesObservation:
             probe_ranges(prober, obs, dated[0])
     except AssociationFailed as exc:
         obs.failure = record_failure(ctx, exc, prober.timeout_s)
+    obs.trouble = prober.trouble
     return obs
 
 
@@ -240,6 +244,8 @@ UNSUITABLE = {
 def conclude(obs: RangesObservation, s: Situation) -> Outcome:
     if obs.failure is not None:
         return association_failure(s, obs.failure)
+    if obs.trouble is not None:
+        return trouble_outcome(s, obs.trouble)
     if obs.subject is None:
         return no_subject()
     if obs.unsuitable is not None:

@@ -16,8 +16,10 @@ from qrdoctor.checks.match.common import (
     FindProbe,
     Prober,
     Subject,
+    Trouble,
     choose_subject,
     no_subject,
+    trouble_outcome,
 )
 from qrdoctor.checks.shared import (
     ASSOCIATION_CODES,
@@ -120,6 +122,7 @@ class WildcardsObservation(Observation):
     non_ascii_probed: bool = False  # a returned name with non-ASCII letters was probed too
     non_ascii_character_set: str = ""  # the Specific Character Set returned with it
     failure: ProbeRecord | None = None  # the association for the probes failed
+    trouble: Trouble | None = None  # why the probes stopped early (protocol error, C-CANCEL ignored, time)
 
 
 class PnProbeFact(Facts):
@@ -183,6 +186,7 @@ def observe(ctx: Context) -> WildcardsObservation:
                                          obs.non_ascii_character_set or UTF8)
     except AssociationFailed as exc:
         obs.failure = record_failure(ctx, exc, prober.timeout_s)
+    obs.trouble = prober.trouble
     return obs
 
 
@@ -346,6 +350,8 @@ def summary(facts: WildcardsFacts) -> str:
 def conclude(obs: WildcardsObservation, s: Situation) -> Outcome:
     if obs.failure is not None:
         return association_failure(s, obs.failure)
+    if obs.trouble is not None:
+        return trouble_outcome(s, obs.trouble)
     if obs.subject is None:
         return no_subject()
     if not obs.name_found:

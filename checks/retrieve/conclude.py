@@ -17,12 +17,14 @@ from qrdoctor.checks.retrieve.model import (
     Aborted,
     Arrivals,
     ImageFindFact,
+    LimitHit,
     NoData,
     Received,
     RetrieveFacts,
     Run,
     Subject,
     SubjectFact,
+    Uncounted,
 )
 from qrdoctor.checks.shared import MODEL_LABELS
 from qrdoctor.core.context import Outcome, Situation
@@ -119,6 +121,8 @@ def run_evidence(run: Run) -> dict[str, Any]:
         ev.update(Abort(run.peer_abort.source, run.peer_abort.reason).evidence())
     if run.no_final:
         ev["no_final_response"] = True
+    if run.backward_steps:
+        ev["counters_went_back"] = run.backward_steps
     return ev
 
 
@@ -127,15 +131,19 @@ def run_evidence(run: Run) -> dict[str, Any]:
 # ----------------------------------------------------------------------------------------------
 
 
-def arrivals(expected_uids: list[str] | None, got: Iterable[str]) -> Arrivals:
-    """What arrived against the expected list (every arrival counts when there is no list)."""
-    got = set(got)
+def arrivals(expected_uids: list[str] | None, got: Iterable[str], uncounted: Iterable[Uncounted] = ()) -> Arrivals:
+    """What arrived against the expected list (every arrival counts when there is no list), with
+    the objects the receiver did not count (``uncounted``) beside it."""
+    got, uncounted = set(got), list(uncounted)
+    not_requested = sum(u.count for u in uncounted if u.reason == "not-requested")
     if expected_uids is None:
-        return Arrivals(received=len(got), arrived_expected=len(got))
+        return Arrivals(received=len(got), arrived_expected=len(got), unexpected_count=not_requested,
+                        uncounted=uncounted)
     want = set(expected_uids)
     missing = sorted(want - got)
     return Arrivals(received=len(got), arrived_expected=len(got & want), missing_count=len(missing),
-                    missing_uids=missing[:SHOWN_UIDS], unexpected_count=len(got - want))
+                    missing_uids=missing[:SHOWN_UIDS], unexpected_count=len(got - want) + not_requested,
+                    uncounted=uncounted)
 
 
 @dataclass(frozen=True)
@@ -232,6 +240,9 @@ def common_facts(run: Run, tally: Tally, received: Received, subject: Subject, m
         "unexpected": tally.got.unexpected_count or None,
         "cancelled": run.cancel_reason if run.cancel_sent else None,
         "aborted_by_qrdoctor": True if run.aborted_by_us else None,
+        "not_counted": {u.reason: u.count for u in tally.got.uncounted} or None,
+        "limit_exceeded": limit_text(received.limit) if received.limit is not None else None,
+        "counters_went_back": run.backward_steps or None,
     }
     return facts | {k: v for k, v in optional.items() if v is not None}
 
@@ -284,15 +295,25 @@ def peer_aborted(s: Situation, run: Run) -> Finding:
     return abort_finding(s, peer_abort(run.peer_abort), f"during the {run.operation}")
 
 
+def last_counters(run: Run) -> str:
+    """The counters of the last response, and whether they ever went back."""
+    text = (f"the last pending response said remaining {n(run.remaining)}, completed {n(run.completed)}, "
+            f"failed {n(run.failed)}, warning {n(run.warning)}")
+    if run.backward_steps:
+        text += f"; in {run.backward_steps} pending response(s) the counters went back, which is no progress"
+    return text
+
+
 def stalled(s: Situation, run: Run, tally: Tally, ev: dict) -> Finding:
     t = s.target
     why = run.cancel_reason or "the association ended"
     how = ("the PACS ignored the C-CANCEL, so qrdoctor aborted the association" if run.aborted_by_us
            else "the PACS then ended with Cancel (0xFE00)" if run.status == CANCEL
            else "the association ended without a final response")
+    counters = f" ({last_counters(run)})" if run.pending else ""
     return s.finding(
         "retrieve-stalled", Severity.FAIL,
-        f"The {run.operation} did not finish: after {run.pending} pending responses and "
+        f"The {run.operation} did not finish: after {run.pending} pending responses{counters} and "
         f"{tally.received} received object(s), qrdoctor sent C-CANCEL ({why}) and {how}.",
         f"The PACS keeps the retrieve open without sending anything: workstations will hang on it. "
         f"Ask the PACS administrator to look at the retrieve queue or job for {t.calling_ae} at the "
@@ -352,6 +373,17 @@ def suboperations_failed(s: Situation, run: Run, tally: Tally, ev: dict, inbound
         f"PACS administrator to check its log for these instances (unreadable or offline storage, "
         f"a SOP class or transfer syntax it cannot send, or a destination that refused them).",
         **ev)
+
+
+def limit_text(hit: LimitHit) -> str:
+    """A bound of the receiver that was exceeded, in words, with the option that sets it."""
+    mib = 1 << 20
+    if hit.bound == "objects":
+        return f"more than {hit.limit} objects ({hit.value} C-STORE requests)"
+    if hit.bound == "object-bytes":
+        return (f"an object larger than {hit.limit // mib} MiB (--max-object-mb): "
+                f"{hit.sop_instance_uid or 'an object'} reached {hit.value} bytes")
+    return f"more than {hit.limit // mib} MiB in all (--max-total-mb): {hit.value} bytes"
 
 
 def entry(s: Situation, port: int) -> str:

@@ -15,6 +15,7 @@ from pynetdicom import sop_class as sc
 
 from qrdoctor.checks.failures import ProbeRecord
 from qrdoctor.checks.retrieve import conclude as c
+from qrdoctor.checks.retrieve import delivery as d
 from qrdoctor.checks.retrieve import observe as o
 from qrdoctor.checks.retrieve.model import (
     Arrivals,
@@ -104,7 +105,8 @@ get = define(
     title="C-GET round trip",
     requires=("network.tcp", "find.levels"),
     codes=("get-unsupported", "get-role-rejected", "get-silent-failure", "get-suboperations-failed",
-           "retrieve-key-mismatch", "retrieve-refused", "retrieve-stalled", "retrieve-no-data")
+           "retrieve-key-mismatch", "retrieve-refused", "retrieve-stalled", "retrieve-no-data",
+           "retrieve-unexpected-data", "retrieve-limit-exceeded")
     + ASSOCIATION_CODES,
     budget=10.0,
     observation=GetObservation,
@@ -138,7 +140,7 @@ def observe(ctx: Context) -> GetObservation:
     if obs.model == "patient_root" and not choice.patient_id and "study_root" in obs.models:
         obs.model = "study_root"
     keep = ctx.option(RetrieveOptions).keep_files
-    receiver = Receiver(keep, keep=bool(keep))
+    receiver = Receiver(keep, keep=bool(keep), expect=o.expectation(choice, ctx.target), limits=o.limits(ctx, choice))
     try:
         _get(ctx, obs, choice, receiver)
         if obs.open_failure is None:
@@ -209,7 +211,7 @@ def _get(ctx: Context, obs: GetObservation, choice: Choice, receiver: Receiver) 
         receiver.mark_start()
         responses = assoc.send_c_get(choice.identifier(model), GET_UIDS[model], msg_id=1)
         followed = follow(assoc, responses, "C-GET", msg_id=1, context_id=int(get_cx[0].context_id),
-                          watch=o.watch(ctx, lambda: receiver.count))
+                          watch=o.watch(ctx, lambda: receiver.count, receiver=receiver))
         obs.run = o.recorded_run(followed, op)
 
 
@@ -239,6 +241,12 @@ def conclude(obs: GetObservation, s: Situation) -> Outcome:
     facts.kept_files = obs.received.directory if obs.received.kept else None
     ev = c.run_evidence(run) | tally.evidence()
     findings = _roles_refused(s, obs, run, tally, ev)
+    unexpected = d.unexpected_data(s, run, tally, obs.subject)
+    findings += [unexpected] if unexpected is not None else []
+    if obs.received.limit is not None:
+        hit = obs.received.limit
+        return Outcome(summary=f"qrdoctor aborted the C-GET: {c.limit_text(hit)}", facts=facts,
+                       findings=findings + [d.limit_exceeded(s, run, hit, obs.subject, ev)])
     summary, more = _what_the_pacs_said(s, obs, run, tally, ev, findings)
     return Outcome(summary=summary, facts=facts, findings=findings + more)
 

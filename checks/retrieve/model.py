@@ -103,6 +103,18 @@ class Run(Observation):
     aborted_by_us: bool = False
     no_final: bool = False
     peer_abort: Aborted | None = None
+    backward_steps: int = 0  # pending responses whose counters went back
+
+
+class Uncounted(Observation):
+    """Objects that arrived but do not count, grouped by why (see qrdoctor.dicom.receiver)."""
+
+    reason: str  # unexpected-sender | unreadable | other-study | other-series | not-requested
+    count: int
+    sop_instance_uids: list[str] = []  # the first SHOWN_UIDS
+    study_uids: list[str] = []  # the distinct Study Instance UIDs read from them (first SHOWN_UIDS)
+    series_uids: list[str] = []
+    calling_aes: list[str] = []  # the calling AE titles of the associations that brought them
 
 
 class Arrivals(Observation):
@@ -112,7 +124,21 @@ class Arrivals(Observation):
     arrived_expected: int  # of those, the ones expected (all of them when the list is unknown)
     missing_count: int = 0
     missing_uids: list[str] = []  # the first SHOWN_UIDS expected ones that did not arrive
-    unexpected_count: int = 0
+    unexpected_count: int = 0  # distinct SOP Instance UIDs that arrived but were not expected
+    uncounted: list[Uncounted] = []  # every object that arrived and does not count, by reason
+
+    def uncounted_for(self, *reasons: str) -> list[Uncounted]:
+        return [u for u in self.uncounted if u.reason in reasons]
+
+
+class LimitHit(Observation):
+    """A bound of the receiver that a delivery exceeded (see qrdoctor.dicom.receiver.Limits)."""
+
+    bound: str  # objects | object-bytes | total-bytes
+    limit: int
+    value: int
+    sop_instance_uid: str = ""
+    connection: int = 0  # the inbound connection, 0 on the C-GET association
 
 
 class Received(Observation):
@@ -131,6 +157,7 @@ class Received(Observation):
     move_originators: list[dict[str, str | int | None]] | None = None
     duplicates: int | None = None
     write_errors: list[str] | None = None
+    limit: LimitHit | None = None
 
 
 class Inbound(Observation):
@@ -262,6 +289,9 @@ class RetrieveFacts(SparseFacts):
     unexpected: int | None = None
     cancelled: str | None = None
     aborted_by_qrdoctor: bool | None = None
+    not_counted: dict[str, int] | None = None  # objects that arrived and do not count, by reason
+    limit_exceeded: str | None = None
+    counters_went_back: int | None = None
 
 
 class MoveFacts(RetrieveFacts):

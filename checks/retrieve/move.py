@@ -17,6 +17,7 @@ from pynetdicom import sop_class as sc
 
 from qrdoctor.checks.failures import ProbeRecord, our_address
 from qrdoctor.checks.retrieve import conclude as c
+from qrdoctor.checks.retrieve import delivery as d
 from qrdoctor.checks.retrieve import observe as o
 from qrdoctor.checks.retrieve.model import (
     Arrivals,
@@ -87,7 +88,8 @@ move = define(
     requires=("network.tcp", "find.levels"),
     codes=("move-destination-unknown", "move-no-inbound", "move-silent-failure",
            "move-suboperations-failed", "move-inbound-refused", "move-called-ae-mismatch",
-           "retrieve-key-mismatch", "retrieve-refused", "retrieve-stalled", "retrieve-no-data",
+           "move-unexpected-sender", "retrieve-key-mismatch", "retrieve-refused", "retrieve-stalled",
+           "retrieve-no-data", "retrieve-unexpected-data", "retrieve-limit-exceeded",
            "store-port-unavailable") + ASSOCIATION_CODES,
     budget=10.0,
     observation=MoveObservation,
@@ -121,7 +123,8 @@ def observe(ctx: Context) -> MoveObservation:
     opts = ctx.option(RetrieveOptions)
     obs.listen, obs.store_port = opts.listen_host, ctx.target.store_port
     scp = StoreSCP(ctx.target.move_ae, opts.listen_host, ctx.target.store_port, directory=opts.keep_files,
-                   keep=bool(opts.keep_files))
+                   keep=bool(opts.keep_files), expect=o.expectation(choice, ctx.target),
+                   limits=o.limits(ctx, choice))
     try:
         scp.start()
     except StorePortError as exc:
@@ -167,7 +170,7 @@ def _move(ctx: Context, obs: MoveObservation, choice: Choice, scp: StoreSCP) -> 
         scp.receiver.mark_start()
         responses = op.assoc.send_c_move(choice.identifier(model), t.move_ae, uid, msg_id=1)
         followed = follow(op.assoc, responses, "C-MOVE", msg_id=1, context_id=context_id,
-                          watch=o.watch(ctx, lambda: scp.receiver.count + scp.connections))
+                          watch=o.watch(ctx, scp.progress, receiver=scp.receiver))
         obs.run = o.recorded_run(followed, op)
         if c.ambiguous_failure(obs.run) and scp.connections == 0:
             ctx.progress(f"asking for the same C-MOVE to {UNKNOWN_DESTINATION}, a destination no PACS knows")
@@ -232,6 +235,10 @@ def conclude(obs: MoveObservation, s: Situation) -> Outcome:
         return Outcome(summary="C-MOVE context not accepted", facts=facts,
                        findings=[_context_rejected(s, obs.model)])
     findings = _what_we_saw(s, obs, run, tally, requested, ev)
+    if obs.received.limit is not None:
+        hit = obs.received.limit
+        return Outcome(summary=f"the receiver aborted the C-MOVE: {c.limit_text(hit)}", facts=facts,
+                       findings=findings + [d.limit_exceeded(s, run, hit, obs.subject, ev)])
     summary, more = _what_the_pacs_said(s, obs, run, tally, ev, findings)
     return Outcome(summary=summary, facts=facts, findings=findings + more)
 
@@ -310,20 +317,12 @@ def _context_rejected(s: Situation, model: str) -> Finding:
 def _what_we_saw(s: Situation, obs: MoveObservation, run: Run, tally: c.Tally, requested: list[Inbound],
                  ev: dict) -> list[Finding]:
     """Findings from our Store SCP's side, independent of what the PACS reports."""
-    t = s.target
     findings: list[Finding] = []
-    mismatched = sorted({r.called_ae for r in requested if r.called_ae and r.called_ae != t.move_ae})
-    if mismatched:
-        findings.append(s.finding(
-            "move-called-ae-mismatch", Severity.WARN,
-            f"The PACS connected to our Store SCP for the C-MOVE to {t.move_ae}, but addressed it "
-            f"as {', '.join(mismatched)}.",
-            f"The PACS's destination entry for {t.move_ae} carries another AE title. qrdoctor "
-            f"accepts any called AE title, but a real workstation that checks it will reject the "
-            f"images. Ask the PACS administrator to correct the entry to {c.entry(s, obs.store_port or 0)}.",
-            called_aes=mismatched, **ev))
-    refused = [r for r in obs.inbound if r.result in ("rejected", "not-dicom") or r.store_failures
-               or r.rejected_contexts]
+    mismatch = d.called_ae_mismatch(s, requested, tally, ev, c.entry(s, obs.store_port or 0))
+    findings += [f for f in (mismatch, d.unexpected_sender(s, tally, ev),
+                             d.unexpected_data(s, run, tally, obs.subject)) if f is not None]
+    refused = [r for r in obs.inbound if (r.result in ("rejected", "not-dicom") and not d.wrong_title(r))
+               or r.store_failures or r.rejected_contexts or r.ended == "error"]
     incomplete = (run.failed or 0) > 0 or bool(tally.got.missing_count) or tally.short
     if refused and (incomplete or any(r.result == "rejected" for r in refused)):
         findings.append(_inbound_refused(s, obs, refused, tally, ev))
@@ -342,6 +341,9 @@ def _what_the_pacs_said(s: Situation, obs: MoveObservation, run: Run, tally: c.T
     code, status = run.status, hex_status(run.status)
     no_inbound = obs.inbound_connections == 0
     inbound_refused = any(f.code == "move-inbound-refused" for f in findings)
+    if any(d.wrong_title(r) for r in obs.inbound) and code != c.SUCCESS and tally.received == 0:
+        # the PACS's failure is the rejection of its association, which the finding explains
+        return f"{status}: our receiver rejected the PACS's association addressed to another AE title", []
     if code == c.DESTINATION_UNKNOWN:
         return (f"move destination {t.move_ae} unknown to the PACS (0xA801)",
                 [_destination_unknown(s, run, ev, entry, hedged=False)])
@@ -465,6 +467,9 @@ def _refusal_reasons(refused: list[Inbound]) -> list[str]:
                            f"({_rejection(r.rejection).describe()})")
         elif r.result == "not-dicom":
             reasons.append(f"connection {r.number} from {r.address}: not DICOM ({r.detail})")
+        elif r.ended == "error":
+            reasons.append(f"connection {r.number} from {r.address}: qrdoctor aborted the association, "
+                           f"what the PACS sent was malformed ({r.detail})")
         if r.rejected_contexts:
             names = sorted({cx["name"] + f" ({cx['result_str']})" for cx in r.rejected_contexts})
             reasons.append(f"connection {r.number}: presentation contexts refused: {', '.join(names[:6])}")
@@ -491,7 +496,7 @@ def _inbound_refused(s: Situation, obs: MoveObservation, refused: list[Inbound],
         f"The PACS connected to our Store SCP but our side refused part of what it offered: "
         f"{'; '.join(reasons) or 'see the inbound connections'}.",
         "qrdoctor's receiver accepts every standard storage SOP class with every transfer syntax "
-        "and up to 16 associations at once, so what it refused lies outside that (a private SOP "
+        "and up to 8 associations at once, so what it refused lies outside that (a private SOP "
         "class, an unusual transfer syntax, or more parallel associations). A workstation would "
         "most likely refuse the same: ask the PACS administrator whether these objects can be "
         "sent in a standard SOP class or transfer syntax, or configure the workstation to accept them.",

@@ -1,13 +1,15 @@
-"""The options of both retrieve checks: what to retrieve, where our Store SCP listens, and the
-watchdog's no-progress window."""
+"""The options of both retrieve checks: what to retrieve, where our Store SCP listens, the
+watchdog's no-progress window and how much the receiver takes."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from pydantic import Field, field_validator
 
 from qrdoctor.core.options import Options
+from qrdoctor.dicom.receiver import MIB, Limits
 
 
 class RetrieveOptions(Options):
@@ -18,6 +20,8 @@ class RetrieveOptions(Options):
     keep_files: str | None = Field(None, description="keep the received objects in this folder")
     listen_host: str = Field("0.0.0.0", description="address the temporary Store SCP listens on")
     stall_s: float | None = Field(None, gt=0, description="seconds without progress after which a retrieve counts as stalled (default: twice the timeout, at least 1)")
+    max_object_mb: int = Field(512, gt=0, description="largest object the retrieve receiver takes, in MiB; a larger one aborts the retrieve")
+    max_total_mb: int = Field(4096, gt=0, description="most data one retrieve may deliver, in MiB; more aborts the retrieve")
 
     @field_validator("study", "series")
     @classmethod
@@ -31,9 +35,21 @@ class RetrieveOptions(Options):
     @field_validator("keep_files")
     @classmethod
     def _folder(cls, v: str | None) -> str | None:
-        if v is not None and not Path(v).parent.is_dir():
-            raise ValueError(f"{v}: the folder {Path(v).parent} does not exist")
+        if v is None:
+            return v
+        path = Path(v)
+        if path.exists() and not path.is_dir():
+            raise ValueError(f"{v} exists and is not a folder")
+        if not path.parent.is_dir():
+            raise ValueError(f"{v}: the folder {path.parent} does not exist")
+        if not os.access(path if path.exists() else path.parent, os.W_OK | os.X_OK):
+            raise ValueError(f"{v}: this user may not write there")
         return v
+
+    def limits(self, expected: int | None) -> Limits:
+        """The receiver's bounds: objects (expected plus a margin) and bytes (these options)."""
+        return Limits(max_objects=Limits.objects_for(expected), max_object_bytes=self.max_object_mb * MIB,
+                      max_total_bytes=self.max_total_mb * MIB)
 
     def stall_window(self, timeout: float) -> float:
         """The no-progress window: ``--stall-s``, else twice the network timeout (at least 1 s)."""

@@ -33,6 +33,7 @@ ASSOCIATION_FAILURES = (
     "called-ae-rejected",
     "association-rejected",
     "association-aborted",
+    "peer-protocol-error",
 )
 
 ASSOCIATION = (
@@ -49,6 +50,8 @@ QUERY = (
     "no-studies",
     "return-key-empty",
     "match-limit",
+    "find-cancel-ignored",
+    "find-cancel-drops-association",
 )
 
 MATCHING = (
@@ -66,6 +69,8 @@ RETRIEVE = (
     "retrieve-refused",
     "retrieve-stalled",
     "retrieve-no-data",
+    "retrieve-unexpected-data",
+    "retrieve-limit-exceeded",
     "store-port-unavailable",
     "move-destination-unknown",
     "move-no-inbound",
@@ -73,6 +78,7 @@ RETRIEVE = (
     "move-suboperations-failed",
     "move-inbound-refused",
     "move-called-ae-mismatch",
+    "move-unexpected-sender",
     "get-unsupported",
     "get-role-rejected",
     "get-silent-failure",

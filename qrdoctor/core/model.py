@@ -139,6 +139,10 @@ class Report(BaseModel):
     started_at: str = Field(description="ISO-8601 time the run started (UTC).")
     duration_s: float
     phi_included: bool = False
+    interrupted: bool = Field(
+        default=False,
+        description="The run was stopped by SIGINT or SIGTERM before every check had finished; the "
+                    "checks it stopped or never started are skipped with a reason saying so.")
     summary: Summary
     checks: list[CheckResult]
     # Patient-identifying values the checks saw (value -> kind: "name", "id", "birth_date",

@@ -18,9 +18,10 @@ O = TypeVar("O", bound="Options")  # noqa: E741
 
 
 class Options(BaseModel):
-    """Base class of a check's declared options (frozen, unknown keys refused)."""
+    """Base class of a check's declared options (frozen, unknown keys refused, no NaN or
+    infinity in a number)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class OptionError(ValueError):
@@ -46,8 +47,13 @@ class RunOptions:
         return value if value is not None else cls()  # type: ignore[return-value]
 
     @classmethod
-    def from_flat(cls, flat: Mapping[str, Any] | None, models: Iterable[type[Options]]) -> RunOptions:
-        """Build every model from one flat mapping; a key no model declares is an error."""
+    def from_flat(cls, flat: Mapping[str, Any] | None, models: Iterable[type[Options]],
+                  strict: bool = False) -> RunOptions:
+        """Build every model from one flat mapping; a key no model declares is an error.
+
+        ``strict`` takes the values as they are, without conversion: values read from a file (a
+        saved profile) must already be of their option's type (``true`` is not the number 1).
+        """
         flat = {k: v for k, v in (flat or {}).items() if v is not None}
         models = list(dict.fromkeys(models))
         declared = {name for m in models for name in m.model_fields}
@@ -58,7 +64,7 @@ class RunOptions:
         for m in models:
             mine = {k: v for k, v in flat.items() if k in m.model_fields}
             try:
-                values.append(m(**mine))
+                values.append(m.model_validate(mine, strict=strict))
             except ValidationError as exc:
                 raise OptionError(_message(exc)) from None
         return cls(values)

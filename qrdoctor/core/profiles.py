@@ -15,12 +15,11 @@ import math
 import os
 import re
 import tempfile
-import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from qrdoctor.core.target import Target, TargetError, profiles_path
+from qrdoctor.core.target import Target, TargetError, profiles_path, read_toml
 
 HEADER = "# qrdoctor node profiles: `qrdoctor check NAME` and the TUI's connection form use them.\n"
 
@@ -131,12 +130,14 @@ def profile_from_target(target: Target) -> dict[str, Any]:
 
 
 def _read_document(path: Path) -> dict[str, Any]:
-    if not path.exists():
-        return {}
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (OSError, tomllib.TOMLDecodeError) as exc:
-        raise ProfileError(f"Cannot read the profiles file {path}: {exc}") from None
+        if not path.exists():
+            return {}
+        data = read_toml(path)
+    except OSError as exc:
+        raise ProfileError(f"Cannot read the profiles file {path}: {exc.strerror or exc}") from None
+    except TargetError as exc:  # not UTF-8, not TOML, nested too deeply
+        raise ProfileError(str(exc)) from None
     if not isinstance(data.get("profiles", {}), dict):
         raise ProfileError(f"{path}: [profiles] must be a table of named nodes")
     return data

@@ -10,6 +10,7 @@ pyproject.toml pins pynetdicom to the releases this was tested with.
 from __future__ import annotations
 
 import importlib
+import socket
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -18,6 +19,7 @@ from typing import Any
 from pynetdicom import _config
 from pynetdicom._validators import validate_ae as _pynetdicom_validate_ae
 from pynetdicom.association import Association
+from pynetdicom.dul import DULServiceProvider
 
 # (module, attribute, what we use it for): checked by tests/test_compat.py
 REQUIRED: tuple[tuple[str, str, str], ...] = (
@@ -26,9 +28,11 @@ REQUIRED: tuple[tuple[str, str, str], ...] = (
     ("pynetdicom._config", "LOG_RESPONSE_IDENTIFIERS", "identifiers kept out of logs"),
     ("pynetdicom._config", "PASS_CONTEXTVARS", "per-check transcripts"),
     ("pynetdicom.association.Association", "_serve_request", "the simulator's Q/R dispatch"),
+    ("pynetdicom.dul.DULServiceProvider", "__init__", "daemon DUL threads (daemon_dul_threads)"),
+    ("pynetdicom.transport.AssociationSocket", "recv", "bounded, watched reads (watch_reads)"),
 )
 # Instance attributes (set in Association.__init__), checked on a fresh Association
-REQUIRED_ON_ASSOCIATION: tuple[str, ...] = ("_is_paused", "_sent_release")
+REQUIRED_ON_ASSOCIATION: tuple[str, ...] = ("_is_paused", "_sent_release", "dul")
 
 
 def validate_ae(value: str) -> tuple[bool, str]:
@@ -60,6 +64,109 @@ def pass_context_to_threads() -> None:
     pynetdicom documents the switch in its ``_config`` module only.
     """
     _config.PASS_CONTEXTVARS = True
+
+
+def daemon_dul_threads() -> None:
+    """Make every DUL thread pynetdicom starts from now on a daemon thread (idempotent).
+
+    Why: pynetdicom 3.0 starts each association's DUL reactor with ``daemon = False``. One
+    blocked in ``recv`` on a peer that holds a half-sent PDU is joined at interpreter exit, so
+    the process outlives its report by as long as the peer holds the connection. The
+    association threads themselves are already daemons; the DUL's flag is set in its
+    ``__init__`` and has no public setter before pynetdicom starts the thread.
+    """
+    init = DULServiceProvider.__init__
+    if getattr(init, "_qrdoctor_daemon", False):
+        return
+
+    def daemon_init(self: DULServiceProvider, *args: Any, **kwargs: Any) -> None:
+        init(self, *args, **kwargs)
+        self.daemon = True
+
+    daemon_init._qrdoctor_daemon = True  # type: ignore[attr-defined]
+    DULServiceProvider.__init__ = daemon_init  # type: ignore[method-assign]
+
+
+class ReadWatch:
+    """What an association's transport read, as far as a protocol error needs it: the PDU a
+    read stopped in the middle of, and whether the peer closed the connection."""
+
+    def __init__(self) -> None:
+        self.cut: tuple[bytes, int, int, str] | None = None  # first bytes, announced, arrived, why
+        self.closed_by_peer = False
+        self.reading = False  # a recv is in progress
+        self._header: bytes | None = None  # the header whose body is read next
+
+    def note(self, data: bytes, then: str | None) -> None:
+        """One read (a PDU header, or the body after it) returned ``data``; ``then`` says why it
+        stopped short ("closed" or a timeout's words), None when it got all it asked for."""
+        if self._header is None:  # a header
+            if then is None:
+                self._header = data
+                return
+            if data:
+                self.cut = (data, 6, len(data), then)
+        else:  # the body of the header before it
+            header, self._header = self._header, None
+            if then is None:
+                return
+            announced = 6 + int.from_bytes(header[2:6], "big")
+            self.cut = ((header + data)[:32], announced, 6 + len(data), then)
+        self.closed_by_peer = then == "closed"
+
+
+def watch_reads(assoc: Association, timeout: float) -> ReadWatch:
+    """Give the association's connection a read (and write) timeout and watch its reads.
+
+    Why: pynetdicom clears the socket timeout once connected (``AssociationSocket.connect``
+    calls ``settimeout(None)``), so its DUL thread blocks in ``recv`` for as long as a peer
+    holds a PDU shorter than its header says; and what such a read received is dropped when it
+    fails. Here the DUL's reads (``AssociationSocket.recv``: 6 header bytes, then the body)
+    go through a loop of our own that gives up after ``timeout`` seconds of silence and keeps
+    what arrived. Call it when the connection is open (an ``EVT_CONN_OPEN`` handler).
+    """
+    transport = assoc.dul.socket
+    watch = ReadWatch()
+    if transport is None or transport.socket is None:
+        return watch
+    transport.socket.settimeout(timeout)
+
+    def recv(nr_bytes: int) -> bytearray:
+        data = bytearray()
+        watch.reading = True
+        try:
+            while len(data) < nr_bytes:
+                try:
+                    chunk = transport.socket.recv(min(nr_bytes - len(data), 1 << 16))
+                except TimeoutError:
+                    watch.note(bytes(data), f"nothing more arrived within {timeout:g} s")
+                    raise
+                except OSError:
+                    watch.note(bytes(data), "the connection failed")
+                    raise
+                if not chunk:
+                    watch.note(bytes(data), "closed")
+                    return data
+                data += chunk
+        finally:
+            watch.reading = False
+        watch.note(bytes(data), None)
+        return data
+
+    transport.recv = recv  # type: ignore[method-assign]
+    return watch
+
+
+def unblock_reads(assoc: Association) -> None:
+    """End a read the association's DUL thread is blocked in, so that an abort does not wait
+    for it: shuts the connection's receiving side. Why: ``Association.abort`` waits until the
+    DUL thread handles the abort, which it cannot while it waits for the rest of a PDU."""
+    transport = assoc.dul.socket
+    try:
+        if transport is not None and transport.socket is not None:
+            transport.socket.shutdown(socket.SHUT_RD)
+    except OSError:
+        pass
 
 
 def route_requests(assoc: Association, serve: Callable[[Any, int], bool]) -> None:

@@ -12,6 +12,8 @@ from __future__ import annotations
 import struct
 from collections.abc import Iterable
 
+from qrdoctor.dicom.pdu import PeerProtocolError
+
 # Command Field values (PS3.7 annex E)
 C_STORE_RQ = 0x0001
 C_STORE_RSP = 0x8001
@@ -75,16 +77,28 @@ def encode_command(items: Iterable[tuple[int, bytes]]) -> bytes:
     return element(0x00000000, "UL", _UL.pack(len(body))) + body
 
 
-def parse_command(data: bytes | bytearray) -> dict[int, bytes]:
-    """The elements of a command set, keyed by element number (the group is always 0000)."""
+def parse_command(data: bytes | bytearray, strict: bool = False) -> dict[int, bytes]:
+    """The elements of a command set, keyed by element number (the group is always 0000).
+
+    ``strict``: an element outside group 0000, a value running past the end of the command
+    set, or bytes left over that cannot hold an element header raise
+    :class:`qrdoctor.dicom.pdu.PeerProtocolError` (PS3.7 6.3.1); otherwise they are passed over.
+    """
     out: dict[int, bytes] = {}
     pos, end = 0, len(data)
     unpack = _IMPLICIT.unpack_from
     while pos + 8 <= end:
-        _group, elem, length = unpack(data, pos)
+        group, elem, length = unpack(data, pos)
+        if strict and (group != 0 or pos + 8 + length > end):
+            what = (f"element ({group:04X},{elem:04X}) is not a command element (group 0000)" if group
+                    else f"element (0000,{elem:04X}) states a length of {length} but only {end - pos - 8} bytes follow")
+            raise PeerProtocolError(f"command set: {what} (at byte {pos} of the command set)", data[pos:])
         pos += 8
         out[elem] = bytes(data[pos:pos + length])
         pos += length
+    if strict and (pos < end or not out):
+        raise PeerProtocolError(f"command set: {end - pos} bytes at its end are too few for an element"
+                                if out else "an empty command set", data[pos:])
     return out
 
 

@@ -19,26 +19,26 @@ import ssl
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from io import BytesIO
-from typing import Any
 
 from pydicom import Dataset
-from pydicom.filereader import read_dataset
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 from pynetdicom.dsutils import encode
 
 from qrdoctor.dicom import dimse, pdu
+from qrdoctor.dicom.ac import read_associate_ac
 from qrdoctor.dicom.dimse import PENDING, parse_command
-from qrdoctor.dicom.pdu import Abort, Rejection
-from qrdoctor.dicom.probe import association_request
+from qrdoctor.dicom.find_responses import CANCELLED, FindOutcome, FindRun, find_evidence
+from qrdoctor.dicom.pdu import Abort, PeerProtocolError, Rejection
+from qrdoctor.dicom.probe import association_request, closed_mid_pdu, truncated_pdu, unexpected_pdu
 
-__all__ = ["AssociationFailed", "FindAssociation", "FindOutcome", "find_request", "cancel_request",
-           "parse_command", "OUR_MAX_PDU", "PENDING"]
+__all__ = ["AssociationFailed", "FindAssociation", "FindOutcome", "find_evidence", "find_request",
+           "cancel_request", "parse_command", "OUR_MAX_PDU", "PENDING", "CANCEL_WAIT_S"]
 
 log = logging.getLogger("qrdoctor.dicom.probe")
 
 OUR_MAX_PDU = 1 << 18  # the largest PDU we tell the peer it may send us
+CANCEL_WAIT_S = 5.0  # at most this long (or the timeout, if shorter) for the end after a C-CANCEL
+RELEASE_WAIT_S = 2.0  # at most this long for the A-RELEASE-RP
 CMD_FIND_RSP = dimse.C_FIND_RSP
 ABORT_PDU = pdu.ABORT_PDU
 find_request = dimse.find_rq
@@ -46,64 +46,31 @@ cancel_request = dimse.cancel_rq
 
 
 class AssociationFailed(Exception):
-    """The association for C-FIND could not be set up; ``kind`` says how it failed."""
+    """The association for C-FIND could not be set up; ``kind`` says how it failed (the kinds
+    of :class:`qrdoctor.dicom.probe.ProbeResult`, protocol-error included)."""
 
     def __init__(self, kind: str, detail: str = "", rejection: Rejection | None = None,
-                 abort: Abort | None = None) -> None:
+                 abort: Abort | None = None, first_bytes: bytes = b"") -> None:
         super().__init__(detail or kind)
         self.kind = kind
         self.detail = detail
         self.rejection = rejection
         self.abort = abort
+        self.first_bytes = first_bytes
 
-
-@dataclass
-class FindOutcome:
-    """How one C-FIND ended, and what it returned."""
-
-    matches: int = 0
-    status: int | None = None  # final status; None when there was no final response
-    error_comment: str | None = None
-    warnings: int = 0  # pending responses with 0xFF01 (optional keys not supported)
-    cancelled_by_us: bool = False
-    aborted: Abort | None = None
-    closed: bool = False  # the connection dropped without an A-ABORT
-    timed_out: bool = False
-    interrupted: bool = False  # our own cancel event (user cancel or deadline)
-    identifiers: list[Dataset] = field(default_factory=list)
-    elapsed_ms: float = 0.0
-    first_response_ms: float | None = None
-
-    @property
-    def complete(self) -> bool:
-        """A final response arrived and we did not cut the query short."""
-        return self.status is not None and not self.cancelled_by_us
-
-    @property
-    def status_hex(self) -> str | None:
-        return None if self.status is None else f"0x{self.status:04X}"
-
-    def evidence(self) -> dict:
-        return find_evidence(self)
-
-
-def find_evidence(o: FindOutcome | Any) -> dict:
-    """The evidence of how a C-FIND ended, for a :class:`FindOutcome` or anything recorded
-    with the same attributes (the checks keep it as plain data)."""
-    ev: dict = {"matches": o.matches, "status": o.status_hex, "elapsed_ms": round(o.elapsed_ms, 1)}
-    for flag, key, value in ((o.error_comment, "error_comment", o.error_comment),
-                             (o.warnings, "pending_warnings", o.warnings),
-                             (o.cancelled_by_us, "cancelled_by_qrdoctor", True),
-                             (o.closed, "connection_closed", True), (o.timed_out, "timed_out", True)):
-        if flag:
-            ev[key] = value
-    if o.aborted:
-        ev.update(o.aborted.evidence())
-    return ev
+    @classmethod
+    def violation(cls, exc: PeerProtocolError) -> AssociationFailed:
+        return cls("protocol-error", exc.what, first_bytes=exc.data)
 
 
 class FindAssociation:
-    """One association offering C-FIND in the given information models."""
+    """One association offering C-FIND in the given information models.
+
+    After a query we cancelled ends with any status but Cancel (FE00H), our C-CANCEL may have
+    crossed the final response and reach the peer as a stray message -- which some servers
+    answer by dropping the association. Such an association is not reused: it is released at
+    once (how that went is part of the query's outcome) and the next query opens a fresh one.
+    """
 
     def __init__(self, host: str, port: int, calling_ae: str, called_ae: str, models: list[str],
                  timeout: float, cancel_event: threading.Event | None = None, tls: object | None = None) -> None:
@@ -118,11 +85,13 @@ class FindAssociation:
         self.contexts: dict[str, tuple[int, str]] = {}  # model -> (context id, transfer syntax)
         self.peer_max_pdu = 16384
         self.message_id = 0
+        self.closed_after_cancel = False  # we released it after a cancel: the next query reopens
 
     # -- association ----------------------------------------------------------------------
     def open(self) -> FindAssociation:
         from qrdoctor.dicom.tls import connect
 
+        self.contexts, self.closed_after_cancel = {}, False
         try:
             self.sock = connect(self.host, self.port, self.timeout, self.tls)  # type: ignore[arg-type]
         except ssl.SSLError as exc:
@@ -130,34 +99,49 @@ class FindAssociation:
         except OSError as exc:
             raise AssociationFailed("connect-failed", str(exc)) from None
         self.reader = pdu.PDUReader(self.sock, OUR_MAX_PDU, cancel=self.cancel_event)
-        self.sock.sendall(association_request(self.calling_ae, self.called_ae, self.models, OUR_MAX_PDU))
+        try:
+            self.sock.sendall(association_request(self.calling_ae, self.called_ae, self.models, OUR_MAX_PDU))
+        except OSError as exc:
+            self._close()
+            raise AssociationFailed("closed", f"sending the association request failed: {exc}") from None
         pdu_type, body = self._first_answer()
         if pdu_type != pdu.ASSOCIATE_AC:
             self._close()
             raise self._refusal(pdu_type, body)
-        prim = pdu.decode_associate_ac(body)
-        self.peer_max_pdu = pdu.peer_max_pdu(prim)
-        for cx in prim.presentation_context_definition_results_list:
-            index = (cx.context_id - 1) // 2
-            if cx.result == 0 and 0 <= index < len(self.models) and cx.transfer_syntax:
-                self.contexts[self.models[index]] = (cx.context_id, str(cx.transfer_syntax[0]))
+        try:
+            ac = read_associate_ac(body, range(1, 2 * len(self.models), 2))
+        except PeerProtocolError as exc:
+            self.abort()
+            raise AssociationFailed.violation(exc) from None
+        self.peer_max_pdu = ac.max_pdu
+        for context_id, syntax in ac.accepted().items():
+            self.contexts[self.models[(context_id - 1) // 2]] = (context_id, syntax)
         log.debug("C-FIND association accepted; contexts %s",
                   {m: c[0] for m, c in self.contexts.items()})
         return self
 
     def _first_answer(self) -> tuple[int, bytes | bytearray]:
         """The peer's answer to our A-ASSOCIATE-RQ, or AssociationFailed saying why there is none."""
+        assert self.reader is not None
         try:
             return self._read_pdu(time.monotonic() + self.timeout)
         except TimeoutError:
-            failure = AssociationFailed("silent", f"no answer within {self.timeout:g} s")
+            cut = truncated_pdu(self.reader, f"nothing more arrived within {self.timeout:g} s")
+            failure = (AssociationFailed.violation(cut) if cut else
+                       AssociationFailed("silent", f"no answer within {self.timeout:g} s"))
         except InterruptedError:
             self._close()
             raise
         except ssl.SSLError as exc:
             failure = AssociationFailed("tls-failed", f"TLS: {exc}")
+        except pdu.PDUTooLarge as exc:
+            failure = AssociationFailed.violation(too_large(exc))
         except pdu.PDUError as exc:
-            failure = AssociationFailed(*pdu.classify_bytes(exc.data + self.reader.read_raw(64, time.monotonic() + 0.2)))
+            data = exc.data + self.reader.read_raw(64, time.monotonic() + 0.2)
+            failure = AssociationFailed(*pdu.classify_bytes(data), first_bytes=data)
+        except pdu.PeerClosed as exc:
+            cut = closed_mid_pdu(exc.data)
+            failure = AssociationFailed.violation(cut) if cut else AssociationFailed("closed", str(exc))
         except OSError as exc:
             failure = AssociationFailed("closed", str(exc))
         self._close()
@@ -165,25 +149,36 @@ class FindAssociation:
 
     @staticmethod
     def _refusal(pdu_type: int, body: bytes | bytearray) -> AssociationFailed:
-        if pdu_type == pdu.ASSOCIATE_RJ:
-            return AssociationFailed("rejected", rejection=Rejection.from_body(body))
-        if pdu_type == pdu.ABORT:
-            return AssociationFailed("aborted", abort=Abort.from_body(body))
-        return AssociationFailed(*pdu.classify_bytes(pdu.header(pdu_type, len(body)) + bytes(body[:64])))
-
-    def release(self) -> None:
-        if not self.sock:
-            return
         try:
+            if pdu_type == pdu.ASSOCIATE_RJ:
+                return AssociationFailed("rejected", rejection=Rejection.from_body(body))
+            if pdu_type == pdu.ABORT:
+                return AssociationFailed("aborted", abort=Abort.from_body(body))
+        except PeerProtocolError as exc:
+            return AssociationFailed.violation(exc)
+        raw = pdu.header(pdu_type, len(body)) + bytes(body[:64])
+        return AssociationFailed.violation(unexpected_pdu(pdu_type, raw, "our A-ASSOCIATE-RQ"))
+
+    def release(self) -> str:
+        """Release the association: how it ended (released, aborted, closed or no-answer)."""
+        if not self.sock:
+            return "closed"
+        ending = "no-answer"
+        try:
+            self.sock.settimeout(self.timeout)
             self.sock.sendall(pdu.RELEASE_RQ_PDU)
-            deadline = time.monotonic() + min(self.timeout, 2.0)
-            while True:
+            deadline = time.monotonic() + min(self.timeout, RELEASE_WAIT_S)
+            while ending == "no-answer":
                 pdu_type, _ = self._read_pdu(deadline)
-                if pdu_type in (pdu.RELEASE_RP, pdu.ABORT):
-                    break
+                ending = {pdu.RELEASE_RP: "released", pdu.ABORT: "aborted"}.get(pdu_type, ending)
+        except (pdu.PeerClosed, ConnectionError):
+            ending = "closed"
         except (OSError, TimeoutError, InterruptedError, pdu.PDUError):
             pass
+        if ending == "no-answer":
+            self.abort()
         self._close()
+        return ending
 
     def abort(self) -> None:
         if self.sock:
@@ -216,6 +211,7 @@ class FindAssociation:
 
     def _send_message(self, context_id: int, command: bytes, dataset: bytes | None) -> None:
         assert self.sock is not None
+        self.sock.settimeout(self.timeout)  # the reader leaves its short poll interval set
         self.sock.sendall(pdu.message(context_id, command, dataset, self.peer_max_pdu or OUR_MAX_PDU))
 
     # -- C-FIND ---------------------------------------------------------------------------
@@ -233,9 +229,14 @@ class FindAssociation:
         """Send one C-FIND; count pending responses; C-CANCEL once ``max_matches`` arrived.
 
         ``keep`` identifiers are decoded and returned; ``on_identifier`` sees every decoded one
-        (decoding all of them costs time: use it only when the values are needed).
+        (decoding all of them costs time: use it only when the values are needed). A query
+        after one we released following a cancel goes on a fresh association (AssociationFailed
+        when it cannot be opened). ``deadline`` (time.monotonic()) ends the query if it is
+        still running then.
         """
         model = str(model)
+        if self.sock is None and self.closed_after_cancel:
+            self.open()
         if model not in self.contexts:
             raise KeyError(f"no accepted presentation context for {model}")
         context_id, ts = self.contexts[model]
@@ -244,129 +245,208 @@ class FindAssociation:
             implicit = False  # big endian was not proposed; deflate is not supported here
         self.message_id = (self.message_id % 0xFFFF) + 1
         message_id = self.message_id
-        self._send_message(context_id, dimse.find_rq(model, message_id), encode(identifier, implicit, True))
-        log.debug("C-FIND-RQ sent (model %s, message %d, level %s)", model, message_id,
-                  getattr(identifier, "QueryRetrieveLevel", ""))
-        run = _FindRun(FindOutcome(), implicit, keep, on_identifier, progress)
-        self._collect(run, context_id, message_id, max_matches, deadline or float("inf"))
+        run = FindRun(FindOutcome(), message_id, context_id, implicit, keep, on_identifier, progress)
+        if self._sent(run, dimse.find_rq(model, message_id), encode(identifier, implicit, True)):
+            log.debug("C-FIND-RQ sent (model %s, message %d, level %s)", model, message_id,
+                      getattr(identifier, "QueryRetrieveLevel", ""))
+            _Collect(self, run, max_matches, deadline or float("inf")).run()
         out = run.out
         out.elapsed_ms = (time.monotonic() - run.t0) * 1000
         log.debug("C-FIND ended: %d matches, final status %s%s", out.matches, out.status_hex,
                   " (after our C-CANCEL)" if out.cancelled_by_us else "")
         return out
 
-    def _collect(self, run: _FindRun, context_id: int, message_id: int, max_matches: int | None,
-                 hard_deadline: float) -> None:
-        """Read responses until the final one, a cancel, a timeout or the end of the connection."""
-        out = run.out
-        while True:
-            body = self._next_p_data(out, hard_deadline)
-            if body is None or run.take(body):
-                return
-            if self.cancel_event.is_set():
-                out.interrupted = True
-                self.abort()
-                return
-            if max_matches is not None and out.matches >= max_matches and not out.cancelled_by_us:
-                self._send_message(context_id, dimse.cancel_rq(message_id), None)
-                out.cancelled_by_us = True
-                log.debug("C-CANCEL-RQ sent after %d matches", out.matches)
-
-    def _next_p_data(self, out: FindOutcome, hard_deadline: float) -> bytes | bytearray | None:
-        """The next P-DATA-TF body; None (the outcome saying why) when the query cannot go on."""
+    def _sent(self, run: FindRun, command: bytes, dataset: bytes | None) -> bool:
+        """Send a message of this query; False (the outcome saying so) when the connection is gone."""
         try:
-            pdu_type, body = self._read_pdu(min(time.monotonic() + self.timeout, hard_deadline))
-        except TimeoutError:
-            out.timed_out = True
-            log.debug("C-FIND: no response within %.1f s; aborting", self.timeout)
-            self.abort()
-            return None
-        except InterruptedError:
-            out.interrupted = True
-            self.abort()
-            return None
-        except pdu.PDUError as exc:
-            log.debug("C-FIND: %s; aborting", exc)
-            self.abort()
-            out.closed = True
-            return None
-        except OSError:
-            out.closed = True
-            log.debug("C-FIND: connection closed by the peer after %d matches", out.matches)
+            if self.sock is None:
+                raise ConnectionError("the association is no longer open")
+            self._send_message(run.context_id, command, dataset)
+            return True
+        except OSError as exc:
+            log.debug("C-FIND: sending failed (%s); the connection is gone", exc)
+            run.out.closed = True
             self._close()
-            return None
-        if pdu_type == pdu.ABORT:
-            out.aborted = Abort.from_body(body)
-            log.debug("C-FIND: A-ABORT received after %d matches: %s", out.matches, out.aborted.describe())
-            self._close()
-            return None
-        if pdu_type != pdu.P_DATA_TF:
-            log.debug("C-FIND: unexpected PDU type 0x%02X", pdu_type)
-            self.abort()
-            out.closed = True
-            return None
-        return body
+            return False
+
+    def after_cancel(self, out: FindOutcome) -> None:
+        """A cancelled query ended with a final response: keep the association if the peer
+        answered our C-CANCEL (status Cancel), else release it now and note how that went."""
+        if out.status == CANCELLED:
+            return
+        out.released_after_cancel = self.release()
+        self.closed_after_cancel = True
+        log.debug("C-FIND: final status %s after our C-CANCEL; association released (%s)",
+                  out.status_hex, out.released_after_cancel)
 
     @property
     def is_open(self) -> bool:
         return self.sock is not None
 
+    @property
+    def usable(self) -> bool:
+        """Open, or released by us after a cancel (the next query opens a fresh association)."""
+        return self.sock is not None or self.closed_after_cancel
 
-class _FindRun:
-    """The responses of one C-FIND as they arrive: counted from their command sets, identifiers
-    decoded only when kept or watched."""
 
-    def __init__(self, out: FindOutcome, implicit: bool, keep: int,
-                 on_identifier: Callable[[Dataset], None] | None,
-                 progress: Callable[[int], None] | None) -> None:
-        self.out = out
-        self.implicit = implicit
-        self.keep = keep
-        self.on_identifier = on_identifier
-        self.progress = progress
-        self.want_data = keep > 0 or on_identifier is not None
-        self.command = bytearray()
-        self.dataset = bytearray()
-        self.t0 = time.monotonic()
+class _Collect:
+    """Reading the responses of one C-FIND until it ends: the final response, our cancel event,
+    a C-CANCEL ignored, a timeout, the caller's deadline, a protocol error or the end of the
+    connection."""
 
-    def take(self, body: bytes | bytearray) -> bool:
-        """Account for one P-DATA-TF body; True once the final response arrived."""
-        final = False
-        for _cx, control, fragment in pdu.iter_pdvs(body):
-            if control & pdu.PDV_COMMAND:
-                self.command += fragment
-                if control & pdu.PDV_LAST:
-                    final = self._response(parse_command(self.command)) or final
-                    self.command.clear()
-            elif self.want_data:
-                self.dataset += fragment
-                if control & pdu.PDV_LAST:
-                    self._identifier()
-        return final
+    def __init__(self, fa: FindAssociation, run: FindRun, max_matches: int | None, deadline: float) -> None:
+        self.fa, self.responses, self.out = fa, run, run.out
+        self.max_matches = max_matches
+        self.deadline = deadline
+        self.cancel_by: float | None = None  # when a C-CANCEL we sent counts as ignored
 
-    def _response(self, elements: dict[int, bytes]) -> bool:
+    def run(self) -> None:
+        while True:
+            body = self.next_p_data()
+            if body is None:
+                return
+            try:
+                final = self.responses.take(body)
+            except PeerProtocolError as exc:
+                self.violation(exc)
+                return
+            if final:
+                if self.out.cancelled_by_us:
+                    self.fa.after_cancel(self.out)
+                return
+            if self.fa.cancel_event.is_set():
+                self.out.interrupted = True
+                self.fa.abort()
+                return
+            if self.out_of_time():
+                return
+            if self.max_matches is not None and self.out.matches >= self.max_matches and not self.out.cancelled_by_us:
+                self.cancel()
+
+    def out_of_time(self) -> bool:
+        """Responses that keep arriving end the query too, when our C-CANCEL was ignored for
+        too long or the deadline passed (reads alone would not notice: data is always there)."""
+        now = time.monotonic()
+        if self.cancel_by is not None and now >= self.cancel_by:
+            self.cancel_ignored()
+            return True
+        if now >= self.deadline:
+            self.deadline_reached()
+            return True
+        return False
+
+    def cancel(self) -> None:
+        if not self.fa._sent(self.responses, dimse.cancel_rq(self.responses.message_id), None):
+            return
         out = self.out
-        status = dimse.us_of(elements, dimse.STATUS, 0)
-        if out.first_response_ms is None:
-            out.first_response_ms = (time.monotonic() - self.t0) * 1000
-        if status in PENDING:
-            out.matches += 1
-            if status == 0xFF01:
-                out.warnings += 1
-            if self.progress and out.matches % 500 == 0:
-                self.progress(out.matches)
-            return False
-        out.status = status
-        if dimse.ERROR_COMMENT in elements:
-            out.error_comment = dimse.text_of(elements, dimse.ERROR_COMMENT, "latin-1")
-        return True
+        out.cancelled_by_us = True
+        out.cancel_wait_s = round(min(self.fa.timeout, CANCEL_WAIT_S), 3)
+        self.cancel_by = time.monotonic() + out.cancel_wait_s
+        log.debug("C-CANCEL-RQ sent after %d matches", out.matches)
 
-    def _identifier(self) -> None:
+    def violation(self, exc: PeerProtocolError) -> None:
+        self.out.protocol_error, self.out.protocol_bytes = exc.what, exc.data
+        log.debug("C-FIND: protocol error: %s; aborting", exc.what)
+        self.fa.abort()
+
+    def next_p_data(self) -> bytes | bytearray | None:
+        """The next P-DATA-TF body; None (the outcome saying why) when the query cannot go on."""
+        out, fa = self.out, self.fa
+        limit = min(time.monotonic() + fa.timeout, self.deadline, self.cancel_by or float("inf"))
+        if fa.sock is None:
+            out.closed = True
+            return None
+        try:
+            pdu_type, body = fa._read_pdu(limit)
+        except TimeoutError:
+            self.timed_out()
+            return None
+        except InterruptedError:
+            out.interrupted = True
+            fa.abort()
+            return None
+        except pdu.PDUTooLarge as exc:
+            self.violation(too_large(exc))
+            return None
+        except pdu.PDUError as exc:
+            data = exc.data + fa.reader.read_raw(64, time.monotonic() + 0.2)  # type: ignore[union-attr]
+            self.violation(not_a_pdu(data))
+            return None
+        except pdu.PeerClosed as exc:
+            cut = closed_mid_pdu(exc.data)
+            if cut is not None:
+                self.violation(cut)
+                return None
+            self.closed()
+            return None
+        except OSError:
+            self.closed()
+            return None
+        return self.p_data(pdu_type, body)
+
+    def p_data(self, pdu_type: int, body: bytes | bytearray) -> bytes | bytearray | None:
+        out, fa = self.out, self.fa
+        if pdu_type == pdu.P_DATA_TF:
+            return body
+        if pdu_type == pdu.ABORT:
+            try:
+                out.aborted = Abort.from_body(body)
+            except PeerProtocolError as exc:
+                self.violation(exc)
+                return None
+            log.debug("C-FIND: A-ABORT received after %d matches: %s", out.matches, out.aborted.describe())
+            fa._close()
+            return None
+        if pdu_type == pdu.RELEASE_RQ:
+            log.debug("C-FIND: the peer asked to release the association during the query")
+            fa.abort()
+            out.closed = True
+            return None
+        self.violation(unexpected_pdu(pdu_type, pdu.header(pdu_type, len(body)) + bytes(body[:64]),
+                                      "our C-FIND-RQ"))
+        return None
+
+    def timed_out(self) -> None:
+        out, fa = self.out, self.fa
+        cut = truncated_pdu(fa.reader, f"nothing more arrived within {fa.timeout:g} s")  # type: ignore[arg-type]
+        now = time.monotonic()
+        if cut is not None:
+            self.violation(cut)
+        elif self.cancel_by is not None and now >= self.cancel_by:
+            self.cancel_ignored()
+        elif now >= self.deadline:
+            self.deadline_reached()
+        else:
+            out.timed_out = True
+            log.debug("C-FIND: no response within %.1f s; aborting", fa.timeout)
+            fa.abort()
+
+    def cancel_ignored(self) -> None:
         out = self.out
-        if len(out.identifiers) < self.keep or self.on_identifier:
-            ds = read_dataset(BytesIO(bytes(self.dataset)), self.implicit, True)
-            if len(out.identifiers) < self.keep:
-                out.identifiers.append(ds)
-            if self.on_identifier:
-                self.on_identifier(ds)
-        self.dataset.clear()
+        out.cancel_ignored = True
+        log.debug("C-FIND: no final response within %.1f s of our C-CANCEL (%d responses after it); "
+                  "aborting", out.cancel_wait_s or 0, out.after_cancel)
+        self.fa.abort()
+
+    def deadline_reached(self) -> None:
+        self.out.deadline_reached = True
+        log.debug("C-FIND: still running at the deadline after %d matches; aborting", self.out.matches)
+        self.fa.abort()
+
+    def closed(self) -> None:
+        self.out.closed = True
+        log.debug("C-FIND: connection closed by the peer after %d matches", self.out.matches)
+        self.fa._close()
+
+
+def too_large(exc: pdu.PDUTooLarge) -> PeerProtocolError:
+    name = {pdu.P_DATA_TF: "P-DATA-TF", pdu.ASSOCIATE_AC: "A-ASSOCIATE-AC"}.get(exc.pdu_type, f"type {exc.pdu_type:02X}H")
+    return PeerProtocolError(f"{name} PDU announcing {exc.length} bytes, more than the {exc.limit} we declared "
+                             "as our maximum PDU length (PS3.8 D.1); not read", exc.data)
+
+
+def not_a_pdu(data: bytes) -> PeerProtocolError:
+    kind, detail = pdu.classify_bytes(data)
+    what = {"http": "an HTTP message", "tls": "a TLS record"}.get(kind, f"bytes that are not a DICOM PDU ({detail})")
+    first = f" (first byte {data[0]:02X}H is no PDU type)" if data else ""
+    return PeerProtocolError(f"{what} arrived on the association during the C-FIND{first}", data)

@@ -50,6 +50,10 @@ DEFAULT_MAX_PDU = 16384  # what a peer that states no maximum is assumed to take
 _PDU_OVERHEAD = 12  # PDU header (6) + PDV header (6): what a fragment must leave room for
 _DIRECT_READ = 1 << 16  # bodies at least this large are received straight into their buffer
 
+EVIDENCE_BYTES = 32  # how many bytes of a malformed PDU a finding shows
+MIN_MAX_PDU = 7  # the smallest maximum PDU length that leaves room for one byte in one PDV
+SAFE_TEXT_LIMIT = 64  # characters of a peer's free text shown before it is cut
+
 _HEADER = struct.Struct(">BBI")
 _PDV = struct.Struct(">IBB")
 
@@ -85,6 +89,15 @@ class PDUTooLarge(PDUError):
         self.pdu_type, self.length, self.limit = pdu_type, length, limit
 
 
+class PeerProtocolError(PDUError):
+    """The peer sent bytes that break the DICOM protocol: ``what`` names the PDU, field and
+    value that were wrong; ``data`` holds the bytes that show it (from where it went wrong)."""
+
+    def __init__(self, what: str, data: bytes | bytearray = b"") -> None:
+        super().__init__(what, bytes(data[:EVIDENCE_BYTES]))
+        self.what = what
+
+
 class PeerClosed(ConnectionError):
     """The peer closed the connection; ``data`` is what arrived of an unfinished PDU."""
 
@@ -118,6 +131,20 @@ class PDUReader:
         self.poll = poll
         self.chunk = chunk
         self._buf = bytearray()
+        self._direct: tuple[bytes, bytearray, int] | None = None  # a large body being received
+
+    def unfinished(self) -> tuple[bytes, int, int] | None:
+        """The PDU a read stopped in the middle of (deadline or cancel), if any: (its first
+        bytes, the bytes its header announced including the header, the bytes that arrived)."""
+        if self._direct is not None:
+            head, body, got = self._direct
+            return head + bytes(body[:EVIDENCE_BYTES]), 6 + len(body), 6 + got
+        if not self._buf:
+            return None
+        if len(self._buf) < 6:
+            return bytes(self._buf), 6, len(self._buf)
+        _type, _reserved, length = _HEADER.unpack_from(self._buf)
+        return bytes(self._buf[:6 + EVIDENCE_BYTES]), 6 + length, len(self._buf)
 
     def read(self, deadline: float) -> tuple[int, bytes | bytearray]:
         """The next PDU as (type, body); ``deadline`` is a time.monotonic() value."""
@@ -184,6 +211,7 @@ class PDUReader:
         view[:got] = self._buf[6:]
         head = bytes(self._buf[:6])
         self._buf.clear()
+        self._direct = (head, body, got)
         while got < length:
             self.sock.settimeout(self._wait_time(deadline))
             try:
@@ -191,20 +219,36 @@ class PDUReader:
             except TimeoutError:
                 continue
             if n == 0:
+                self._direct = None
                 raise PeerClosed(head + bytes(view[:got]))
             got += n
+            self._direct = (head, body, got)
+        self._direct = None
         return body
 
 
-def iter_pdvs(body: bytes | bytearray) -> Iterator[tuple[int, int, memoryview]]:
-    """The PDVs of a P-DATA-TF body as (presentation context id, control header, fragment)."""
+def iter_pdvs(body: bytes | bytearray, strict: bool = False) -> Iterator[tuple[int, int, memoryview]]:
+    """The PDVs of a P-DATA-TF body as (presentation context id, control header, fragment).
+
+    ``strict``: a PDV item whose length is below 2 or runs past the end of the PDU, or bytes
+    left over that cannot hold a PDV item, raise :class:`PeerProtocolError` (PS3.8 9.3.5.1);
+    otherwise such bytes are passed over."""
     view = memoryview(body)
     pos, end = 0, len(body)
     unpack = _PDV.unpack_from
     while pos + 6 <= end:
         length, context_id, control = unpack(body, pos)
+        if strict and (length < 2 or pos + 4 + length > end):
+            raise PeerProtocolError(
+                f"P-DATA-TF: the PDV item at byte {pos + 6} of the PDU states a length of {length}, "
+                f"but {'a PDV item holds at least its 2 header bytes' if length < 2 else f'only {end - pos - 4} bytes follow'}",
+                body[pos:])
         yield context_id, control, view[pos + 6:pos + 4 + length]
         pos += 4 + length
+    if strict and (pos < end or end == 0):
+        raise PeerProtocolError(
+            f"P-DATA-TF: {end - pos} bytes at the end of the PDU are too few for a PDV item (6 at least)"
+            if end else "P-DATA-TF without any PDV item", body[pos:])
 
 
 # ----------------------------------------------------------------------------------------------
@@ -224,7 +268,7 @@ def message(context_id: int, command: bytes, dataset: bytes | None, peer_max_pdu
     ``peer_max_pdu`` 0 (no limit stated) is taken as :data:`DEFAULT_MAX_PDU`. Fragments leave
     room for the PDU and PDV headers both, for peers that count the maximum either way.
     """
-    room = (peer_max_pdu or DEFAULT_MAX_PDU) - _PDU_OVERHEAD
+    room = fragment_size(peer_max_pdu)
     out = bytearray()
     for payload, kind in ((command, PDV_COMMAND), (dataset, 0)):
         if payload is None:
@@ -235,6 +279,18 @@ def message(context_id: int, command: bytes, dataset: bytes | None, peer_max_pdu
             control = kind | (PDV_LAST if start == last else 0)
             out += p_data([(context_id, control, payload[start:start + room])])
     return bytes(out)
+
+
+def fragment_size(peer_max_pdu: int) -> int:
+    """The most bytes of a command or data set one PDV may carry to a peer with this maximum.
+
+    Room is left for the PDU and PDV headers both (peers count the maximum either way); a
+    maximum too small for that is read as PS3.8 defines it, the length of the PDU's variable
+    field (a PDV's own 6 header bytes); never less than one byte."""
+    limit = peer_max_pdu or DEFAULT_MAX_PDU
+    if limit - _PDU_OVERHEAD >= 1:
+        return limit - _PDU_OVERHEAD
+    return max(limit - 6, 1)
 
 
 def abort(source: int = 0, reason: int = 0) -> bytes:
@@ -336,6 +392,14 @@ def peer_implementation(prim: A_ASSOCIATE) -> str | None:
 # ----------------------------------------------------------------------------------------------
 
 
+def _fixed_body(name: str, pdu_type: int, body: bytes | bytearray) -> None:
+    """A-ASSOCIATE-RJ, A-RELEASE-RQ/RP and A-ABORT bodies are 4 bytes (PS3.8 9.3.4, 9.3.6-9.3.8)."""
+    if len(body) < 4:
+        raise PeerProtocolError(
+            f"{name} PDU with a {len(body)}-byte body; its fixed fields take 4 bytes (PS3.8 section 9.3)",
+            header(pdu_type, len(body)) + bytes(body))
+
+
 @dataclass(frozen=True)
 class Rejection:
     """A decoded A-ASSOCIATE-RJ: the raw numbers and what they mean."""
@@ -346,6 +410,8 @@ class Rejection:
 
     @classmethod
     def from_body(cls, body: bytes | bytearray) -> Rejection:
+        """The rejection in an A-ASSOCIATE-RJ body; PeerProtocolError when it is too short."""
+        _fixed_body("A-ASSOCIATE-RJ", ASSOCIATE_RJ, body)
         return cls(result=body[1], source=body[2], reason=body[3])
 
     def _pdu(self) -> A_ASSOCIATE_RJ:
@@ -408,6 +474,8 @@ class Abort:
 
     @classmethod
     def from_body(cls, body: bytes | bytearray) -> Abort:
+        """The abort in an A-ABORT body; PeerProtocolError when it is too short."""
+        _fixed_body("A-ABORT", ABORT, body)
         return cls(source=body[2], reason=body[3])
 
     def _pdu(self) -> A_ABORT_RQ:
@@ -437,6 +505,29 @@ class Abort:
                 "abort_source_str": self.source_str, "abort_reason_str": self.reason_str}
 
 
+def safe_text(value: bytes | bytearray | str | None, limit: int = SAFE_TEXT_LIMIT) -> str:
+    """A peer's text made safe to show anywhere: printable ASCII kept; every other character
+    or byte (controls such as ESC, non-ASCII, and the backslash itself) written as an escape
+    (\\xNN, \\uNNNN); trailing padding (spaces, NULs) removed; at most ``limit`` characters,
+    then how long the value really was."""
+    if value is None:
+        return ""
+    unit = "characters"
+    if isinstance(value, (bytes, bytearray)):
+        value, unit = bytes(value).decode("latin-1"), "bytes"
+    value = value.rstrip("\x00 ")
+    text = "".join(_safe_char(c) for c in value[:limit])
+    if len(value) > limit:
+        return f"{text}... ({len(value)} {unit} in all)"
+    return text
+
+
+def _safe_char(c: str) -> str:
+    if " " <= c < "\x7f" and c != "\\":
+        return c
+    return f"\\x{ord(c):02x}" if ord(c) < 256 else f"\\u{ord(c):04x}"
+
+
 def looks_textual(data: bytes) -> bool:
     sample = data[:32]
     return bool(sample) and all(32 <= b < 127 or b in (9, 10, 13) for b in sample)
@@ -445,15 +536,15 @@ def looks_textual(data: bytes) -> bool:
 def classify_bytes(data: bytes) -> tuple[str, str]:
     """(kind, detail) of bytes that are not a DICOM answer: http, tls or garbage."""
     if data.startswith(b"HTTP/"):
-        return "http", data.split(b"\r\n", 1)[0].decode("ascii", "replace")
+        return "http", safe_text(data.split(b"\r\n", 1)[0], limit=120)
     lowered = data[:200].lower()
     if looks_textual(data) and (b"<html" in lowered or b"<!doctype html" in lowered):
         # A web server answering our binary request as an HTTP/0.9 request: a bare HTML body.
-        return "http", "an HTML page (" + data[:40].decode("ascii", "replace").strip() + "...)"
+        return "http", "an HTML page (" + safe_text(data[:40].strip(), limit=40) + "...)"
     if len(data) >= 2 and data[0] in (0x15, 0x16) and data[1] == 0x03:
         return "tls", "the reply is a TLS record"
     if looks_textual(data):
-        return "garbage", data[:60].decode("ascii", "replace").strip()
+        return "garbage", safe_text(data[:60].strip(), limit=60)
     return "garbage", f"{len(data)} bytes that are not a DICOM PDU"
 
 

@@ -18,7 +18,8 @@ from dataclasses import dataclass, field
 from pynetdicom.sop_class import Verification
 
 from qrdoctor.dicom import pdu
-from qrdoctor.dicom.pdu import Abort, Rejection
+from qrdoctor.dicom.ac import AssociateAC, read_associate_ac
+from qrdoctor.dicom.pdu import Abort, PeerProtocolError, Rejection
 
 __all__ = ["Abort", "ProbeResult", "Rejection", "association_request", "probe_association",
            "probe_tls", "RELEASE_RQ"]
@@ -34,6 +35,7 @@ class ProbeResult:
     """How the peer answered one raw A-ASSOCIATE-RQ.
 
     ``kind`` is one of: accepted, rejected, aborted, silent, closed, http, tls, garbage,
+    protocol-error (DICOM PDUs that break the protocol: ``detail`` says what was wrong),
     connect-failed, tls-failed, cancelled.
     """
 
@@ -53,7 +55,8 @@ class ProbeResult:
     def evidence(self) -> dict:
         ev: dict = {"probe_result": self.kind, "elapsed_ms": round(self.elapsed_ms, 1)}
         if self.first_bytes:
-            ev["first_bytes_hex"] = self.first_bytes[:16].hex(" ")
+            shown = pdu.EVIDENCE_BYTES if self.kind == "protocol-error" else 16
+            ev["first_bytes_hex"] = self.first_bytes[:shown].hex(" ")
         if self.detail:
             ev["detail"] = self.detail
         if self.rejection:
@@ -91,6 +94,10 @@ class _Probe:
         kind, detail = pdu.classify_bytes(data)
         return self.result(kind, first_bytes=data, detail=detail)
 
+    def violation(self, exc: PeerProtocolError) -> ProbeResult:
+        log.debug("probe: protocol error: %s", exc.what)
+        return self.result("protocol-error", first_bytes=exc.data, detail=exc.what)
+
     def run(self, calling_ae: str, called_ae: str, http_nudge: float) -> ProbeResult:
         request = association_request(calling_ae, called_ae, self.abstract_syntaxes)
         log.debug("probe: sending A-ASSOCIATE-RQ (%d bytes) %s -> %s", len(request), calling_ae, called_ae)
@@ -105,11 +112,13 @@ class _Probe:
         except ssl.SSLError as exc:
             return self.result("tls-failed", detail=f"{type(exc).__name__}: {exc}")
         except TimeoutError:
-            return self.silent(http_nudge)
+            cut = truncated_pdu(self.reader, f"nothing more arrived within {self.timeout:g} s")
+            return self.violation(cut) if cut else self.silent(http_nudge)
         except pdu.PeerClosed as exc:
             if not exc.data:
                 return self.result("closed", detail="the peer closed the connection without a reply")
-            return self.not_dicom(exc.data)
+            cut = closed_mid_pdu(exc.data)
+            return self.violation(cut) if cut else self.not_dicom(exc.data)
         except ConnectionResetError:
             return self.result("closed", detail="connection reset by the peer")
         except pdu.PDUError:
@@ -134,27 +143,36 @@ class _Probe:
 
     def answered(self, pdu_type: int, body: bytes | bytearray) -> ProbeResult:
         raw = pdu.header(pdu_type, len(body)) + bytes(body)
-        if pdu_type == pdu.ASSOCIATE_RJ and len(body) >= 4:
-            rj = Rejection.from_body(body)
-            log.debug("probe: A-ASSOCIATE-RJ %s", rj.describe())
-            return self.result("rejected", first_bytes=raw, rejection=rj)
-        if pdu_type == pdu.ABORT and len(body) >= 4:
-            ab = Abort.from_body(body)
-            log.debug("probe: A-ABORT %s", ab.describe())
-            return self.result("aborted", first_bytes=raw, abort=ab)
-        if pdu_type == pdu.ASSOCIATE_AC:
-            return self.accepted(raw, body)
-        return self.not_dicom(raw[:206])
+        try:
+            if pdu_type == pdu.ASSOCIATE_RJ:
+                rj = Rejection.from_body(body)
+                log.debug("probe: A-ASSOCIATE-RJ %s", rj.describe())
+                return self.result("rejected", first_bytes=raw, rejection=rj)
+            if pdu_type == pdu.ABORT:
+                ab = Abort.from_body(body)
+                log.debug("probe: A-ABORT %s", ab.describe())
+                return self.result("aborted", first_bytes=raw, abort=ab)
+            if pdu_type == pdu.ASSOCIATE_AC:
+                return self.accepted(raw, body)
+        except PeerProtocolError as exc:
+            if pdu_type == pdu.ASSOCIATE_AC:
+                self.abort()  # PS3.8 9.2: an invalid PDU ends the association with an A-ABORT
+            return self.violation(exc)
+        self.abort()
+        return self.violation(unexpected_pdu(pdu_type, raw, "our A-ASSOCIATE-RQ"))
+
+    def abort(self) -> None:
+        try:
+            self.sock.sendall(pdu.ABORT_PDU)
+        except OSError:
+            pass
 
     def accepted(self, raw: bytes, body: bytes | bytearray) -> ProbeResult:
         result = self.result("accepted", first_bytes=raw[:16])
-        try:
-            prim = pdu.decode_associate_ac(body)
-            self.read_contexts(result, prim.presentation_context_definition_results_list)
-            result.decoded = True
-            result.peer_implementation = pdu.peer_implementation(prim)
-        except Exception as exc:  # a malformed AC is still an AC; keep the fact
-            result.detail = f"A-ASSOCIATE-AC could not be fully decoded: {exc}"
+        ac = read_associate_ac(body, range(1, 2 * len(self.abstract_syntaxes), 2))
+        self.read_contexts(result, ac)
+        result.decoded = True
+        result.peer_implementation = ac.implementation_version
         log.debug("probe: A-ASSOCIATE-AC; releasing")
         try:
             self.sock.sendall(pdu.RELEASE_RQ_PDU)
@@ -163,18 +181,52 @@ class _Probe:
             pass
         return result
 
-    def read_contexts(self, result: ProbeResult, results: list) -> None:
+    def read_contexts(self, result: ProbeResult, ac: AssociateAC) -> None:
         # The AC does not repeat abstract syntaxes: map them back by context id.
         proposed = {2 * i + 1: uid for i, uid in enumerate(self.abstract_syntaxes)}
-        result.accepted_contexts = [proposed.get(cx.context_id, "") for cx in results if cx.result == 0]
+        result.accepted_contexts = [proposed.get(cx.context_id, "") for cx in ac.contexts if cx.result == 0]
         result.context_results = [
             {"abstract_syntax": proposed.get(cx.context_id, ""), "result": cx.result,
-             "transfer_syntax": str(cx.transfer_syntax[0]) if cx.result == 0 and cx.transfer_syntax else None}
-            for cx in results
+             "transfer_syntax": cx.transfer_syntax}
+            for cx in ac.contexts
         ]
         for row in result.context_results:
             log.debug("probe: context %s -> result %s %s", row["abstract_syntax"],
                       row["result"], row["transfer_syntax"] or "")
+
+
+def truncated_pdu(reader: pdu.PDUReader, then: str) -> PeerProtocolError | None:
+    """A PDU the reader stopped in the middle of, as a protocol error (None if there is none)."""
+    unfinished = reader.unfinished()
+    if unfinished is None:
+        return None
+    data, announced, arrived = unfinished
+    return PeerProtocolError(f"{_pdu_name(data)} PDU cut short: its header announced {announced} bytes, "
+                             f"{arrived} arrived and {then}", data)
+
+
+def closed_mid_pdu(data: bytes) -> PeerProtocolError | None:
+    """Bytes of an unfinished PDU followed by the end of the connection, as a protocol error
+    (None when they do not start like a PDU at all)."""
+    if len(data) < 6 or data[0] not in pdu.PDU_TYPES:
+        return None
+    announced = 6 + int.from_bytes(data[2:6], "big")
+    return PeerProtocolError(f"{_pdu_name(data)} PDU cut short: its header announced {announced} bytes, "
+                             f"{len(data)} arrived and then the peer closed the connection", data)
+
+
+def unexpected_pdu(pdu_type: int, raw: bytes, answering: str) -> PeerProtocolError:
+    return PeerProtocolError(f"{_pdu_name(raw)} PDU (type {pdu_type:02X}H) received in answer to {answering} "
+                             "(PS3.8 9.2, the state machine)", raw)
+
+
+PDU_NAMES = {pdu.ASSOCIATE_RQ: "A-ASSOCIATE-RQ", pdu.ASSOCIATE_AC: "A-ASSOCIATE-AC",
+             pdu.ASSOCIATE_RJ: "A-ASSOCIATE-RJ", pdu.P_DATA_TF: "P-DATA-TF", pdu.RELEASE_RQ: "A-RELEASE-RQ",
+             pdu.RELEASE_RP: "A-RELEASE-RP", pdu.ABORT: "A-ABORT"}
+
+
+def _pdu_name(data: bytes) -> str:
+    return PDU_NAMES.get(data[0], f"type {data[0]:02X}H") if data else "empty"
 
 
 def probe_association(host: str, port: int, calling_ae: str, called_ae: str, timeout: float,

@@ -1,15 +1,31 @@
-"""Keeping what arrives by C-STORE: one file per object, and the numbers about the arrivals.
+"""Keeping what arrives by C-STORE: one file per object, the numbers about the arrivals, and
+which arrivals count.
 
 :class:`Receiver` is shared by the two ways objects reach us: the temporary Store SCP of a C-MOVE
 (:mod:`qrdoctor.dicom.storescp`, which streams each data set into :meth:`Receiver.open_object`)
 and the C-STORE sub-operations of a C-GET on our own association (:meth:`Receiver.handle_store`,
 a pynetdicom event handler). Each file gets File Meta Information (PS3.10) in front of the data
-set exactly as it was sent, never decoded.
+set exactly as it was sent, never decoded; files are private to this user (0600, in a 0700
+directory).
+
+What arrives is untrusted. An object counts as arrived only when it came from the PACS (the
+association's calling AE title is the PACS's, or the C-STORE names our C-MOVE as its
+originator), its SOP Instance UID was expected, and the Study and Series Instance UIDs in its
+data set (read by :mod:`qrdoctor.dicom.peek`) are the ones asked for. Every other object is
+recorded with the reason it does not count, and its file is deleted at once. :class:`Limits`
+bounds the number of objects and the bytes, per object and in total: exceeding one raises
+:class:`LimitExceeded` (the Store SCP aborts that association) and is kept as :attr:`Receiver.limit`.
+
+Temporary directories are registered process-wide until they are discarded:
+:func:`remove_temporary_directories` (also run at exit) removes whatever a run that was
+interrupted left behind.
 """
 
 from __future__ import annotations
 
+import atexit
 import logging
+import os
 import re
 import shutil
 import tempfile
@@ -24,12 +40,149 @@ from pydicom.uid import UID
 from pynetdicom import PYNETDICOM_IMPLEMENTATION_UID
 
 from qrdoctor.dicom.dimse import element, text
+from qrdoctor.dicom.peek import Identity, identity_of_file
 
 log = logging.getLogger("qrdoctor.dicom.storescp")
 
 PREAMBLE = b"\x00" * 128 + b"DICM"
+MIB = 1 << 20
 _UID_FILE = re.compile(r"^[0-9.]{1,64}$")
 _IMPLEMENTATION_VERSION = "QRDOCTOR"
+_FILE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0)
+
+COUNTED = "counted"
+# Why an object that arrived does not count, in the order they are tested.
+UNEXPECTED_SENDER = "unexpected-sender"  # neither the PACS's calling AE nor our C-MOVE as originator
+UNREADABLE = "unreadable"  # no Study Instance UID could be read from its data set
+OTHER_STUDY = "other-study"
+OTHER_SERIES = "other-series"
+NOT_REQUESTED = "not-requested"  # right study (and series), but a SOP Instance UID not expected
+REASONS = (UNEXPECTED_SENDER, UNREADABLE, OTHER_STUDY, OTHER_SERIES, NOT_REQUESTED)
+
+
+# ----------------------------------------------------------------------------------------------
+# process-wide cleanup of temporary directories
+# ----------------------------------------------------------------------------------------------
+
+_temporary: set[Path] = set()
+_temporary_lock = threading.Lock()
+
+
+def remove_temporary_directories() -> list[Path]:
+    """Remove every temporary receiver directory not yet discarded; the ones removed.
+
+    For a process that ends while a retrieve runs (SIGINT, SIGTERM, or a check abandoned at its
+    deadline): the CLI's signal handler calls it, and it runs at interpreter exit.
+    """
+    with _temporary_lock:
+        paths = list(_temporary)
+        _temporary.clear()
+    for p in paths:
+        shutil.rmtree(p, ignore_errors=True)
+    return paths
+
+
+atexit.register(remove_temporary_directories)
+
+
+def _register(path: Path) -> None:
+    with _temporary_lock:
+        _temporary.add(path)
+
+
+def _unregister(path: Path) -> None:
+    with _temporary_lock:
+        _temporary.discard(path)
+
+
+# ----------------------------------------------------------------------------------------------
+# what was asked for, and the bounds
+# ----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Expectation:
+    """What the retrieve asked for and who may deliver it; a field left None is not checked."""
+
+    study_uid: str | None = None
+    series_uid: str | None = None  # None for a STUDY-level retrieve
+    sop_instance_uids: frozenset[str] | None = None  # None when no IMAGE-level C-FIND listed them
+    pacs_ae: str | None = None  # the PACS's AE title: its own associations deliver
+    originator_ae: str | None = None  # our calling AE: a C-STORE naming it as Move Originator delivers
+
+    def from_pacs(self, calling_ae: str | None, originator_ae: str | None) -> bool:
+        """Whether an object stored on an inbound association came from the PACS."""
+        if self.pacs_ae is None and self.originator_ae is None:
+            return True
+        return (calling_ae is not None and calling_ae == self.pacs_ae) or \
+            (originator_ae is not None and originator_ae == self.originator_ae)
+
+    def verdict(self, uid: str, ident: Identity, inbound: bool, calling_ae: str | None,
+                originator_ae: str | None) -> str:
+        """COUNTED, or the reason the object does not count."""
+        if inbound and not self.from_pacs(calling_ae, originator_ae):
+            return UNEXPECTED_SENDER
+        if self.study_uid is not None:
+            if not ident.readable:
+                return UNREADABLE
+            if ident.study_uid != self.study_uid:
+                return OTHER_STUDY
+            if self.series_uid is not None and ident.series_uid != self.series_uid:
+                return OTHER_SERIES
+        if self.sop_instance_uids is not None and uid not in self.sop_instance_uids:
+            return NOT_REQUESTED
+        return COUNTED
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one retrieve may deliver: objects (C-STORE requests) and bytes, per object and in all."""
+
+    max_objects: int | None = None
+    max_object_bytes: int = 512 * MIB
+    max_total_bytes: int = 4096 * MIB
+
+    @staticmethod
+    def objects_for(expected: int | None, unknown: int = 1000) -> int:
+        """The object bound for ``expected`` instances: twice as many, or 20 more, whichever is larger."""
+        if expected is None:
+            return unknown
+        return max(expected * 2, expected + 20)
+
+
+@dataclass(frozen=True)
+class LimitHit:
+    """A bound that was exceeded: which (``objects``, ``object-bytes``, ``total-bytes``), the
+    limit, the value reached, and where."""
+
+    bound: str
+    limit: int
+    value: int
+    sop_instance_uid: str = ""
+    connection: int = 0  # Inbound.number, 0 on the C-GET association
+
+    def describe(self) -> str:
+        what = {"objects": f"more than {self.limit} objects",
+                "object-bytes": f"an object larger than {self.limit // MIB} MiB",
+                "total-bytes": f"more than {self.limit // MIB} MiB in all"}[self.bound]
+        return f"{what} ({self.value} {'objects' if self.bound == 'objects' else 'bytes'})"
+
+
+class LimitExceeded(Exception):
+    """A delivery went past a :class:`Limits` bound."""
+
+    def __init__(self, hit: LimitHit) -> None:
+        super().__init__(hit.describe())
+        self.hit = hit
+
+
+# ----------------------------------------------------------------------------------------------
+# the files
+# ----------------------------------------------------------------------------------------------
+
+
+def _file_name(uid: str) -> str:
+    return uid if _UID_FILE.match(uid) else f"object-{abs(hash(uid)):x}"
 
 
 def uid_name(uid: str) -> str:
@@ -68,6 +221,18 @@ class Received:
     connection: int  # Inbound.number, or 0 on a C-GET association
     move_originator_ae: str | None = None
     move_originator_id: int | None = None
+    calling_ae: str | None = None  # of the inbound association (None on a C-GET association)
+    study_uid: str | None = None  # read from the data set
+    series_uid: str | None = None
+    verdict: str = COUNTED
+
+
+@dataclass
+class _Totals:
+    """The receiver's running counts, for the bounds."""
+
+    objects: int = 0  # C-STORE requests begun
+    bytes: int = 0
 
 
 class Receiver:
@@ -76,23 +241,29 @@ class Receiver:
     Thread-safe: the sub-operations of a C-MOVE may come in on several associations at once.
     """
 
-    def __init__(self, directory: Path | str | None = None, keep: bool = False) -> None:
+    def __init__(self, directory: Path | str | None = None, keep: bool = False,
+                 expect: Expectation | None = None, limits: Limits | None = None) -> None:
         """Files go to ``directory`` (a new temporary directory when None). :meth:`discard`
         deletes them at the end unless ``keep`` is true (and a directory was given)."""
         self.keep = bool(keep and directory is not None)
+        self.expect = expect or Expectation()
+        self.limits = limits or Limits()
         if directory is None:
             self.directory = Path(tempfile.mkdtemp(prefix="qrdoctor-retrieve-"))
             self._made_directory = True
+            _register(self.directory)
         else:
             self.directory = Path(directory)
             self._made_directory = not self.directory.exists()
-            self.directory.mkdir(parents=True, exist_ok=True)
-        self.objects: list[Received] = []
+            self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.objects: list[Received] = []  # every object that arrived, counted or not
         self.duplicates = 0
         self.write_errors: list[str] = []
+        self.limit: LimitHit | None = None
         self.started = time.monotonic()
         self.last_activity = self.started
-        self._seen: set[str] = set()
+        self._seen: set[str] = set()  # the SOP Instance UIDs that counted
+        self._totals = _Totals()
         self._lock = threading.Lock()
 
     def discard(self) -> None:
@@ -101,8 +272,9 @@ class Receiver:
             return
         if self._made_directory:
             shutil.rmtree(self.directory, ignore_errors=True)
+            _unregister(self.directory)
         else:
-            for f in self.directory.glob("*.dcm"):
+            for f in [*self.directory.glob("*.dcm"), *self.directory.glob("*.part")]:
                 f.unlink(missing_ok=True)
 
     def mark_start(self) -> None:
@@ -113,23 +285,88 @@ class Receiver:
         self.last_activity = time.monotonic()
 
     def path_for(self, uid: str) -> Path:
-        name = uid if _UID_FILE.match(uid) else f"object-{abs(hash(uid)):x}"
-        return self.directory / f"{name}.dcm"
+        """Where an object that counts is kept (a SOP Instance UID never becomes a path)."""
+        return self.directory / f"{_file_name(uid)}.dcm"
 
+    def part_path(self, uid: str, connection: int) -> Path:
+        """Where an object is written while it arrives and until it is judged."""
+        return self.directory / f"{_file_name(uid)}.{connection}.part"
+
+    # -- the bounds --------------------------------------------------------------------------
+    def _exceeded(self, hit: LimitHit) -> LimitExceeded:
+        with self._lock:
+            if self.limit is None:
+                self.limit = hit
+        log.debug("receiver limit exceeded: %s", hit.describe())
+        return LimitExceeded(hit)
+
+    @property
+    def closed(self) -> bool:
+        """A bound was exceeded: nothing more is taken."""
+        return self.limit is not None
+
+    def begin_object(self, uid: str, connection: int) -> None:
+        """A C-STORE request arrived; raises LimitExceeded past the object bound."""
+        with self._lock:
+            self._totals.objects += 1
+            n = self._totals.objects
+        bound = self.limits.max_objects
+        if self.limit is not None:
+            raise LimitExceeded(self.limit)
+        if bound is not None and n > bound:
+            raise self._exceeded(LimitHit("objects", bound, n, uid, connection))
+
+    def take_bytes(self, n: int, object_size: int, uid: str, connection: int) -> None:
+        """``n`` more bytes of an object now ``object_size`` long; LimitExceeded past a bound."""
+        with self._lock:
+            self._totals.bytes += n
+            total = self._totals.bytes
+        if object_size > self.limits.max_object_bytes:
+            raise self._exceeded(LimitHit("object-bytes", self.limits.max_object_bytes, object_size, uid,
+                                          connection))
+        if total > self.limits.max_total_bytes:
+            raise self._exceeded(LimitHit("total-bytes", self.limits.max_total_bytes, total, uid, connection))
+
+    # -- writing -----------------------------------------------------------------------------
     def open_object(self, uid: str, sop_class: str, transfer_syntax: str,
-                    source_ae: str | None = None) -> BinaryIO:
-        """A file to stream one data set into, its file meta information already written."""
-        f = open(self.path_for(uid), "wb")  # noqa: SIM115 - closed by the caller
+                    source_ae: str | None = None, connection: int = 0) -> BinaryIO:
+        """A file (private to this user) to stream one data set into, its file meta information
+        already written; :meth:`add` judges it, :meth:`drop` deletes it."""
+        fd = os.open(self.part_path(uid, connection), _FILE_FLAGS, 0o600)
+        f = os.fdopen(fd, "wb")
         f.write(file_meta(sop_class, uid, transfer_syntax, source_ae))
         return f
 
-    def add(self, record: Received) -> None:
+    def drop(self, uid: str, connection: int = 0) -> None:
+        """Delete the file of an object that was not completed or does not count."""
+        try:
+            self.part_path(uid, connection).unlink(missing_ok=True)
+        except OSError:
+            pass
+
+    def add(self, record: Received) -> str:
+        """Judge a completed object (its file written by :meth:`open_object`) and keep the
+        record; the verdict. Only an object that counts keeps its file."""
+        part = self.part_path(record.sop_instance_uid, record.connection)
+        ident = identity_of_file(str(part), record.transfer_syntax)
+        record.study_uid, record.series_uid = ident.study_uid, ident.series_uid
+        record.verdict = self.expect.verdict(record.sop_instance_uid, ident, record.connection != 0,
+                                             record.calling_ae, record.move_originator_ae)
         with self._lock:
-            if record.sop_instance_uid in self._seen:
-                self.duplicates += 1
-            self._seen.add(record.sop_instance_uid)
+            if record.verdict == COUNTED:
+                if record.sop_instance_uid in self._seen:
+                    self.duplicates += 1
+                self._seen.add(record.sop_instance_uid)
             self.objects.append(record)
             self.last_activity = record.at
+        try:
+            if record.verdict == COUNTED:
+                os.replace(part, self.path_for(record.sop_instance_uid))
+            else:
+                part.unlink(missing_ok=True)
+        except OSError as exc:
+            self.failed_write(record.sop_instance_uid, exc)
+        return record.verdict
 
     def failed_write(self, uid: str, exc: BaseException) -> None:
         with self._lock:
@@ -138,29 +375,45 @@ class Receiver:
         log.debug("C-STORE of %s could not be written: %s", uid, exc)
 
     def handle_store(self, event: Any) -> int:
-        """pynetdicom EVT_C_STORE handler (the C-GET association): keep the data set as sent."""
+        """pynetdicom EVT_C_STORE handler (the C-GET association): keep the data set as sent.
+
+        pynetdicom has the whole data set in memory by now; past a bound the object is refused
+        (0xA700) and :attr:`limit` set, for the retrieve's watchdog to abort the association.
+        """
         req = event.request
         uid = str(req.AffectedSOPInstanceUID or "")
         sop_class = str(req.AffectedSOPClassUID or "")
         ts = str(event.context.transfer_syntax)
         try:
-            with req.DataSet.getbuffer() as body, self.open_object(uid, sop_class, ts) as f:
-                f.write(body)
+            self.begin_object(uid, 0)
+            with req.DataSet.getbuffer() as body:
                 size = len(body)
+                self.take_bytes(size, size, uid, 0)
+                with self.open_object(uid, sop_class, ts) as f:
+                    f.write(body)
+        except LimitExceeded:
+            return 0xA700  # Refused: out of resources
         except OSError as exc:
             self.failed_write(uid, exc)
-            return 0xA700  # Refused: out of resources
+            return 0xA700
         self.add(Received(uid, sop_class, ts, size, time.monotonic(), 0))
         return 0x0000
 
     # -- what arrived ------------------------------------------------------------------------
     @property
     def count(self) -> int:
+        """Objects that arrived, counted or not (the watchdog's progress)."""
         return len(self.objects)
 
     def uids(self) -> set[str]:
+        """The SOP Instance UIDs of the objects that count."""
         with self._lock:
             return set(self._seen)
+
+    def uncounted(self) -> list[Received]:
+        """The objects that arrived but do not count (see :meth:`Expectation.verdict`)."""
+        with self._lock:
+            return [o for o in self.objects if o.verdict != COUNTED]
 
     def stats(self) -> dict:
         """Time to first object, rate, volume and the longest pause between two objects."""

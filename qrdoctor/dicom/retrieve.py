@@ -4,11 +4,17 @@ pynetdicom's ``send_c_move`` and ``send_c_get`` send the request and return a ge
 ``(status, identifier)`` pairs that blocks, between two messages, for up to the association's
 own ``dimse_timeout`` (and processes the C-STORE requests of a C-GET as it goes). :func:`follow`
 reads that generator on a reader thread of its own and waits for it on the caller's thread,
-which is the watchdog: after ``stall_s`` seconds without progress (new counts in a pending
-response, or progress the caller counts itself, such as objects or connections arriving) or
-past the deadline it sends a C-CANCEL, and when the peer ignores the cancel it aborts the
-association with ``assoc.abort()``. Only pynetdicom's public API is used: if the reader is still
-blocked after an abort it ends by itself within the association's DIMSE timeout.
+which is the watchdog: after ``stall_s`` seconds without progress or past the deadline it sends
+a C-CANCEL, and when the peer ignores the cancel it aborts the association with
+``assoc.abort()``; when the caller's ``halt`` names a reason (a receiver bound exceeded) it
+aborts at once. Only pynetdicom's public API is used: if the reader is still blocked after an
+abort it ends by itself within the association's DIMSE timeout.
+
+Progress is what the peer cannot fake by repeating itself: a pending response counts only when
+its sub-operations done (completed + failed + warning) exceed the most seen so far, or its
+remaining count falls below the least seen so far; counters that stay still or go backwards are
+no progress (the backward steps are counted). Progress the caller sees itself (objects or
+associations arriving) counts too.
 
 Nothing here knows about checks: the caller gets a :class:`Followed` record of plain data.
 """
@@ -27,6 +33,7 @@ from pydicom import Dataset
 
 PENDING = (0xFF00, 0xFF01)
 POLL_S = 0.1  # how often the watchdog looks at the clock, the cancel event and the progress
+LATE_GRACE_S = 1.0  # the grace after a C-CANCEL sent at the deadline: the check's time is up
 
 
 class Cancellable(Protocol):
@@ -45,6 +52,7 @@ class Watch:
     cancel: threading.Event  # set by the user or the runner: abort at once
     progress: Callable[[], int] = field(default=lambda: 0)  # grows when objects/connections arrive
     report: Callable[[str], None] | None = None  # a progress line now and then
+    halt: Callable[[], str | None] = field(default=lambda: None)  # a reason to abort at once
 
     @property
     def grace_s(self) -> float:
@@ -78,6 +86,7 @@ class Followed:
     cancel_ms: float | None = None
     aborted_by_us: bool = False
     no_final: bool = False
+    backward_steps: int = 0  # pending responses whose counters went back
 
 
 COUNT_KEYWORDS = ("NumberOfRemainingSuboperations", "NumberOfCompletedSuboperations",
@@ -115,8 +124,10 @@ class _Follower:
         self.t0 = time.monotonic()
         self.last_progress = self.last_response = self.t0
         self.marker = watch.progress()
-        self.counts: tuple[int | None, ...] | None = None
+        self.most_done: int | None = None  # the most sub-operations done a pending response said
+        self.least_remaining: int | None = None
         self.cancel_at: float | None = None
+        self.grace = watch.grace_s
 
     def ms(self, at: float) -> float:
         return (at - self.t0) * 1000
@@ -139,8 +150,7 @@ class _Follower:
         counts = tuple(_int(status, k) for k in COUNT_KEYWORDS)
         if code in PENDING:
             run.pending += 1
-            if counts != self.counts:
-                self.counts = counts
+            if self.advanced(counts):
                 self.progressed(at)
             run.remaining, run.completed, run.failed, run.warning = counts
             run.counts_from = "pending"
@@ -157,6 +167,25 @@ class _Follower:
         if identifier is not None and "FailedSOPInstanceUIDList" in identifier:
             run.failed_uids = _uids(identifier.FailedSOPInstanceUIDList)
         return True
+
+    def advanced(self, counts: tuple[int | None, ...]) -> bool:
+        """Whether a pending response's counters show progress: more sub-operations done, or
+        fewer remaining, than ever before. A step back is recorded, and is no progress."""
+        remaining = counts[0]
+        done_counts = [c for c in counts[1:] if c is not None]
+        done = sum(done_counts) if done_counts else None
+        forward = backward = False
+        if done is not None:
+            forward |= self.most_done is None or done > self.most_done
+            backward |= self.most_done is not None and done < self.most_done
+            self.most_done = done if self.most_done is None else max(done, self.most_done)
+        if remaining is not None:
+            forward |= self.least_remaining is None or remaining < self.least_remaining
+            backward |= self.least_remaining is not None and remaining > self.least_remaining
+            self.least_remaining = remaining if self.least_remaining is None else min(remaining, self.least_remaining)
+        if backward:
+            self.run.backward_steps += 1
+        return forward
 
     def abort(self) -> None:
         self.run.aborted_by_us = True
@@ -175,18 +204,25 @@ class _Follower:
         if watch.cancel.is_set():
             self.abort()
             return True
+        halt = watch.halt()
+        if halt:
+            run.cancel_reason = halt
+            self.abort()
+            return True
         late = now - self.t0 > watch.deadline_s
         if not run.cancel_sent and (now - self.last_progress > watch.stall_s or late):
             run.cancel_sent, run.cancel_ms = True, round(self.ms(now), 1)
             run.cancel_reason = ("the check's time limit was reached" if late
                                  else f"no progress for {watch.stall_s:g} s")
             self.cancel_at = now
+            if late:
+                self.grace = min(self.grace, LATE_GRACE_S)
             try:
                 self.assoc.send_c_cancel(self.msg_id, self.context_id)
             except Exception:  # noqa: BLE001 - the association is already gone
                 self.abort()
                 return True
-        elif self.cancel_at is not None and now - self.cancel_at > watch.grace_s:
+        elif self.cancel_at is not None and now - self.cancel_at > self.grace:
             self.abort()
             return True
         return False

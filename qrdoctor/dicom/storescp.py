@@ -4,9 +4,18 @@ A C-MOVE makes the PACS open a second association, *to us*. Whether that associa
 arrives, from where, under which AE titles, and what our side answered is exactly what a
 workstation never shows. :class:`StoreSCP` listens only while a retrieve check runs and records
 every inbound TCP connection and association attempt, accepted or not, with the peer's address
-and titles. It accepts any called AE title (the check notes when it is not the move destination
-it named), every storage SOP class pynetdicom knows with every transfer syntax, compressed ones
-included, and several associations at once.
+and titles. It accepts associations addressed to the move destination only (any other called AE
+title is rejected 1/1/7, "called AE title not recognised", as a workstation that checks its own
+title does, and recorded), every storage SOP class pynetdicom knows with every transfer syntax,
+compressed ones included, and a few associations at once.
+
+Whatever a peer sends is bounded: PDUs longer than :data:`STORE_MAX_PDU` are refused before
+anything is allocated for them, a command set longer than :data:`MAX_COMMAND` ends the
+association, at most ``max_associations`` connections are served at once (a few more are read
+only to be rejected 2/3/2, any beyond that are closed at once), a connection that sends no
+A-ASSOCIATE-RQ within :data:`ASSOCIATE_TIMEOUT` is closed, and the receiver's
+:class:`~qrdoctor.dicom.receiver.Limits` (objects, bytes per object and in total) abort the
+association that exceeds them.
 
 Why not pynetdicom's association server? Its reactors poll (a 1 ms sleep per loop in the DUL
 and in the acceptor thread), which costs several milliseconds per C-STORE and made it about
@@ -39,17 +48,34 @@ from pynetdicom.sop_class import Verification
 
 from qrdoctor.dicom import dimse, pdu
 from qrdoctor.dicom.pdu import Rejection
-from qrdoctor.dicom.receiver import PREAMBLE, Received, Receiver, file_meta, uid_name
+from qrdoctor.dicom.receiver import (
+    PREAMBLE,
+    Expectation,
+    LimitExceeded,
+    LimitHit,
+    Limits,
+    Received,
+    Receiver,
+    file_meta,
+    remove_temporary_directories,
+    uid_name,
+)
 
-__all__ = ["StoreSCP", "StorePortError", "Inbound", "Receiver", "Received", "file_meta",
-           "uid_name", "PREAMBLE", "STORE_MAX_PDU", "SUPPORTED_CONTEXTS"]
+__all__ = ["StoreSCP", "StorePortError", "Inbound", "Receiver", "Received", "Expectation", "Limits",
+           "LimitHit", "file_meta", "uid_name", "remove_temporary_directories", "PREAMBLE",
+           "STORE_MAX_PDU", "SUPPORTED_CONTEXTS", "CALLED_AE_NOT_RECOGNISED"]
 
 log = logging.getLogger("qrdoctor.dicom.storescp")
 
 MAX_INBOUND_KEPT = 50  # connection records kept in full; later ones are only counted
 STORE_MAX_PDU = 1 << 20  # the largest PDU we tell the PACS it may send us
-MAX_ASSOCIATIONS = 16  # simultaneous inbound associations; more are rejected 2/3/2
+MAX_ASSOCIATIONS = 8  # connections served at once; a few more are rejected 2/3/2
+MAX_OVERFLOW = 4  # connections beyond MAX_ASSOCIATIONS read only to be rejected; more are closed
+MAX_COMMAND = 1 << 16  # the longest command set taken (a C-STORE-RQ's is a few hundred bytes)
+ASSOCIATE_TIMEOUT = 10.0  # a connection that sends no A-ASSOCIATE-RQ for this long is closed
 IDLE_TIMEOUT = 60.0  # an inbound association silent for this long is aborted
+CALLED_AE_NOT_RECOGNISED = Rejection(1, 1, 7)  # rejected-permanent, service user, called AE title
+BUSY = Rejection(2, 3, 2)  # rejected-transient, service provider (presentation), local limit exceeded
 CONTEXT_RESULTS = {
     1: "user-rejection",
     2: "no-reason (provider rejection)",
@@ -84,7 +110,7 @@ class Inbound:
     opened_ms: float  # since the SCP started listening
     calling_ae: str | None = None
     called_ae: str | None = None
-    result: str = "connected"  # connected | accepted | rejected | aborted | closed | not-dicom
+    result: str = "connected"  # connected | accepted | rejected | aborted | closed | not-dicom | refused
     rejection: Rejection | None = None
     accepted_contexts: int = 0
     rejected_contexts: list[dict] = field(default_factory=list)
@@ -92,7 +118,7 @@ class Inbound:
     store_failures: int = 0
     echoes: int = 0
     detail: str = ""
-    ended: str = ""  # released | aborted by peer | closed | idle timeout | stopped
+    ended: str = ""  # released | aborted by peer | aborted by qrdoctor: ... | closed | idle timeout | stopped
     closed_ms: float | None = None
 
     @property
@@ -148,19 +174,23 @@ class _Closed(Exception):
 class StoreSCP:
     """A Storage SCP on ``host:port`` for the duration of one retrieve check.
 
-    ``ae_title`` is the move destination named in the C-MOVE; any called AE title is accepted
-    and recorded. Received files go to ``directory`` (a new temporary directory when None),
-    which :meth:`stop` deletes unless ``keep`` is true.
+    ``ae_title`` is the move destination named in the C-MOVE: associations addressed to another
+    called AE title are rejected and recorded. Received files go to ``directory`` (a new
+    temporary directory when None), which :meth:`stop` deletes unless ``keep`` is true;
+    ``expect`` and ``limits`` say which objects count and how much is taken (see
+    :class:`~qrdoctor.dicom.receiver.Receiver`).
     """
 
     def __init__(self, ae_title: str, host: str = "0.0.0.0", port: int = 0,
                  directory: Path | str | None = None, keep: bool = False,
-                 max_associations: int = MAX_ASSOCIATIONS) -> None:
+                 max_associations: int = MAX_ASSOCIATIONS, expect: Expectation | None = None,
+                 limits: Limits | None = None, associate_timeout: float = ASSOCIATE_TIMEOUT) -> None:
         self.ae_title = ae_title
         self.host = host
         self.requested_port = port
         self.max_associations = max_associations
-        self.receiver = Receiver(directory, keep)
+        self.associate_timeout = associate_timeout
+        self.receiver = Receiver(directory, keep, expect, limits)
         self.connections = 0
         self._records: list[Inbound] = []
         self._active = 0
@@ -252,6 +282,14 @@ class StoreSCP:
         """Inbound A-ASSOCIATE-RQs (connections that got as far as naming AE titles)."""
         return sum(1 for r in self.records() if r.requested)
 
+    @property
+    def associations_accepted(self) -> int:
+        return sum(1 for r in self.records() if r.result == "accepted")
+
+    def progress(self) -> int:
+        """Grows with every association accepted and every object stored (for the watchdog)."""
+        return self.associations_accepted + self.receiver.count
+
     # -- serving -----------------------------------------------------------------------------
     def _ms(self) -> float:
         return round((time.monotonic() - self._t0) * 1000, 1)
@@ -270,22 +308,44 @@ class StoreSCP:
                 rec = Inbound(self.connections, str(address[0]), int(address[1]), self._ms())
                 if len(self._records) < MAX_INBOUND_KEPT:
                     self._records.append(rec)
-                self._open.add(conn)
-                self._active += 1
+                full = self._active >= self.max_associations + MAX_OVERFLOW
+                if not full:
+                    self._open.add(conn)
+                    self._active += 1
             self.receiver.touch()
+            if full:
+                self._refuse(conn, rec)
+                continue
             t = threading.Thread(target=self._serve, args=(conn, rec), daemon=True,
                                  name=f"qrdoctor-storescp-conn-{rec.number}")
             t.start()
             self._threads = [x for x in self._threads if x.is_alive()] + [t]
 
+    def _refuse(self, conn: socket.socket, rec: Inbound) -> None:
+        """A connection beyond every bound: closed unread, on record."""
+        rec.result, rec.ended = "refused", "closed unread"
+        rec.detail = f"{self.max_associations + MAX_OVERFLOW} connections were already open"
+        rec.closed_ms = self._ms()
+        try:
+            conn.close()
+        except OSError:
+            pass
+
     def _serve(self, conn: socket.socket, rec: Inbound) -> None:
+        served = _Connection(self, conn, rec)
         try:
             pdu.no_delay(conn)
-            _Connection(self, conn, rec).run()
+            served.run()
         except _Closed as exc:
             rec.ended = rec.ended or str(exc) or "closed"
             if rec.result == "connected":
                 rec.result = "closed"
+        except LimitExceeded as exc:
+            rec.ended = f"aborted by qrdoctor: {exc.hit.describe()}"
+            try:
+                conn.sendall(ABORT)
+            except OSError:
+                pass
         except Exception as exc:  # noqa: BLE001 - one bad peer must not stop the SCP
             rec.detail = f"{type(exc).__name__}: {exc}"
             rec.ended = rec.ended or "error"
@@ -294,6 +354,7 @@ class StoreSCP:
             except OSError:
                 pass
         finally:
+            served.drop_partial()
             rec.closed_ms = self._ms()
             with self._lock:
                 self._open.discard(conn)
@@ -316,12 +377,23 @@ class _Connection:
         self.command = bytearray()
         self.elements: dict[int, bytes] | None = None
         self.out: BinaryIO | None = None
+        self.uid = ""  # the SOP Instance UID of the object being received
         self.size = 0
 
-    def _read_pdu(self) -> tuple[int, bytes | bytearray]:
+    def drop_partial(self) -> None:
+        """The connection ended in the middle of an object: close and delete its file."""
+        if self.out is not None:
+            try:
+                self.out.close()
+            except OSError:
+                pass
+            self.out = None
+            self.receiver.drop(self.uid, self.rec.number)
+
+    def _read_pdu(self, timeout: float = IDLE_TIMEOUT) -> tuple[int, bytes | bytearray]:
         """The next PDU; _Closed when the connection ends, PDUError when it is not DICOM."""
         try:
-            return self.reader.read(time.monotonic() + IDLE_TIMEOUT)
+            return self.reader.read(time.monotonic() + timeout)
         except InterruptedError:
             raise _Closed("stopped") from None
         except TimeoutError:
@@ -334,7 +406,7 @@ class _Connection:
     # -- association -------------------------------------------------------------------------
     def run(self) -> None:
         try:
-            pdu_type, body = self._read_pdu()
+            pdu_type, body = self._read_pdu(self.scp.associate_timeout)
         except pdu.PDUError as exc:
             self.rec.result = "not-dicom"
             self.rec.detail = str(exc)
@@ -366,10 +438,8 @@ class _Connection:
         self.peer_max_pdu = pdu.peer_max_pdu(prim)
         roles = {item.sop_class_uid: (item.scu_role, item.scp_role) for item in prim.user_information
                  if isinstance(item, SCP_SCU_RoleSelectionNegotiation)}
-        with self.scp._lock:
-            busy = self.scp._active > self.scp.max_associations
-        if busy:
-            rj = Rejection(2, 3, 2)  # transient, presentation provider, local limit exceeded
+        rj = self._rejection()
+        if rj is not None:
             self.conn.sendall(rj.pdu())
             rec.result, rec.rejection = "rejected", rj
             rec.ended = "rejected"
@@ -380,6 +450,21 @@ class _Connection:
         self.conn.sendall(pdu.associate_ac(prim, results, STORE_MAX_PDU, ac_roles))
         rec.result = "accepted"
         return True
+
+    def _rejection(self) -> Rejection | None:
+        """Why this association request is rejected, if it is: addressed to another AE title,
+        too many associations at once, or a bound of the receiver already exceeded."""
+        if self.rec.called_ae != self.scp.ae_title:
+            return CALLED_AE_NOT_RECOGNISED
+        with self.scp._lock:
+            busy = self.scp._active > self.scp.max_associations
+        if busy:
+            return BUSY
+        if self.receiver.closed:
+            assert self.receiver.limit is not None
+            self.rec.detail = f"the receiver took no more after {self.receiver.limit.describe()}"
+            return BUSY
+        return None
 
     def _record_contexts(self, proposed: list, results: list) -> None:
         """Keep the accepted contexts; put the refused ones on record with what was asked."""
@@ -404,6 +489,8 @@ class _Connection:
         for context_id, control, fragment in pdu.iter_pdvs(body):
             last = bool(control & pdu.PDV_LAST)
             if control & pdu.PDV_COMMAND:
+                if len(self.command) + len(fragment) > MAX_COMMAND:
+                    raise ValueError(f"a command set longer than {MAX_COMMAND} bytes")
                 self.command += fragment
                 if last:
                     self.elements = dimse.parse_command(self.command)
@@ -428,9 +515,11 @@ class _Connection:
         uid = self._text(dimse.AFFECTED_SOP_INSTANCE)
         sop_class = self._text(dimse.AFFECTED_SOP_CLASS)
         _abstract, ts = self.contexts.get(context_id, ("", ""))
-        self.size = 0
+        self.drop_partial()  # a data set left unfinished by the previous command
+        self.receiver.begin_object(uid, self.rec.number)
+        self.uid, self.size = uid, 0
         try:
-            self.out = self.receiver.open_object(uid, sop_class, ts, self.rec.calling_ae)
+            self.out = self.receiver.open_object(uid, sop_class, ts, self.rec.calling_ae, self.rec.number)
         except OSError as exc:
             self.receiver.failed_write(uid, exc)
             self.out = None
@@ -438,14 +527,14 @@ class _Connection:
     def _data(self, context_id: int, fragment: memoryview, last: bool) -> None:
         if self.elements is None:
             raise ValueError("data set fragment without a command")
+        self.size += len(fragment)
+        self.receiver.take_bytes(len(fragment), self.size, self.uid, self.rec.number)
         if self.out is not None:
             try:
                 self.out.write(fragment)
             except OSError as exc:
-                self.receiver.failed_write(self._text(dimse.AFFECTED_SOP_INSTANCE), exc)
-                self.out.close()
-                self.out = None
-        self.size += len(fragment)
+                self.receiver.failed_write(self.uid, exc)
+                self.drop_partial()
         if last:
             self._object_complete(context_id)
 
@@ -454,17 +543,18 @@ class _Connection:
         if self.out is None or context_id not in self.contexts:
             status = 0xA700 if self.out is None else 0x0122
             self.rec.store_failures += 1
+            self.drop_partial()
         else:
-            self.out.close()
+            out, self.out = self.out, None
+            out.close()
             self.receiver.add(Received(
-                self._text(dimse.AFFECTED_SOP_INSTANCE), self._text(dimse.AFFECTED_SOP_CLASS),
+                self.uid, self._text(dimse.AFFECTED_SOP_CLASS),
                 self.contexts[context_id][1], self.size, time.monotonic(), self.rec.number,
                 self._text(dimse.MOVE_ORIGINATOR_AE) or None,
-                dimse.us_of(self.elements, dimse.MOVE_ORIGINATOR_ID),
+                dimse.us_of(self.elements, dimse.MOVE_ORIGINATOR_ID), self.rec.calling_ae,
             ))
             self.rec.stores += 1
             status = 0x0000
-        self.out = None
         self._respond(context_id, dimse.C_STORE_RSP, status)
 
     def _respond(self, context_id: int, command_field: int, status: int) -> None:

@@ -20,7 +20,8 @@ from pathlib import Path
 from qrdoctor.core.model import Report
 from qrdoctor.reports.environment import environment_info
 from qrdoctor.reports.formats import REPORT_FORMATS, ReportFormat, UnknownFormatError, get_format
-from qrdoctor.reports.redact import Redactor, redact_report, salt_for
+from qrdoctor.reports.redact import Redactor
+from qrdoctor.reports.redaction import redact_report, renderer_redactor
 
 __all__ = ["FORMATS", "REPORT_FORMATS", "ReportFormat", "UnknownFormatError", "render", "write_report",
            "redact_report", "environment_info", "Redactor"]
@@ -31,12 +32,12 @@ FORMATS = tuple(f.name for f in REPORT_FORMATS)  # the names, in the table's ord
 def render(report: Report, fmt: str, include_phi: bool = False) -> str | bytes:
     """The report in one format (text, or bytes for a binary one such as ``bundle``).
 
-    Patient data is redacted unless ``include_phi``; ``json`` is exactly the redacted report's
-    ``to_json()``.
+    Patient data is redacted unless ``include_phi``; ``json`` is the redacted report's
+    ``to_json()``, with control and format characters written as ``\\uXXXX`` escapes.
     """
     renderer = get_format(fmt).render
     safe = redact_report(report, include_phi=include_phi)
-    return renderer(safe, None if include_phi else Redactor(report.phi_values, salt_for(report)))
+    return renderer(safe, None if include_phi else renderer_redactor(report))  # type: ignore[arg-type]
 
 
 def write_report(report: Report, fmt: str, path: str | Path, include_phi: bool = False) -> Path:

@@ -18,6 +18,7 @@ import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from qrdoctor.core.escape import for_terminal, json_text
 from qrdoctor.core.model import Report
 from qrdoctor.core.replay import observations_document
 from qrdoctor.reports import formats
@@ -26,6 +27,8 @@ from qrdoctor.reports.redact import Redactor
 from qrdoctor.reports.view import format_time
 
 README = "README.txt"
+INTERRUPTED_LINE = ("The run was interrupted (SIGINT or SIGTERM): the checks it stopped or never\n"
+                    "started are skipped.\n")
 README_WIDTH = 92  # characters per line of README.txt
 
 
@@ -37,7 +40,8 @@ class Member:
 
 
 def transcript_text(report: Report) -> str:
-    """The protocol transcript of every check, each under a header."""
+    """The protocol transcript of every check, each under a header (one line per entry, with
+    no control characters: a person may print the file on a terminal)."""
     t = report.target
     out = [
         f"qrdoctor {report.tool.version} protocol transcript",
@@ -48,9 +52,9 @@ def transcript_text(report: Report) -> str:
         header = f"==== {c.id}: {c.title} [{c.status.value}, {c.duration_s:.3f} s] "
         out.append(header + "=" * max(4, 96 - len(header)))
         if c.blocked_by or c.reason:
-            out.append(f"# {c.reason or ''}".rstrip())
+            out.append(f"# {for_terminal(c.reason or '')}".rstrip())
         if c.transcript:
-            out.extend(c.transcript)
+            out.extend(for_terminal(line) for line in c.transcript)
         else:
             out.append("(no protocol transcript was captured for this check)")
         out.append("")
@@ -61,7 +65,7 @@ def environment_json(report: Report, redactor: Redactor | None) -> str:
     env = environment_info(report)
     if redactor is not None:
         env = redactor.data(env)
-    return json.dumps(env, indent=2, ensure_ascii=False) + "\n"
+    return json_text(json.dumps(env, indent=2, ensure_ascii=False)) + "\n"
 
 
 OWN_MEMBERS: tuple[Member, ...] = (
@@ -74,8 +78,8 @@ OWN_MEMBERS: tuple[Member, ...] = (
     Member("observations.json", "What every check observed on the wire before concluding (redacted "
            "like the rest): `qrdoctor replay BUNDLE.zip` re-runs the conclusions from it with the "
            "installed qrdoctor, without any network access.",
-           lambda report, redactor: json.dumps(observations_document(report), indent=1,
-                                               ensure_ascii=False) + "\n"),
+           lambda report, redactor: json_text(json.dumps(observations_document(report), indent=1,
+                                                         ensure_ascii=False)) + "\n"),
 )
 
 
@@ -124,7 +128,8 @@ def readme_text(report: Report, listed: tuple[Member, ...] | None = None) -> str
         f"Diagnosis of DICOM Query/Retrieve against {t.called_ae}@{t.host}:{t.port}, calling AE\n"
         f"{t.calling_ae}, run {format_time(report.started_at)} with qrdoctor {report.tool.version}.\n"
         f"Result: {s.pass_} passed, {s.warn} warnings, {s.fail} failed, {s.error} could not complete,\n"
-        f"{s.skipped} skipped.\n\n"
+        f"{s.skipped} skipped.\n"
+        f"{INTERRUPTED_LINE if report.interrupted else ''}\n"
         "Files\n"
         "-----\n"
         f"{files_section(listed if listed is not None else members())}\n"

@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from qrdoctor.core.escape import json_text
 from qrdoctor.core.model import Report
 from qrdoctor.reports.redact import Redactor
 
@@ -46,7 +47,8 @@ class ReportFormat:
 
 
 def render_json(report: Report, redactor: Redactor | None) -> str:
-    return report.to_json()
+    """The report's JSON, with control and format characters from the peer as ``\\uXXXX``."""
+    return json_text(report.to_json())
 
 
 def render_markdown(report: Report, redactor: Redactor | None) -> str:

@@ -14,6 +14,7 @@ from typing import Any
 from jinja2 import Environment, PackageLoader, StrictUndefined
 from markupsafe import Markup, escape
 
+from qrdoctor.core.escape import for_html, json_text
 from qrdoctor.core.model import Report
 from qrdoctor.reports.view import ReportView, build
 
@@ -21,12 +22,14 @@ EMBED_ID = "qrdoctor-report"
 
 
 def _finalize(value: Any) -> Any:
-    """Escape every expression and break up ``//`` so no text can look like a resource URL."""
+    """Escape every expression, drop control and format characters (peer text may hold escape
+    sequences and direction overrides) and break up ``//`` so no text can look like a resource
+    URL."""
     if value is None:
         return ""
     if isinstance(value, Markup):
         return value
-    return Markup(str(escape(value)).replace("//", "&#47;&#47;"))
+    return Markup(str(escape(for_html(value))).replace("//", "&#47;&#47;"))
 
 
 @cache
@@ -47,12 +50,12 @@ def embeddable_json(text: str) -> Markup:
 
     ``<``, ``>`` and ``&`` become ``\\u003c`` etc. (so neither ``</script>`` nor ``<!--`` can
     occur), ``/`` becomes ``\\/``, and the line separators JavaScript dislikes are escaped.
+    C1 controls and format characters are escaped too (:func:`~qrdoctor.core.escape.json_text`).
     All of these can occur only inside JSON strings, where the escapes mean the same characters.
     """
-    for raw, esc in (("<", "\\u003c"), (">", "\\u003e"), ("&", "\\u0026"), ("/", "\\/"),
-                     ("\u2028", "\\u2028"), ("\u2029", "\\u2029")):
+    for raw, esc in (("<", "\\u003c"), (">", "\\u003e"), ("&", "\\u0026"), ("/", "\\/")):
         text = text.replace(raw, esc)
-    return Markup(text)
+    return Markup(json_text(text))
 
 
 def overall_status(report: Report) -> str:

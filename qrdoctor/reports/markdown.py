@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 
+from qrdoctor.core.escape import code_span, for_terminal, markdown_inline
 from qrdoctor.core.model import Report
 from qrdoctor.reports.view import FindingView, ReportView, build, one_line
 
@@ -18,33 +19,37 @@ _BOUNDARY_UNDERSCORE_RE = re.compile(r"(?<![0-9A-Za-z])_|_(?![0-9A-Za-z])")
 
 
 def code(text: str) -> str:
-    """A code span that survives any backticks in the text."""
-    text = one_line(text)
-    longest = max((len(m) for m in re.findall(r"`+", text)), default=0)
-    fence = "`" * (longest + 1)
-    pad = " " if text.startswith("`") or text.endswith("`") or not text.strip() else ""
-    return f"{fence}{pad}{text}{pad}{fence}"
+    """A code span that survives any backticks (and control characters) in the text."""
+    return code_span(one_line(text))
 
 
 def fenced(text: str, lang: str = "") -> str:
+    text = for_terminal(text, multiline=True)
     longest = max((len(m) for m in re.findall(r"`{3,}", text)), default=0)
     fence = "`" * max(3, longest + 1)
     return f"{fence}{lang}\n{text}\n{fence}"
 
 
-def _escape_plain(text: str) -> str:
-    text = text.replace("<", "&lt;").replace("*", "\\*")
+def _escape_emphasis(text: str) -> str:
+    text = text.replace("*", "\\*")
     return _BOUNDARY_UNDERSCORE_RE.sub(r"\\_", text)
 
 
+def _escape_plain(text: str) -> str:
+    """Plain text: no link, image, autolink or HTML stays live (peer text may hold any of them),
+    and emphasis markers are escaped."""
+    return markdown_inline(text, escape=_escape_emphasis)
+
+
 def prose(text: str) -> str:
-    """Text from a check (which may already use `code spans`), made safe for Markdown: emphasis
-    markers and HTML outside code spans are escaped, code spans are kept."""
+    """Text from a check (which may already use `code spans`), made safe for Markdown: links,
+    images, addresses, HTML and emphasis markers outside code spans are neutralised, code spans
+    are kept (without control characters)."""
     out: list[str] = []
     pos = 0
     for m in _CODE_SPAN_RE.finditer(text):
         out.append(_escape_plain(text[pos:m.start()]))
-        out.append(m.group(0))
+        out.append(for_terminal(m.group(0)))
         pos = m.end()
     out.append(_escape_plain(text[pos:]))
     return "".join(out)
@@ -92,6 +97,7 @@ def render_view(v: ReportView) -> str:
         "",
         f"**{prose(v.verdict)}**",
         "",
+        *([f"> **Interrupted.** {prose(v.interrupted)}", ""] if v.interrupted else []),
         "| | Check | Status | Summary |",
         "|---|---|---|---|",
     ]

@@ -1,23 +1,31 @@
 """Redaction: patient data out of every output unless the user opted in.
 
 The checks register the patient-identifying values they saw (``Context.note_phi``); the report
-keeps them privately in ``Report.phi_values``. :func:`redact_report` returns a deep copy of the
-report in which every string — summaries, fixes, explanations, evidence and facts at any depth,
-dictionary keys, protocol transcripts — has those values replaced by a short token such as
-``«name:3fa2c1»``.
+keeps them privately in ``Report.phi_values``. :func:`~qrdoctor.reports.redaction.redact_report`
+returns a deep copy of the report in which every string — summaries, fixes, explanations, evidence
+and facts at any depth, dictionary keys, protocol transcripts — has those values replaced by a
+short token such as ``«name:3fa2c1»``.
 
 Tokens are an HMAC of the value under a random salt kept per report object, so the same value gets
 the same token everywhere in one report (all files of a bundle agree), while a token cannot be
 reversed by hashing a guessed name, nor linked to the same patient in another report.
 
-Known values are matched case-insensitively; a person name (PN) is matched as a whole and by each
-``^``/``=``-separated component and space-separated word of at least three letters. Wildcard probe
-patterns built from a name (``SMI*``, ``M?LLER``) have their name fragments replaced
-(``«name:9c01de»*``). As a second line of defence, values the checks did not register are caught
-where the text labels them: DICOM tags of patient attributes in dataset dumps (DCMTK's
-``(0010,0010) PN [..]`` and pydicom's ``(0010,0010) Patient's Name  PN: '..'``), keywords such as
-``PatientName=..``, DICOM JSON (``"00100010": {..}``, ``"Alphabetic": ".."``) and dictionary
-entries whose key is a patient attribute.
+Known values are matched case-insensitively, in the spellings :mod:`qrdoctor.reports.literals`
+lists (a birth date also as ``01.01.1970``, a name by each component, ...), and whatever their
+length: a two-character patient ID is replaced where it stands as a word. Wildcard probe patterns
+built from a name (``SMI*``, ``M?LLER``) have their name fragments replaced (``«name:9c01de»*``).
+As a second line of defence, values the checks did not register are caught where the text labels
+them: DICOM tags of patient attributes in dataset dumps (DCMTK's ``(0010,0010) PN [..]`` and
+pydicom's ``(0010,0010) Patient's Name  PN: '..'``), keywords such as ``PatientName=..``, DICOM JSON
+(``"00100010": {..}``, ``"Alphabetic": ".."``) and dictionary entries whose key is a patient
+attribute. Free text from the peer (error comments, implementation version names, detail strings)
+is scrubbed without knowing the patient at all (:mod:`qrdoctor.reports.freetext`), in its own field
+and wherever another text quotes it.
+
+The redactor does not give up and does not leak: it uses no recursion on values (a 64 KB name is
+one more literal), and a string it cannot redact — an internal failure, a labelled line too long
+to parse in bounded time, data nested deeper than :data:`MAX_DEPTH` — is replaced as a whole by a
+``«removed:..»`` token.
 
 AE titles, addresses, ports, status codes, counts and timings are never touched unless they are
 literally equal to a registered patient value.
@@ -30,28 +38,40 @@ import hmac
 import re
 import secrets
 import threading
-import unicodedata
 import weakref
 from collections.abc import Iterable
 from typing import Any
-from urllib.parse import quote, unquote_plus
+from urllib.parse import unquote_plus
 
 from qrdoctor.core.model import Report
+from qrdoctor.reports.freetext import TOKEN_RE, Scrubber, field_class, outside_tokens
+from qrdoctor.reports.literals import CJK_RE as _CJK_RE
+from qrdoctor.reports.literals import (
+    MAX_TRIE_LITERAL,
+    MIN_SUBSTRING_LEN,
+    NOT_ALNUM_AFTER,
+    NOT_ALNUM_BEFORE,
+    NOT_LETTER_AFTER,
+    NOT_LETTER_BEFORE,
+    RUN_RE,
+    canonical_kind,
+    compile_alternatives,
+    is_cjk,
+    is_name,
+    literals,
+    short_pattern,
+)
 
-TOKEN_RE = re.compile(r"«[a-z0-9_]+:[0-9a-f]{6}»")
+__all__ = ["TOKEN_RE", "Redactor", "canonical_kind", "salt_for", "MAX_DEPTH", "MAX_TEXT"]
+
 WILDCARDS = "*?"
-
-# Values shorter than this are replaced only where a whole string equals them: a two-character
-# patient ID would otherwise eat every port number and count that contains it.
-MIN_SUBSTRING_LEN = 3
-
-# Letters (any script) and underscores: names are matched only where they are not part of a
-# longer word or of an identifier such as ``question_mark``.
-_NOT_LETTER_BEFORE = r"(?<![^\W\d])"
-_NOT_LETTER_AFTER = r"(?![^\W\d])"
-# Letters and digits: IDs, dates and accession numbers are not matched inside longer tokens.
-_NOT_ALNUM_BEFORE = r"(?<![^\W_])"
-_NOT_ALNUM_AFTER = r"(?![^\W_])"
+# Data nested deeper than this is replaced by a removal token (no output needs more).
+MAX_DEPTH = 64
+# A string longer than this is replaced by a removal token instead of being searched.
+MAX_TEXT = 1 << 20
+# Labelled notations (tags, keywords, DICOM JSON) are parsed in lines up to this length; a longer
+# line that holds a patient label is removed whole.
+MAX_LABELLED_LINE = 4096
 
 # Patient attributes: tag (group, element) -> kind, and their keywords -> kind.
 PHI_TAGS: dict[str, str] = {
@@ -112,60 +132,16 @@ _DICOM_JSON_RE = re.compile(
 )
 _PN_JSON_RE = re.compile(r"\"(?P<key>Alphabetic|Ideographic|Phonetic)\"\s*:\s*\"(?P<val>(?:[^\"\\]|\\.)*)\"")
 _JSON_STRING_RE = re.compile(r"\"((?:[^\"\\]|\\.)*)\"")
-# A word with a wildcard in it (a probe pattern); tokens' guillemets end a word.
-_PATTERN_WORD_RE = re.compile(r"[^\s«»'\"=,;:()\[\]{}<>|/\\]*[*?][^\s«»'\"=,;:()\[\]{}<>|/\\]*")
-
-
-def canonical_kind(kind: str) -> str:
-    """The kind label a token carries: name, id, birth_date, accession or a sanitised kind."""
-    k = re.sub(r"[^a-z0-9_]+", "_", str(kind).lower()).strip("_") or "phi"
-    if "name" in k or k == "pn":
-        return "name"
-    if "birth" in k or k in ("dob", "date_of_birth"):
-        return "birth_date"
-    if "accession" in k:
-        return "accession"
-    if k in ("id", "pid", "mrn") or k.endswith("_id") or k.endswith("_ids") or k == "patientid":
-        return "id"
-    return k[:20]
-
-
-_RUN_RE = re.compile(r"[^\W\d_]+|\d+")  # a run of letters or a run of digits
-
-
-def _trie_pattern(words: Iterable[str]) -> str:
-    """One regular expression matching any of the words, factored by common prefixes so the
-    engine does not try hundreds of alternatives at every position. Longer words win."""
-    root: dict[str, dict] = {}
-    for word in words:
-        node = root
-        for ch in word:
-            node = node.setdefault(ch, {})
-        node[""] = {}
-
-    def build(node: dict[str, dict]) -> str:
-        terminal = "" in node
-        branches = [re.escape(ch) + build(child) for ch, child in sorted(node.items()) if ch]
-        if not branches:
-            return ""
-        body = branches[0] if len(branches) == 1 else "(?:" + "|".join(branches) + ")"
-        if terminal:
-            return f"(?:{body})?"
-        return body
-
-    return "(?:" + build(root) + ")"
-
-
-# Han, kana and Hangul: names written without spaces, where two characters identify a person.
-_CJK_RE = re.compile("[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff]")
-
-
-def _is_cjk(text: str) -> bool:
-    return _CJK_RE.search(text) is not None
-
-
-def _is_name(kind: str) -> bool:
-    return kind == "name"
+# A word that may hold a wildcard (a probe pattern); tokens' guillemets end a word. Words are
+# found first and tested for a wildcard after, so a long text costs linear time.
+_WORD_RE = re.compile(r"[^\s«»'\"=,;:()\[\]{}<>|/\\]+")
+# A patient label of any notation, to decide whether an over-long line must go.
+_LABEL_QUICK_RE = re.compile(
+    r"\(\s*(?:" + "|".join(t.replace(",", r"\s*,\s*") for t in PHI_TAGS) + r")\s*\)"
+    r"|\"(?:" + "|".join(t.replace(",", "") for t in PHI_TAGS) + r")\""
+    r"|" + "|".join(PHI_KEYWORDS) + r"|Alphabetic|Ideographic|Phonetic",
+    re.IGNORECASE,
+)
 
 
 def _only_tokens(text: str) -> bool:
@@ -174,19 +150,11 @@ def _only_tokens(text: str) -> bool:
     return not rest.strip(" *?^=\\,'\"")
 
 
-_GERMAN = str.maketrans({"ä": "ae", "ö": "oe", "ü": "ue", "Ä": "AE", "Ö": "OE", "Ü": "UE", "ß": "ss"})
-
-
-def _ascii_spellings(text: str) -> list[str]:
-    """Müller -> Muller, Mueller: how a name is often written without its accents."""
-    plain = "".join(c for c in unicodedata.normalize("NFKD", text) if not unicodedata.combining(c))
-    return [s for s in dict.fromkeys((plain, text.translate(_GERMAN))) if s != text]
-
-
 def _learnable(text: str) -> bool:
     """Whether a labelled value may be looked for elsewhere too. Plain lower-case words are not
     learnt: they are more likely prose after a label than a value ("PatientID: the ...")."""
     return len(text) >= MIN_SUBSTRING_LEN and not re.fullmatch(r"[a-z]+", text) and "«" not in text
+
 
 
 # -- per-report salt ---------------------------------------------------------------------------
@@ -212,67 +180,109 @@ def salt_for(report: Report) -> bytes:
         _SALTS[key] = (weakref.ref(report, forget), salt)
         return salt
 
-
 # -- the redactor ------------------------------------------------------------------------------
 class Redactor:
-    """Replaces patient values in strings and nested JSON-like data with per-report tokens."""
+    """Replaces patient values in strings and nested JSON-like data with per-report tokens.
 
-    def __init__(self, phi: dict[str, str] | Iterable[tuple[str, str]], salt: bytes | None = None) -> None:
+    ``free`` maps free text found in the report (value -> its field class, see
+    :mod:`qrdoctor.reports.freetext`) to be scrubbed wherever it is quoted; ``safe`` are the run's
+    AE titles, host and ports, which the scrubber keeps.
+    """
+
+    def __init__(self, phi: dict[str, str] | Iterable[tuple[str, str]], salt: bytes | None = None,
+                 free: dict[str, str] | None = None, safe: Iterable[str] = ()) -> None:
         self.salt = salt if salt is not None else secrets.token_bytes(16)
         items = phi.items() if isinstance(phi, dict) else phi
         self._tokens: dict[str, str] = {}  # casefolded literal -> token
-        self._exact: dict[str, str] = {}  # short values: whole-string matches only
+        self._exact: dict[str, str] = {}  # one-character values: whole-string matches only
+        self._short: dict[str, str] = {}  # two-character values: whole words
         self._name_parts: set[str] = set()  # casefolded name values and components
+        self.scrubber = Scrubber(self.token, safe)
         # Values found where the text labels them as patient data, to be looked for everywhere
-        # on a second pass (see :func:`redactor_for`).
+        # on a second pass (see :func:`~qrdoctor.reports.redaction.redactor_for`).
         self.discovered: dict[str, str] = {}
-        names: list[str] = []
-        others: list[str] = []
-        cjk: list[str] = []  # names in scripts written without spaces: matched anywhere
+        groups: dict[str, list[str]] = {"cjk": [], "names": [], "others": [], "long": []}
         for value, kind in items:
             text = " ".join(str(value).split())
-            if not text:
+            if text:
+                self._add_value(text, canonical_kind(kind), groups)
+        self._build_patterns(groups)
+        self._free: dict[str, str] = {}  # raw free text (and its repr) -> scrubbed
+        self._free_exact: dict[str, str] = {}
+        self._free_re: re.Pattern | None = None
+        if free:
+            self._learn_free_text(free)
+
+    def _add_value(self, text: str, kind: str, groups: dict[str, list[str]]) -> None:
+        for literal, source in literals(text, kind):
+            folded = literal.casefold()
+            if len(literal) < MIN_SUBSTRING_LEN and not is_cjk(literal):
+                table = self._exact if len(literal) == 1 else self._short
+                table.setdefault(folded, self.token(kind, source))
                 continue
-            kind = canonical_kind(kind)
-            for literal, source in self._literals(text, kind):
-                folded = literal.casefold()
-                if len(literal) < MIN_SUBSTRING_LEN and not _is_cjk(literal):
-                    self._exact.setdefault(folded, self.token(kind, source))
-                    continue
-                if folded in self._tokens:
-                    continue
-                self._tokens[folded] = self.token(kind, source)
-                (cjk if _is_cjk(literal) else names if _is_name(kind) else others).append(literal)
-                if _is_name(kind):
-                    self._name_parts.add(folded)
+            if folded in self._tokens:
+                continue
+            self._tokens[folded] = self.token(kind, source)
+            group = ("long" if len(literal) > MAX_TRIE_LITERAL else "cjk" if is_cjk(literal)
+                     else "names" if is_name(kind) else "others")
+            groups[group].append(literal)
+            if is_name(kind):
+                self._name_parts.add(folded)
+
+    def _build_patterns(self, groups: dict[str, list[str]]) -> None:
         # Pre-filter: a known value can only match where the text has a letter or digit run equal
         # to the value's first run; most transcript lines have none and skip the big pattern.
         self._first_runs: set[str] = set()
         self._always = False
-        alternatives = []
-        self._has_cjk = bool(cjk)
-        for literals, before, after in ((cjk, "", ""),
-                                        (names, _NOT_LETTER_BEFORE, _NOT_LETTER_AFTER),
-                                        (others, _NOT_ALNUM_BEFORE, _NOT_ALNUM_AFTER)):
-            if not literals:
+        self._has_cjk = bool(groups["cjk"])
+        self._patterns: list[re.Pattern] = []
+        for name, before, after in (("long", NOT_LETTER_BEFORE, NOT_LETTER_AFTER), ("cjk", "", ""),
+                                    ("names", NOT_LETTER_BEFORE, NOT_LETTER_AFTER),
+                                    ("others", NOT_ALNUM_BEFORE, NOT_ALNUM_AFTER)):
+            words = groups[name]
+            pattern = compile_alternatives([w.lower() for w in words], before, after)
+            if pattern is None:
                 continue
-            alternatives.append(f"{before}{_trie_pattern(lit.lower() for lit in literals)}{after}")
-            if literals is cjk:
+            self._patterns.append(pattern)
+            if name == "cjk":
                 continue  # pre-filtered by the presence of such characters
-            for lit in literals:
-                run = _RUN_RE.match(lit)
-                if run is None or (run.group(0)[0].isdigit() and literals is names):
+            for lit in words:
+                run = RUN_RE.match(lit)
+                if run is None or (run.group(0)[0].isdigit() and name == "names"):
                     self._always = True  # cannot be pre-filtered (starts with punctuation, ...)
                 else:
                     self._first_runs.add(run.group(0).casefold())
-        self._known_re = re.compile("|".join(alternatives), re.IGNORECASE) if alternatives else None
+        self._short_re = short_pattern(self._short)
+
+    def _learn_free_text(self, free: dict[str, str]) -> None:
+        """Scrub each free text once; remember those that changed, to replace them wherever
+        another text quotes them (as they are, or as Python's repr of them)."""
+        for raw, field in free.items():
+            scrubbed = self.free_text(raw, field)
+            if scrubbed == raw:
+                continue
+            forms = ((raw, scrubbed), (raw.strip(), scrubbed.strip()), (repr(raw)[1:-1], repr(scrubbed)[1:-1]))
+            for form, replacement in forms:
+                table = self._free_exact if len(form) < MIN_SUBSTRING_LEN else self._free
+                table.setdefault(form, replacement)
+        self._free_re = compile_alternatives(list(self._free), "", "", flags=0)
+
+    def free_text(self, raw: str, field: str) -> str:
+        """A free-text value of the given class: registered and labelled values replaced first
+        (so they get their usual tokens), then the rest scrubbed."""
+        if len(raw) > MAX_TEXT:
+            return self.removed(raw)
+        try:
+            return self.scrubber.scrub(self._registered(raw), field)
+        except Exception:  # noqa: BLE001 - redact by removing
+            return self.removed(raw)
 
     def _may_contain_known(self, s: str) -> bool:
-        if self._known_re is None:
+        if not self._patterns:
             return False
         if self._always or (self._has_cjk and _CJK_RE.search(s)):
             return True
-        return not self._first_runs.isdisjoint(_RUN_RE.findall(s.casefold()))
+        return not self._first_runs.isdisjoint(RUN_RE.findall(s.casefold()))
 
     # .. tokens ..................................................................................
     def token(self, kind: str, value: str) -> str:
@@ -281,45 +291,12 @@ class Redactor:
         digest = hmac.new(self.salt, f"{kind}\x00{normal}".encode(), hashlib.sha256).hexdigest()
         return f"«{kind}:{digest[:6]}»"
 
-    @staticmethod
-    def _literals(text: str, kind: str) -> list[tuple[str, str]]:
-        """What to look for, as (literal, the value its token is made from): the value itself and
-        the ways it is written elsewhere (the same token), and for a name also each component and
-        word of three or more letters (a token of their own)."""
-        same: list[str] = [text]
-        parts: list[str] = []
-        if _is_name(kind):
-            stripped = text.strip("^= ")
-            groups = [g.strip("^ ") for g in stripped.split("=") if g.strip("^ ")]
-            joined = [sep.join(p.strip() for p in g.split("^") if p.strip()) for g in groups for sep in (" ", "_")]
-            (same if len(groups) == 1 else parts).extend([stripped, *groups, *joined])
-            for group in groups:
-                for component in group.split("^"):
-                    component = component.strip()
-                    if len(component) >= MIN_SUBSTRING_LEN or _is_cjk(component):
-                        parts.append(component)
-                    for word in component.replace(",", " ").split():
-                        if len(word.strip(".")) >= MIN_SUBSTRING_LEN:
-                            parts.append(word.strip("."))
-        elif kind == "birth_date" and re.fullmatch(r"\d{8}", text):
-            y, m, d = text[:4], text[4:6], text[6:]
-            same += [f"{y}-{m}-{d}", f"{y}.{m}.{d}", f"{y}/{m}/{d}"]
-        out: list[tuple[str, str]] = [(s, text) for s in same] + [(p, p) for p in parts]
-        spelled: list[tuple[str, str]] = []
-        for literal, source in out:
-            if _is_name(kind):  # as a PACS without the character set may return it
-                spelled += [(a, source) for a in _ascii_spellings(literal)]
-        out += spelled
-        # URL-encoded, as in DICOMweb (QIDO-RS) query strings
-        out += [(quote(lit, safe=""), src) for lit, src in out]
-        out += [(lit.replace("%20", "+"), src) for lit, src in out if "%20" in lit]
-        seen: set[str] = set()
-        unique = []
-        for lit, src in out:
-            if lit and lit not in seen:
-                seen.add(lit)
-                unique.append((lit, src))
-        return unique
+    def removed(self, value: object) -> str:
+        """The token that replaces a value the redactor could not process: never the value."""
+        try:
+            return self.token("removed", str(value)[:MAX_TEXT])
+        except Exception:  # noqa: BLE001 - the marker must not fail either
+            return "«removed:000000»"
 
     def _known(self, match: re.Match) -> str:
         found = match.group(0)
@@ -331,24 +308,57 @@ class Redactor:
                 return candidate
         return self.token("phi", found)
 
+
+    def _short_word(self, match: re.Match) -> str:
+        found = match.group(0)
+        return self._short.get(found.casefold()) or self.token("id", found)
+
     # .. strings ................................................................................
     def text(self, s: str) -> str:
-        """Redact one string."""
-        if not s:
+        """Redact one string; a string that cannot be redacted is removed, never kept."""
+        if not s or not isinstance(s, str):
             return s
+        try:
+            return self._text(s)
+        except Exception:  # noqa: BLE001 - redact by removing, whatever went wrong
+            return self.removed(s)
+
+    def _text(self, s: str) -> str:
+        if len(s) > MAX_TEXT:
+            return self.removed(s)
         exact = self._exact.get(s.strip().casefold())
         if exact is not None:
             return exact
+        if self._free_exact and s in self._free_exact:
+            s = self._free_exact[s]
+        elif self._free_re is not None:
+            s = self._free_re.sub(lambda m: self._free[m.group(0)], s)
+        return self._registered(s)
+
+    def _registered(self, s: str) -> str:
+        """The registered values and the values the text labels as patient data."""
         if self._may_contain_known(s):
-            s = self._known_re.sub(self._known, s)
-        if "(" in s:
-            s = _TAG_RE.sub(self._tag_line, s)
-        s = _KEYWORD_RE.sub(self._keyword, s)
-        if '"' in s:
-            s = _DICOM_JSON_RE.sub(self._dicom_json, s)
-            s = _PN_JSON_RE.sub(self._pn_json, s)
+            for pattern in self._patterns:
+                s = outside_tokens(s, lambda part, p=pattern: p.sub(self._known, part))
+        if self._short_re is not None:
+            s = outside_tokens(s, lambda part: self._short_re.sub(self._short_word, part))
+        return self._labelled(s)
+
+    def _labelled(self, s: str) -> str:
+        """Values the text labels as patient data (tags, keywords, DICOM JSON, probe patterns)."""
+        if len(s) > MAX_LABELLED_LINE and _LABEL_QUICK_RE.search(s) is not None:
+            if "\n" not in s:
+                return self.removed(s)  # too long to parse its labels in bounded time
+            return "\n".join(self._labelled(line) for line in s.split("\n"))
+        if len(s) <= MAX_LABELLED_LINE:
+            if "(" in s:
+                s = _TAG_RE.sub(self._tag_line, s)
+            s = _KEYWORD_RE.sub(self._keyword, s)
+            if '"' in s:
+                s = _DICOM_JSON_RE.sub(self._dicom_json, s)
+                s = _PN_JSON_RE.sub(self._pn_json, s)
         if "*" in s or "?" in s:
-            s = _PATTERN_WORD_RE.sub(self._pattern_word, s)
+            s = _WORD_RE.sub(self._pattern_word, s)
         return s
 
     def value(self, kind: str, raw: str) -> str:
@@ -445,7 +455,10 @@ class Redactor:
 
     # .. wildcard probe patterns ..................................................................
     def _pattern_word(self, match: re.Match) -> str:
-        return self._pattern(match.group(0), "name", labelled=False)
+        word = match.group(0)
+        if "*" not in word and "?" not in word:
+            return word
+        return self._pattern(word, "name", labelled=False)
 
     def _pattern(self, word: str, kind: str, labelled: bool) -> str:
         """Replace the name fragments of a wildcard pattern, keeping its wildcards.
@@ -489,81 +502,49 @@ class Redactor:
         return False
 
     # .. nested data .............................................................................
-    def data(self, obj: Any, kind: str | None = None) -> Any:
-        """Redact JSON-like data: strings at any depth, dictionary keys, values of patient keys."""
+    def data(self, obj: Any, kind: str | None = None, depth: int = 0) -> Any:
+        """Redact JSON-like data: strings at any depth, dictionary keys, values of patient keys,
+        free text under its keys. Data nested deeper than :data:`MAX_DEPTH` is removed."""
         if isinstance(obj, str):
             if kind is not None:
                 return self.value(kind, self.text(obj))
             return self.text(obj)
+        if depth >= MAX_DEPTH and isinstance(obj, dict | list | tuple):
+            return self.removed("nested data")
         if isinstance(obj, dict):
-            out: dict[Any, Any] = {}
-            for key, val in obj.items():
-                sub_kind = kind
-                new_key = key
-                if isinstance(key, str):
-                    norm = re.sub(r"[^a-z0-9]", "", key.lower())
-                    sub_kind = _PHI_KEYS.get(norm, kind)
-                    if kind is not None and key == "vr":
-                        sub_kind = None
-                    new_key = self.text(key)
-                    if new_key in out:
-                        n = 2
-                        while f"{new_key} ({n})" in out:
-                            n += 1
-                        new_key = f"{new_key} ({n})"
-                out[new_key] = self.data(val, sub_kind)
-            return out
+            return self._dict(obj, kind, depth)
         if isinstance(obj, list | tuple):
-            return [self.data(v, kind) for v in obj]
+            return [self.data(v, kind, depth + 1) for v in obj]
         return obj
 
+    def _dict(self, obj: dict, kind: str | None, depth: int) -> dict:
+        out: dict[Any, Any] = {}
+        for key, val in obj.items():
+            sub_kind = kind
+            new_key = key
+            field = None
+            if isinstance(key, str):
+                norm = re.sub(r"[^a-z0-9]", "", key.lower())
+                sub_kind = _PHI_KEYS.get(norm, kind)
+                if kind is not None and key == "vr":
+                    sub_kind = None
+                field = field_class(key)
+                new_key = self.text(key)
+                if new_key in out:
+                    n = 2
+                    while f"{new_key} ({n})" in out:
+                        n += 1
+                    new_key = f"{new_key} ({n})"
+            if field is not None and sub_kind is None:
+                out[new_key] = self._free_data(val, field, depth + 1)
+            else:
+                out[new_key] = self.data(val, sub_kind, depth + 1)
+        return out
 
-def _texts(report: Report) -> dict[str, Any]:
-    """Everything redaction looks at, as plain data."""
-    return {
-        c.id: [c.title, c.summary, c.reason or "", c.facts, c.transcript,
-               [[f.summary, f.explanation, f.fix, f.evidence] for f in c.findings]]
-        for c in report.checks
-    }
+    def _free_data(self, val: Any, field: str, depth: int) -> Any:
+        if isinstance(val, str):
+            return self.free_text(val, field)
+        if isinstance(val, list | tuple) and depth < MAX_DEPTH:
+            return [self._free_data(v, field, depth + 1) for v in val]
+        return self.data(val, None, depth)
 
-
-def redactor_for(report: Report) -> Redactor:
-    """The redactor of one report: its own salt, the values the checks registered and the values
-    a first pass found labelled as patient data anywhere in the report."""
-    salt = salt_for(report)
-    first = Redactor(report.phi_values, salt)
-    first.data(_texts(report))
-    if not first.discovered:
-        return first
-    merged = dict(first.discovered)
-    merged.update(report.phi_values)
-    return Redactor(merged, salt)
-
-
-def redact_report(report: Report, include_phi: bool = False) -> Report:
-    """A redacted deep copy of the report (or, with ``include_phi``, a copy marked as containing
-    patient data). The copy's ``phi_values`` is empty: it holds no patient data to remember."""
-    if include_phi:
-        copy = report.model_copy(update={"phi_included": True}, deep=True)
-        copy._phi.update(report.phi_values)
-        copy._observations.update(report._observations)
-        copy._options.update(report._options)
-        return copy
-    red = redactor_for(report)
-    data = report.model_dump(mode="json", by_alias=True)
-    data["phi_included"] = False
-    for check in data["checks"]:
-        for field in ("title", "summary", "reason"):
-            if isinstance(check.get(field), str):
-                check[field] = red.text(check[field])
-        check["facts"] = red.data(check.get("facts") or {})
-        check["transcript"] = [red.text(line) for line in check.get("transcript") or []]
-        for f in check.get("findings") or []:
-            for field in ("summary", "explanation", "fix"):
-                f[field] = red.text(f[field])
-            f["evidence"] = red.data(f.get("evidence") or {})
-    safe = Report.model_validate(data)
-    # What the checks observed (for `qrdoctor replay`) holds the PACS's answers: redacted alike.
-    safe._observations.update(red.data(dict(report._observations)))
-    safe._options.update(red.data(dict(report._options)))
-    return safe

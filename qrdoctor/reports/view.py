@@ -37,6 +37,11 @@ REDACTED_NOTE = (
     "tokens cannot be turned back into the values."
 )
 
+INTERRUPTED_NOTE = (
+    "This run was interrupted (SIGINT or SIGTERM) before every check had finished: the checks it "
+    "stopped or never started are skipped, and say so. Run qrdoctor again for a complete diagnosis."
+)
+
 
 @dataclass
 class CheckRow:
@@ -105,6 +110,7 @@ class ReportView:
     banner_detail: str | None
     redaction_note: str | None
     counts: dict[str, int]
+    interrupted: str | None  # why the run is incomplete, when it was interrupted
     rows: list[CheckRow]
     problems: list[Problem]
     admin_fixes: list[AdminFix]
@@ -295,6 +301,7 @@ def build(report: Report) -> ReportView:
         banner_detail=PHI_BANNER_DETAIL if report.phi_included else None,
         redaction_note=None if report.phi_included else REDACTED_NOTE,
         counts={"pass": s.pass_, "warn": s.warn, "fail": s.fail, "error": s.error, "skipped": s.skipped},
+        interrupted=INTERRUPTED_NOTE if report.interrupted else None,
         rows=[check_row(c) for c in report.checks],
         problems=[_problem(c) for c in report.checks if c.status in PROBLEM_STATUSES],
         admin_fixes=admin_fixes(report),

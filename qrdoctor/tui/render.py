@@ -111,19 +111,16 @@ def redact_result(result: CheckResult, phi: dict[str, str], earlier: Report | No
                   include_phi: bool) -> CheckResult:
     """One finished check, redacted with the patient data known so far (the run's values plus
     those of earlier runs), for the live view before the run's report exists."""
-    from qrdoctor.core.model import Report as _Report
+    from qrdoctor.reports.redaction import redact_result as redact_one
 
-    if earlier is not None:
-        base = earlier.model_copy(update={"checks": [result], "summary": summarise([result])})
-    else:
+    if earlier is None:
         from qrdoctor import __version__
         from qrdoctor.core.model import TargetInfo, ToolInfo
 
-        base = _Report(tool=ToolInfo(version=__version__),
-                       target=TargetInfo(host="", port=1, called_ae="", calling_ae="", move_ae=""),
-                       started_at="", duration_s=0.0, summary=summarise([result]), checks=[result])
-    base._phi = {**(earlier.phi_values if earlier is not None else {}), **phi}
-    return redact(base, include_phi).checks[0]
+        earlier = Report(tool=ToolInfo(version=__version__),
+                         target=TargetInfo(host="", port=1, called_ae="", calling_ae="", move_ae=""),
+                         started_at="", duration_s=0.0, summary=summarise([]), checks=[])
+    return redact_one(result, phi, earlier, include_phi)
 
 
 def redact(report: Report, include_phi: bool) -> Report:

@@ -18,6 +18,7 @@ from textual.screen import Screen
 from textual.widgets import Footer, Header, ListView, Static
 from textual.worker import Worker, WorkerState
 
+from qrdoctor.core.escape import for_terminal
 from qrdoctor.core.model import CheckResult, Report, Status
 from qrdoctor.core.registry import Check
 from qrdoctor.core.target import Target
@@ -195,7 +196,7 @@ class RunScreen(Screen):
         if worker.group == "runner":
             self.post_message(RunCrashed(self.worker_runs.pop(worker, -1), error))
         else:
-            self.notify(f"{worker.name} failed: {type(error).__name__}: {error}",
+            self.notify(for_terminal(f"{worker.name} failed: {type(error).__name__}: {error}"),
                         title="qrdoctor error", severity="error", markup=False, timeout=10)
 
     def _current(self, message: RunMessage) -> bool:
@@ -282,7 +283,7 @@ class RunScreen(Screen):
 
     def _crashed(self, error: BaseException) -> None:
         self.qapp.exit_status = 3
-        text = f"qrdoctor itself failed: {type(error).__name__}: {error}"
+        text = for_terminal(f"qrdoctor itself failed: {type(error).__name__}: {error}")
         self._status(text)
         self.notify(text + "\nPlease report this as a bug.", title="qrdoctor error",
                     severity="error", markup=False, timeout=15)
@@ -304,7 +305,7 @@ class RunScreen(Screen):
 
     # ---- rendering ------------------------------------------------------------------------
     def _status(self, text: str) -> None:
-        self.query_one("#status", Static).update(text)
+        self.query_one("#status", Static).update(for_terminal(text))
 
     def _elapsed(self, cid: str) -> float | None:
         t = self.started.get(cid)
@@ -511,10 +512,10 @@ class RunScreen(Screen):
     def _export_in_thread(self, report: Report, fmt: str, path: Path, include_phi: bool) -> None:
         written, error = export_report(report, fmt, path, include_phi)
         if error:
-            self.app.call_from_thread(self.notify, error, title="Export failed", severity="error",
+            self.app.call_from_thread(self.notify, for_terminal(error), title="Export failed", severity="error",
                                       markup=False, timeout=12)
         else:
-            self.app.call_from_thread(self.notify, f"{fmt.upper()} report written to {written}",
+            self.app.call_from_thread(self.notify, for_terminal(f"{fmt.upper()} report written to {written}"),
                                       markup=False, timeout=8)
 
 

@@ -10,6 +10,7 @@ from textual.containers import Horizontal, VerticalScroll
 from textual.widget import Widget
 from textual.widgets import Label, ListItem
 
+from qrdoctor.core.escape import for_terminal
 from qrdoctor.core.model import CheckResult
 from qrdoctor.core.registry import Check
 from qrdoctor.tui.render import (
@@ -47,7 +48,7 @@ class CheckRow(ListItem):
             self.state = state
         self.query_one(".mark", Label).update(MARKS[state])
         self.query_one(".time", Label).update(time_text)
-        self.query_one(".summary", Label).update(summary)
+        self.query_one(".summary", Label).update(for_terminal(summary))
 
 
 class DetailScroll(VerticalScroll, can_focus=True):
@@ -78,7 +79,9 @@ class CheckDetail(Widget):
     """Everything about the selected check: findings (summary, fix, why, evidence), the reason
     it was skipped or could not complete, its facts and the protocol transcript.
 
-    Styled by component classes in the app's stylesheet, so it follows the theme.
+    Styled by component classes in the app's stylesheet, so it follows the theme. Every text
+    that comes from a check may quote the PACS, so it passes through
+    :func:`~qrdoctor.core.escape.for_terminal` first: no escape sequence reaches the terminal.
     """
 
     COMPONENT_CLASSES = {
@@ -122,33 +125,33 @@ class CheckDetail(Widget):
             if d.slow_note:
                 text.append(d.slow_note + "\n", self._style("warn"))
             for line in d.progress[-12:]:
-                text.append(f"  {line}\n", self._style("dim"))
+                text.append(f"  {for_terminal(line)}\n", self._style("dim"))
             return text
 
         assert res is not None
         if res.summary:
-            text.append(res.summary + "\n")
+            text.append(_safe(res.summary) + "\n")
         if res.status.value == "skipped" and res.reason and res.reason != res.summary:
-            text.append(f"{res.reason}\n", self._style("dim"))
+            text.append(f"{_safe(res.reason)}\n", self._style("dim"))
         if res.blocked_by:
             text.append(f"Fix the problems of {res.blocked_by} first; this check runs after it.\n",
                         self._style("dim"))
         if res.status.value == "error" and res.reason:
             text.append("\nCould not complete: ", self._style("error"))
-            text.append(res.reason + "\n")
+            text.append(_safe(res.reason) + "\n")
 
         for f in sorted_findings(res):
             sev = f.severity.value
             text.append(f"\n{SEVERITY_LABELS[sev]} ", self._style(sev))
-            text.append(f.code, self._style("heading"))
-            text.append(f"  {f.summary}\n")
+            text.append(_safe(f.code), self._style("heading"))
+            text.append(f"  {_safe(f.summary)}\n")
             text.append("Fix: ", self._style("fix"))
-            text.append(f.fix + "\n")
+            text.append(_safe(f.fix) + "\n")
             text.append("Why: ", self._style("why"))
-            text.append(f.explanation + "\n")
+            text.append(_safe(f.explanation) + "\n")
             if d.evidence_ready and f.evidence:
                 text.append("Evidence:\n", self._style("why"))
-                text.append(_indent(key_values(f.evidence)) + "\n", self._style("evidence"))
+                text.append(_indent(_safe(key_values(f.evidence))) + "\n", self._style("evidence"))
         if any(f.severity.value != "info" for f in res.findings):
             text.append("\nPress i for the long explanation.\n", self._style("hint"))
 
@@ -158,13 +161,18 @@ class CheckDetail(Widget):
             return text
         if res.facts:
             text.append("\nFacts\n", self._style("heading"))
-            text.append(_indent(key_values(res.facts)) + "\n", self._style("evidence"))
+            text.append(_indent(_safe(key_values(res.facts))) + "\n", self._style("evidence"))
         text.append(f"\nProtocol transcript ({len(res.transcript)} lines)\n", self._style("heading"))
         if res.transcript:
-            text.append("\n".join(res.transcript), self._style("transcript"))
+            text.append("\n".join(for_terminal(line) for line in res.transcript), self._style("transcript"))
         else:
             text.append("  (nothing was exchanged with the PACS)", self._style("dim"))
         return text
+
+
+def _safe(text: str) -> str:
+    """Check text for the screen: multi-line is fine, escape sequences and controls are not."""
+    return for_terminal(text, multiline=True)
 
 
 def _indent(block: str) -> str:

@@ -1,0 +1,216 @@
+"""The responses of one C-FIND, as they arrive: counted, checked, and how the query ended.
+
+A response is counted from its command set alone; identifiers are decoded only when a caller
+keeps or watches them. Each response is checked before it is believed (PS3.7 9.3.2.2, C-FIND-RSP):
+it must be a C-FIND-RSP (Command Field 8020H), answer the request in progress (Message ID Being
+Responded To), carry a Status, and arrive in well-formed PDVs on the presentation context the
+request was sent on. Anything else is a :class:`~qrdoctor.dicom.pdu.PeerProtocolError`: the
+query's outcome then says what was wrong instead of reading it as an answer.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from io import BytesIO
+from typing import Any
+
+from pydicom import Dataset
+from pydicom.filereader import read_dataset
+
+from qrdoctor.dicom import dimse, pdu
+from qrdoctor.dicom.pdu import Abort, PeerProtocolError
+
+PENDING = dimse.PENDING
+CANCELLED = 0xFE00
+ERROR_COMMENT_LIMIT = 256  # characters of an Error Comment kept (the VR LO allows 64)
+COMMAND_NAMES = {dimse.C_STORE_RQ: "C-STORE-RQ", dimse.C_STORE_RSP: "C-STORE-RSP", dimse.C_FIND_RQ: "C-FIND-RQ",
+                 dimse.C_ECHO_RQ: "C-ECHO-RQ", dimse.C_ECHO_RSP: "C-ECHO-RSP", dimse.C_CANCEL_RQ: "C-CANCEL-RQ",
+                 0x0021: "C-MOVE-RQ", 0x8021: "C-MOVE-RSP", 0x0010: "C-GET-RQ", 0x8010: "C-GET-RSP"}
+
+
+@dataclass
+class FindOutcome:
+    """How one C-FIND ended, and what it returned."""
+
+    matches: int = 0
+    status: int | None = None  # final status; None when there was no final response
+    error_comment: str | None = None
+    warnings: int = 0  # pending responses with 0xFF01 (optional keys not supported)
+    cancelled_by_us: bool = False
+    aborted: Abort | None = None
+    closed: bool = False  # the connection dropped without an A-ABORT
+    timed_out: bool = False
+    interrupted: bool = False  # our own cancel event (user cancel or deadline)
+    deadline_reached: bool = False  # the caller's deadline for this query passed first
+    identifiers: list[Dataset] = field(default_factory=list)
+    elapsed_ms: float = 0.0
+    first_response_ms: float | None = None
+    protocol_error: str | None = None  # what the peer sent that broke the protocol
+    protocol_bytes: bytes = b""  # the bytes that show it
+    after_cancel: int = 0  # responses that arrived after our C-CANCEL
+    cancel_ignored: bool = False  # no final response within cancel_wait_s of our C-CANCEL
+    cancel_wait_s: float | None = None  # how long we were prepared to wait after the C-CANCEL
+    # How the association ended after a cancelled query whose final status was not Cancel
+    # (the C-CANCEL may have crossed the final response): released, aborted, closed, no-answer.
+    released_after_cancel: str | None = None
+
+    @property
+    def complete(self) -> bool:
+        """A final response arrived and we did not cut the query short."""
+        return self.status is not None and not self.cancelled_by_us
+
+    @property
+    def status_hex(self) -> str | None:
+        return None if self.status is None else f"0x{self.status:04X}"
+
+    @property
+    def protocol_bytes_hex(self) -> str:
+        return self.protocol_bytes.hex(" ")
+
+    def evidence(self) -> dict:
+        return find_evidence(self)
+
+
+def find_evidence(o: FindOutcome | Any) -> dict:
+    """The evidence of how a C-FIND ended, for a :class:`FindOutcome` or anything recorded
+    with the same attributes (the checks keep it as plain data)."""
+    ev: dict = {"matches": o.matches, "status": o.status_hex, "elapsed_ms": round(o.elapsed_ms, 1)}
+    for flag, key, value in ((o.error_comment, "error_comment", o.error_comment),
+                             (o.warnings, "pending_warnings", o.warnings),
+                             (o.cancelled_by_us, "cancelled_by_qrdoctor", True),
+                             (o.closed, "connection_closed", True), (o.timed_out, "timed_out", True)):
+        if flag:
+            ev[key] = value
+    if o.aborted:
+        ev.update(o.aborted.evidence())
+    ev.update(cancel_evidence(o))
+    if getattr(o, "protocol_error", None):
+        ev["protocol_error"] = o.protocol_error
+        ev["first_bytes_hex"] = o.protocol_bytes_hex
+    return ev
+
+
+def cancel_evidence(o: FindOutcome | Any) -> dict:
+    """What happened after our C-CANCEL (empty when we sent none)."""
+    if not o.cancelled_by_us:
+        return {}
+    ev: dict = {"responses_after_cancel": getattr(o, "after_cancel", 0)}
+    if getattr(o, "cancel_ignored", False):
+        ev["cancel_ignored"] = True
+        ev["waited_after_cancel_s"] = o.cancel_wait_s
+    if getattr(o, "released_after_cancel", None):
+        ev["association_after_cancel"] = o.released_after_cancel
+    return ev
+
+
+class FindRun:
+    """The responses to one C-FIND-RQ (``message_id`` on ``context_id``), taken PDU by PDU."""
+
+    def __init__(self, out: FindOutcome, message_id: int, context_id: int, implicit: bool, keep: int,
+                 on_identifier: Callable[[Dataset], None] | None,
+                 progress: Callable[[int], None] | None) -> None:
+        self.out = out
+        self.message_id, self.context_id = message_id, context_id
+        self.implicit = implicit
+        self.keep = keep
+        self.on_identifier = on_identifier
+        self.progress = progress
+        self.want_data = keep > 0 or on_identifier is not None
+        self.command = bytearray()
+        self.dataset = bytearray()
+        self.t0 = time.monotonic()
+
+    def take(self, body: bytes | bytearray) -> bool:
+        """Account for one P-DATA-TF body; True once the final response arrived.
+        PeerProtocolError when the body or a response in it breaks the protocol."""
+        final = False
+        for cx, control, fragment in pdu.iter_pdvs(body, strict=True):
+            if cx != self.context_id:
+                raise PeerProtocolError(f"P-DATA-TF: a PDV on presentation context {cx}, but the C-FIND was "
+                                        f"sent on context {self.context_id} (PS3.8 9.3.5.1)", bytes(body[:pdu.EVIDENCE_BYTES]))
+            if control & pdu.PDV_COMMAND:
+                self.command += fragment
+                if control & pdu.PDV_LAST:
+                    final = self._response(bytes(self.command)) or final
+                    self.command.clear()
+            elif self.want_data:
+                self.dataset += fragment
+                if control & pdu.PDV_LAST:
+                    self._identifier()
+        return final
+
+    def _response(self, command: bytes) -> bool:
+        elements = dimse.parse_command(command, strict=True)
+        self._check(elements, command[:pdu.EVIDENCE_BYTES])
+        out = self.out
+        status = dimse.us_of(elements, dimse.STATUS)
+        if out.first_response_ms is None:
+            out.first_response_ms = (time.monotonic() - self.t0) * 1000
+        if out.cancelled_by_us:
+            out.after_cancel += 1
+        if status in PENDING:
+            out.matches += 1
+            if status == 0xFF01:
+                out.warnings += 1
+            if self.progress and out.matches % 500 == 0:
+                self.progress(out.matches)
+            return False
+        out.status = status
+        if dimse.ERROR_COMMENT in elements:
+            comment = dimse.text_of(elements, dimse.ERROR_COMMENT, "latin-1")
+            out.error_comment = comment[:ERROR_COMMENT_LIMIT]
+        return True
+
+    def _check(self, elements: dict[int, bytes], raw: bytes) -> None:
+        """A response must be a C-FIND-RSP to this request, with a two-byte Status."""
+        field_ = dimse.us_of(elements, dimse.COMMAND_FIELD)
+        if field_ != dimse.C_FIND_RSP:
+            name = "no Command Field (0000,0100)" if field_ is None else \
+                f"Command Field {field_:04X}H ({COMMAND_NAMES.get(field_, 'not a DIMSE-C command')})"
+            raise PeerProtocolError(f"a response to our C-FIND-RQ with {name}; a C-FIND-RSP has 8020H "
+                                    "(PS3.7 9.3.2.2)", raw)
+        responded = dimse.us_of(elements, dimse.MESSAGE_ID_BEING_RESPONDED_TO)
+        if responded != self.message_id:
+            what = "no Message ID Being Responded To (0000,0120)" if responded is None else \
+                f"Message ID Being Responded To {responded}"
+            raise PeerProtocolError(f"a C-FIND-RSP with {what} while our C-FIND-RQ with Message ID "
+                                    f"{self.message_id} was in progress (a stale or misaddressed response; "
+                                    "PS3.7 9.3.2.2)", raw)
+        status = elements.get(dimse.STATUS)
+        if status is None or len(status) != 2:
+            what = "no Status (0000,0900)" if status is None else f"a Status of {len(status)} bytes instead of 2"
+            raise PeerProtocolError(f"a C-FIND-RSP with {what}; every C-FIND-RSP carries a Status "
+                                    "(PS3.7 9.3.2.2)", raw)
+
+    def _identifier(self) -> None:
+        out = self.out
+        if len(out.identifiers) < self.keep or self.on_identifier:
+            ds = decode_identifier(bytes(self.dataset), self.implicit, out.matches)
+            if len(out.identifiers) < self.keep:
+                out.identifiers.append(ds)
+            if self.on_identifier:
+                self.on_identifier(ds)
+        self.dataset.clear()
+
+
+def decode_identifier(data: bytes, implicit: bool, number: int) -> Dataset:
+    """An identifier decoded completely (every element, nested ones too), so that whatever is
+    wrong in it shows here as a PeerProtocolError and not later, wherever a value is read.
+
+    pydicom's warnings about values it accepts anyway (a UID with letters, a name too long)
+    are not shown: they would print the peer's bytes, control characters included, on the
+    terminal."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ds = read_dataset(BytesIO(data), implicit, True)
+            for _elem in ds.iterall():
+                pass
+    except Exception as exc:  # noqa: BLE001 - pydicom raises many kinds on bad bytes (RecursionError too)
+        text = pdu.safe_text(str(exc), limit=120)
+        raise PeerProtocolError(f"the identifier of C-FIND match {number} could not be decoded "
+                                f"({type(exc).__name__}: {text})", data) from None
+    return ds
