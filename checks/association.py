@@ -326,6 +326,22 @@ def observe_models(ctx: Context) -> ModelsObservation:
     return ModelsObservation(probe=record_probe(ctx, probe, timeout))
 
 
+ROOTS = {"patient_root": "Patient Root", "study_root": "Study Root"}
+
+
+def retrieve_elsewhere(key: str, table: dict[str, dict[str, bool]]) -> str:
+    """The fix for a model that can search but not retrieve: what the other root model offers."""
+    other = "study_root" if key == "patient_root" else "patient_root"
+    label, ops = ROOTS[other], table[other]
+    if ops["move"] and ops["get"]:
+        return (f"Configure the workstation to retrieve with {label}, which the PACS offers for both "
+                "C-MOVE and C-GET.")
+    if ops["move"]:
+        return f"Configure the workstation to retrieve with {label} C-MOVE, which the PACS offers."
+    return (f"The PACS offers retrieval only as {label} C-GET: configure the workstation to retrieve "
+            f"with {label} C-GET, or ask the PACS administrator to enable {ROOTS[key]} C-MOVE.")
+
+
 @models.conclude
 def conclude_models(obs: ModelsObservation, s: Situation) -> Outcome:
     t = s.target
@@ -403,8 +419,7 @@ def conclude_models(obs: ModelsObservation, s: Situation) -> Outcome:
                     "model-not-offered", Severity.WARN,
                     f"The PACS lets us search with {label} but not retrieve with it: a workstation "
                     f"that queries and retrieves with {label} finds studies it cannot pull.",
-                    f"Configure the workstation to retrieve with the model the PACS offers for "
-                    f"C-MOVE ({'Study Root' if key == 'patient_root' else 'Patient Root'}).",
+                    retrieve_elsewhere(key, table),
                     missing=[missing(key, "move"), missing(key, "get")],
                 ))
         if not can_get:

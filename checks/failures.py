@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+from qrdoctor.checks.network import receiver_address
 from qrdoctor.core.context import Context, Situation
 from qrdoctor.core.model import Finding, Severity
 from qrdoctor.core.registry import Observation
@@ -61,31 +62,57 @@ def record_probe(ctx: Context, probe: ProbeResult, timeout_s: float | None = Non
 
 
 def our_address(ctx: Situation | Context) -> str:
-    """The address the PACS will see for us: --advertise, else the local end of our TCP probe."""
-    if ctx.target.advertise:
-        return ctx.target.advertise
-    return ctx.facts("network.tcp").get("local_address") or "this computer's IP address"
+    """Where the PACS must reach this workstation, for every fix text: the --advertise value,
+    else the local end of our TCP connection, marked as a guess (behind NAT it is wrong)."""
+    address, _guess = receiver_address(ctx.target, ctx.facts("network.tcp").get("local_address"))
+    return f"{address}{address_note(ctx)}" if address else address_note(ctx).strip(" ()")
+
+
+def address_note(ctx: Situation | Context) -> str:
+    """The caveat that goes with :func:`our_address` when it is a guess ('' when it is not)."""
+    address, guess = receiver_address(ctx.target, ctx.facts("network.tcp").get("local_address"))
+    if address is None:
+        return (" (the address this workstation is reached at, which qrdoctor could not see: "
+                "pass it with --advertise)")
+    if not guess:
+        return ""
+    return (f" ({address} is a guess at the address this workstation is reached at: it is the local "
+            "end of qrdoctor's connection, which NAT or a VPN translates; pass the real one with "
+            "--advertise)")
 
 
 def node_entry(ctx: Situation | Context) -> str:
+    """The DICOM node entry the PACS needs for this workstation, with the address caveat last."""
     t = ctx.target
-    return f"AE title {t.calling_ae}, address {our_address(ctx)}, port {t.store_port}"
+    address, _guess = receiver_address(t, ctx.facts("network.tcp").get("local_address"))
+    return f"AE title {t.calling_ae}, address {address or 'unknown'}, port {t.store_port}{address_note(ctx)}"
+
+
+def _address_evidence(ctx: Situation | Context) -> dict:
+    address, guess = receiver_address(ctx.target, ctx.facts("network.tcp").get("local_address"))
+    return {"our_address": address or "unknown", "our_address_is_guess": guess}
+
+
+# What an A-ASSOCIATE-RJ means, by (source, reason) as PS3.8 9.3.4 defines them; source 1 reasons
+# 3 and 7 have their own codes. ``limit`` marks the triples that mean a limit, worth retrying.
+LIMITS = {(3, 1): "temporarily congested", (3, 2): "at a local limit (most often its limit of "
+                                                   "simultaneous associations)"}
 
 
 def rejection_finding(ctx: Situation | Context, rj: Rejection, *, context_note: str = "") -> Finding:
     """Turn a decoded A-ASSOCIATE-RJ into a finding with a concrete fix."""
     t = ctx.target
-    ev = rj.evidence() | {"calling_ae": t.calling_ae, "called_ae": t.called_ae,
-                          "our_address": our_address(ctx)}
+    ev = rj.evidence() | {"calling_ae": t.calling_ae, "called_ae": t.called_ae} | _address_evidence(ctx)
     if rj.source == 1 and rj.reason == 3:
         return ctx.finding(
             "calling-ae-rejected", Severity.FAIL,
             f"The PACS rejected our calling AE title {t.calling_ae} ({rj.describe()}){context_note}.",
             f"Ask the PACS administrator to register this workstation as a DICOM node on "
-            f"{t.called_ae}: {node_entry(ctx)}. If {t.calling_ae} is already registered, the "
-            f"address registered for it must be {our_address(ctx)} (the address the PACS sees; "
-            "behind NAT or a VPN it is the translated address). Until then this workstation cannot "
-            "query or retrieve.",
+            f"{t.called_ae}: {node_entry(ctx)}. If {t.calling_ae} is already registered, the PACS "
+            f"may also compare the address the association comes from with the registered one. The "
+            f"registered port is where the PACS sends C-MOVE results, not the port the association "
+            f"leaves from (that one changes with every connection). Until then this workstation "
+            f"cannot query or retrieve.",
             **ev,
         )
     if rj.source == 1 and rj.reason == 7:
@@ -100,58 +127,96 @@ def rejection_finding(ctx: Situation | Context, rj: Rejection, *, context_note: 
             f"the administrator to allow {node_entry(ctx)} to use {t.called_ae}.",
             **ev,
         )
-    if (rj.source, rj.reason) in ((3, 1), (3, 2)) or (rj.result == 2 and (rj.source, rj.reason) == (1, 2)):
-        busy = "temporarily congested" if (rj.source, rj.reason) == (3, 1) else "at its limit of simultaneous associations"
-        hint = ""
-        if (rj.source, rj.reason) == (1, 2):
-            hint = (" (nominally 'application context not supported'; dcm4chee documents this "
-                    "transient code for its per-AE-title association limit, so it most likely means "
-                    "too many open associations)")
+    if (rj.source, rj.reason) in LIMITS:
         return ctx.finding(
             "association-rejected", Severity.FAIL,
-            f"The PACS refused the association because it is {busy}: {rj.describe()}{hint}{context_note}.",
+            f"The PACS refused the association because it is {LIMITS[(rj.source, rj.reason)]}: "
+            f"{rj.describe()}{context_note}.",
             f"Wait a minute and retry. If it keeps happening, ask the PACS administrator how many "
-            f"simultaneous associations {t.called_ae} allows per client and whether stale "
-            f"associations from {t.calling_ae} are still open; close other programs using {t.calling_ae}.",
+            f"simultaneous associations {t.called_ae} allows per client and in total, and whether "
+            f"stale associations from {t.calling_ae} are still open; close other programs using "
+            f"{t.calling_ae}.",
             **ev,
         )
-    if rj.source == 1 and rj.reason == 1:
-        return ctx.finding(
-            "association-rejected", Severity.FAIL,
-            f"The PACS refused the association without giving a reason ({rj.describe()}){context_note}.",
-            f"Most often this workstation is not on the PACS's allowed list, or a licence or policy "
-            f"limit applies. Ask the PACS administrator to check its log for the association from "
-            f"{t.calling_ae} at {our_address(ctx)}, and to register {node_entry(ctx)} if it is missing.",
-            **ev,
-        )
-    return ctx.finding(
-        "association-rejected", Severity.FAIL,
-        f"The PACS rejected the association: {rj.describe()}{context_note}.",
-        f"Ask the PACS administrator to look up this rejection in the PACS log (result {rj.result}, "
-        f"source {rj.source}, reason {rj.reason}) for calling AE {t.calling_ae} from {our_address(ctx)}.",
-        **ev,
-    )
+    text, fix = _rejection_reading(ctx, rj)
+    return ctx.finding("association-rejected", Severity.FAIL, f"{text}{context_note}.", fix, **ev)
+
+
+def _rejection_reading(ctx: Situation | Context, rj: Rejection) -> tuple[str, str]:
+    """Summary and fix for a rejection that is neither about AE titles nor a limit."""
+    t = ctx.target
+    look_up = (f"Ask the PACS administrator to find this rejection (result {rj.result}, source "
+               f"{rj.source}, reason {rj.reason}) in the PACS log at the time of this run, for calling "
+               f"AE {t.calling_ae} from {our_address(ctx)}")
+    if (rj.source, rj.reason) == (1, 1):
+        return (f"The PACS refused the association without giving a reason ({rj.describe()})",
+                f"Most often this workstation is not on the PACS's allowed list, or a licence or policy "
+                f"limit applies. {look_up}, and to register {node_entry(ctx)} if it is missing.")
+    if (rj.source, rj.reason) == (1, 2):
+        return (f"The PACS refused the application context name of our association request "
+                f"({rj.describe()}), although qrdoctor proposes the only one DICOM defines "
+                f"(1.2.840.10008.3.1.1.1)",
+                f"This reason does not mean a busy PACS, so waiting will not help. {look_up}; if the "
+                f"log does not explain it, report the rejection to the PACS vendor, and check "
+                f"whether a proxy between this computer and the PACS rewrites DICOM traffic.")
+    if (rj.source, rj.reason) == (2, 2):
+        return (f"The PACS's protocol layer refused our association request: {rj.describe()}",
+                f"The standard's meaning is 'protocol version not supported', although qrdoctor "
+                f"sends protocol version 1, the only one DICOM defines. Some older dcm4che-based "
+                f"servers send this triple when an association limit is reached: if the PACS is "
+                f"one, its log says whether a limit was hit. {look_up}.")
+    return (f"The PACS rejected the association: {rj.describe()}", f"{look_up}.")
 
 
 def abort_finding(ctx: Situation | Context, ab: Abort | None, when: str) -> Finding:
+    """An A-ABORT (or a connection that ended without one) at the moment ``when``. A protocol-
+    layer abort is not an authorisation decision, and when earlier services of this run worked
+    the AE title is known to the PACS: the fix says so instead of asking to register it."""
     t = ctx.target
     ev = (ab.evidence() if ab else {"abort_source": None}) | {"when": when}
     what = ab.describe() if ab else "no A-ABORT details received"
-    user_abort = ab is not None and ab.source == 0
-    likely = (
-        "An abort from the PACS application right after the request is most often an authorisation "
-        f"decision: the PACS does not allow {t.calling_ae} to use this service."
-        if user_abort else
-        "An abort from the peer's protocol layer means it did not understand what we sent or the "
-        "connection broke."
-    )
+    worked = services_that_worked(ctx)
+    if ab is not None and ab.source == 2:
+        fix = ("An abort from the PACS's protocol layer (service-provider) means it did not "
+               "understand or did not expect what it received, or its DICOM layer failed; it is not "
+               "a permission decision. Ask the PACS administrator to check its log at the time of "
+               "this run, and send this report's transcript (the PDUs before the abort) to the "
+               "PACS vendor. If a proxy or firewall inspects traffic to the PACS, test without it.")
+    elif worked:
+        fix = (f"Registration is not the problem: in this run the PACS already answered "
+               f"{' and '.join(worked)} from {t.calling_ae}. Ask the PACS administrator to check its "
+               f"log at the time of this run for why it ended this association.")
+    else:
+        likely = ("An abort from the PACS application right after the request is most often an "
+                  f"authorisation decision: the PACS does not allow {t.calling_ae} to use this service."
+                  if ab is not None and ab.source == 0 else
+                  "With no A-ABORT details, the connection broke or the PACS gave up on the association.")
+        fix = (f"{likely} Ask the PACS administrator to check its log at the time of this run and to "
+               f"make sure {node_entry(ctx)} is registered and allowed to query and retrieve.")
     return ctx.finding(
         "association-aborted", Severity.FAIL,
-        f"The PACS aborted the association {when} ({what}).",
-        f"{likely} Ask the PACS administrator to check its log at the time of this run and to make "
-        f"sure {node_entry(ctx)} is registered and allowed to query and retrieve.",
+        f"The PACS aborted the association {when} ({what}).", fix,
         **ev,
     )
+
+
+# The checks that prove, when they got answers, that the PACS serves our AE title.
+SERVICE_CHECKS = (("find.levels", "C-FIND"), ("retrieve.get", "C-GET"), ("retrieve.move", "C-MOVE"))
+
+
+def services_that_worked(ctx: Situation | Context) -> list[str]:
+    """The DIMSE services (C-FIND, C-GET, C-MOVE) that earlier checks of this run used with
+    success on this PACS from our AE title."""
+    out = []
+    for check_id, name in SERVICE_CHECKS:
+        r = ctx.result(check_id)
+        if r is None:
+            continue
+        answered = (r.status.value in ("pass", "warn") if check_id == "find.levels"
+                    else (r.facts.get("received") or 0) > 0)
+        if answered:
+            out.append(name)
+    return out
 
 
 def protocol_error_finding(ctx: Situation | Context, what: str, first_bytes_hex: str, when: str,

@@ -14,7 +14,7 @@ import time
 from qrdoctor.core.context import Context, Outcome, Situation
 from qrdoctor.core.model import Severity, Stage
 from qrdoctor.core.registry import Facts, Observation, define
-from qrdoctor.core.target import TLSOptions
+from qrdoctor.core.target import Target, TLSOptions
 from qrdoctor.dicom.tls import certificate_facts, connect
 
 UNREACHABLE_ERRNOS = {errno.ENETUNREACH, errno.EHOSTUNREACH, errno.EHOSTDOWN, errno.ENETDOWN}
@@ -42,6 +42,15 @@ def _attempt(family: int, sockaddr: tuple, timeout: float) -> dict:
         return {"address": sockaddr[0], "result": "connected", "connect_ms": connect_ms, "local_address": local}
     finally:
         sock.close()
+
+
+def receiver_address(target: Target, local_address: str | None) -> tuple[str | None, bool]:
+    """Where the PACS must reach this workstation's receiver, and whether that is a guess: the
+    --advertise value, else the local end of our connection to the PACS (which NAT or a VPN
+    translates, so the PACS may know this workstation by another address)."""
+    if target.advertise:
+        return target.advertise, False
+    return local_address, True
 
 
 class Attempt(Observation):
@@ -123,8 +132,10 @@ def conclude_tcp(obs: TcpObservation, s: Situation) -> Outcome:
     last = obs.attempts[-1]
     facts = TcpFacts(result=last.result, connect_ms=last.connect_ms, addresses=obs.addresses, attempts=attempts)
     if last.result == "connected":
+        receiver, guess = receiver_address(t, last.local_address)
         facts = TcpFacts(result=last.result, connect_ms=last.connect_ms, addresses=obs.addresses,
-                         attempts=attempts, local_address=last.local_address, peer_address=last.address)
+                         attempts=attempts, local_address=last.local_address, peer_address=last.address,
+                         receiver_address=receiver, receiver_address_is_guess=guess)
         return Outcome(summary=f"connected to {last.address}:{t.port} in {last.connect_ms} ms", facts=facts)
     return _tcp_failure(obs, s, facts, attempts)
 

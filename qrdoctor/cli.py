@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import shlex
 import sys
 
 from qrdoctor import __version__
@@ -368,7 +369,8 @@ def run_and_report(target, only: list[str] | None, options, args: argparse.Names
                       store_port=target.store_port, advertise=target.advertise)
     live = RedactedLiveSummary(out, info, lambda: runners[0].phi_so_far(), bool(args.include_phi))
     with Interrupts() as interrupts:
-        runner = Runner(target, only=only, observer=FinishedChecks(live, interrupts), options=options)
+        runner = Runner(target, only=only, observer=FinishedChecks(live, interrupts), options=options,
+                        command_line=getattr(args, "command_line", None))
         runners.append(runner)
         interrupts.watch(runner)
         report = runner.run()
@@ -537,9 +539,16 @@ def report_schema() -> dict:
     return Report.model_json_schema(by_alias=True)
 
 
+def command_line(argv: list[str] | None) -> str:
+    """The command as typed (shell-quoted), for the report; the report redacts it like any text."""
+    words = sys.argv[1:] if argv is None else list(argv)
+    return shlex.join(["qrdoctor", *words])
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.command_line = command_line(argv)
     try:
         if args.command == "check":
             return run_check(args)

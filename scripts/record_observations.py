@@ -65,6 +65,7 @@ def fault(kind: str) -> Iterator:
         "non-ascii-names": non_ascii_names_scp,
         "no-studies": no_studies_scp,
         "level-failed": level_failed_scp,
+        "nonconformant-answers": nonconformant_answers_scp,
     }
     with peers[kind]() as port:
         yield Target("127.0.0.1", port, "FAULTSCP", timeout=2)
@@ -135,6 +136,34 @@ def level_failed_scp():
     return faults.dicom_scp(contexts=faults.QR_CONTEXTS, handlers=[(evt.EVT_C_FIND, find)])
 
 
+def nonconformant_answers_scp():
+    """A query SCP whose STUDY answers repeat a study, name another level, lack the unique key
+    or hold a lower level's key, and carry Latin-1 names without Specific Character Set
+    (find-duplicate-rows, find-level-nonconformant, find-charset-missing)."""
+    from pydicom import Dataset
+    from pynetdicom import evt
+
+    from support import faults
+
+    def study(uid: str | None, level: str = "STUDY", **more: object) -> Dataset:
+        ds = Dataset()
+        ds.QueryRetrieveLevel = level
+        ds.PatientName, ds.PatientID, ds.StudyDate = b"M\xdcLLER^J\xdcRGEN", "P1", "20200101"
+        if uid:
+            ds.StudyInstanceUID = uid
+        for keyword, value in more.items():
+            setattr(ds, keyword, value)
+        return ds
+
+    rows = [study("1.2.3.1"), study("1.2.3.1"), study("1.2.3.2", "IMAGE", SOPInstanceUID="1.2.3.2.1.1"), study(None)]
+
+    def find(event):
+        if event.identifier.QueryRetrieveLevel == "STUDY":
+            yield from ((0xFF00, ds) for ds in rows)
+
+    return faults.dicom_scp(contexts=faults.QR_CONTEXTS, handlers=[(evt.EVT_C_FIND, find)])
+
+
 def source(name: str):
     if name in PEERS:
         return PEERS[name]()
@@ -152,7 +181,7 @@ PEERS_HELP = ("orthanc-no-entry", "orthanc-wrong-port", "dcmqrscp-unknown-destin
 SOURCES_HELP = ("orthanc", "dcmqrscp", "sim-demo", "sim-<quirk,...> (qrdoctor demo --list-quirks)",
                 "fault-refused", "fault-http", "fault-silent", "fault-closing", "fault-reject-calling",
                 "fault-reject-called", "fault-echo-only", "fault-non-ascii-names", "fault-no-studies",
-                "fault-level-failed", *PEERS_HELP)
+                "fault-level-failed", "fault-nonconformant-answers", *PEERS_HELP)
 
 
 def record(name: str, only: list[str] | None = None, options: dict | None = None) -> list[Path]:
@@ -196,7 +225,7 @@ def record_match() -> list[Path]:
     return [path for name, only in MATCH_SOURCES.items() for path in record(name, only)]
 
 
-FIND_CHECKS = ["find.levels", "find.return_keys", "find.match_limit"]
+FIND_CHECKS = ["find.levels", "find.conformance", "find.return_keys", "find.match_limit"]
 FIND_SOURCES = {  # where each query-stage finding is seen, and the checks recorded there
     "orthanc": FIND_CHECKS,  # no finding; the image level tested
     "dcmqrscp": FIND_CHECKS,  # return-key-empty (info: optional keys not returned)
@@ -208,6 +237,9 @@ FIND_SOURCES = {  # where each query-stage finding is seen, and the checks recor
     "sim-query-abort-unknown": ["find.levels"],  # query-refused: A-ABORT
     "fault-no-studies": ["find.levels"],  # no-studies
     "fault-level-failed": ["find.levels"],  # find-level-failed (Patient Root only)
+    "sim-study-row-per-image": ["find.conformance"],  # find-duplicate-rows
+    "sim-charset-missing": ["find.conformance"],  # find-charset-missing: names, no (0008,0005)
+    "fault-nonconformant-answers": ["find.conformance"],  # all three conformance findings
 }
 
 

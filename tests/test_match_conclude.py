@@ -93,10 +93,25 @@ def test_without_a_matching_prefix_nothing_about_wildcards_is_concluded():
     assert out.summary == "case unknown, wildcard scope unknown, '?' unknown"
 
 
-def test_wildcards_that_stop_at_the_family_name():
+def test_wildcards_matched_per_component_are_a_note_not_a_family_name_warning():
+    # <family>^<given:2>* matched, <family:3>*<given:2>* did not: the '*' stops at the '^'
     out = conclude_pn(pn({"family_then_given": 0, "given_anywhere": 0}))
+    assert out.facts.scope == "per_component"
+    assert codes(out) == ["pn-per-component"] and out.findings[0].severity is Severity.INFO
+    assert out.summary == "case-insensitive, per-component wildcards, '?' ok"
+
+
+def test_wildcards_that_stop_at_the_family_name():
+    out = conclude_pn(pn({"family_then_given": 0, "given_anywhere": 0, "given_prefix": 0}))
     assert out.facts.scope == "family_name"
     assert codes(out) == ["pn-family-name-only"]
+    assert out.findings[0].evidence["proved_by"] == [
+        "<family:3>* matched", "<family>^<given:2>* did not", "<family:3>*<given:2>* did not"]
+
+
+def test_a_refused_deciding_probe_leaves_the_scope_unknown():
+    assert conclude_pn(pn({"family_then_given": 0}, refused=("given_prefix",))).facts.scope is None
+    assert conclude_pn(pn({"given_prefix": 0}, refused=("family_then_given",))).facts.scope is None
 
 
 def test_family_name_scope_is_also_proved_by_a_missing_given_prefix():
@@ -333,6 +348,8 @@ def test_what_the_pacs_did_with_a_list(ui, cs, verdicts):
     assert (out.facts.ui_list, out.facts.cs_list) == verdicts
     (f,) = [f for f in out.findings]
     assert f.code == "list-unsupported"
+    # a failing UID list is a warning; a failing modality list alone is a note
+    assert f.severity is (Severity.INFO if verdicts[0] == "supported" else Severity.WARN)
     assert set(f.evidence["probes"]) == {k for k, v in zip(("ui_list", "cs_list"), verdicts, strict=True)
                                          if v != "supported"}
 

@@ -66,9 +66,20 @@ def test_pn_case_sensitive_and_family_name_only() -> None:
     assert not match_pn("*SMITH*", "JONES^SMITH", family_only=True)
     assert match_pn("*SMITH*", "SMITHSON^MARY", family_only=True)
     assert not match_pn("*JOHN*", "SMITH^JOHN", family_only=True)
-    assert match_pn("SMITH^J*", "SMITH^JOHN", family_only=True)  # component by component
-    assert not match_pn("SMITH^M*", "SMITH^JOHN", family_only=True)
+    assert not match_pn("SMITH^J*", "SMITH^JOHN", family_only=True)  # the family name alone
+    assert not match_pn("SMI*JO*", "SMITH^JOHN", family_only=True)
     assert match_pn("SMITH^JOHN", "SMITH^JOHN", family_only=True)  # no wildcard: whole value
+
+
+def test_pn_per_component() -> None:
+    per = "per_component"
+    assert match_pn("SMITH^J*", "SMITH^JOHN", family_only=per)  # component by component
+    assert not match_pn("SMITH^M*", "SMITH^JOHN", family_only=per)
+    assert not match_pn("SMI*JO*", "SMITH^JOHN", family_only=per)  # '*' never spans the '^'
+    assert not match_pn("*JOHN*", "SMITH^JOHN", family_only=per)  # no '^': the family name
+    assert match_pn("SMI*", "SMITH^JOHN", family_only=per)
+    assert match_pn("SMITH^JOHN", "SMITH^JOHN", family_only=per)  # no wildcard: whole value
+    assert match_pn("SMI*JO*", "SMITH^JOHN")  # whole value by default
 
 
 def test_question_mark_can_be_literal() -> None:

@@ -411,3 +411,33 @@ def test_slow_pacs_stops_promptly(sim_pacs_factory) -> None:
     assert time.monotonic() - started < 3
     worker.join(timeout=5)
     assert not worker.is_alive()
+
+
+# ---- conformance of the answers ----------------------------------------------------------------
+
+
+def test_study_row_per_image(sim_pacs_factory) -> None:
+    pacs = sim_pacs_factory(quirks="study-row-per-image")
+    study = pacs.archive.studies[0]
+    assoc = associate(pacs)
+    one = c_find(assoc, QueryRetrieveLevel="STUDY", StudyInstanceUID=study.uid)
+    series = c_find(assoc, QueryRetrieveLevel="SERIES", StudyInstanceUID=study.uid, SeriesInstanceUID="")
+    assoc.release()
+    # One STUDY row per image of the study, all with the same Study Instance UID
+    assert one.count == study.num_instances > 1 and one.final_status == 0
+    assert {ds.StudyInstanceUID for ds in one.identifiers} == {study.uid}
+    # Other levels answer each entity once
+    assert series.count == len(study.series)
+    assert len({ds.SeriesInstanceUID for ds in series.identifiers}) == series.count
+
+
+def test_charset_missing(sim_pacs_factory) -> None:
+    pacs = sim_pacs_factory(quirks="charset-missing")
+    assoc = associate(pacs)
+    answer = c_find(assoc, PatientRootQueryRetrieveInformationModelFind, QueryRetrieveLevel="PATIENT",
+                    PatientID="", PatientName="")
+    assoc.release()
+    # Names are sent in the bytes the archive holds, with no Specific Character Set at all
+    assert answer.count > 0 and not any("SpecificCharacterSet" in ds for ds in answer.identifiers)
+    raw = [ds.PatientName.original_string for ds in answer.identifiers]
+    assert "Müller^Jürgen".encode("latin-1") in raw and "Παπαδόπουλος^Νίκος".encode() in raw

@@ -11,7 +11,7 @@ import datetime as dt
 
 from pydantic import Field
 
-from qrdoctor.checks.failures import ProbeRecord
+from qrdoctor.checks.failures import ProbeRecord, node_entry
 from qrdoctor.checks.shared import (
     ANSWER_CODES,
     ASSOCIATION_CODES,
@@ -302,16 +302,18 @@ def query_refused(s: Situation, q: LevelQuery) -> Finding:
     assert a is not None
     how = (f"aborted the association ({a.aborted.describe()})" if a.aborted else
            "closed the connection" if a.closed else f"answered {a.status_hex} (not authorised)")
-    address = s.facts("network.tcp").get("local_address") or t.advertise or "of this computer"
     return s.finding(
         "query-refused", Severity.FAIL,
         f"The PACS accepts associations from {t.calling_ae} (C-ECHO works) but {how} when we sent "
         f"our first C-FIND ({MODEL_LABELS[q.model]}, {q.level} level).",
-        f"The PACS lets anyone connect and echo but only registered nodes query. Ask the PACS "
-        f"administrator to register {t.calling_ae} (address {address}, "
-        f"port {t.store_port}) as a node allowed to query and retrieve on {t.called_ae}. In Orthanc "
-        "this is an entry in DicomModalities (or DicomAlwaysAllowFind); other PACS call it a "
-        "query/retrieve client or DICOM node.",
+        f"The PACS lets this AE title connect and echo but not query. Ask the PACS administrator to "
+        f"register {node_entry(s)} as a node allowed to query and retrieve on {t.called_ae}, or, if "
+        f"it is registered, to check that queries are enabled for it and that its registered "
+        f"address is the one the association comes from. In Orthanc this is an entry in "
+        "DicomModalities (or DicomAlwaysAllowFind); with DicomCheckModalityHost the entry's host "
+        "must be the address the association comes from, and a mismatch is refused the same way "
+        "(accepted, echo answered, the C-FIND aborted). Other PACS call it a query/retrieve client "
+        "or DICOM node.",
         model=q.model, level=q.level, **a.evidence(),
     )
 

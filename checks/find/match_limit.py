@@ -304,8 +304,7 @@ def _largest_series(learned: LevelsLearned | None) -> tuple[int, str, dict[str, 
 
 
 def _observe_image_level(ctx: Context) -> ImageProbe:
-    """Instance-level caps (Orthanc's LimitFindInstances, 1000 instances in some cloud
-    adapters): list the images of the largest series seen, up to one more than it holds."""
+    """Instance-level caps (such as Orthanc's LimitFindInstances): list the images of the largest series seen, up to one more than it holds."""
     best = _largest_series(ctx.learned.get("find.levels"))
     if best is None:
         return ImageProbe()
@@ -462,7 +461,7 @@ def _capped(s: Situation, obs: MatchLimitObservation, whole: FindAnswer, facts: 
     f = s.finding(
         "match-limit", Severity.WARN,
         f"The PACS caps C-FIND answers at {n} matches: {how}.{proven}",
-        f"Any worklist or prior search with more than {n} results is cut "
+        f"Any study list or prior search with more than {n} results is cut "
         f"{'without warning' if silent else 'short'}; a workstation may miss prior studies. Narrow "
         f"searches (patient ID, date range, modality), or ask the PACS administrator to raise the "
         f"query result limit (for Orthanc: LimitFindResults / LimitFindInstances).",

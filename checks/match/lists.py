@@ -148,20 +148,33 @@ def verdict(name: str, r: ListProbeFact) -> Verdict:
 
 MEANING = {"refused": "the query is refused", "ignored": "the list is ignored (everything matches)",
            "no_match": "nothing matches (the list is taken literally)", "wrong": "the count is wrong"}
-LABEL = {"ui_list": "a list of Study Instance UIDs", "cs_list": "a list of modalities (CT\\MR)"}
+LABEL = {"ui_list": "a list of Study Instance UIDs", "cs_list": "a list of modalities (such as CT\\MR)"}
+
+
+ADVICE = {
+    "ui_list": "Workstations that fetch several prior studies in one query (a list of Study Instance "
+               "UIDs) get wrong answers from this PACS; the workstation owner configures them to ask "
+               "for one study per query. List of UID matching is required by the standard (PS3.4 "
+               "C.2.2.2.2), so the PACS administrator should open a support case with the vendor.",
+    "cs_list": "A list of modalities (such as CT\\MR) is an optional kind of list matching: the "
+               "standard requires lists for UID keys only, so this is no PACS defect. Workstations "
+               "that filter by several modalities at once should send one modality per query or "
+               "filter on the workstation.",
+}
 
 
 def list_unsupported(facts: ListsFacts, s: Situation) -> Finding | None:
+    """A warning when a UID list fails (the standard requires it); an informational note when
+    only the modality list fails (lists on other VRs are optional)."""
     verdicts = {"ui_list": facts.ui_list, "cs_list": facts.cs_list}
     bad = {k: v for k, v in verdicts.items() if v is not None and v != "supported"}
     if not bad:
         return None
     return s.finding(
-        "list-unsupported", Severity.WARN,
-        "List matching does not work: " + "; ".join(f"{LABEL[k]}: {MEANING[v]}" for k, v in bad.items()) + ".",
-        "Workstations that fetch several priors in one query (a UID list) or filter by several "
-        "modalities at once get wrong answers; configure them to send one value per query. Ask "
-        "the vendor about list matching support.",
+        "list-unsupported", Severity.WARN if "ui_list" in bad else Severity.INFO,
+        "List matching does not work for " + "; ".join(f"{LABEL[k]}: {MEANING[v]}" for k, v in bad.items())
+        + "." + ("" if "ui_list" in bad or facts.ui_list is None else " A list of Study Instance UIDs works."),
+        " ".join(ADVICE[k] for k in bad),
         probes={k: facts.probes[k].model_dump(mode="json") for k in bad},
     )
 

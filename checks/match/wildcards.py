@@ -138,7 +138,7 @@ class WildcardsFacts(SparseFacts):
     probes: list[PnProbeFact] = []
     character_set: str | None = None
     case_sensitive: bool | None = None
-    scope: str | None = None  # "whole_value" | "family_name" | None (unknown)
+    scope: str | None = None  # "whole_value" | "per_component" | "family_name" | None (unknown)
     question_mark: bool | None = None
     leading_wildcard: bool | None = None
     inner_wildcard: bool | None = None
@@ -154,8 +154,8 @@ wildcards = define(
     observation=WildcardsObservation,
     facts=WildcardsFacts,
     requires=("find.levels",),
-    codes=("pn-case-sensitive", "pn-family-name-only", "wildcard-unsupported", "pn-exact-mismatch",
-           "pn-non-ascii") + ASSOCIATION_CODES,
+    codes=("pn-case-sensitive", "pn-family-name-only", "pn-per-component", "wildcard-unsupported",
+           "pn-exact-mismatch", "pn-non-ascii") + ASSOCIATION_CODES,
     budget=5.0,
 )
 
@@ -224,14 +224,22 @@ def case_sensitivity(m: Matched) -> bool | None:
 
 
 def wildcard_scope(m: Matched) -> str | None:
-    """What a '*' may span. <family:3>*<given:2>* matches the whole value "FAMILY^GIVEN" but not
-    the family name alone; a PACS that splits patterns at '^' still never fails <family>^<given:2>*."""
+    """How far a '*' reaches, from the probes that tell the three behaviours apart:
+    whole_value: <family:3>*<given:2>* matches (the '*' spans the '^' as PS3.4 C.2.2.2.4 says);
+    per_component: it does not, but <family>^<given:2>* does and an inner '*' works, so the
+    pattern is matched one name component at a time;
+    family_name: <family>^<given:2>* finds nothing either, so only the family name is matched.
+    None when the prefix probe failed or a deciding probe was refused."""
     if not m("prefix"):
         return None
     if m("family_then_given"):
         return "whole_value"
-    if m("family_then_given") is False and (m("inner") or m("given_prefix") is False):
+    if m("family_then_given") is None:
+        return None
+    if m("given_prefix") is False:
         return "family_name"
+    if m("given_prefix") and m("inner"):
+        return "per_component"
     return None
 
 
@@ -293,12 +301,30 @@ def family_name_only(facts: WildcardsFacts, s: Situation) -> Finding | None:
         return None
     return s.finding(
         "pn-family-name-only", Severity.WARN,
-        "Name wildcards only match the family name: '<family:3>*<given:2>*' does not find "
-        "a patient that '<family:3>*' finds.",
-        "Searches that add the start of the given name after the family name (family^giv*) "
-        "find nothing on this PACS; search by family name only, then pick the patient. Ask "
-        "the vendor whether whole-name wildcard matching can be enabled.",
-        proved_by=["<family:3>* matched", "<family:2>*<family:-2>* matched",
+        "Name wildcards match the family name only: '<family>^<given:2>*' and "
+        "'<family:3>*<given:2>*' found nothing, while '<family:3>*' found the patient.",
+        "Searches that add the start of the given name (FAMILY^GIV* or FAM*GIV*) find nothing "
+        "on this PACS; users search by family name only (or by patient ID) and pick the patient "
+        "from the list. Ask the PACS vendor whether the given name can be included in wildcard "
+        "matching.",
+        proved_by=["<family:3>* matched", "<family>^<given:2>* did not",
+                   "<family:3>*<given:2>* did not"],
+    )
+
+
+def per_component(facts: WildcardsFacts, s: Situation) -> Finding | None:
+    if facts.scope != "per_component":
+        return None
+    return s.finding(
+        "pn-per-component", Severity.INFO,
+        "Name wildcards are matched one name component at a time: '<family>^<given:2>*' found "
+        "the patient, while '<family:3>*<given:2>*' found nothing although a '*' inside the "
+        "family name ('<family:2>*<family:-2>*') works.",
+        "Searches written FAMILY^GIV* work. A '*' does not reach across the '^', so users who "
+        "narrow a surname by first name type the caret (FAMILY^GIV*), not FAM*GIV*; the workstation "
+        "owner checks that the search form builds FAMILY^GIVEN patterns. To get whole-value "
+        "matching, ask the PACS vendor (dcm4chee-arc changed to it after 5.22.6).",
+        proved_by=["<family>^<given:2>* matched", "<family:2>*<family:-2>* matched",
                    "<family:3>*<given:2>* did not"],
     )
 
@@ -316,9 +342,9 @@ def unsupported_wildcards(facts: WildcardsFacts, s: Situation) -> Finding | None
         "wildcard-unsupported", Severity.WARN if "question_mark" in unsupported else Severity.INFO,
         "The PACS does not honour " + ", ".join(WILDCARD_WORDS[u] for u in unsupported)
         + " in patient name searches (the same name matched with a plain trailing '*').",
-        "Use only a trailing '*' in name searches on this PACS; workstations that send '?' "
-        "or leading wildcards get no results. Ask the vendor if full wildcard matching can "
-        "be enabled.",
+        "Use only a trailing '*' in name searches on this PACS; searches that use "
+        + " or ".join(WILDCARD_WORDS[u] for u in unsupported) + " find nothing. Ask the vendor "
+        "if full wildcard matching can be enabled.",
         unsupported=unsupported,
         probes=[p.model_dump(mode="json") for p in facts.probes if p.probe in unsupported],
     )
@@ -340,8 +366,8 @@ def non_ascii_unmatched(facts: WildcardsFacts, obs: WildcardsObservation, s: Sit
 
 def summary(facts: WildcardsFacts) -> str:
     cs = {True: "case sensitive", False: "case-insensitive", None: "case unknown"}[facts.case_sensitive]
-    scope = {"whole_value": "whole-name wildcards", "family_name": "family-name-only wildcards",
-             None: "wildcard scope unknown"}[facts.scope]
+    scope = {"whole_value": "whole-name wildcards", "per_component": "per-component wildcards",
+             "family_name": "family-name-only wildcards", None: "wildcard scope unknown"}[facts.scope]
     qm = {True: "ok", False: "not supported", None: "unknown"}[facts.question_mark]
     return f"{cs}, {scope}, '?' {qm}"
 
@@ -359,5 +385,5 @@ def conclude(obs: WildcardsObservation, s: Situation) -> Outcome:
                        facts=WildcardsFacts(case_sensitive=None, scope=None))
     facts = wildcard_facts(obs)
     findings = [exact_mismatch(facts, s), case_sensitive(facts, s), family_name_only(facts, s),
-                unsupported_wildcards(facts, s), non_ascii_unmatched(facts, obs, s)]
+                per_component(facts, s), unsupported_wildcards(facts, s), non_ascii_unmatched(facts, obs, s)]
     return Outcome(summary=summary(facts), facts=facts, findings=[f for f in findings if f is not None])

@@ -11,7 +11,14 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from qrdoctor.checks.failures import ProbeRecord, abort_finding, our_address, probe_failure
+from qrdoctor.checks.failures import (
+    ProbeRecord,
+    abort_finding,
+    address_note,
+    probe_failure,
+    services_that_worked,
+)
+from qrdoctor.checks.network import receiver_address
 from qrdoctor.checks.retrieve.model import (
     SHOWN_UIDS,
     Aborted,
@@ -291,8 +298,53 @@ def association_failed(s: Situation, failure: ProbeRecord, what: str) -> Outcome
     return Outcome(summary=f"{summary} on the {what} association", findings=[f])
 
 
-def peer_aborted(s: Situation, run: Run) -> Finding:
-    return abort_finding(s, peer_abort(run.peer_abort), f"during the {run.operation}")
+def peer_aborted(s: Situation, run: Run, per_service: bool = False) -> Finding:
+    """The PACS ended the association during the retrieve. With ``per_service`` (the check
+    declares ``service-not-permitted``), an application abort the moment the request arrived,
+    while other services worked earlier in this run, is read as this one service refused."""
+    ab = peer_abort(run.peer_abort)
+    if per_service and refused_on_arrival(run, ab):
+        others = [name for name in services_that_worked(s) if name != run.operation]
+        if others:
+            return service_not_permitted(s, run, ab, others)
+    return abort_finding(s, ab, f"during the {run.operation}")
+
+
+def refused_on_arrival(run: Run, ab: Abort | None) -> bool:
+    """An abort by the PACS application (service-user) before any response or sub-operation."""
+    return ab is not None and ab.source == 0 and run.pending == 0 and not attempted(run)
+
+
+# The Orthanc settings that permit a DIMSE service: per node in DicomModalities, or for all.
+ORTHANC_SETTING = {"C-MOVE": "Move", "C-GET": "Get", "C-FIND": "Find"}
+
+
+def orthanc_setting(op: str) -> str:
+    name = ORTHANC_SETTING[op]
+    return (f'"Allow{name}": true in the node\'s DicomModalities entry (object form), or '
+            f"DicomAlwaysAllow{name} for every node")
+
+
+def _instead(calling_ae: str, others: list[str]) -> str:
+    retrieves = [o for o in others if o != "C-FIND"]
+    if not retrieves:
+        return ""
+    return f" Until then a workstation using {calling_ae} can retrieve from this PACS with {retrieves[0]} only."
+
+
+def service_not_permitted(s: Situation, run: Run, ab: Abort, others: list[str]) -> Finding:
+    t = s.target
+    op = run.operation
+    return s.finding(
+        "service-not-permitted", Severity.FAIL,
+        f"The PACS aborted the association the moment our {op} request arrived ({ab.describe()}), "
+        f"before any response, while it answered {' and '.join(others)} from {t.calling_ae} earlier "
+        f"in this run: {op} is not permitted for {t.calling_ae}.",
+        f"{t.calling_ae} is known to {t.called_ae} (its other services work); only {op} is refused. "
+        f"Ask the PACS administrator to allow {op} for {t.calling_ae} on {t.called_ae}. In Orthanc "
+        f"this is {orthanc_setting(op)}; other PACS keep per-node service or retrieve "
+        f"rights.{_instead(t.calling_ae, others)}",
+        services_that_worked=others, **run_evidence(run) | {"when": f"during the {op}"})
 
 
 def last_counters(run: Run) -> str:
@@ -339,21 +391,51 @@ def refused(s: Situation, run: Run, ev: dict, subject: Subject, model: str) -> F
             f"evidence); a workstation that retrieves by other keys (for example by accession number) "
             f"or at another level fails the same way.",
             level=subject.level, keys=keys, **ev)
-    hint = {
-        0x0122: "the PACS does not support this retrieve model on this association",
-        0x0124: f"the PACS does not allow {t.calling_ae} to retrieve",
-        0xA701: "the PACS could not work out what to send",
-        0xA702: "the PACS could not perform any sub-operation",
-        CANCEL: "the PACS cancelled the retrieve itself, although qrdoctor did not ask it to",
-    }.get(code, "the PACS log says why")
+    hint, fix = refusal_reading(s, run, ev.get("store_port"))
     return s.finding(
         "retrieve-refused", Severity.FAIL,
         f"The PACS refused the {run.operation} of {subject.describe()} with {describe_run_status(run)}"
         f" ({counts(run)}): {hint}.",
-        f"Ask the PACS administrator to look up {hex_status(run.status)} in the PACS log for the "
-        f"{run.operation} from {t.calling_ae} at the time of this run and to allow "
-        f"{t.calling_ae} to retrieve from {t.called_ae}.",
+        f"{fix} Ask the PACS administrator to look up {hex_status(run.status)} in the PACS log for the "
+        f"{run.operation} from {t.calling_ae} at the time of this run.",
         **ev)
+
+
+def refusal_reading(s: Situation, run: Run, store_port: int | None = None) -> tuple[str, str]:
+    """What a refusal status means and what must change, per status (PS3.4 C.4.2, C.4.3);
+    ``store_port`` is where our Store SCP listened for a C-MOVE."""
+    t, op, code = s.target, run.operation, run.status or 0
+    if code == 0x0124:
+        return (f"the PACS does not allow {t.calling_ae} to retrieve with {op}",
+                f"The PACS administrator must allow {op} for {t.calling_ae} on {t.called_ae} (C-MOVE "
+                f"and C-GET are often separate rights; in Orthanc {orthanc_setting(op)}).")
+    if code == 0x0122:
+        return (f"the PACS does not support {op} in this information model",
+                "Configure the workstation to retrieve with the model the PACS's conformance "
+                "statement lists for this service.")
+    if code == 0xA701:
+        return ("the PACS ran out of resources before it could work out what to send (0xA701: "
+                "unable to calculate the number of matches)",
+                "This is a failure inside the PACS (its database or storage), not a setting of "
+                "this workstation; if it is temporary, a retry later succeeds.")
+    if code == 0xA702:
+        if op == "C-MOVE":
+            return ("the PACS could not perform the sub-operations (0xA702); in DCMTK and dcm4chee "
+                    "this typically means it could not connect or associate with the move "
+                    f"destination {t.move_ae}",
+                    f"Check that the PACS's destination entry for {t.move_ae} is "
+                    f"{entry(s, store_port or t.store_port or 0)}, and that the PACS can reach that "
+                    "address and port through any firewall.")
+        return ("the PACS could not perform the C-STORE sub-operations on this association (0xA702)",
+                "The PACS log names the object or presentation context it could not send.")
+    if code == CANCEL:
+        return ("the PACS cancelled the retrieve itself, although qrdoctor did not ask it to",
+                "Ask whether a retrieve limit or an operator cancelled the job.")
+    if 0xC000 <= code <= 0xCFFF:
+        return ("a vendor-specific failure",
+                "Its meaning is in the PACS's conformance statement or log (some vendors use codes "
+                "such as 0xC502 for an unreachable destination).")
+    return ("the PACS log says why", "The status is not one the standard gives a fixed cause for.")
 
 
 def suboperations_failed(s: Situation, run: Run, tally: Tally, ev: dict, inbound_connections: int = 0) -> Finding:
@@ -388,4 +470,5 @@ def limit_text(hit: LimitHit) -> str:
 
 def entry(s: Situation, port: int) -> str:
     """The destination entry the PACS needs for our Store SCP."""
-    return f"AE title {s.target.move_ae}, address {our_address(s)}, port {port}"
+    address, _guess = receiver_address(s.target, s.facts("network.tcp").get("local_address"))
+    return f"AE title {s.target.move_ae}, address {address or 'unknown'}, port {port}{address_note(s)}"

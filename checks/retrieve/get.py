@@ -265,9 +265,11 @@ def _not_offered(s: Situation, obs: GetObservation) -> Outcome:
         "get-unsupported", Severity.INFO,
         f"The PACS does not offer C-GET to {t.calling_ae} (neither Study Root nor Patient Root): "
         "images can only be retrieved with C-MOVE.",
-        f"Nothing to fix if workstations use C-MOVE; retrieve.move tests that. A viewer that can "
-        f"only retrieve with C-GET (common for web and zero-footprint viewers behind a firewall) "
-        f"needs the PACS administrator to enable C-GET for {t.calling_ae}, if the PACS supports it.",
+        "Nothing to fix if workstations use C-MOVE; retrieve.move tests that. Desktop viewers "
+        "behind NAT or a firewall the PACS cannot connect back through (Weasis, Horos and RadiAnt "
+        "can retrieve with C-GET for this reason) need the PACS administrator to enable C-GET for "
+        "their AE title, if the PACS supports it. Web and zero-footprint viewers use DICOMweb, "
+        "not C-GET.",
         models=obs.offered)
     return Outcome(summary="not applicable: the PACS does not offer C-GET", findings=[f],
                    status=Status.SKIPPED, reason="the PACS does not offer C-GET",

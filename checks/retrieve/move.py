@@ -15,7 +15,8 @@ import time
 from pynetdicom import build_context
 from pynetdicom import sop_class as sc
 
-from qrdoctor.checks.failures import ProbeRecord, our_address
+from qrdoctor.checks.failures import ProbeRecord
+from qrdoctor.checks.network import receiver_address
 from qrdoctor.checks.retrieve import conclude as c
 from qrdoctor.checks.retrieve import delivery as d
 from qrdoctor.checks.retrieve import observe as o
@@ -90,7 +91,7 @@ move = define(
            "move-suboperations-failed", "move-inbound-refused", "move-called-ae-mismatch",
            "move-unexpected-sender", "retrieve-key-mismatch", "retrieve-refused", "retrieve-stalled",
            "retrieve-no-data", "retrieve-unexpected-data", "retrieve-limit-exceeded",
-           "store-port-unavailable") + ASSOCIATION_CODES,
+           "store-port-unavailable", "service-not-permitted") + ASSOCIATION_CODES,
     budget=10.0,
     observation=MoveObservation,
     facts=MoveFacts,
@@ -250,8 +251,9 @@ def _facts(s: Situation, obs: MoveObservation, run: Run, tally: c.Tally, request
     facts.inbound_connections = obs.inbound_connections
     facts.inbound = [inbound_fact(r) for r in obs.inbound]
     facts.move_ae = s.target.move_ae
-    facts.store = StoreFact(listen=f"{obs.listen}:{obs.store_port}", advertised_address=our_address(s),
-                            port=obs.store_port)
+    address, _guess = receiver_address(s.target, s.facts("network.tcp").get("local_address"))
+    facts.store = StoreFact(listen=f"{obs.listen}:{obs.store_port}", port=obs.store_port,
+                            advertised_address=address or "this computer's IP address")
     facts.kept_files = obs.received.directory if obs.received.kept else None
     if obs.probe is not None:
         facts.unknown_destination_probe = ProbeFact(**probe_evidence(obs.probe))
@@ -337,7 +339,7 @@ def _what_the_pacs_said(s: Situation, obs: MoveObservation, run: Run, tally: c.T
     if c.unfinished(run):
         if run.cancel_sent or run.aborted_by_us:
             return f"C-MOVE did not finish: {run.cancel_reason}", [c.stalled(s, run, tally, ev)]
-        return "the PACS ended the association during the C-MOVE", [c.peer_aborted(s, run)]
+        return "the PACS ended the association during the C-MOVE", [c.peer_aborted(s, run, per_service=True)]
     code, status = run.status, hex_status(run.status)
     no_inbound = obs.inbound_connections == 0
     inbound_refused = any(f.code == "move-inbound-refused" for f in findings)
@@ -426,8 +428,7 @@ def _no_inbound(s: Situation, run: Run, tally: c.Tally, ev: dict, entry: str,
         "move-no-inbound", Severity.FAIL,
         f"The PACS accepted the C-MOVE to {t.move_ae} but {what}.{knows}",
         f"The PACS could not open the connection back to this computer. Ask the PACS "
-        f"administrator to check the destination entry for {t.move_ae}: it must be {entry} "
-        f"(the address the PACS can reach this computer at; use --advertise to name another). "
+        f"administrator to check the destination entry for {t.move_ae}: it must be {entry}. "
         f"Then make sure TCP port {port} on this computer is reachable from the PACS: host "
         f"firewall, network firewall, NAT or VPN, a Docker port that is not published, or a "
         f"Store SCP listening on 127.0.0.1 only.",

@@ -52,11 +52,15 @@ QUERY = (
     "match-limit",
     "find-cancel-ignored",
     "find-cancel-drops-association",
+    "find-duplicate-rows",
+    "find-level-nonconformant",
+    "find-charset-missing",
 )
 
 MATCHING = (
     "pn-case-sensitive",
     "pn-family-name-only",
+    "pn-per-component",
     "wildcard-unsupported",
     "pn-exact-mismatch",
     "pn-non-ascii",
@@ -67,6 +71,7 @@ MATCHING = (
 RETRIEVE = (
     "retrieve-key-mismatch",
     "retrieve-refused",
+    "service-not-permitted",
     "retrieve-stalled",
     "retrieve-no-data",
     "retrieve-unexpected-data",

@@ -95,6 +95,9 @@ class CheckResult(BaseModel):
     title: str
     status: Status
     duration_s: float = 0.0
+    started_at: str | None = Field(
+        default=None, description="ISO-8601 time the check started (UTC, milliseconds): where to look "
+                                  "in the PACS's log for this check's associations.")
     blocked_by: str | None = Field(default=None, description="The check whose failure skipped this one.")
     reason: str | None = Field(default=None, description="Why the check was skipped or could not complete.")
     summary: str = Field(default="", description="One line for the terminal and the TUI.")
@@ -106,6 +109,10 @@ class CheckResult(BaseModel):
 class ToolInfo(BaseModel):
     name: str = "qrdoctor"
     version: str
+    pynetdicom: str | None = Field(default=None, description="Version of pynetdicom that ran the associations.")
+    pydicom: str | None = Field(default=None, description="Version of pydicom.")
+    python: str | None = Field(default=None, description="Version of Python.")
+    os: str | None = Field(default=None, description="Operating system qrdoctor ran on (name, release, machine).")
 
 
 class TargetInfo(BaseModel):
@@ -138,6 +145,8 @@ class Report(BaseModel):
     target: TargetInfo
     started_at: str = Field(description="ISO-8601 time the run started (UTC).")
     duration_s: float
+    command_line: str | None = Field(
+        default=None, description="The command that ran qrdoctor, redacted like every other text.")
     phi_included: bool = False
     interrupted: bool = Field(
         default=False,

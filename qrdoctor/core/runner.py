@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import platform
 import threading
 import time
 import traceback
 from collections.abc import Iterable
+from importlib import metadata
 from typing import Protocol
 
 from qrdoctor import __version__
@@ -62,6 +64,27 @@ def crash_reason(exc: BaseException) -> str:
     )
 
 
+def utc_now() -> str:
+    """The current time as ISO-8601 UTC with milliseconds, as PACS logs are searched."""
+    return dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds")
+
+
+def _distribution_version(dist: str) -> str | None:
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def tool_info() -> ToolInfo:
+    """qrdoctor's version and what it ran on: the first things a vendor's support desk asks."""
+    return ToolInfo(
+        version=__version__, pynetdicom=_distribution_version("pynetdicom"),
+        pydicom=_distribution_version("pydicom"), python=platform.python_version(),
+        os=" ".join(p for p in (platform.system(), platform.release(), platform.machine()) if p) or None,
+    )
+
+
 class Runner:
     def __init__(
         self,
@@ -71,8 +94,10 @@ class Runner:
         run_budget: float | None = None,
         checks: list[Check] | None = None,
         options: RunOptions | dict | None = None,
+        command_line: str | None = None,
     ) -> None:
         self.target = target
+        self.command_line = command_line
         self.checks = checks if checks is not None else select(only)
         self.observer: Observer = observer or NullObserver()
         self.run_budget = run_budget
@@ -112,7 +137,7 @@ class Runner:
             self.observer.check_finished(chk, result)
         t = self.target
         report = Report(
-            tool=ToolInfo(version=__version__),
+            tool=tool_info(),
             target=TargetInfo(
                 host=t.host, port=t.port, called_ae=t.called_ae, calling_ae=t.calling_ae,
                 move_ae=t.move_ae or t.calling_ae, store_port=t.store_port,
@@ -121,6 +146,7 @@ class Runner:
             ),
             started_at=started_wall.isoformat(timespec="seconds"),
             duration_s=round(time.monotonic() - t0, 3),
+            command_line=self.command_line,
             summary=summarise(results),
             checks=results,
         )
@@ -134,7 +160,7 @@ class Runner:
     def _skip(self, chk: Check, blocked_by: str | None, reason: str) -> CheckResult:
         return CheckResult(
             id=chk.id, stage=chk.stage.label, title=chk.title, status=Status.SKIPPED,
-            blocked_by=blocked_by, reason=reason, summary=reason,
+            started_at=utc_now(), blocked_by=blocked_by, reason=reason, summary=reason,
         )
 
     def _run_one(self, chk: Check, ctx: Context, run_deadline: float,
@@ -163,6 +189,7 @@ class Runner:
             progress_fn=lambda msg: self.observer.check_progress(chk, msg),
         )
         self.observer.check_started(chk)
+        started_at = utc_now()
 
         box: dict[str, object] = {}
 
@@ -194,7 +221,7 @@ class Runner:
         duration = round(time.monotonic() - now, 3)
 
         base = dict(id=chk.id, stage=chk.stage.label, title=chk.title, duration_s=duration,
-                    transcript=transcript)
+                    started_at=started_at, transcript=transcript)
         if "observation" in box:
             observations[chk.id] = record_observation(box["observation"])  # type: ignore[arg-type]
         if "outcome" in box:

@@ -46,10 +46,12 @@ def transcript_text(report: Report) -> str:
     out = [
         f"qrdoctor {report.tool.version} protocol transcript",
         f"target {t.called_ae}@{t.host}:{t.port}, calling AE {t.calling_ae}, started {report.started_at}",
+        *([f"command {for_terminal(report.command_line)}"] if report.command_line else []),
         "",
     ]
     for c in report.checks:
-        header = f"==== {c.id}: {c.title} [{c.status.value}, {c.duration_s:.3f} s] "
+        when = f", started {c.started_at}" if c.started_at else ""
+        header = f"==== {c.id}: {c.title} [{c.status.value}, {c.duration_s:.3f} s{when}] "
         out.append(header + "=" * max(4, 96 - len(header)))
         if c.blocked_by or c.reason:
             out.append(f"# {for_terminal(c.reason or '')}".rstrip())
@@ -73,8 +75,9 @@ OWN_MEMBERS: tuple[Member, ...] = (
            "DIMSE messages and status codes), with a header per check.",
            lambda report, redactor: transcript_text(report)),
     Member("environment.json", "Versions of qrdoctor, pynetdicom, pydicom and Python, the operating "
-           "system, and this computer's addresses (address_seen_by_pacs is the address the PACS saw "
-           "our connection come from).", environment_json),
+           "system, and this computer's addresses (local_address is the address our connection to the "
+           "PACS left from; behind NAT the PACS sees another. address_seen_by_pacs repeats it under "
+           "its older name).", environment_json),
     Member("observations.json", "What every check observed on the wire before concluding (redacted "
            "like the rest): `qrdoctor replay BUNDLE.zip` re-runs the conclusions from it with the "
            "installed qrdoctor, without any network access.",

@@ -46,8 +46,10 @@ def _host_addresses(hostname: str) -> list[str]:
 def environment_info(report: Report | None = None) -> dict[str, Any]:
     """Versions of qrdoctor and its DICOM libraries, Python, the OS, and local addresses.
 
-    With a report, adds the local address the PACS saw our connection come from (the
-    ``local_address`` fact of ``network.tcp``) and the address we advertised for retrieves.
+    With a report, adds the local address our connection to the PACS left from (the
+    ``local_address`` fact of ``network.tcp``; behind NAT the PACS sees another address) and the
+    address we advertised for retrieves. ``address_seen_by_pacs`` is the same local address
+    under its first, misleading name, kept for readers of older bundles.
     """
     hostname = socket.gethostname()
     addresses = _host_addresses(hostname)
@@ -64,6 +66,7 @@ def environment_info(report: Report | None = None) -> dict[str, Any]:
         "machine": platform.machine(),
         "hostname": hostname,
         "local_addresses": addresses,
+        "local_address": None,
         "address_seen_by_pacs": None,
         "advertised_address": None,
     }
@@ -72,7 +75,7 @@ def environment_info(report: Report | None = None) -> dict[str, Any]:
         if tcp is not None:
             local = getattr(read_facts(tcp), "local_address", None)  # absent when TCP failed
             if local:
-                info["address_seen_by_pacs"] = local
+                info["local_address"] = info["address_seen_by_pacs"] = local
                 if local not in addresses:
                     info["local_addresses"] = [*addresses, local]
         info["advertised_address"] = report.target.advertise

@@ -16,6 +16,7 @@ from markupsafe import Markup, escape
 
 from qrdoctor.core.escape import for_html, json_text
 from qrdoctor.core.model import Report
+from qrdoctor.reports.sequence import sequence_svg
 from qrdoctor.reports.view import ReportView, build
 
 EMBED_ID = "qrdoctor-report"
@@ -68,7 +69,7 @@ def overall_status(report: Report) -> str:
 
 def render_view(v: ReportView, report: Report) -> str:
     template = environment().get_template("report.html.j2")
-    return template.render(v=v, overall=overall_status(report),
+    return template.render(v=v, overall=overall_status(report), sequence=sequence_svg(report),
                            report_json=embeddable_json(report.to_json()))
 
 

@@ -16,6 +16,11 @@ from qrdoctor.reports.view import FindingView, ReportView, build, one_line
 
 _CODE_SPAN_RE = re.compile(r"(`+)(.+?)\1", re.DOTALL)
 _BOUNDARY_UNDERSCORE_RE = re.compile(r"(?<![0-9A-Za-z])_|_(?![0-9A-Za-z])")
+# A probe template such as '<family:3>*<given:2>*' or <family>^<given:2>* (placeholders in angle
+# brackets joined by wildcards and carets), optionally in single quotes: shown as a code span,
+# so it reads as typed instead of as escaped HTML and emphasis.
+_PLACEHOLDER = r"<(?:non-ASCII )?(?:family|given|middle|name)(?:[: ][A-Za-z0-9 :.\-]{0,30})?>"
+_TEMPLATE_RE = re.compile(rf"'?(?P<t>[*?^]*{_PLACEHOLDER}(?:[*?^]*{_PLACEHOLDER})*[*?^]*)'?")
 
 
 def code(text: str) -> str:
@@ -41,17 +46,29 @@ def _escape_plain(text: str) -> str:
     return markdown_inline(text, escape=_escape_emphasis)
 
 
+def _plain_with_templates(text: str) -> str:
+    """Plain text in which probe templates become code spans and the rest is escaped."""
+    out: list[str] = []
+    pos = 0
+    for m in _TEMPLATE_RE.finditer(text):
+        out.append(_escape_plain(text[pos:m.start()]))
+        out.append(code(m.group("t")))
+        pos = m.end()
+    out.append(_escape_plain(text[pos:]))
+    return "".join(out)
+
+
 def prose(text: str) -> str:
     """Text from a check (which may already use `code spans`), made safe for Markdown: links,
     images, addresses, HTML and emphasis markers outside code spans are neutralised, code spans
-    are kept (without control characters)."""
+    are kept (without control characters), probe templates are shown as code spans."""
     out: list[str] = []
     pos = 0
     for m in _CODE_SPAN_RE.finditer(text):
-        out.append(_escape_plain(text[pos:m.start()]))
+        out.append(_plain_with_templates(text[pos:m.start()]))
         out.append(for_terminal(m.group(0)))
         pos = m.end()
-    out.append(_escape_plain(text[pos:]))
+    out.append(_plain_with_templates(text[pos:]))
     return "".join(out)
 
 
@@ -87,6 +104,20 @@ def _finding(f: FindingView) -> list[str]:
     return out
 
 
+def _run_section(v: ReportView) -> list[str]:
+    """The run's facts for a support desk: command line, identity, addresses, versions."""
+    if not v.run_info:
+        return []
+    lines = ["## The run", "", "| | |", "|---|---|"]
+    for label, value in v.run_info:
+        shown = code(value) if label == "Command line" and value != "not recorded" else prose(value)
+        lines.append(f"| {cell(label)} | {cell(shown)} |")
+    lines.append("")
+    if v.identity_note:
+        lines += [prose(v.identity_note), ""]
+    return lines
+
+
 def render_view(v: ReportView) -> str:
     lines: list[str] = [f"# {prose(v.title)}", ""]
     if v.banner:
@@ -98,11 +129,12 @@ def render_view(v: ReportView) -> str:
         f"**{prose(v.verdict)}**",
         "",
         *([f"> **Interrupted.** {prose(v.interrupted)}", ""] if v.interrupted else []),
-        "| | Check | Status | Summary |",
-        "|---|---|---|---|",
+        "| | Check | Status | Summary |" + (" Started (UTC) |" if v.timed else ""),
+        "|---|---|---|---|" + ("---|" if v.timed else ""),
     ]
     for r in v.rows:
-        lines.append(f"| {r.mark} | {cell(code(r.id))} | {r.status} | {cell(prose(r.summary))} |")
+        started = (f" {code(r.started)} |" if r.started else "  |") if v.timed else ""
+        lines.append(f"| {r.mark} | {cell(code(r.id))} | {r.status} | {cell(prose(r.summary))} |{started}")
     lines.append("")
 
     if v.admin_fixes:
@@ -132,6 +164,7 @@ def render_view(v: ReportView) -> str:
         lines += [f"- {code(n.check_id)} {code(n.code)}: {prose(n.summary)}" for n in v.notes]
         lines.append("")
 
+    lines += _run_section(v)
     lines += ["---", ""]
     if v.redaction_note:
         lines += [f"_{prose(v.redaction_note)}_", ""]

@@ -151,6 +151,7 @@ def redact_report(report: Report, include_phi: bool = False, salt: bytes | None 
     except Exception:  # noqa: BLE001 - redact by removing: every check loses its texts
         return _all_removed(report)
     data["phi_included"] = False
+    data["command_line"] = _redacted_command_line(red, data.get("command_line"))
     data["checks"] = [_redacted_check(red, c, original) for c, original in zip(data["checks"], report.checks,
                                                                                strict=True)]
     safe = Report.model_validate(data)
@@ -192,6 +193,17 @@ def _redacted_check(red: Redactor, check: dict[str, Any], original: CheckResult)
         return removed_check(original).model_dump(mode="json")
 
 
+def _redacted_command_line(red: Redactor, command_line: str | None) -> str | None:
+    """The command line through the redactor (a patient ID or name typed into it is replaced);
+    removed entirely when it cannot be redacted."""
+    if not command_line:
+        return command_line
+    try:
+        return red.text(command_line)
+    except Exception:  # noqa: BLE001 - redact by removing
+        return red.removed(command_line)
+
+
 def _redacted_or_empty(red: Redactor, data: dict[str, Any]) -> dict[str, Any]:
     try:
         return red.data(bounded(dict(data)))
@@ -203,7 +215,7 @@ def removed_check(c: CheckResult) -> CheckResult:
     """A check without any of its texts: id, status and finding codes only."""
     return CheckResult(
         id=c.id, stage=c.stage, title=c.title, status=c.status, duration_s=c.duration_s,
-        blocked_by=c.blocked_by, reason=REMOVED_SUMMARY if c.reason else None, summary=REMOVED_SUMMARY,
+        started_at=c.started_at, blocked_by=c.blocked_by, reason=REMOVED_SUMMARY if c.reason else None, summary=REMOVED_SUMMARY,
         findings=[Finding(code=f.code, severity=f.severity, summary=REMOVED_SUMMARY, explanation="",
                           fix=f"See: qrdoctor explain {f.code}") for f in c.findings],
     )
@@ -212,6 +224,7 @@ def removed_check(c: CheckResult) -> CheckResult:
 def _all_removed(report: Report) -> Report:
     data = report.model_dump(mode="json", by_alias=True, exclude={"checks"})
     data["phi_included"] = False
+    data["command_line"] = RemovingRedactor.MARKER if report.command_line else None
     data["checks"] = [removed_check(c).model_dump(mode="json") for c in report.checks]
     return Report.model_validate(data)
 

@@ -17,6 +17,7 @@ from pydantic import ValidationError
 from qrdoctor.console import MARKS_UTF8, verdict
 from qrdoctor.core.model import CheckResult, Finding, Report, Severity, Status
 from qrdoctor.core.registry import Facts, typed_facts
+from qrdoctor.reports.runinfo import note_summary, peer_version_name, run_info, toolkit_note
 
 PROBLEM_STATUSES = (Status.FAIL, Status.WARN, Status.ERROR)
 ADMIN_SEVERITIES = (Severity.FAIL, Severity.WARN)
@@ -51,6 +52,7 @@ class CheckRow:
     status: str
     mark: str
     summary: str
+    started: str = ""  # when the check started, UTC (time of day; the date when it differs)
 
 
 @dataclass
@@ -117,6 +119,9 @@ class ReportView:
     profile: list[tuple[str, str]]
     notes: list[Note]
     details: list[CheckDetail] = field(default_factory=list)
+    timed: bool = False  # the checks carry their UTC start times (reports before 0.1 do not)
+    run_info: list[tuple[str, str]] = field(default_factory=list)  # the run's facts for a support desk
+    identity_note: str | None = None  # the peer's version name names a toolkit, not the product
 
 
 def one_line(text: str | None) -> str:
@@ -163,11 +168,22 @@ def finding_view(f: Finding) -> FindingView:
     )
 
 
-def check_row(c: CheckResult) -> CheckRow:
+def check_row(c: CheckResult, run_started: str = "") -> CheckRow:
     return CheckRow(
         id=c.id, title=c.title, stage=c.stage, status=c.status.value, mark=MARKS_UTF8[c.status],
-        summary=one_line(c.summary or c.reason),
+        summary=one_line(c.summary or c.reason), started=check_time(c.started_at, run_started),
     )
+
+
+def check_time(iso: str | None, run_started: str = "") -> str:
+    """A check's UTC start as HH:MM:SS.mmm, with its date when the run started on another day."""
+    try:
+        when = dt.datetime.fromisoformat(iso or "")
+    except ValueError:
+        return iso or ""
+    when = when.astimezone(dt.UTC) if when.tzinfo is not None else when
+    clock = when.strftime("%H:%M:%S.") + f"{when.microsecond // 1000:03d}"
+    return clock if run_started.startswith(when.strftime("%Y-%m-%d")) else f"{when:%Y-%m-%d} {clock}"
 
 
 def format_time(iso: str) -> str:
@@ -302,19 +318,22 @@ def build(report: Report) -> ReportView:
         redaction_note=None if report.phi_included else REDACTED_NOTE,
         counts={"pass": s.pass_, "warn": s.warn, "fail": s.fail, "error": s.error, "skipped": s.skipped},
         interrupted=INTERRUPTED_NOTE if report.interrupted else None,
-        rows=[check_row(c) for c in report.checks],
+        rows=[check_row(c, report.started_at) for c in report.checks],
         problems=[_problem(c) for c in report.checks if c.status in PROBLEM_STATUSES],
         admin_fixes=admin_fixes(report),
         profile=matching_profile(report),
-        notes=[Note(c.id, f.code, one_line(f.summary))
+        notes=[Note(c.id, f.code, note_summary(f))
                for c in report.checks for f in c.findings if f.severity is Severity.INFO],
         details=[
             CheckDetail(
-                row=check_row(c), duration_s=c.duration_s, blocked_by=c.blocked_by, reason=c.reason,
+                row=check_row(c, report.started_at), duration_s=c.duration_s, blocked_by=c.blocked_by, reason=c.reason,
                 facts_json=pretty_json(c.facts) if c.facts else None,
                 findings=[finding_view(f) for f in c.findings],
                 transcript="\n".join(c.transcript),
             )
             for c in report.checks
         ],
+        timed=any(c.started_at for c in report.checks),
+        run_info=run_info(report),
+        identity_note=toolkit_note(peer_version_name(report)),
     )

@@ -99,7 +99,7 @@ class MatchOptions:
     """Matching semantics; the quirks switch these away from the defaults."""
 
     case_sensitive_pn: bool = False
-    family_name_wildcards: bool = False
+    family_name_wildcards: bool | str = False  # True/PN_FAMILY_NAME, PN_PER_COMPONENT (see _pn_matcher)
     question_mark: bool = True
     open_ranges: bool = True
     empty_keys: frozenset[str] = field(default_factory=frozenset)
@@ -157,40 +157,55 @@ def match_text(pattern: str, value: str, *, case_sensitive: bool = True,
                          question_mark=question_mark)(value.strip(" "))
 
 
-def _pn_matcher(pattern: str, *, case_sensitive: bool, family_only: bool,
+PN_FAMILY_NAME = "family_name"  # wildcards compared with the family name component alone
+PN_PER_COMPONENT = "per_component"  # wildcards split at "^", each part against its component
+
+
+def _pn_matcher(pattern: str, *, case_sensitive: bool, family_only: bool | str,
                 question_mark: bool) -> Callable[[str], bool]:
     pattern = _normalise_pn(pattern)
     if pattern == "*":
         return lambda value: True
-    wildcard = _has_wildcard(pattern, question_mark)
-    if not (wildcard and family_only):
+    mode = PN_FAMILY_NAME if family_only is True else family_only  # "" / False: whole value
+    if not (_has_wildcard(pattern, question_mark) and mode):
         whole = _text_matcher(pattern, case_sensitive=case_sensitive,
                               question_mark=question_mark)
         return lambda value: whole(_normalise_pn(value))
-    # Family-name-only products: a wildcard pattern without "^" is applied to the family
-    # name component alone; with "^" it is applied component by component.
-    components = pattern.split("=")[0].split("^")
+    if mode == PN_FAMILY_NAME:
+        return _family_name_matcher(pattern, case_sensitive, question_mark)
+    return _per_component_matcher(pattern, case_sensitive, question_mark)
+
+
+def _family_name_matcher(pattern: str, case_sensitive: bool, question_mark: bool
+                         ) -> Callable[[str], bool]:
+    """Family-name-only products: the whole wildcard pattern, carets included, is compared with
+    the family name component, so ``SMITH^J*`` finds nothing and ``*JOHN*`` misses SMITH^JOHN."""
+    family = _text_matcher(pattern, case_sensitive=case_sensitive, question_mark=question_mark)
+    return lambda value: family(_normalise_pn(value).split("=")[0].split("^")[0])
+
+
+def _per_component_matcher(pattern: str, case_sensitive: bool, question_mark: bool
+                           ) -> Callable[[str], bool]:
+    """Per-component products (dcm4chee-style): the pattern is split at "^" and each part is
+    matched against its own component, so ``SMITH^J*`` finds SMITH^JOHN but a "*" never spans
+    the caret (``SMI*JO*`` misses it); a pattern without "^" applies to the family name."""
     matchers = [
-        _text_matcher(c, case_sensitive=case_sensitive, question_mark=question_mark)
-        if c else None
-        for c in components
+        _text_matcher(c, case_sensitive=case_sensitive, question_mark=question_mark) if c else None
+        for c in pattern.split("=")[0].split("^")
     ]
 
     def by_component(value: str) -> bool:
         stored = _normalise_pn(value).split("=")[0].split("^")
-        for i, m in enumerate(matchers):
-            if m is None:
-                continue
-            if not m(stored[i] if i < len(stored) else ""):
-                return False
-        return True
+        return all(m is None or m(stored[i] if i < len(stored) else "")
+                   for i, m in enumerate(matchers))
 
     return by_component
 
 
 def match_pn(pattern: str, value: str, *, case_sensitive: bool = False,
-             family_only: bool = False, question_mark: bool = True) -> bool:
-    """PN matching: whole value by default; ``family_only`` for family-name-only wildcards."""
+             family_only: bool | str = False, question_mark: bool = True) -> bool:
+    """PN matching: whole value by default; ``family_only`` True (or PN_FAMILY_NAME) for
+    family-name-only wildcards, PN_PER_COMPONENT for component-by-component wildcards."""
     return _pn_matcher(pattern, case_sensitive=case_sensitive, family_only=family_only,
                        question_mark=question_mark)(value)
 

@@ -39,7 +39,7 @@ QUIRKS: dict[str, QuirkInfo] = {
     "silent-cap": QuirkInfo(
         "N",
         "C-FIND stops after N matches and still ends with Success (0x0000), as the Google Cloud "
-        "DICOM adapter (100) and many PACS (500) do.",
+        "DICOM adapter does at its configured limit.",
     ),
     "cap-cancel": QuirkInfo(
         "N",
@@ -89,8 +89,13 @@ QUIRKS: dict[str, QuirkInfo] = {
     ),
     "family-name-wildcards": QuirkInfo(
         None,
-        "PN wildcards are matched against the family name component only (component by "
-        "component when the pattern contains ^), so *SMITH* misses JONES^SMITH.",
+        "PN wildcard patterns are compared with the family name component alone, so *SMITH* "
+        "misses JONES^SMITH and SMITH^J* finds nothing.",
+    ),
+    "per-component-pn": QuirkInfo(
+        None,
+        "PN wildcard patterns are split at ^ and each part is matched against its own name "
+        "component (as dcm4chee-arc up to 5.22.6), so SMITH^J* finds SMITH^JOHN but SMI*JO* does not.",
     ),
     "no-question-mark": QuirkInfo(
         None,
@@ -139,6 +144,16 @@ QUIRKS: dict[str, QuirkInfo] = {
         "C-MOVE and C-GET send Pending responses without progress, about twice a second, until "
         "the association is aborted.",
     ),
+    "study-row-per-image": QuirkInfo(
+        None,
+        "A STUDY-level C-FIND answers one row per image of each matching study, the same "
+        "Study Instance UID again and again, as an archive that queries its image table does.",
+    ),
+    "charset-missing": QuirkInfo(
+        None,
+        "C-FIND answers hold names in their Latin-1 or UTF-8 bytes but never carry Specific "
+        "Character Set (0008,0005), so receivers must guess the encoding.",
+    ),
     "slow": QuirkInfo(
         "SECONDS",
         "The PACS waits SECONDS before each C-ECHO, C-FIND, C-MOVE or C-GET response.",
@@ -154,6 +169,7 @@ QUIRKS: dict[str, QuirkInfo] = {
 _EXCLUSIVE_GROUPS = (
     ("silent-cap", "cap-cancel", "cap-warning", "cap-refuse", "cap-abort"),
     ("query-refused-unknown", "query-abort-unknown"),
+    ("family-name-wildcards", "per-component-pn"),
     ("move-destination-unknown", "wrong-port", "success-all-failed", "success-zero",
      "pending-forever"),
 )
@@ -179,12 +195,14 @@ class Quirks:
     check_called_ae: bool = False
     unknown_ae_policy: str | None = None  # "refuse" (0x0124) | "abort"
     case_sensitive_pn: bool = False
-    family_name_wildcards: bool = False
+    family_name_wildcards: str = ""  # PN wildcards: "" whole value, "family_name" or "per_component"
     no_question_mark: bool = False
     no_open_ranges: bool = False
     empty_keys: frozenset[str] = field(default_factory=frozenset)
     no_patient_root: bool = False
     no_get: bool = False
+    study_row_per_image: bool = False
+    charset_missing: bool = False
     move_outcome: str | None = None  # one of the move-outcome quirk names
     slow: float = 0.0
     max_associations: int | None = None
@@ -310,16 +328,25 @@ def parse_quirks(spec: str | Iterable[str] | Quirks | None) -> Quirks:
         check_called_ae="check-called-ae" in values,
         unknown_ae_policy=unknown,
         case_sensitive_pn="case-sensitive-pn" in values,
-        family_name_wildcards="family-name-wildcards" in values,
+        family_name_wildcards=pn_wildcard_mode(values),
         no_question_mark="no-question-mark" in values,
         no_open_ranges="no-open-ranges" in values,
         empty_keys=frozenset(values.get("empty-keys", ())),  # type: ignore[arg-type]
         no_patient_root="no-patient-root" in values,
         no_get="no-get" in values,
-        move_outcome=next((n for n in _EXCLUSIVE_GROUPS[2] if n in values), None),
+        study_row_per_image="study-row-per-image" in values,
+        charset_missing="charset-missing" in values,
+        move_outcome=next((n for n in _EXCLUSIVE_GROUPS[3] if n in values), None),
         slow=float(values.get("slow", 0.0)),  # type: ignore[arg-type]
         max_associations=values.get("max-associations"),  # type: ignore[arg-type]
     )
+
+
+def pn_wildcard_mode(values: dict[str, object]) -> str:
+    """How the simulator applies PN wildcards (see simulator.matching)."""
+    if "family-name-wildcards" in values:
+        return "family_name"
+    return "per_component" if "per-component-pn" in values else ""
 
 
 def describe_quirks() -> list[tuple[str, str]]:

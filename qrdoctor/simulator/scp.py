@@ -17,7 +17,7 @@ import logging
 import socketserver
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from io import BytesIO
 from typing import TYPE_CHECKING, Any
 
@@ -261,7 +261,7 @@ class QRService:
         encoder = IdentifierEncoder(
             query.return_keys, explicit=request.explicit, level=LEVELS[query.level],
             retrieve_ae=self.pacs.ae_title, charset_requested=query.charset_requested,
-            empty_keys=self.quirks.empty_keys,
+            empty_keys=self.quirks.empty_keys, omit_charset=self.quirks.charset_missing,
         )
         pending = STATUS_PENDING_WARNING if query.unsupported_keys else STATUS_PENDING
         cap = self.quirks.find_cap
@@ -281,7 +281,7 @@ class QRService:
         slow = self.quirks.slow
         writer = FindResponseWriter(request.assoc, request.cx_id, request.msg.MessageID,
                                     request.msg.AffectedSOPClassUID, alive=request.alive)
-        for row in query:
+        for row in self._find_rows(query):
             if request.cancelled():
                 rsp.Identifier = None
                 rsp.Status = STATUS_CANCEL
@@ -317,6 +317,13 @@ class QRService:
         request.wait()
         send(rsp)
         LOGGER.debug("C-FIND done: %d matches", sent)
+
+    def _find_rows(self, query: FindQuery) -> Iterable[Any]:
+        """The records a C-FIND answers: with the ``study-row-per-image`` quirk a STUDY-level
+        query repeats each study once per image it holds."""
+        if not (self.quirks.study_row_per_image and LEVELS[query.level] == "STUDY"):
+            return query
+        return (study for study in query for _ in range(max(study.num_instances, 1)))
 
     # ---- C-MOVE / C-GET -----------------------------------------------------------------------
 

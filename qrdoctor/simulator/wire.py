@@ -58,9 +58,10 @@ class IdentifierEncoder:
 
     def __init__(self, return_keys: Iterable[ReturnKey], *, explicit: bool, level: str,
                  retrieve_ae: str, charset_requested: bool,
-                 empty_keys: Iterable[str] = ()) -> None:
+                 empty_keys: Iterable[str] = (), omit_charset: bool = False) -> None:
         self.explicit = explicit
         self.charset_requested = charset_requested
+        self.omit_charset = omit_charset  # the charset-missing quirk: text as stored, undeclared
         empty = set(empty_keys)
         constants = {
             "RetrieveAETitle": retrieve_ae,
@@ -92,7 +93,7 @@ class IdentifierEncoder:
         codec = charset_codec(charset)
         explicit = self.explicit
         out = []
-        if charset or self.charset_requested:
+        if (charset or self.charset_requested) and not self.omit_charset:
             out.append(encode_element(0x00080005, "CS", charset, explicit))
         for tag, vr, getter, const in self._parts:
             if const is not None:

@@ -238,8 +238,8 @@ class Connection:
         if send.delay and stop.wait(send.delay):
             raise Gone("stopped")
         data = send.data if send.prefix is None else send.data[:send.prefix]
-        self.sock.settimeout(SEND_S)
         try:
+            self.sock.settimeout(SEND_S)
             self._send(data, send.chunk, send.pause)
             filler = bytes(1 << 16)
             left = send.stream

@@ -1,0 +1,154 @@
+"""What a vendor's support desk asks first: how qrdoctor was run, as whom, from where, when, and
+what the PACS said it is.
+
+Read from an (already redacted) report only: the command line, the target's identity, the
+``network.tcp``, ``association.echo`` and ``retrieve.move`` facts and the tool's versions.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from qrdoctor.core.model import CheckResult, Finding, Report
+
+NOT_RECORDED = "not recorded"
+
+# Implementation Version Names that name a DICOM toolkit; many products are built on these, so
+# the name says which library answered, not which PACS.
+TOOLKIT_PREFIXES = (
+    ("OFFIS_DCMTK", "DCMTK"),
+    ("PYNETDICOM", "pynetdicom"),
+    ("DCM4CHE", "dcm4che"),
+)
+
+
+def _check(report: Report, check_id: str) -> CheckResult | None:
+    return next((c for c in report.checks if c.id == check_id), None)
+
+
+def _fact(report: Report, check_id: str, name: str) -> Any:
+    c = _check(report, check_id)
+    return c.facts.get(name) if c is not None else None
+
+
+def peer_version_name(report: Report) -> str | None:
+    """The Implementation Version Name of the PACS's A-ASSOCIATE-AC, when the report holds it."""
+    value = _fact(report, "association.echo", "peer_implementation")
+    return value if isinstance(value, str) and value else None
+
+
+def toolkit_note(version_name: str | None) -> str | None:
+    """A note when the version name is a toolkit's (OFFIS_DCMTK_367, PYNETDICOM_304, ...)."""
+    if not version_name:
+        return None
+    upper = version_name.upper()
+    for prefix, toolkit in TOOLKIT_PREFIXES:
+        if upper.startswith(prefix):
+            return (f"The Implementation Version Name {version_name} names the DICOM toolkit the "
+                    f"PACS is built on ({toolkit}), not the PACS product or its version; products "
+                    "from several vendors send the same name.")
+    return None
+
+
+def _advertised(report: Report) -> str:
+    """Where the PACS must reach qrdoctor's receiver: --advertise, else qrdoctor's guess (the
+    ``receiver_address`` of ``network.tcp``, or the address the retrieve's Store SCP used)."""
+    given = report.target.advertise
+    if given:
+        return given
+    guess = _fact(report, "network.tcp", "receiver_address")
+    if not guess:
+        store = _fact(report, "retrieve.move", "store")
+        guess = store.get("advertised_address") if isinstance(store, dict) else None
+    if guess:
+        return f"{guess} (qrdoctor's guess: no address was given with --advertise)"
+    return NOT_RECORDED
+
+
+def _local_address(report: Report) -> str:
+    local = _fact(report, "network.tcp", "local_address")
+    if not local:
+        return NOT_RECORDED
+    return f"{local} (the address our connection to the PACS left from; behind NAT the PACS sees a different one)"
+
+
+def _max_pdu(report: Report) -> str:
+    """The maximum PDU lengths both ways, from the C-ECHO association's negotiation."""
+    theirs = _fact(report, "association.echo", "peer_max_pdu")
+    ours = _fact(report, "association.echo", "our_max_pdu")
+    if theirs is None and ours is None:
+        return NOT_RECORDED
+
+    def shown(value: Any) -> str:
+        if value is None:
+            return NOT_RECORDED
+        return "no limit stated (0)" if value == 0 else f"{value} bytes"
+
+    return f"the PACS receives up to {shown(theirs)}; qrdoctor receives up to {shown(ours)}"
+
+
+def _utc(iso: str) -> str:
+    return iso.replace("T", " ").removesuffix("+00:00") + " UTC" if iso.endswith("+00:00") else iso
+
+
+def _versions(report: Report) -> str:
+    t = report.tool
+    parts = [f"qrdoctor {t.version}"]
+    parts += [f"{name} {value}" for name, value in (("pynetdicom", t.pynetdicom), ("pydicom", t.pydicom),
+                                                    ("Python", t.python)) if value]
+    return ", ".join(parts)
+
+
+def run_info(report: Report) -> list[tuple[str, str]]:
+    """(label, value) rows: the run's facts for a support ticket, in the order they are asked."""
+    t = report.target
+    uid = _fact(report, "association.echo", "peer_implementation_class_uid")
+    version_name = peer_version_name(report)
+    return [
+        ("Command line", report.command_line or NOT_RECORDED),
+        ("Started", _utc(report.started_at)),
+        ("PACS", f"{t.called_ae} at {t.host}:{t.port}"),
+        ("Calling AE title", t.calling_ae),
+        ("Move destination AE title", t.move_ae),
+        ("Store SCP port", str(t.store_port) if t.store_port else "chosen at run time"),
+        ("Advertised address (where the PACS must connect back)", _advertised(report)),
+        ("Local address", _local_address(report)),
+        ("PACS Implementation Class UID", uid if isinstance(uid, str) and uid else NOT_RECORDED),
+        ("PACS Implementation Version Name", version_name or NOT_RECORDED),
+        ("Maximum PDU length", _max_pdu(report)),
+        ("Versions", _versions(report)),
+        ("Operating system", report.tool.os or NOT_RECORDED),
+    ]
+
+
+def _key_rows(f: Finding) -> list[dict[str, Any]] | None:
+    rows = f.evidence.get("keys")
+    if not isinstance(rows, list) or not rows:
+        return None
+    if not all(isinstance(r, dict) and isinstance(r.get("key"), str) for r in rows):
+        return None
+    return rows
+
+
+def note_summary(f: Finding) -> str:
+    """A note's one line. Findings that list keys per query model (return keys) name each key
+    once, with the levels, states and models it was seen in."""
+    summary = " ".join(f.summary.split())
+    rows = _key_rows(f)
+    head, sep, _ = summary.partition(": ")
+    if rows is None or not sep:
+        return summary
+    grouped: dict[tuple[str, str, str], list[str]] = {}
+    for r in rows:
+        model = MODEL_NAMES.get(str(r.get("model")), str(r.get("model") or ""))
+        grouped.setdefault((r["key"], str(r.get("state") or ""), str(r.get("level") or "")), []).append(model)
+    parts = []
+    for (key, state, level), models in grouped.items():
+        where = " and ".join(dict.fromkeys(m for m in models if m))
+        detail = ", ".join(x for x in (state, f"{level} level" if level else "", where) if x)
+        parts.append(f"{key} ({detail})" if detail else key)
+    return f"{head}: {'; '.join(parts)}."
+
+
+MODEL_NAMES = {"study_root": "Study Root", "patient_root": "Patient Root",
+               "patient_study_only": "Patient/Study Only"}
