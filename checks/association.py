@@ -116,6 +116,10 @@ def conclude_echo(obs: EchoObservation, s: Situation) -> Outcome:
                       association_ms=round(probe.elapsed_ms, 1))
     if probe.peer_implementation:
         facts.peer_implementation = probe.peer_implementation
+    for name in ("peer_implementation_class_uid", "peer_max_pdu", "our_max_pdu"):
+        value = getattr(probe, name.replace("_class_uid", "_uid"))
+        if value is not None:
+            setattr(facts, name, value)
     if probe.kind != "accepted":
         summary, f = probe_failure(s, probe)
         return Outcome(summary=summary, facts=facts, findings=[f], learned=probe)

@@ -24,6 +24,9 @@ class ProbeRecord(Observation):
     context_results: list[dict] = []
     decoded: bool = False
     peer_implementation: str | None = None
+    peer_implementation_uid: str | None = None
+    peer_max_pdu: int | None = None
+    our_max_pdu: int | None = None
     local_address: str | None = None
     tls: dict | None = None
     timeout_s: float | None = None  # the timeout the probe used
@@ -38,7 +41,9 @@ class ProbeRecord(Observation):
                    abort=(ab.source, ab.reason) if ab else None, detail=probe.detail,
                    accepted_contexts=list(probe.accepted_contexts), context_results=list(probe.context_results),
                    decoded=probe.decoded, peer_implementation=probe.peer_implementation,
-                   local_address=probe.local_address, tls=probe.tls, timeout_s=timeout_s)
+                   peer_implementation_uid=probe.peer_implementation_uid, peer_max_pdu=probe.peer_max_pdu,
+                   our_max_pdu=probe.our_max_pdu, local_address=probe.local_address, tls=probe.tls,
+                   timeout_s=timeout_s)
 
     def result(self) -> ProbeResult:
         """Back to the decoding value, for its descriptions and evidence."""

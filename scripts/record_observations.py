@@ -214,6 +214,7 @@ MATCH_SOURCES = {  # where each matching finding is seen, and the checks recorde
     "dcmqrscp": MATCH_CHECKS,  # pn-case-sensitive, list-unsupported
     "sim-case-sensitive-pn": ["match.wildcards"],
     "sim-family-name-wildcards": ["match.wildcards"],  # pn-family-name-only
+    "sim-per-component-pn": ["match.wildcards"],  # pn-per-component
     "sim-no-question-mark": ["match.wildcards"],  # wildcard-unsupported
     "sim-no-open-ranges": ["match.ranges"],  # range-unsupported
     "fault-non-ascii-names": ["match.wildcards"],  # pn-non-ascii

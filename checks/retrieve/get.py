@@ -106,7 +106,7 @@ get = define(
     requires=("network.tcp", "find.levels"),
     codes=("get-unsupported", "get-role-rejected", "get-silent-failure", "get-suboperations-failed",
            "retrieve-key-mismatch", "retrieve-refused", "retrieve-stalled", "retrieve-no-data",
-           "retrieve-unexpected-data", "retrieve-limit-exceeded")
+           "retrieve-unexpected-data", "retrieve-limit-exceeded", "service-not-permitted")
     + ASSOCIATION_CODES,
     budget=10.0,
     observation=GetObservation,
@@ -313,7 +313,7 @@ def _what_the_pacs_said(s: Situation, obs: GetObservation, run: Run, tally: c.Ta
     if c.unfinished(run):
         if run.cancel_sent or run.aborted_by_us:
             return f"C-GET did not finish: {run.cancel_reason}", [c.stalled(s, run, tally, ev)]
-        return "the PACS ended the association during the C-GET", [c.peer_aborted(s, run)]
+        return "the PACS ended the association during the C-GET", [c.peer_aborted(s, run, per_service=True)]
     code = run.status
     if code == 0x0122:
         return "C-GET refused (0x0122)", [s.finding(

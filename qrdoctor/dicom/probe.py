@@ -48,7 +48,10 @@ class ProbeResult:
     accepted_contexts: list[str] = field(default_factory=list)
     context_results: list[dict] = field(default_factory=list)
     decoded: bool = False  # the A-ASSOCIATE-AC was fully decoded
-    peer_implementation: str | None = None
+    peer_implementation: str | None = None  # Implementation Version Name (safe text)
+    peer_implementation_uid: str | None = None  # Implementation Class UID (safe text)
+    peer_max_pdu: int | None = None  # the longest PDU the peer takes (0: no limit stated)
+    our_max_pdu: int | None = None  # the longest PDU we said we take
     local_address: str | None = None
     tls: dict | None = None
 
@@ -68,9 +71,14 @@ class ProbeResult:
         return ev
 
 
+OUR_MAX_PDU = 16382  # the maximum PDU length the probe declares (pynetdicom's default)
+
+
 def association_request(calling_ae: str, called_ae: str, abstract_syntaxes: list[str] | None = None,
-                        max_pdu: int = 16382) -> bytes:
-    """An A-ASSOCIATE-RQ proposing each abstract syntax (Verification by default)."""
+                        max_pdu: int = 0) -> bytes:
+    """An A-ASSOCIATE-RQ proposing each abstract syntax (Verification by default); we declare
+    :data:`OUR_MAX_PDU` unless told otherwise."""
+    max_pdu = max_pdu or OUR_MAX_PDU
     uids = [str(u) for u in (abstract_syntaxes or [Verification])]
     return pdu.associate_rq(calling_ae, called_ae, pdu.proposed_contexts(uids), max_pdu)
 
@@ -173,6 +181,8 @@ class _Probe:
         self.read_contexts(result, ac)
         result.decoded = True
         result.peer_implementation = ac.implementation_version
+        result.peer_implementation_uid = ac.implementation_uid
+        result.peer_max_pdu, result.our_max_pdu = ac.max_pdu, OUR_MAX_PDU
         log.debug("probe: A-ASSOCIATE-AC; releasing")
         try:
             self.sock.sendall(pdu.RELEASE_RQ_PDU)

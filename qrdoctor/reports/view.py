@@ -282,6 +282,9 @@ def _scope_row(check: CheckResult | None) -> tuple[str, str]:
         return ("PN wildcard scope", "whole value: a wildcard pattern is matched against the whole name")
     if f.scope == "family_name":
         return ("PN wildcard scope", "family name only: patterns match the family name component")
+    if f.scope == "per_component":
+        return ("PN wildcard scope", "per component: FAMILY^GIV* matches each name component on its own; "
+                "a pattern across the ^ does not scan the whole value")
     return ("PN wildcard scope", f"could not be determined{f' ({f.scope})' if f.scope else ''}")
 
 
