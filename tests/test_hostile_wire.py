@@ -110,6 +110,8 @@ MALFORMED_ANSWERS = {
     "A-ABORT with a 1-byte body": (pdu(0x07, b"\x00"), "A-ABORT PDU with a 1-byte body"),
     "AC with maximum PDU length 1": (verification_ac(max_pdu=1), "maximum PDU length 1"),
     "AC without user information": (verification_ac(user_info=b""), "no User Information item"),
+    "AC without a Maximum Length sub-item": (verification_ac(user_info=user_information(max_pdu=None)),
+                                             "no Maximum Length sub-item"),
     "AC with an even context ID": (lambda rq: ac_pdu([(2, 0, "1.2.840.10008.1.2")]), "context ID 2 is even"),
     "AC answering a context never proposed": (lambda rq: ac_pdu([(5, 0, "1.2.840.10008.1.2")]),
                                               "context we never proposed"),

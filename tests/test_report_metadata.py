@@ -178,13 +178,15 @@ def _svg(html: str) -> str:
 
 
 def test_demo_report_draws_the_missing_move_callback_dashed_and_red():
-    svg = _svg(render(_load("demo.json"), "html"))
+    demo = _load("demo.json")
+    svg = _svg(render(demo, "html"))
     assert svg.count('class="lifeline"') == 3
     for name in ("qrdoctor", "PACS SIMPACS", "temporary Store SCP"):
         assert f">{name}</text>" in svg
     missing = re.search(r'<line class="msg missing"[^>]*stroke-dasharray[^>]*/>', svg)
     assert missing is not None
-    assert re.search(r'class="label missing"[^>]*>never called back: no association on port 60389<', svg)
+    port = demo.target.store_port  # the sample's temporary Store SCP port, chosen at run time
+    assert re.search(rf'class="label missing"[^>]*>never called back: no association on port {port}<', svg)
     assert re.search(r'class="label broken"[^>]*>✘ C-MOVE-RSP 0xA702', svg)
     assert ".msg.missing{stroke:#c00" in svg and "url(" not in svg and "//" not in svg
 

@@ -153,7 +153,10 @@ def open_failure(ctx: Context, op: Opened, started: float, timeout: float) -> Pr
     the timeout, or closed without an answer."""
     ev = op.events
     elapsed = (time.monotonic() - started) * 1000
-    if ev.rejection is not None:
+    if ev.protocol_error is not None:
+        err = ev.protocol_error
+        probe = ProbeResult("protocol-error", elapsed, first_bytes=err.data, detail=err.what)
+    elif ev.rejection is not None:
         probe = ProbeResult("rejected", elapsed, rejection=ev.rejection)
     elif ev.abort is not None:
         probe = ProbeResult("aborted", elapsed, abort=ev.abort)

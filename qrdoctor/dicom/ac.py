@@ -48,6 +48,7 @@ class AssociateAC:
     implementation_uid: str | None = None  # as safe text
     implementation_version: str | None = None  # as safe text
     version_bytes: bytes | None = None  # the Implementation Version Name as sent
+    max_length_given: bool = False  # the Maximum Length sub-item was there (0 is a valid value)
 
     def accepted(self) -> dict[int, str]:
         """Accepted context id -> transfer syntax."""
@@ -63,15 +64,20 @@ def read_associate_ac(body: bytes | bytearray, proposed: Collection[int]) -> Ass
                      "(protocol version, AE titles, reserved; PS3.8 table 9-17)")
     ac = AssociateAC()
     user_information = False
+    max_length_at: int | None = None
     for item_type, value, at in _items(body, _FIXED, len(body), "item"):
         if item_type == CONTEXT_AC_ITEM:
             ac.contexts.append(_context(body, value, at, proposed, ac.contexts))
         elif item_type == USER_INFORMATION_ITEM:
             user_information = True
+            max_length_at = at
             _user_information(body, value, at, ac)
     if not user_information:
         raise _error(body, _FIXED, "no User Information item (type 50H); an A-ASSOCIATE-AC must carry one, "
                      "with the Maximum Length sub-item (PS3.8 table 9-17 and annex D.1)")
+    if not ac.max_length_given:
+        raise _error(body, max_length_at or _FIXED, "the User Information item has no Maximum Length sub-item "
+                     "(51H); every A-ASSOCIATE-AC must state the longest PDU its sender takes (PS3.8 annex D.1)")
     return ac
 
 
@@ -118,7 +124,7 @@ def _user_information(body: bytes, value: bytes, at: int, ac: AssociateAC) -> No
             if len(sub_value) != 4:
                 raise _error(body, sub_at, f"the Maximum Length sub-item (51H) holds {len(sub_value)} bytes "
                              "instead of 4 (PS3.8 D.1)")
-            ac.max_pdu = struct.unpack(">I", sub_value)[0]
+            ac.max_pdu, ac.max_length_given = struct.unpack(">I", sub_value)[0], True
             if 0 < ac.max_pdu < MIN_MAX_PDU:
                 raise _error(body, sub_at, f"maximum PDU length {ac.max_pdu}: no P-DATA-TF PDU can be that "
                              f"short (a PDV item alone takes 6 bytes; PS3.8 D.1 and 9.3.5)")

@@ -178,6 +178,10 @@ def association(
         t.host, t.port, ae_title=called_ae or t.called_ae, ext_neg=ext_neg,
         evt_handlers=[*events.handlers(), *(handlers or [])], tls_args=tls_args,
     )
+    if assoc.is_established and events.checked is not None:
+        # The A-ASSOCIATE-AC broke the protocol (e.g. no Maximum Length): PS3.8 9.2 answers an
+        # invalid PDU with an A-ABORT, and nothing is sent on such an association.
+        assoc.abort()
     stop = threading.Event()
 
     def watch() -> None:
