@@ -384,8 +384,23 @@ def run_and_report(target, only: list[str] | None, options, args: argparse.Names
 
             for line in details(redact_report(report, include_phi=args.include_phi)):
                 print(line, file=out)
+        if getattr(args, "command", None) == "check":
+            print_tested_identity(report, out)
         write_reports(report, args)
     return interrupts.exit_code if interrupts.interrupted else int(report.exit_code)
+
+
+def print_tested_identity(report: Report, out) -> None:
+    """Say, after the summary, when the run tested qrdoctor's own registration on the PACS
+    rather than the workstation's."""
+    import textwrap
+
+    from qrdoctor.reports.runinfo import tested_identity
+
+    note = tested_identity(report)
+    if note:
+        print("", file=out)
+        print(textwrap.fill(f"Note: {note}", width=100, break_on_hyphens=False), file=out)
 
 
 def run_replay(args: argparse.Namespace) -> int:

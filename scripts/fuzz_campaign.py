@@ -45,7 +45,9 @@ def _rss_mb() -> float:
 
 def _sample_rss(stop: threading.Event) -> None:
     while not stop.wait(0.05):
-        _state["rss_peak"] = max(_state.get("rss_peak", 0.0), _rss_mb())
+        rss = _rss_mb()
+        _state["rss_peak"] = max(_state.get("rss_peak", 0.0), rss)
+        _state["session_peak"] = max(_state.get("session_peak", 0.0), rss)
 
 
 def _worker_init(timeout: float, whole_share: float) -> None:
@@ -62,13 +64,15 @@ def _worker_init(timeout: float, whole_share: float) -> None:
 def _one(seed: int) -> dict:
     from support.fuzzsession import run_session
 
+    _state["session_peak"] = start = _rss_mb()
     v = run_session(seed, _state["root"], _state["counts"], timeout=_state["timeout"],
                     whole_share=_state["whole_share"])
     return {"seed": seed, "seconds": v.seconds, "budget": v.budget, "mutations": v.mutations,
             "problems": [(p.category, p.key, p.detail) for p in v.problems],
             "summary": v.summary() if v.problems else "",
             "maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-            "rss_peak_mb": _state["rss_peak"], "pid": os.getpid()}
+            "rss_peak_mb": _state["rss_peak"], "pid": os.getpid(),
+            "rss_growth_mb": max(_state["session_peak"], _rss_mb()) - start}
 
 
 def parse_range(text: str) -> range:
@@ -88,11 +92,13 @@ class Tally:
         self.distinct: dict[str, dict] = {}
         self.seconds: list[float] = []
         self.memory: dict[int, tuple[float, float]] = {}
+        self.hungriest: list[tuple[float, int, list[str]]] = []  # (RSS growth MB, seed, mutations)
 
     def add(self, r: dict) -> None:
         self.sessions += 1
         self.seconds.append(r["seconds"])
         self.memory[r["pid"]] = (r["maxrss_mb"], r["rss_peak_mb"])
+        self.hungriest = sorted([*self.hungriest, (r["rss_growth_mb"], r["seed"], r["mutations"])], reverse=True)[:5]
         if not r["problems"]:
             return
         self.failing.append(r)
@@ -121,6 +127,9 @@ class Tally:
             f"error results from peer bytes {self.by_category.get('error', 0)}",
             f"peak memory per worker: ru_maxrss {maxrss:.0f} MB, sampled RSS {sampled:.0f} MB "
             f"({'under' if max(maxrss, sampled) < max_rss_mb else 'OVER'} {max_rss_mb:.0f} MB)",
+            "sessions that grew the resident size most: " + "; ".join(
+                f"seed {seed} +{mb:.0f} MB ({', '.join(m.split(' ', 1)[1] for m in muts) or 'no mutation'})"
+                for mb, seed, muts in self.hungriest),
             f"distinct failures: {len(self.distinct)}",
         ]
         for key, d in sorted(self.distinct.items(), key=lambda kv: -kv[1]["count"]):

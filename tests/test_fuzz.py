@@ -35,7 +35,7 @@ from support.fuzzwire import Elem, Elems, Pdu, us
 
 pytestmark = pytest.mark.timeout(600)
 
-CI_SEEDS = range(1, 301)
+CI_SEEDS = range(1, 401)
 WORKERS = max(2, min(4, 2 * (os.cpu_count() or 1)))  # sessions mostly wait: two per core
 # Seeds that still fail because of a bug the fuzzer found and nobody has fixed yet; each is a
 # strict xfail naming its reproducer, so a fix shows up as an unexpected pass.

@@ -128,6 +128,7 @@ def render_view(v: ReportView) -> str:
         "",
         f"**{prose(v.verdict)}**",
         "",
+        *([f"> **Whose registration was tested.** {prose(v.tested_identity)}", ""] if v.tested_identity else []),
         *([f"> **Interrupted.** {prose(v.interrupted)}", ""] if v.interrupted else []),
         "| | Check | Status | Summary |" + (" Started (UTC) |" if v.timed else ""),
         "|---|---|---|---|" + ("---|" if v.timed else ""),

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from qrdoctor.core.model import CheckResult, Finding, Report
+from qrdoctor.core.target import DEFAULT_CALLING_AE
 
 NOT_RECORDED = "not recorded"
 
@@ -48,6 +49,24 @@ def toolkit_note(version_name: str | None) -> str | None:
                     f"PACS is built on ({toolkit}), not the PACS product or its version; products "
                     "from several vendors send the same name.")
     return None
+
+
+def tested_identity(report: Report) -> str | None:
+    """Whose registration the run tested, when it was qrdoctor's own default identity rather
+    than the workstation's: a pass then says nothing about the workstation, and a rejection may
+    not apply to it."""
+    t = report.target
+    if DEFAULT_CALLING_AE not in (t.calling_ae, t.move_ae):
+        return None
+    roles = [r for r, ae in (("calling AE title", t.calling_ae), ("C-MOVE destination", t.move_ae))
+             if ae == DEFAULT_CALLING_AE]
+    port = f" with a temporary receiver on port {t.store_port}" if t.store_port else ""
+    return (f"This run used qrdoctor's own identity, {DEFAULT_CALLING_AE}, as {' and '.join(roles)}{port}. "
+            f"It shows how the PACS treats {DEFAULT_CALLING_AE}, not the workstation: the workstation's "
+            "own entry in the PACS's node list (its AE title, address and receiving port) was not "
+            "tested. To test as the workstation, run qrdoctor on it with its AE titles and receiving "
+            "port (--calling-ae, --move-ae, --store-port; stop its own DICOM receiver first so the "
+            "port is free).")
 
 
 def _advertised(report: Report) -> str:

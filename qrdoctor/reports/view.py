@@ -17,7 +17,13 @@ from pydantic import ValidationError
 from qrdoctor.console import MARKS_UTF8, verdict
 from qrdoctor.core.model import CheckResult, Finding, Report, Severity, Status
 from qrdoctor.core.registry import Facts, typed_facts
-from qrdoctor.reports.runinfo import note_summary, peer_version_name, run_info, toolkit_note
+from qrdoctor.reports.runinfo import (
+    note_summary,
+    peer_version_name,
+    run_info,
+    tested_identity,
+    toolkit_note,
+)
 
 PROBLEM_STATUSES = (Status.FAIL, Status.WARN, Status.ERROR)
 ADMIN_SEVERITIES = (Severity.FAIL, Severity.WARN)
@@ -122,6 +128,7 @@ class ReportView:
     timed: bool = False  # the checks carry their UTC start times (reports before 0.1 do not)
     run_info: list[tuple[str, str]] = field(default_factory=list)  # the run's facts for a support desk
     identity_note: str | None = None  # the peer's version name names a toolkit, not the product
+    tested_identity: str | None = None  # the run tested QRDOCTOR's registration, not the workstation's
 
 
 def one_line(text: str | None) -> str:
@@ -339,4 +346,5 @@ def build(report: Report) -> ReportView:
         timed=any(c.started_at for c in report.checks),
         run_info=run_info(report),
         identity_note=toolkit_note(peer_version_name(report)),
+        tested_identity=tested_identity(report),
     )

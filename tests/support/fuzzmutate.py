@@ -125,7 +125,6 @@ class Operator:
 
 DIMSE_KINDS = frozenset({"C-ECHO-RSP", "C-FIND-RSP", "C-MOVE-RSP", "C-GET-RSP", "C-STORE-RQ"})
 ASSOC_KINDS = frozenset({"A-ASSOCIATE-AC", "A-ASSOCIATE-RQ"})
-SHORT_KINDS = frozenset({"A-ASSOCIATE-RJ", "A-ABORT", "A-RELEASE-RP", "A-RELEASE-RQ"})
 
 
 def _pick(rng: random.Random, items: list) -> int | None:
