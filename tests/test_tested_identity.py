@@ -3,11 +3,11 @@ workstation's: every output says so, and says how to test as the workstation."""
 
 from __future__ import annotations
 
-from support.faults import dicom_scp
-
 from qrdoctor.cli import main
 from qrdoctor.core.model import Report, Summary, TargetInfo, ToolInfo
 from qrdoctor.reports import render
+
+from support.faults import dicom_scp
 
 
 def _report(calling_ae: str, move_ae: str) -> Report:
