@@ -28,6 +28,8 @@ from qrdoctor.dicom.tls import ssl_context
 
 # Every DUL thread pynetdicom starts is a daemon: no peer can keep qrdoctor from exiting.
 compat.daemon_dul_threads()
+# ... and what their threads cannot decode ends as a protocol error, not a traceback.
+compat.contain_thread_failures()
 
 DEFAULT_TS = [ExplicitVRLittleEndian, ImplicitVRLittleEndian]
 
@@ -46,6 +48,7 @@ class PeerEvents:
     timeout: float = 10.0  # for each read of the connection
     reads: compat.ReadWatch | None = None
     checked: PeerProtocolError | None = None  # the first rule a received PDU broke
+    assoc: Association | None = field(default=None, repr=False)
     undecoded: bytes | None = None  # a received PDU pynetdicom did not decode
     _command: bytearray = field(default_factory=bytearray, repr=False)
 
@@ -54,6 +57,7 @@ class PeerEvents:
                 (evt.EVT_PDU_RECV, self.handler)]
 
     def opened(self, event: evt.Event) -> None:
+        self.assoc = event.assoc
         self.reads = compat.watch_reads(event.assoc, self.timeout)
 
     def data(self, event: evt.Event) -> None:
@@ -101,6 +105,11 @@ class PeerEvents:
         """The first protocol error the peer's PDUs showed, if any."""
         if self.checked is not None:
             return self.checked
+        failure = compat.thread_failure(self.assoc) if self.assoc is not None else None
+        if failure is not None:
+            return PeerProtocolError(f"a PDU or message that the DICOM library qrdoctor uses for this association "
+                                     f"(pynetdicom) could not process ({type(failure).__name__}: {failure})",
+                                     self.undecoded or b"")
         if self.undecoded is not None:
             name = PDU_NAMES.get(self.undecoded[0], f"type {self.undecoded[0]:02X}H")
             return PeerProtocolError(f"{'an' if name.startswith('A-') else 'a'} {name} PDU that the DICOM library "

@@ -10,7 +10,9 @@ pyproject.toml pins pynetdicom to the releases this was tested with.
 from __future__ import annotations
 
 import importlib
+import logging
 import socket
+import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -20,6 +22,8 @@ from pynetdicom import _config
 from pynetdicom._validators import validate_ae as _pynetdicom_validate_ae
 from pynetdicom.association import Association
 from pynetdicom.dul import DULServiceProvider
+
+_log = logging.getLogger("qrdoctor.dicom")
 
 # (module, attribute, what we use it for): checked by tests/test_compat.py
 REQUIRED: tuple[tuple[str, str, str], ...] = (
@@ -85,6 +89,46 @@ def daemon_dul_threads() -> None:
 
     daemon_init._qrdoctor_daemon = True  # type: ignore[attr-defined]
     DULServiceProvider.__init__ = daemon_init  # type: ignore[method-assign]
+
+
+# The exception pynetdicom's threads could not get past, per association (see below).
+_THREAD_FAILURES: weakref.WeakKeyDictionary[Association, BaseException] = weakref.WeakKeyDictionary()
+
+
+def contain_thread_failures() -> None:
+    """Keep exceptions raised by pynetdicom's own threads on peer bytes from escaping (idempotent).
+
+    Why: pynetdicom decodes the peer's PDUs in the association's DUL thread and serves requests
+    (the C-STOREs of a C-GET) in the association's thread. Bytes it cannot make sense of raise
+    there -- a KeyError in ``decode_msg``, a ValueError in ``pdu_primitives``, an
+    InvalidEventError in the state machine (found by the fuzzer). Uncaught, each printed a
+    traceback on the user's terminal. Here the exception is logged into the check's transcript
+    and kept for the association, so the check reports a protocol error
+    (:func:`thread_failure`); the association then ends by its own timeouts, as it did before.
+    Neither thread class offers a public hook for this.
+    """
+    for cls in (DULServiceProvider, Association):
+        original = cls.run
+        if getattr(original, "_qrdoctor_contained", False):
+            continue
+
+        def run(self: Any, _original: Callable = original) -> None:
+            try:
+                _original(self)
+            except Exception as exc:  # noqa: BLE001 - peer bytes pynetdicom could not handle
+                assoc = self if isinstance(self, Association) else getattr(self, "assoc", None)
+                if assoc is not None:
+                    _THREAD_FAILURES.setdefault(assoc, exc)
+                _log.warning("pynetdicom could not handle what the peer sent (%s: %s); the association "
+                             "is given up", type(exc).__name__, exc)
+
+        run._qrdoctor_contained = True  # type: ignore[attr-defined]
+        cls.run = run  # type: ignore[method-assign]
+
+
+def thread_failure(assoc: Association) -> BaseException | None:
+    """The exception one of this association's pynetdicom threads stopped on, if any."""
+    return _THREAD_FAILURES.get(assoc)
 
 
 class ReadWatch:

@@ -238,7 +238,11 @@ class FindAssociation:
         if self.sock is None and self.closed_after_cancel:
             self.open()
         if model not in self.contexts:
-            raise KeyError(f"no accepted presentation context for {model}")
+            # Accepted when the models were probed, refused on this association: the PACS
+            # answered the same proposal two ways, which no conformant peer does.
+            raise AssociationFailed("protocol-error", f"the A-ASSOCIATE-AC did not accept the presentation "
+                                    f"context for {model}, which this PACS accepted for the same proposal "
+                                    "earlier in this run")
         context_id, ts = self.contexts[model]
         implicit = ts == ImplicitVRLittleEndian
         if ts not in (ImplicitVRLittleEndian, ExplicitVRLittleEndian):

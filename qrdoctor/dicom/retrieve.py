@@ -163,7 +163,7 @@ class _Follower:
             run.counts_from = "final"
         comment = status.get("ErrorComment")
         run.error_comment = str(comment).strip() if comment else None
-        run.offending_element = [str(t) for t in status.get("OffendingElement") or []] or None
+        run.offending_element = _tags(status.get("OffendingElement"))
         if identifier is not None and "FailedSOPInstanceUIDList" in identifier:
             run.failed_uids = _uids(identifier.FailedSOPInstanceUIDList)
         return True
@@ -262,3 +262,11 @@ def follow(assoc: Cancellable, responses: Iterator[tuple[Dataset, Dataset | None
 
 def _n(v: int | None) -> str:
     return "not reported" if v is None else str(v)
+
+
+def _tags(value: object) -> list[str] | None:
+    """Offending Element (AT, VM 1-n) as text: pydicom gives one tag or a list of them."""
+    if value is None or value == "":
+        return None
+    items = value if isinstance(value, (list, tuple)) or type(value).__name__ == "MultiValue" else [value]
+    return [str(t) for t in items] or None  # type: ignore[union-attr]
