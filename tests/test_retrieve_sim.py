@@ -149,9 +149,11 @@ def test_named_series_and_a_study():
         series = max((se for st in pacs.archive.studies for se in st.series), key=lambda s: s.num_instances)
         study = series.study
         # (a strictly hierarchical PACS such as the simulator needs the study with the series)
-        report = diagnose(pacs.port, "SIMPACS", store_port, series=series.uid, study=study.uid)
+        # (a whole study is dozens of objects: a roomy timeout keeps a loaded machine from
+        # reading a slow delivery as a stall)
+        report = diagnose(pacs.port, "SIMPACS", store_port, series=series.uid, study=study.uid, timeout=8.0)
         by_study = diagnose(pacs.port, "SIMPACS", store_port, only=["retrieve.move"],
-                            study=study.uid)
+                            study=study.uid, timeout=8.0)
         missing = diagnose(pacs.port, "SIMPACS", store_port, only=["retrieve.move"], series="1.2.3.4.999")
     for check_id in RETRIEVE:
         f = result(report, check_id).facts
