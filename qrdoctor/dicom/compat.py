@@ -119,7 +119,7 @@ def contain_thread_failures() -> None:
                 assoc = self if isinstance(self, Association) else getattr(self, "assoc", None)
                 if assoc is not None:
                     _THREAD_FAILURES.setdefault(assoc, exc)
-                _log.warning("pynetdicom could not handle what the peer sent (%s: %s); the association "
+                _log.info("pynetdicom could not handle what the peer sent (%s: %s); the association "
                              "is given up", type(exc).__name__, exc)
 
         run._qrdoctor_contained = True  # type: ignore[attr-defined]
