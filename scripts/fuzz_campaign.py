@@ -10,6 +10,7 @@ type and top frame) with the first seed that shows it, peak memory and the time 
     python scripts/fuzz_campaign.py --seeds 1:10001            # the 10,000-session campaign
     python scripts/fuzz_campaign.py --seeds 1:1001 --workers 2 --failures fuzz-failures.txt
     python scripts/fuzz_campaign.py --show 4711                # one seed again, in detail
+    python scripts/fuzz_campaign.py --show 4711 --pin retrieve.get:12:cmd_elem_len   # one strike
 
 Failing seeds go to ``--failures`` (one line each: seed, problem keys, mutations). Peak memory is
 each worker's ``ru_maxrss`` and its resident size sampled every 50 ms; the campaign fails (exit
@@ -24,6 +25,7 @@ import collections
 import multiprocessing
 import os
 import resource
+import signal
 import sys
 import tempfile
 import threading
@@ -73,6 +75,10 @@ def _one(seed: int) -> dict:
             "maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
             "rss_peak_mb": _state["rss_peak"], "pid": os.getpid(),
             "rss_growth_mb": max(_state["session_peak"], _rss_mb()) - start}
+
+
+def _stop(signum, frame) -> None:
+    raise KeyboardInterrupt
 
 
 def parse_range(text: str) -> range:
@@ -144,11 +150,16 @@ def write_failures(path: Path, failing: list[dict]) -> None:
             fh.write(f"{r['seed']}\t{keys}\t{' | '.join(r['mutations'])}\n")
 
 
-def show(seed: int, timeout: float, whole_share: float) -> int:
-    from support.fuzzsession import emission_counts, run_session
+def show(seed: int, timeout: float, whole_share: float, pin: str | None) -> int:
+    from support.fuzzsession import Pin, emission_counts, run_session
 
     root = Path(tempfile.mkdtemp(prefix="qrdoctor-fuzz-"))
-    v = run_session(seed, root, emission_counts(root, timeout), timeout=timeout, whole_share=whole_share)
+    pinned = None
+    if pin:
+        check, emission, operator = pin.split(":")
+        pinned = Pin(check, int(emission), operator)
+    v = run_session(seed, root, emission_counts(root, timeout), timeout=timeout, whole_share=whole_share,
+                    pin=pinned)
     print(v.summary() if v.problems else v.summary() + "\n  no problem")
     for p in v.problems:
         print(f"\n--- {p.key}\n{p.detail}")
@@ -166,16 +177,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--max-rss-mb", type=float, default=200.0)
     ap.add_argument("--stuck-s", type=float, default=300.0, help="give up when no session ends for this long")
     ap.add_argument("--show", type=int, help="run one seed and show its problems in full")
+    ap.add_argument("--pin", help="with --show: strike only CHECK:EMISSION:OPERATOR (as a session's "
+                                  "mutation line says: check#emission KIND operator)")
     args = ap.parse_args(argv)
     if args.show is not None:
-        return show(args.show, args.timeout, args.whole_share)
+        return show(args.show, args.timeout, args.whole_share, args.pin)
 
     seeds = parse_range(args.seeds)
     tally = Tally()
     t0 = time.monotonic()
     ctx = multiprocessing.get_context("spawn")
     pool = ctx.Pool(args.workers, initializer=_worker_init, initargs=(args.timeout, args.whole_share))
-    stuck = False
+    stuck = interrupted = False
+    signal.signal(signal.SIGTERM, _stop)  # a SIGTERM ends the campaign with the report so far
     try:
         results = pool.imap_unordered(_one, seeds)  # chunksize 1: .next(timeout) exists
         for _ in seeds:
@@ -188,21 +202,26 @@ def main(argv: list[str] | None = None) -> int:
             tally.add(r)
             if r["problems"]:
                 print(f"seed {r['seed']}: " + "; ".join(sorted({k for _c, k, _d in r["problems"]})), flush=True)
+                write_failures(Path(args.failures), tally.failing)
             if tally.sessions % 500 == 0:
                 print(f"... {tally.sessions} sessions, {len(tally.failing)} with problems, "
                       f"{time.monotonic() - t0:.0f} s", flush=True)
+    except KeyboardInterrupt:
+        interrupted = True
     finally:
         pool.terminate()
         pool.join()
     wall = time.monotonic() - t0
     print()
+    if interrupted:
+        print(f"INTERRUPTED after {tally.sessions} of {len(seeds)} sessions; the figures below are for those")
     print(tally.report(wall, args.max_rss_mb))
     write_failures(Path(args.failures), tally.failing)
     print(f"failing seeds written to {args.failures}")
     for key, d in tally.distinct.items():
         print(f"\n=== {key} (first seed {d['seeds'][0]})\n{d['summary']}")
     maxrss, sampled = tally.peak()
-    ok = not tally.failing and not stuck and max(maxrss, sampled) < args.max_rss_mb
+    ok = not tally.failing and not stuck and not interrupted and max(maxrss, sampled) < args.max_rss_mb
     return 0 if ok else 1
 
 

@@ -3,14 +3,15 @@
 Each seed is one in-process qrdoctor run (``--timeout`` 1 s) against
 :class:`support.fuzzpeer.FuzzPACS`, a PACS that plays a valid Q/R exchange and mutates one message
 of it -- an A-ASSOCIATE-AC, -RJ or A-ABORT, a C-ECHO, C-FIND or C-MOVE/C-GET response, or a
-C-STORE into qrdoctor's own Store SCP -- as :mod:`support.fuzzwire` says: bit flips, wrong length
-fields, truncation, elements inserted, dropped or duplicated, other PDU types, garbage, an early
-close, a connection held open. Every session must end with no traceback, no ``error`` result, no
-hang (the run within its budget, no thread left that keeps the process alive), no
+C-STORE into qrdoctor's own Store SCP -- as :mod:`support.fuzzmutate` says: bit flips, wrong
+length fields, truncation, elements inserted, dropped or duplicated, other PDU types, garbage, an
+early close, a connection held open. Every session must end with no traceback, no ``error``
+result, no hang (the run within its budget, no thread left that keeps the process alive), no
 ``qrdoctor-retrieve-*`` folder left, and every report format rendered
-(:mod:`support.fuzzsession`). The sessions run in two worker processes, each in-process, so the
-list takes about a minute on two cores; ``python scripts/fuzz_campaign.py`` runs the long
-campaign and ``--show SEED`` one session in full.
+(:mod:`support.fuzzsession`). The sessions run in worker processes (two per core, since a
+session mostly waits on the network), each session in-process, so the list takes about a minute
+on two cores; ``python scripts/fuzz_campaign.py`` runs the long campaign and ``--show SEED`` one
+session in full.
 """
 
 from __future__ import annotations
@@ -27,19 +28,70 @@ from pathlib import Path
 import pytest
 
 from support.fuzzarchive import dataset_elems
-from support.fuzzconn import message_pdus, outgoing
+from support.fuzzconn import APP_CONTEXT, message_pdus, outgoing, user_information
 from support.fuzzmutate import OPERATORS, Mutation
 from support.fuzzpeer import FuzzPACS, Strikes
-from support.fuzzsession import Plan, emission_counts, make_plan, run_session
-from support.fuzzwire import Elem, Elems, Pdu, us
+from support.fuzzsession import Pin, Plan, emission_counts, make_plan, run_session
+from support.fuzzwire import Assoc, Elem, Elems, Item, us
 
 pytestmark = pytest.mark.timeout(600)
 
 CI_SEEDS = range(1, 401)
 WORKERS = max(2, min(4, 2 * (os.cpu_count() or 1)))  # sessions mostly wait: two per core
-# Seeds that still fail because of a bug the fuzzer found and nobody has fixed yet; each is a
-# strict xfail naming its reproducer, so a fix shows up as an unexpected pass.
-KNOWN: dict[int, str] = {}
+# Failures the campaign found (scripts/fuzz_campaign.py), each pinned to the one strike that
+# shows it -- what the peer sent, and what broke -- and kept as a regression test. Each failed
+# against the code before issue 11. One still failing is a strict xfail (KNOWN): its fix shows up
+# as an unexpected pass, and then it leaves KNOWN.
+REPRODUCERS: tuple[tuple[int, Pin, str], ...] = (
+    (4, Pin("association.echo", 2, "replace_abort"),
+     "an A-ABORT with a non-standard reason in place of the AC: ValueError (A_P_ABORT.provider_reason) "
+     "in pynetdicom's reactor thread"),
+    (96, Pin("association.echo", 2, "replace_abort"),
+     "an A-ABORT with source 7 in place of the AC: ValueError (abort_source) in pynetdicom's reactor thread"),
+    (588, Pin("association.echo", 2, "item_context"),
+     "an AC with an even presentation context ID: ValueError (context_id) in pynetdicom's reactor thread"),
+    (681, Pin("association.echo", 3, "cmd_value"),
+     "a C-ECHO-RSP with a garbled command element: TypeError (unhashable list) in pynetdicom's decode_msg"),
+    (815, Pin("association.echo", 4, "send_hold"),
+     "the A-RELEASE-RP held back, connection open: InvalidEventError in pynetdicom's reactor thread"),
+    (1193, Pin("find.match_limit", 11, "item_context"),
+     "an AC not accepting the Study Root FIND context it was asked for: KeyError 'no accepted "
+     "presentation context' (dicom/find.py) ends find.match_limit in error"),
+    (78, Pin("retrieve.get", 10, "cmd_value"),
+     "a C-GET's C-STORE-RQ with a 1-byte US value: BytesLengthException in pynetdicom's reactor thread"),
+    (119, Pin("retrieve.get", 10, "cmd_value"),
+     "a C-GET's C-STORE-RQ with a garbled command element: KeyError None in pynetdicom's decode_msg"),
+    (185, Pin("retrieve.get", 7, "replace_rj"),
+     "an A-ASSOCIATE-RJ with a non-standard source in place of the AC: ValueError (result_source) in "
+     "pynetdicom's reactor thread"),
+    (4, Pin("retrieve.get", 12, "cmd_insert"),
+     "a C-GET-RSP with one Offending Element (AT) where a list was expected: TypeError 'BaseTag' object "
+     "is not iterable (dicom/retrieve.py) ends retrieve.get in error"),
+    (1, Pin("retrieve.get", 3, "ds_value"),
+     "a C-FIND identifier with a non-ASCII SOP Class UID, put into the C-GET association request: "
+     "UnicodeEncodeError in pynetdicom's reactor thread"),
+    (176, Pin("retrieve.move", 12, "pdv_empty"),
+     "a C-MOVE-RSP with an empty PDV in front: AttributeError (no CommandField) in pynetdicom's reactor thread"),
+    (214, Pin("retrieve.move", 7, "replace_rj"),
+     "an A-ASSOCIATE-RJ with a non-standard result in place of the AC: ValueError (result) in "
+     "pynetdicom's reactor thread"),
+    (1905, Pin("retrieve.move", 7, "replace_rj"),
+     "an A-ASSOCIATE-RJ with a non-standard reason in place of the AC: ValueError (diagnostic) in "
+     "pynetdicom's reactor thread"),
+    (1153, Pin("retrieve.move", 7, "wire_bitflip"),
+     "an AC accepting the C-MOVE context with a transfer syntax UID that is not one (a bit flipped): "
+     "ValueError 'UID is not a transfer syntax' from pynetdicom's send_c_move ends retrieve.move in error"),
+)
+KNOWN: frozenset[str] = frozenset()
+
+
+def _case_id(seed: int, pin: Pin | None) -> str:
+    return str(seed) if pin is None else f"{seed}-{pin.check}#{pin.emission}-{pin.operator}"
+
+
+CASES = {**{_case_id(s, None): (s, None) for s in CI_SEEDS},
+         **{_case_id(s, pin): (s, pin) for s, pin, _what in REPRODUCERS}}
+WHAT = {_case_id(s, pin): what for s, pin, what in REPRODUCERS}
 
 _worker: dict = {}
 
@@ -50,34 +102,36 @@ def _init(root: str) -> None:
     _worker["counts"] = emission_counts(_worker["root"])
 
 
-def _session(seed: int):
-    return run_session(seed, _worker["root"], _worker["counts"])
+def _session(case: tuple[int, Pin | None]):
+    seed, pin = case
+    return run_session(seed, _worker["root"], _worker["counts"], pin=pin)
 
 
 @pytest.fixture(scope="module")
 def verdicts(tmp_path_factory):
-    """Every CI seed's verdict, run in worker processes (each session in-process)."""
+    """Every case's verdict, run in worker processes (each session in-process)."""
     root = tmp_path_factory.mktemp("fuzz")
     ctx = multiprocessing.get_context("spawn")
     with ctx.Pool(WORKERS, initializer=_init, initargs=(str(root),)) as pool:
-        out = {v_seed: v for v_seed, v in zip(CI_SEEDS, pool.map(_session, CI_SEEDS, chunksize=1), strict=True)}
-    return out
+        return dict(zip(CASES, pool.map(_session, CASES.values(), chunksize=1), strict=True))
 
 
-def _seed_params():
-    return [pytest.param(s, marks=pytest.mark.xfail(strict=True, reason=KNOWN[s])) if s in KNOWN else s
-            for s in CI_SEEDS]
+def _case_params():
+    return [pytest.param(case, marks=pytest.mark.xfail(strict=True, reason=f"{case}: {WHAT[case]}"))
+            if case in KNOWN else case for case in CASES]
 
 
-@pytest.mark.parametrize("seed", _seed_params())
-def test_fuzzed_session(verdicts, seed):
-    v = verdicts[seed]
+@pytest.mark.parametrize("case", _case_params())
+def test_fuzzed_session(verdicts, case):
+    v = verdicts[case]
     assert v.ok, v.summary()
 
 
 def test_the_seed_list_mutates_every_kind_of_message(verdicts):
-    """The fixed seeds reach every message the brief names, with every layer of mutation."""
-    applied = [m for v in verdicts.values() for m in v.mutations]
+    """The fixed seeds mutate every kind of message the peer sends -- the association answers, the
+    C-ECHO, C-FIND, C-MOVE and C-GET responses, and the C-STORE side's association request and
+    requests -- and use every layer of mutation, A-ABORTs in place of answers included."""
+    applied = [m for seed in CI_SEEDS for m in verdicts[str(seed)].mutations]
     kinds = {m.split()[1] for m in applied}
     assert {"A-ASSOCIATE-AC", "A-ASSOCIATE-RJ", "C-ECHO-RSP", "C-FIND-RSP", "C-MOVE-RSP", "C-GET-RSP",
             "C-STORE-RQ", "A-ASSOCIATE-RQ"} <= kinds
@@ -85,7 +139,6 @@ def test_the_seed_list_mutates_every_kind_of_message(verdicts):
     layers = {o.layer for o in OPERATORS if o.name in names}
     assert {"cmd", "ds", "assoc", "pdv", "pdu", "wire", "send", "replace"} <= layers
     assert any(n.startswith("replace_abort") for n in names)
-    assert len(verdicts) == len(CI_SEEDS)
 
 
 def test_unmutated_peer_is_a_valid_pacs(tmp_path):
@@ -119,16 +172,25 @@ def test_a_seed_replays_the_same_session(tmp_path):
             send = outgoing(pdus, mut)
             sent.append((send.data, send.prefix, send.after, send.chunk, send.delay, send.stream))
         assert sent[0] == sent[1], op.name
-    ac = Mutation.named("item_max_length", "A-ASSOCIATE-AC", random.Random(5))
-    assert outgoing([Pdu(2, b"x")], ac).data == outgoing([Pdu(2, b"x")], ac).data
+    for op in (o for o in OPERATORS if o.layer == "assoc"):
+        bodies = []
+        for _ in range(2):
+            ac = Assoc(0x02, b"FUZZPACS", b"QRDOCTOR", [
+                Item(0x10, APP_CONTEXT), Item(0x21, bytes([1, 0, 0, 0]), [Item(0x40, b"1.2.840.10008.1.2\x00")]),
+                user_information(16384, [])])
+            bodies.append(Mutation.named(op.name, "A-ASSOCIATE-AC", random.Random(99)).at("assoc", ac).body())
+        assert bodies[0] == bodies[1], op.name
 
 
 def test_fuzz_peer_strikes_the_chosen_emission(tmp_path):
-    """A strike lands on the emission it names and on no other (here: the AC of the C-ECHO)."""
+    """A strike lands on the emission it names and on no other (here: the AC of the C-ECHO probe),
+    and a pinned strike uses the operator it names."""
     strikes = Strikes(3, at={"association.echo": {0}})
     plan = Plan(3, ["association.echo"], strikes, False, False, 16384)
     v = run_session(3, tmp_path, plan=plan)
     assert len(v.mutations) == 1 and v.mutations[0].startswith("association.echo#0 A-ASSOCIATE-AC ")
+    pinned = run_session(3, tmp_path, emission_counts(tmp_path), pin=Pin("association.echo", 3, "cmd_status"))
+    assert pinned.mutations == ["association.echo#3 C-ECHO-RSP cmd_status"]
 
 
 def test_the_peer_ends_every_connection_when_stopped():

@@ -202,3 +202,19 @@ def test_a_well_behaved_peer_passes():
     report = echo_run(Script(messages=[echo_rsp()], release=(RELEASE_RP_PDU, CLOSE)))
     assert result(report, "association.echo").status is Status.PASS
     assert user_information() and abort_pdu()
+
+
+def test_an_ac_accepting_a_transfer_syntax_never_proposed_is_a_protocol_error():
+    # PS3.8 9.3.3.2: the acceptor picks one of the transfer syntaxes proposed for the context.
+    # pynetdicom would take the AC and fail later encoding with a UID that is not a transfer syntax.
+    from qrdoctor.dicom.ac import read_associate_ac
+    from qrdoctor.dicom.pdu import PeerProtocolError, proposed_syntaxes
+
+    proposed = proposed_syntaxes(["1.2.840.10008.1.1"])
+    good = ac_pdu([(1, 0, "1.2.840.10008.1.2.1")])[6:]
+    assert read_associate_ac(good, proposed).accepted() == {1: "1.2.840.10008.1.2.1"}
+    flipped = ac_pdu([(1, 0, "1.2.840.10008.1.2.1\x08")])[6:]
+    with pytest.raises(PeerProtocolError, match=r"'1\.2\.840\.10008\.1\.2\.1\\x08', which was not proposed"):
+        read_associate_ac(flipped, proposed)
+    # a refused context carries no transfer syntax worth checking
+    assert read_associate_ac(ac_pdu([(1, 3, "")])[6:], proposed).accepted() == {}

@@ -13,7 +13,7 @@ as :func:`~qrdoctor.dicom.pdu.safe_text`.
 from __future__ import annotations
 
 import struct
-from collections.abc import Collection, Iterator
+from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass, field
 
 from qrdoctor.dicom.pdu import MIN_MAX_PDU, PeerProtocolError, safe_text
@@ -55,9 +55,10 @@ class AssociateAC:
         return {cx.context_id: cx.transfer_syntax or "" for cx in self.contexts if cx.result == 0}
 
 
-def read_associate_ac(body: bytes | bytearray, proposed: Collection[int]) -> AssociateAC:
+def read_associate_ac(body: bytes | bytearray, proposed: Collection[int] | Mapping[int, Collection[str]]) -> AssociateAC:
     """The A-ASSOCIATE-AC in a PDU ``body`` answering a request that proposed the context ids
-    ``proposed``; PeerProtocolError when it is malformed."""
+    ``proposed`` (a mapping of id to the transfer syntaxes proposed for it, when the acceptance
+    is to be checked against them); PeerProtocolError when it is malformed."""
     body = bytes(body)
     if len(body) < _FIXED:
         raise _error(body, 0, f"the PDU holds {len(body)} bytes; its fixed fields alone take {_FIXED} "
@@ -95,7 +96,7 @@ def _items(body: bytes, start: int, end: int, what: str) -> Iterator[tuple[int, 
         pos += 4 + length
 
 
-def _context(body: bytes, value: bytes, at: int, proposed: Collection[int],
+def _context(body: bytes, value: bytes, at: int, proposed: Collection[int] | Mapping[int, Collection[str]],
              seen: list[ContextResult]) -> ContextResult:
     if len(value) < 4:
         raise _error(body, at, f"Presentation Context item (21H) of {len(value)} bytes; its fixed fields take 4")
@@ -115,6 +116,10 @@ def _context(body: bytes, value: bytes, at: int, proposed: Collection[int],
     if result == 0 and not syntax:
         raise _error(body, at, f"presentation context ID {cx_id} is accepted without a transfer syntax "
                      "(sub-item 40H; PS3.8 9.3.3.2)")
+    if result == 0 and isinstance(proposed, Mapping) and syntax not in proposed[cx_id]:
+        raise _error(body, at, f"presentation context ID {cx_id} is accepted with the transfer syntax "
+                     f"'{syntax}', which was not proposed for it (we proposed {', '.join(proposed[cx_id])}); "
+                     "the acceptor must choose one of the proposed transfer syntaxes (PS3.8 9.3.3.2)")
     return ContextResult(cx_id, result, syntax if result == 0 else None)
 
 

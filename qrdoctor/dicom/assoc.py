@@ -85,7 +85,8 @@ class PeerEvents:
         elif pdu_type == wire.ABORT:
             Abort.from_body(body)
         elif pdu_type == wire.ASSOCIATE_AC:
-            ac = read_associate_ac(body, [cx.context_id for cx in assoc.requestor.requested_contexts])
+            ac = read_associate_ac(body, {cx.context_id: [str(ts) for ts in cx.transfer_syntax]
+                                         for cx in assoc.requestor.requested_contexts})
             problem = version_name_problem(ac.version_bytes)
             if problem:
                 raise PeerProtocolError(f"A-ASSOCIATE-AC: the Implementation Version Name "

@@ -109,7 +109,7 @@ class FindAssociation:
             self._close()
             raise self._refusal(pdu_type, body)
         try:
-            ac = read_associate_ac(body, range(1, 2 * len(self.models), 2))
+            ac = read_associate_ac(body, pdu.proposed_syntaxes(self.models))
         except PeerProtocolError as exc:
             self.abort()
             raise AssociationFailed.violation(exc) from None

@@ -328,6 +328,12 @@ def proposed_contexts(abstract_syntaxes: Iterable[str]) -> list[PresentationCont
     return contexts
 
 
+def proposed_syntaxes(abstract_syntaxes: Iterable[str]) -> dict[int, list[str]]:
+    """Context id -> the transfer syntaxes :func:`proposed_contexts` proposes for it."""
+    return {cx.context_id: [str(ts) for ts in cx.transfer_syntax]  # type: ignore[misc]
+            for cx in proposed_contexts(abstract_syntaxes)}
+
+
 def associate_rq(calling_ae: str, called_ae: str, contexts: list[PresentationContext],
                  max_pdu: int) -> bytes:
     """An A-ASSOCIATE-RQ PDU proposing ``contexts``."""

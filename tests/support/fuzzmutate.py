@@ -501,13 +501,18 @@ def send_delay(rng, send):
     return send
 
 
+def _named(layer: str, fn: Op) -> str:
+    """cmd_drop, ds_insert, ...: the layer, then what the function does to an element list."""
+    return f"{layer}_{fn.__name__.split('_', 1)[1]}"
+
+
 OPERATORS: tuple[Operator, ...] = (
-    *(Operator(f"cmd_{f.__name__}", "cmd", f, DIMSE_KINDS) for f in (elem_drop, elem_dup, elem_len, elem_value,
+    *(Operator(_named("cmd", f), "cmd", f, DIMSE_KINDS) for f in (elem_drop, elem_dup, elem_len, elem_value,
                                                                       elem_order, cmd_insert, cmd_status, cmd_field,
                                                                       cmd_msgid, cmd_dataset_type, cmd_counts)),
     Operator("cmd_group_length", "cmd_group", lambda rng, c: replace(c, group_length=lengths(0, rng)), DIMSE_KINDS),
     Operator("cmd_group_drop", "cmd_group", lambda rng, c: replace(c, with_group=False), DIMSE_KINDS),
-    *(Operator(f"ds_{f.__name__}", "ds", f, DIMSE_KINDS) for f in (elem_drop, elem_dup, elem_len, elem_value,
+    *(Operator(_named("ds", f), "ds", f, DIMSE_KINDS) for f in (elem_drop, elem_dup, elem_len, elem_value,
                                                                     elem_order, ds_insert, ds_vr)),
     Operator("ds_remove", "ds_presence", lambda rng, present: False, DIMSE_KINDS),
     Operator("ds_add", "ds_presence", lambda rng, present: True, DIMSE_KINDS),
@@ -567,9 +572,14 @@ class Mutation:
         return self.operator.fn(self.rng, value)
 
     @classmethod
-    def choose(cls, kind: str, rng: random.Random, with_data_set: bool = False) -> Mutation:
-        return cls(rng.choice(operators_for(kind, with_data_set)), rng, kind)
+    def choose(cls, kind: str, pick: random.Random, rng: random.Random, with_data_set: bool = False) -> Mutation:
+        """An operator drawn with ``pick``; its own choices are drawn from ``rng`` alone, so a strike
+        named by its operator (:meth:`named`) replays the same bytes."""
+        return cls(pick.choice(operators_for(kind, with_data_set)), rng, kind)
 
     @classmethod
     def named(cls, name: str, kind: str, rng: random.Random) -> Mutation:
-        return cls(next(o for o in OPERATORS if o.name == name), rng, kind)
+        by_name = {o.name: o for o in OPERATORS}
+        if name not in by_name:
+            raise KeyError(f"no mutation operator {name!r} (known: {', '.join(by_name)})")
+        return cls(by_name[name], rng, kind)

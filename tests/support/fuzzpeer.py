@@ -53,10 +53,15 @@ from support.fuzzwire import Assoc, Elem, Elems, Item, Pdu, text, us
 
 @dataclass
 class Strikes:
-    """Where a session mutates: the emission numbers (per check) to strike, or a rate."""
+    """Where a session mutates: the emission numbers (per check) to strike, or a rate.
+
+    A strike's operator is drawn from the seed, unless ``pinned`` names it (a reproducer that must
+    keep meaning the same mutation while the operator table grows).
+    """
 
     seed: int
     at: dict[str | None, set[int]] = field(default_factory=dict)  # check id -> emission numbers
+    pinned: dict[tuple[str | None, int], str] = field(default_factory=dict)  # (check, number) -> operator
     rate: float = 0.0  # strike any emission with this probability...
     limit: int = 0  # ... up to this many times
     check: str | None = None  # the check running now (set by the session's observer)
@@ -77,7 +82,10 @@ class Strikes:
                 strike = self._rate_rng.random() < self.rate
             if not strike:
                 return None
-            mut = Mutation.choose(kind, random.Random(f"{self.seed}/{check}/{n}"), with_data_set)
+            rng = random.Random(f"{self.seed}/{check}/{n}")
+            name = self.pinned.get((check, n))
+            mut = Mutation.named(name, kind, rng) if name else \
+                Mutation.choose(kind, random.Random(f"{self.seed}/{check}/{n}/operator"), rng, with_data_set)
             self.applied.append(f"{check}#{n} {kind} {mut.name}")
             return mut
 

@@ -1,7 +1,7 @@
 """One fuzzed session: a qrdoctor run (the Runner, in-process) against the fuzzing peer, judged.
 
 A seed decides everything: which check the session aims at (or a whole run), which emission of
-the peer is mutated and how (:mod:`support.fuzzpeer`, :mod:`support.fuzzwire`), and the valid
+the peer is mutated and how (:mod:`support.fuzzpeer`, :mod:`support.fuzzmutate`), and the valid
 choices a PACS may make (transfer syntax, PDV packing, maximum PDU length). The verdict lists
 every problem of the session:
 
@@ -45,7 +45,8 @@ from support.ports import free_port
 CALLED_AE = "FUZZPACS"
 TIMEOUT_S = 1.0
 EXIT_GRACE_S = 1.0  # threads may take this long after the run to end (the issue's "plus a second")
-# How often each check is the session's aim: the retrieve checks see the most message kinds.
+# How often each check is the session's aim: the retrieve checks see the most kinds of message.
+# Other checks are reached by the whole runs. Changing this table changes what every seed means.
 AIMS = {"association.echo": 3, "association.ae_titles": 2, "association.models": 2, "find.levels": 3,
         "find.return_keys": 1, "find.match_limit": 1, "match.wildcards": 1, "match.ranges": 1,
         "match.lists": 1, "retrieve.move": 4, "retrieve.get": 3}
@@ -88,11 +89,24 @@ class Plan:
                 f"{'packed' if self.together else 'one PDV per PDU'}, max PDU {self.max_pdu}")
 
 
-def make_plan(seed: int, counts: dict[str | None, int], whole_share: float = 0.1) -> Plan:
-    """The session a seed stands for; ``counts`` are the emissions per check of a clean run."""
+@dataclass(frozen=True)
+class Pin:
+    """One mutation named outright: the check, the peer's emission number in it, the operator."""
+
+    check: str
+    emission: int
+    operator: str
+
+
+def make_plan(seed: int, counts: dict[str | None, int], whole_share: float = 0.1, pin: Pin | None = None) -> Plan:
+    """The session a seed stands for; ``counts`` are the emissions per check of a clean run.
+    With ``pin``, the session strikes only there (the seed still decides the rest)."""
     rng = random.Random(seed)
     explicit, together = rng.random() < 0.5, rng.random() < 0.3
     max_pdu = rng.choice((16384, 4096, 65536, 1 << 20))
+    if pin is not None:
+        strikes = Strikes(seed, at={pin.check: {pin.emission}}, pinned={(pin.check, pin.emission): pin.operator})
+        return Plan(seed, [pin.check], strikes, explicit, together, max_pdu)
     if rng.random() < whole_share:
         strikes = Strikes(seed, rate=rng.choice((0.02, 0.05, 0.1)), limit=rng.randrange(1, 5))
         return Plan(seed, None, strikes, explicit, together, max_pdu)
@@ -120,7 +134,7 @@ class Verdict:
                  f"  {self.seconds:.2f} s of a {self.budget:.0f} s budget; statuses {self.statuses}"]
         for p in self.problems:
             lines.append(f"  PROBLEM {p.key}")
-            lines.extend("    " + line for line in p.detail.strip().splitlines()[-12:])
+            lines.extend("    " + line for line in p.detail.strip().splitlines()[-30:])
         return "\n".join(lines)
 
 
@@ -198,7 +212,8 @@ def check_problems(report) -> list[Problem]:
             tb = str(facts.get("traceback", ""))
             out.append(Problem("error", str(facts["exception"]), top_frame(tb), f"{c.id}: {c.reason}\n{tb}"))
         else:
-            out.append(Problem("error", "deadline", c.id, f"{c.id}: {c.reason}"))
+            seen = "\n".join(c.transcript[-25:])  # what the check was doing when its time ran out
+            out.append(Problem("error", "deadline", c.id, f"{c.id}: {c.reason}\nlast transcript lines:\n{seen}"))
     return out
 
 
@@ -217,9 +232,10 @@ def render_problems(report) -> list[Problem]:
 
 
 def run_session(seed: int, root: Path, counts: dict[str | None, int] | None = None, *,
-                plan: Plan | None = None, timeout: float = TIMEOUT_S, whole_share: float = 0.1) -> Verdict:
+                plan: Plan | None = None, timeout: float = TIMEOUT_S, whole_share: float = 0.1,
+                pin: Pin | None = None) -> Verdict:
     """Run one fuzzed session in this process and judge it."""
-    plan = plan or make_plan(seed, counts or {}, whole_share)
+    plan = plan or make_plan(seed, counts or {}, whole_share, pin)
     problems: list[Problem] = []
     before = set(threading.enumerate())
     store_port = free_port()
