@@ -57,7 +57,10 @@ def details(report: Report) -> list[str]:
             out.append(for_terminal(f"[{f.severity.value}] {c.id}: {f.code}"))
             out.append(f"    {for_terminal(f.summary)}")
             out.append(f"    Why: {for_terminal(f.explanation)}")
-            out.append(f"    Fix: {for_terminal(f.fix)}")
+            for part in f.actions:
+                out.append(f"    Fix ({part.audience.label}): {for_terminal(part.text)}")
+            if not f.actions:
+                out.append(f"    Fix: {for_terminal(f.fix)}")
         if c.status is Status.ERROR and c.reason:
             out.append(for_terminal(f"[error] {c.id}: {c.reason}"))
     return out

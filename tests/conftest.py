@@ -3,7 +3,8 @@
 Test support lives in ``tests/support/`` (one module per job; tests import ``support.<module>``).
 Fixture modules: ``support.simulator`` (the embedded simulated PACS) and
 ``support.peer_fixtures`` (real Orthanc and DCMTK servers on loopback). At the end of a full
-run, every finding code a check can emit must have been produced by at least one test.
+run, every finding code a check can emit must have been produced by at least one test, and
+every fix built must follow the audience rules (:mod:`support.audience_rules`).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ def _full_run(session: pytest.Session) -> bool:
 
 
 _EMITTED: set[str] = set()  # every finding code built in this test process
+_BAD_FIXES: dict[str, str] = {}  # code -> how a fix built for it breaks the audience rules
 _FINDING_SPY = pytest.MonkeyPatch()
 
 
@@ -31,11 +33,16 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     """Record the code of every finding built: checks call ``explain.finding`` at call time."""
     from qrdoctor.core import explain
 
+    from support.audience_rules import audience_problems
+
     build = explain.finding
 
     def recording_finding(code, *args, **kwargs):
         _EMITTED.add(code)
-        return build(code, *args, **kwargs)
+        f = build(code, *args, **kwargs)
+        for problem in audience_problems(f):
+            _BAD_FIXES.setdefault(code, problem)
+        return f
 
     _FINDING_SPY.setattr(explain, "finding", recording_finding)
 
@@ -48,6 +55,12 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 
     declared = {code for c in all_checks() for code in c.codes}
     untested = sorted(declared - _EMITTED)
+    problems = [p for _c, p in sorted(_BAD_FIXES.items())]
+    if problems:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+        for line in problems if reporter else ():
+            reporter.write_line("FAILED: " + line, red=True)
     if untested:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
         reporter = session.config.pluginmanager.get_plugin("terminalreporter")

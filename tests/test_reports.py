@@ -221,7 +221,7 @@ def test_markdown_reads_like_a_ticket():
 
 def test_markdown_collects_the_fixes_for_the_pacs_administrator_once():
     md = render(build_report(), "md")
-    box = md.split("## What to tell the PACS administrator", 1)[1].split("\n## ", 1)[0]
+    box = md.split("## What the PACS administrator must change", 1)[1].split("\n## ", 1)[0]
     items = [line for line in box.splitlines() if re.match(r"> \d+\. ", line)]
     assert len(items) == 2, box
     assert box.count(MOVE_FIX) == 1
@@ -283,7 +283,7 @@ def test_no_problems_report():
     checks = [c for c in sample_checks() if c.status is Status.PASS]
     md = render(build_report(checks), "md")
     assert "No issues found" in md
-    assert "## Problems" not in md and "What to tell the PACS administrator" not in md
+    assert "## Problems" not in md and "What the PACS administrator must change" not in md
 
 
 # -- HTML ------------------------------------------------------------------------------------------
@@ -314,7 +314,7 @@ def test_html_structure_and_status_classes():
     html = render(build_report(), "html")
     assert "<title>qrdoctor report: PACS1@10.9.8.7:4242, 2026-03-04 05:06:07 UTC</title>" in html
     assert '<p class="verdict fail">' in html
-    assert "What to tell the PACS administrator" in html and html.count(MOVE_FIX.replace("'", "&#39;")) >= 1
+    assert "What the PACS administrator must change" in html and html.count(MOVE_FIX.replace("'", "&#39;")) >= 1
     assert '<details class="transcript">' in html and '<details class="evidence">' in html
     assert "Move SCP Response: 1 - 0xA801 (Failure)" in html
     assert "Matching profile" in html and "capped at 500 matches" in html
@@ -558,3 +558,34 @@ def test_runner_report_renders_redacted_in_every_format(tmp_path):
     assert "Müller^Jürgen" in phi["md"] and "QR-55501" in phi["bundle/transcript.txt"]
     assert phi["md"].splitlines()[2].startswith("> **This report contains patient data.**")
     assert json.loads(phi["json"])["phi_included"] is True
+
+
+def test_fixes_are_grouped_by_who_acts_on_them():
+    # Given two findings whose fixes are split by audience, one part shared by both
+    from qrdoctor.core import explain
+    from qrdoctor.core.model import actions
+
+    shared = "Register QRDOCTOR at 10.1.2.3 port 11113 as a DICOM node on PACS1."
+    f1 = explain.finding("move-destination-unknown", Severity.FAIL, "The PACS does not know QRDOCTOR.",
+                         actions(pacs=shared, workstation="Set the move destination to QRDOCTOR.",
+                                 tester="Re-run with --advertise 10.1.2.3 if the address is wrong."))
+    f2 = explain.finding("calling-ae-rejected", Severity.FAIL, "Rejected.",
+                         actions(pacs=shared, users="Priors will not load until this is done."))
+    checks = [CheckResult(id="retrieve.move", stage="retrieve", title="C-MOVE", status=Status.FAIL,
+                          duration_s=1, summary="s", findings=[f1, f2])]
+    md = render(build_report(checks), "md")
+    # Then each audience has its own section, in order, and the shared part appears once in it
+    headings = [h for h in re.findall(r"^## (.+)$", md, re.M) if h.startswith(("What", "To test"))]
+    assert headings == ["What the PACS administrator must change", "What to change in the workstation's configuration",
+                        "What users should know", "To test further with qrdoctor"]
+    admin = md.split("## What the PACS administrator must change", 1)[1].split("\n## ", 1)[0]
+    assert admin.count(shared) == 1 and "(`move-destination-unknown`, `calling-ae-rejected`)" in admin
+    assert "--advertise" not in admin
+    # ... the JSON keeps one fix string for programs and the parts with their audiences
+    data = json.loads(render(build_report(checks), "json"))
+    (jf1, _jf2) = data["checks"][0]["findings"]
+    assert jf1["fix"].startswith(shared) and [a["audience"] for a in jf1["actions"]] == [
+        "pacs_admin", "workstation", "tester"]
+    # ... and each finding in the HTML labels its parts
+    html = render(build_report(checks), "html")
+    assert "<dt>Fix: PACS administrator</dt>" in html and "<dt>Fix: Testing</dt>" in html

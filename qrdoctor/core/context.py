@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from qrdoctor.core import explain
-from qrdoctor.core.model import CheckResult, Finding, Severity, Status, status_from_findings
+from qrdoctor.core.model import Action, CheckResult, Finding, Severity, Status, status_from_findings
 from qrdoctor.core.options import O, RunOptions
 from qrdoctor.core.target import Target
 
@@ -74,7 +74,7 @@ class Context:
         return r.facts if r else {}
 
     # -- building findings ------------------------------------------------------------------
-    def finding(self, code: str, severity: Severity | str, summary: str, fix: str,
+    def finding(self, code: str, severity: Severity | str, summary: str, fix: str | list[Action],
                 explanation: str | None = None, **evidence: Any) -> Finding:
         return explain.finding(code, Severity(severity), summary, fix, explanation, evidence)
 
@@ -101,7 +101,7 @@ class Situation:
         return r.facts if r else {}
 
     @staticmethod
-    def finding(code: str, severity: Severity | str, summary: str, fix: str,
+    def finding(code: str, severity: Severity | str, summary: str, fix: str | list[Action],
                 explanation: str | None = None, **evidence: Any) -> Finding:
         return explain.finding(code, Severity(severity), summary, fix, explanation, evidence)
 

@@ -18,7 +18,7 @@ from importlib import resources
 from typing import Any
 
 from qrdoctor.core import codes
-from qrdoctor.core.model import Finding, Severity
+from qrdoctor.core.model import Action, Finding, Severity
 
 
 class UnknownCodeError(KeyError):
@@ -62,9 +62,12 @@ def get(code: str) -> Explanation:
         raise UnknownCodeError(code) from None
 
 
-def finding(code: str, severity: Severity, summary: str, fix: str,
+def finding(code: str, severity: Severity, summary: str, fix: str | list[Action],
             explanation: str | None = None, evidence: dict[str, Any] | None = None) -> Finding:
-    """Build a finding; a code not in :data:`codes.CODES` is a programming error and fails loudly."""
+    """Build a finding; a code not in :data:`codes.CODES` is a programming error and fails loudly.
+
+    ``fix`` is the list of :func:`~qrdoctor.core.model.actions` (who changes what); a plain
+    string is kept for findings that have no one to act (the JSON ``fix`` is then that string)."""
     if code not in codes.CODES:
         raise UnknownCodeError(f"{code} is not a current finding code (see qrdoctor/core/codes.py)")
     exp = get(code)
@@ -73,6 +76,7 @@ def finding(code: str, severity: Severity, summary: str, fix: str,
         severity=severity,
         summary=summary,
         explanation=explanation or exp.short,
-        fix=fix,
+        fix=" ".join(a.text for a in fix) if isinstance(fix, list) else fix,
+        actions=fix if isinstance(fix, list) else [],
         evidence=evidence or {},
     )

@@ -55,6 +55,50 @@ class ExitCode(IntEnum):
     INTERNAL = 3  # qrdoctor itself broke (an `error` check and nothing failed)
 
 
+class Audience(StrEnum):
+    """Who acts on a part of a fix. The order is the order reports list them in."""
+
+    PACS = "pacs_admin"  # the PACS administrator: settings on the PACS (never qrdoctor's options)
+    WORKSTATION = "workstation"  # whoever configures the workstation's DICOM settings
+    USERS = "users"  # the people using the workstation: what to expect, what to avoid
+    TESTER = "tester"  # the person running qrdoctor: how to test further (qrdoctor's options)
+
+    @property
+    def heading(self) -> str:
+        return AUDIENCE_HEADINGS[self]
+
+    @property
+    def label(self) -> str:
+        return AUDIENCE_LABELS[self]
+
+
+AUDIENCE_HEADINGS = {
+    Audience.PACS: "What the PACS administrator must change",
+    Audience.WORKSTATION: "What to change in the workstation's configuration",
+    Audience.USERS: "What users should know",
+    Audience.TESTER: "To test further with qrdoctor",
+}
+AUDIENCE_LABELS = {Audience.PACS: "PACS administrator", Audience.WORKSTATION: "Workstation",
+                   Audience.USERS: "Users", Audience.TESTER: "Testing"}
+
+
+class Action(BaseModel):
+    """One audience's part of a fix."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    audience: Audience
+    text: str
+
+
+def actions(*, pacs: str | None = None, workstation: str | None = None, users: str | None = None,
+            tester: str | None = None) -> list[Action]:
+    """A fix split by who acts on it, in reading order; empty parts are left out."""
+    parts = ((Audience.PACS, pacs), (Audience.WORKSTATION, workstation), (Audience.USERS, users),
+             (Audience.TESTER, tester))
+    return [Action(audience=a, text=" ".join(t.split())) for a, t in parts if t and t.strip()]
+
+
 class Finding(BaseModel):
     """One thing a check learned that the user should know about."""
 
@@ -64,8 +108,20 @@ class Finding(BaseModel):
     severity: Severity
     summary: str = Field(description="One sentence: what happened.")
     explanation: str = Field(description="Why this usually happens.")
-    fix: str = Field(description="What exactly to change, where, and who usually has to do it.")
+    fix: str = Field(description="What exactly to change, where, and who usually has to do it: the texts of "
+                                 "`actions` joined, for programs that read one string.")
+    actions: list[Action] = Field(default_factory=list, description=(
+        "The fix split by who acts on it: `pacs_admin` (settings on the PACS), `workstation` (the "
+        "workstation's DICOM configuration), `users` (what people using it should know), `tester` "
+        "(how to test further with qrdoctor). Reports before 0.2 have none."))
     evidence: dict[str, Any] = Field(default_factory=dict, description="The raw facts it rests on.")
+
+    def parts(self) -> list[Action]:
+        """The actions, or the whole fix as one part addressed to the PACS administrator when
+        the finding comes from a report that predates them."""
+        if self.actions:
+            return self.actions
+        return [Action(audience=Audience.PACS, text=self.fix)] if self.fix.strip() else []
 
 
 _SEVERITY_TO_STATUS = {

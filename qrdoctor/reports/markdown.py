@@ -92,7 +92,12 @@ def _item(label: str, text: str) -> str:
 def _finding(f: FindingView) -> list[str]:
     out = [f"#### {code(f.code)} ({f.severity})", "", prose(f.summary.strip()), ""]
     out.append(_item("Why", f.explanation))
-    out.append(_item("Fix", f.fix))
+    if len(f.parts) == 1:
+        who, text = f.parts[0]
+        out.append(_item(f"Fix ({who})" if who else "Fix", text))
+    else:
+        out.append("- **Fix:**")
+        out += [_indent(_item(who, text)) for who, text in f.parts]
     if f.evidence_inline:
         pairs = ", ".join(f"{code(k)}: {code(v)}" for k, v in f.evidence_inline)
         out.append(f"- **Evidence:** {pairs}")
@@ -138,9 +143,9 @@ def render_view(v: ReportView) -> str:
         lines.append(f"| {r.mark} | {cell(code(r.id))} | {r.status} | {cell(prose(r.summary))} |{started}")
     lines.append("")
 
-    if v.admin_fixes:
-        lines += ["## What to tell the PACS administrator", ""]
-        for n, fix in enumerate(v.admin_fixes, 1):
+    for group in v.admin_fixes:
+        lines += [f"## {group.heading}", ""]
+        for n, fix in enumerate(group.fixes, 1):
             codes = ", ".join(code(c) for c in fix.codes)
             body = _indent(prose(fix.fix), 5).lstrip()
             lines.append(f"> {n}. {body} ({codes})".replace("\n", "\n> "))

@@ -80,7 +80,8 @@ def _texts(data: dict[str, Any]) -> dict[str, Any]:
     """Everything redaction looks at, per check."""
     return {
         c["id"]: [c["title"], c["summary"], c.get("reason") or "", c["facts"], c["transcript"],
-                  [[f["summary"], f["explanation"], f["fix"], f["evidence"]] for f in c["findings"]]]
+                  [[f["summary"], f["explanation"], f["fix"], [a["text"] for a in f.get("actions") or []],
+                   f["evidence"]] for f in c["findings"]]]
         for c in data["checks"]
     }
 
@@ -184,6 +185,7 @@ def _redacted_check(red: Redactor, check: dict[str, Any], original: CheckResult)
             f = dict(f)
             for field in ("summary", "explanation", "fix"):
                 f[field] = red.text(f[field])
+            f["actions"] = [{**a, "text": red.text(a["text"])} for a in f.get("actions") or []]
             f["evidence"] = red.data(f.get("evidence") or {})
             findings.append(f)
         out["findings"] = findings

@@ -15,7 +15,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from qrdoctor.console import MARKS_UTF8, verdict
-from qrdoctor.core.model import CheckResult, Finding, Report, Severity, Status
+from qrdoctor.core.model import Audience, CheckResult, Finding, Report, Severity, Status
 from qrdoctor.core.registry import Facts, typed_facts
 from qrdoctor.reports.runinfo import (
     note_summary,
@@ -68,6 +68,7 @@ class FindingView:
     summary: str
     explanation: str
     fix: str
+    parts: list[tuple[str, str]]  # (who acts, what to do): the fix split by audience
     evidence: dict[str, Any]
     evidence_inline: list[tuple[str, str]] | None  # small evidence: (key, compact value)
     evidence_json: str | None  # large evidence: pretty JSON
@@ -91,6 +92,15 @@ class Note:
 class AdminFix:
     codes: list[str]
     fix: str
+
+
+@dataclass
+class AudienceFixes:
+    """The fixes one audience acts on (the PACS administrator, the workstation, ...)."""
+
+    audience: str  # Audience value
+    heading: str
+    fixes: list[AdminFix]
 
 
 @dataclass
@@ -121,7 +131,7 @@ class ReportView:
     interrupted: str | None  # why the run is incomplete, when it was interrupted
     rows: list[CheckRow]
     problems: list[Problem]
-    admin_fixes: list[AdminFix]
+    admin_fixes: list[AudienceFixes]  # per audience, in Audience order; only audiences with fixes
     profile: list[tuple[str, str]]
     notes: list[Note]
     details: list[CheckDetail] = field(default_factory=list)
@@ -169,6 +179,7 @@ def finding_view(f: Finding) -> FindingView:
         summary=f.summary,
         explanation=f.explanation,
         fix=f.fix,
+        parts=[(a.audience.label, a.text) for a in f.actions] or ([("", f.fix)] if f.fix.strip() else []),
         evidence=f.evidence,
         evidence_inline=[(str(k), compact(v)) for k, v in f.evidence.items()] if f.evidence and small else None,
         evidence_json=pretty_json(f.evidence) if f.evidence and not small else None,
@@ -213,18 +224,21 @@ def _problem(c: CheckResult) -> Problem:
     return Problem(check=check_row(c), findings=findings, reason=reason)
 
 
-def admin_fixes(report: Report) -> list[AdminFix]:
-    """The concrete fixes of fail and warn findings, each once, in the order they were found."""
-    by_fix: dict[str, AdminFix] = {}
+def admin_fixes(report: Report) -> list[AudienceFixes]:
+    """The concrete fixes of fail and warn findings, grouped by who acts on them (the PACS
+    administrator, the workstation's configuration, users, the tester), each text once, in the
+    order they were found."""
+    by_audience: dict[Audience, dict[str, AdminFix]] = {a: {} for a in Audience}
     for c in report.checks:
         for f in c.findings:
-            if f.severity not in ADMIN_SEVERITIES or not f.fix.strip():
+            if f.severity not in ADMIN_SEVERITIES:
                 continue
-            key = one_line(f.fix)
-            entry = by_fix.setdefault(key, AdminFix(codes=[], fix=f.fix.strip()))
-            if f.code not in entry.codes:
-                entry.codes.append(f.code)
-    return list(by_fix.values())
+            for part in f.parts():
+                key = one_line(part.text)
+                entry = by_audience[part.audience].setdefault(key, AdminFix(codes=[], fix=part.text.strip()))
+                if f.code not in entry.codes:
+                    entry.codes.append(f.code)
+    return [AudienceFixes(a.value, a.heading, list(fixes.values())) for a, fixes in by_audience.items() if fixes]
 
 
 def _not_tested(c: CheckResult | None) -> str:

@@ -145,8 +145,9 @@ class CheckDetail(Widget):
             text.append(f"\n{SEVERITY_LABELS[sev]} ", self._style(sev))
             text.append(_safe(f.code), self._style("heading"))
             text.append(f"  {_safe(f.summary)}\n")
-            text.append("Fix: ", self._style("fix"))
-            text.append(_safe(f.fix) + "\n")
+            for label, part in [(a.audience.label, a.text) for a in f.actions] or [("", f.fix)]:
+                text.append(f"Fix ({label}): " if label else "Fix: ", self._style("fix"))
+                text.append(_safe(part) + "\n")
             text.append("Why: ", self._style("why"))
             text.append(_safe(f.explanation) + "\n")
             if d.evidence_ready and f.evidence:
