@@ -91,6 +91,28 @@ def test_requests_we_decline_go_to_pynetdicom(caplog: pytest.LogCaptureFixture) 
     assert assoc._is_paused is False
 
 
+def test_a_response_the_reactor_takes_from_a_waiting_sender_goes_back_to_it(caplog) -> None:
+    # pynetdicom issue #875: a send_*() method cleared the reactor checkpoint and waits on the
+    # DIMSE queue, but the reactor had already passed the checkpoint and took the response.
+    compat.keep_responses_for_waiting_senders()
+    assoc = Association(AE(), "requestor")
+    response, later = C_ECHO(), C_ECHO()
+    response.MessageIDBeingRespondedTo, response.Status = 1, 0x0000
+    assoc.dimse.msg_queue.put((1, later))
+    assoc._reactor_checkpoint.clear()
+    with caplog.at_level(logging.WARNING, logger="pynetdicom"):
+        assoc._serve_request(response, 1)
+    # Then it is back at the front of the queue, for the sender, and nothing was dropped
+    assert assoc.dimse.get_msg(block=False) == (1, response)
+    assert assoc.dimse.get_msg(block=False) == (1, later)
+    assert "unexpected" not in caplog.text
+    # ... while with no sender waiting, pynetdicom handles it as before
+    assoc._reactor_checkpoint.set()
+    with caplog.at_level(logging.WARNING, logger="pynetdicom"):
+        assoc._serve_request(response, 1)
+    assert "Received unexpected C-ECHO service message" in caplog.text
+
+
 def test_only_compat_touches_private_internals() -> None:
     offenders = []
     for folder in ("qrdoctor", "checks"):

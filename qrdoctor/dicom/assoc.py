@@ -30,6 +30,8 @@ from qrdoctor.dicom.tls import ssl_context
 compat.daemon_dul_threads()
 # ... and what their threads cannot decode ends as a protocol error, not a traceback.
 compat.contain_thread_failures()
+# ... and a response pynetdicom's reactor takes from a waiting send_*() goes back to it.
+compat.keep_responses_for_waiting_senders()
 
 DEFAULT_TS = [ExplicitVRLittleEndian, ImplicitVRLittleEndian]
 

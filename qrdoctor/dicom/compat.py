@@ -31,12 +31,13 @@ REQUIRED: tuple[tuple[str, str, str], ...] = (
     ("pynetdicom._config", "LOG_REQUEST_IDENTIFIERS", "identifiers kept out of logs"),
     ("pynetdicom._config", "LOG_RESPONSE_IDENTIFIERS", "identifiers kept out of logs"),
     ("pynetdicom._config", "PASS_CONTEXTVARS", "per-check transcripts"),
-    ("pynetdicom.association.Association", "_serve_request", "the simulator's Q/R dispatch"),
+    ("pynetdicom.association.Association", "_serve_request",
+     "the simulator's Q/R dispatch; responses given back to waiting senders"),
     ("pynetdicom.dul.DULServiceProvider", "__init__", "daemon DUL threads (daemon_dul_threads)"),
     ("pynetdicom.transport.AssociationSocket", "recv", "bounded, watched reads (watch_reads)"),
 )
 # Instance attributes (set in Association.__init__), checked on a fresh Association
-REQUIRED_ON_ASSOCIATION: tuple[str, ...] = ("_is_paused", "_sent_release", "dul")
+REQUIRED_ON_ASSOCIATION: tuple[str, ...] = ("_is_paused", "_sent_release", "dul", "_reactor_checkpoint")
 
 
 def validate_ae(value: str) -> tuple[bool, str]:
@@ -124,6 +125,40 @@ def contain_thread_failures() -> None:
 
         run._qrdoctor_contained = True  # type: ignore[attr-defined]
         cls.run = run  # type: ignore[method-assign]
+
+
+def keep_responses_for_waiting_senders() -> None:
+    """Give a response the association's reactor took by mistake back to the send_*() method
+    waiting for it (idempotent).
+
+    Why: pynetdicom's ``send_c_store``/``send_c_move``/... pause the association's reactor
+    thread by clearing ``_reactor_checkpoint`` and waiting until ``_is_paused`` is set. The
+    reactor sets ``_is_paused`` *before* it waits on the checkpoint, so a sender can see it set
+    while the reactor has already passed the (still open) checkpoint; the reactor then takes the
+    next message off the DIMSE queue -- the very response the sender waits for -- and
+    ``_serve_request`` drops it as "Received unexpected ... service message" (pynetdicom issue
+    #875). The sender then waits for ever: measured here as a whole-study C-MOVE from the
+    simulator stalling after 2 or 12 of 37 objects on a loaded machine, and possible for
+    qrdoctor's own C-MOVE/C-GET. While the checkpoint is cleared a sender owns the queue, so a
+    message the reactor takes then goes back to the front of the queue. There is no public hook.
+    """
+    original = Association._serve_request
+    if getattr(original, "_qrdoctor_requeues", False):
+        return
+
+    def serve(self: Association, msg: Any, context_id: int) -> None:
+        checkpoint = getattr(self, "_reactor_checkpoint", None)
+        if checkpoint is not None and not checkpoint.is_set() and not msg.is_valid_request:
+            q = self.dimse.msg_queue
+            with q.mutex:
+                q.queue.appendleft((context_id, msg))
+                q.unfinished_tasks += 1
+                q.not_empty.notify()
+            return
+        original(self, msg, context_id)
+
+    serve._qrdoctor_requeues = True  # type: ignore[attr-defined]
+    Association._serve_request = serve  # type: ignore[method-assign]
 
 
 def thread_failure(assoc: Association) -> BaseException | None:
