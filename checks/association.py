@@ -9,6 +9,9 @@ from pynetdicom import sop_class as sc
 from qrdoctor.checks.failures import (
     ProbeRecord,
     abort_finding,
+    advertise_hint,
+    hints,
+    identity_hint,
     node_entry,
     probe_failure,
     protocol_error_finding,
@@ -16,7 +19,7 @@ from qrdoctor.checks.failures import (
     rejection_finding,
 )
 from qrdoctor.core.context import Context, Outcome, Situation
-from qrdoctor.core.model import Finding, Severity, Stage
+from qrdoctor.core.model import Action, Finding, Severity, Stage, actions
 from qrdoctor.core.registry import Facts, Observation, define
 from qrdoctor.dicom.assoc import Opened, association, describe_status, hex_status
 from qrdoctor.dicom.peer import Peer
@@ -128,9 +131,13 @@ def conclude_echo(obs: EchoObservation, s: Situation) -> Outcome:
             "verification-not-offered", Severity.WARN,
             "The PACS accepted the association but not the Verification service, so C-ECHO "
             "(the usual 'test connection' button) cannot work.",
-            "Nothing to change for querying and retrieving, which qrdoctor tests next. If a "
-            "workstation insists on a successful echo before it will query, ask the PACS "
-            f"administrator to enable Verification (C-ECHO) for {t.calling_ae}.",
+            actions(
+                pacs=f"Only if a workstation or interface engine needs a successful C-ECHO (as a "
+                     f"connection test or health check): accept Verification (C-ECHO) from "
+                     f"{t.calling_ae}.",
+                users="Querying and retrieving do not use C-ECHO, so they may still work (the "
+                      "checks that follow test them); a 'test connection' button that sends "
+                      "C-ECHO fails against this PACS."),
             context_results=probe.context_results,
         )
         return Outcome(summary="associated; Verification not offered", facts=facts, findings=[f], learned=probe)
@@ -155,8 +162,12 @@ def conclude_echo(obs: EchoObservation, s: Situation) -> Outcome:
         f = s.finding(
             "echo-failed", Severity.FAIL,
             f"The PACS accepted the association but did not answer the C-ECHO within {obs.timeout_s:g} s.",
-            "The PACS's DICOM service is overloaded or hung. Ask its administrator to check the "
-            "service; if it is known to be slow, retry with a larger --timeout.",
+            actions(
+                pacs=f"Check the health of the DICOM service of {t.called_ae} at the time of this "
+                     "run: it accepted the association but did not answer the C-ECHO, as an "
+                     "overloaded or hung service does.",
+                tester=f"If the PACS is known to be slow, re-run with a larger --timeout (this run "
+                       f"waited {obs.timeout_s:g} s)."),
             timeout_s=obs.timeout_s,
         )
         return Outcome(summary="no C-ECHO response", facts=facts, findings=[f], learned=probe)
@@ -166,14 +177,29 @@ def conclude_echo(obs: EchoObservation, s: Situation) -> Outcome:
         f = s.finding(
             "echo-failed", Severity.FAIL,
             f"The PACS answered the C-ECHO with status {hex_status(code)} ({category}: {text}).",
-            "The association works but the PACS refuses the Verification request. Ask the PACS "
-            f"administrator to allow C-ECHO for {t.calling_ae}; look up {hex_status(code)} in its "
-            "conformance statement.",
+            _echo_status_fix(code, t.calling_ae),
             status=hex_status(code), category=category, description=text,
         )
         return Outcome(summary=f"C-ECHO status {hex_status(code)}", facts=facts, findings=[f], learned=probe)
     impl = f" ({probe.peer_implementation})" if probe.peer_implementation else ""
     return Outcome(summary=f"association accepted, C-ECHO ok in {obs.rtt_ms} ms{impl}", facts=facts, learned=probe)
+
+
+def _echo_status_fix(code: int, calling_ae: str) -> list[Action]:
+    """What a C-ECHO failure status asks of whom: only a refusal is about permissions."""
+    status = hex_status(code)
+    look_up = (f"The PACS log at the time of this run, and its conformance statement, explain "
+               f"{status}.")
+    if code == 0x0124:
+        return actions(pacs=f"The PACS refuses C-ECHO from {calling_ae} (not authorised): allow "
+                            f"Verification for {calling_ae}. {look_up}")
+    if code == 0x0213:
+        return actions(pacs=f"The PACS reported a resource limitation: check its load at the time "
+                            f"of this run. {look_up}",
+                       users="Wait and retry: a resource limitation is often temporary.")
+    return actions(pacs=f"The association works but the PACS answered the Verification request "
+                        f"with a failure. {look_up} If they do not, send the status to the PACS "
+                        "vendor.")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -243,9 +269,13 @@ def conclude_ae_titles(obs: AeTitlesObservation, s: Situation) -> Outcome:
             "called-ae-not-checked", Severity.INFO,
             f"The PACS accepted an association addressed to {WRONG_CALLED_AE} instead of its own AE "
             f"title {t.called_ae}: it does not check the called AE title.",
-            "Nothing to fix for this workstation. Be aware that a workstation configured with a "
-            "misspelt PACS AE title will still connect here, so the mistake only shows up on a "
-            "stricter PACS; the PACS administrator may turn on called-AE checking.",
+            actions(
+                pacs="Optional: to make clients with a wrong PACS AE title show up, turn on called "
+                     "AE title checking (Orthanc: DicomCheckCalledAet); first check in the PACS "
+                     "log which clients would be refused.",
+                workstation=f"Nothing to fix, but make sure the workstation names this PACS exactly "
+                            f"{t.called_ae}: this PACS does not tell when the title is wrong, so a "
+                            "misspelt title only shows up on a stricter PACS."),
             probe_called_ae=WRONG_CALLED_AE,
         ))
     if calling_checked is False:
@@ -253,9 +283,13 @@ def conclude_ae_titles(obs: AeTitlesObservation, s: Situation) -> Outcome:
             "calling-ae-not-checked", Severity.INFO,
             f"The PACS accepted an association from the unknown AE title {UNKNOWN_CALLING_AE}: anyone who "
             "can reach the port may associate with it.",
-            "A security observation, not a failure: ask the PACS administrator whether the PACS should "
-            "accept only registered AE titles (and addresses). It may still refuse queries or "
-            "retrieves from unknown titles, which the query stage tests.",
+            actions(
+                pacs="A security observation, not a failure: decide whether the PACS should accept "
+                     "associations only from registered AE titles (and addresses). An AE title is "
+                     "not a password, so also limit the DICOM port to known networks.",
+                tester="This run tested only that an unknown title may associate; whether it may "
+                       "also query or retrieve is not tested. To test it, re-run with --calling-ae "
+                       "set to an unregistered title."),
             probe_calling_ae=UNKNOWN_CALLING_AE,
         ))
     parts = []
@@ -333,17 +367,20 @@ def observe_models(ctx: Context) -> ModelsObservation:
 ROOTS = {"patient_root": "Patient Root", "study_root": "Study Root"}
 
 
-def retrieve_elsewhere(key: str, table: dict[str, dict[str, bool]]) -> str:
+def retrieve_elsewhere(key: str, table: dict[str, dict[str, bool]]) -> list[Action]:
     """The fix for a model that can search but not retrieve: what the other root model offers."""
     other = "study_root" if key == "patient_root" else "patient_root"
     label, ops = ROOTS[other], table[other]
     if ops["move"] and ops["get"]:
-        return (f"Configure the workstation to retrieve with {label}, which the PACS offers for both "
-                "C-MOVE and C-GET.")
+        return actions(workstation=f"Configure the workstation to retrieve with {label}, which the "
+                                   "PACS offers for both C-MOVE and C-GET.")
     if ops["move"]:
-        return f"Configure the workstation to retrieve with {label} C-MOVE, which the PACS offers."
-    return (f"The PACS offers retrieval only as {label} C-GET: configure the workstation to retrieve "
-            f"with {label} C-GET, or ask the PACS administrator to enable {ROOTS[key]} C-MOVE.")
+        return actions(workstation=f"Configure the workstation to retrieve with {label} C-MOVE, "
+                                   "which the PACS offers.")
+    return actions(pacs=f"If the workstation must retrieve with {ROOTS[key]}, enable {ROOTS[key]} "
+                        "C-MOVE on the PACS, where it supports it.",
+                   workstation=f"The PACS offers retrieval only as {label} C-GET: configure the "
+                               f"workstation to retrieve with {label} C-GET.")
 
 
 @models.conclude
@@ -384,8 +421,11 @@ def conclude_models(obs: ModelsObservation, s: Situation) -> Outcome:
             "model-not-offered", Severity.FAIL,
             f"The PACS accepts neither Patient Root nor Study Root C-FIND from {t.calling_ae}: no "
             "workstation can search it.",
-            f"Ask the PACS administrator to enable Query/Retrieve (C-FIND) for {t.calling_ae}; some PACS "
-            "enable services per AE title. Check its conformance statement for the models it supports.",
+            actions(
+                pacs=f"Enable Query/Retrieve (C-FIND) for {t.calling_ae}, where the PACS enables "
+                     "services per AE title; its conformance statement lists the models it "
+                     "supports.",
+                tester=identity_hint(s)),
             missing=[missing("patient_root", "find"), missing("study_root", "find")],
         ))
     elif not sr["find"]:
@@ -393,8 +433,10 @@ def conclude_models(obs: ModelsObservation, s: Situation) -> Outcome:
             "model-not-offered", Severity.WARN,
             "The PACS does not offer Study Root C-FIND, only Patient Root; workstations that search "
             "with Study Root (most do) will fail with 'no presentation context accepted'.",
-            "Configure the workstation to query this PACS with the Patient Root model, or ask the "
-            "PACS administrator to enable Study Root Query/Retrieve.",
+            actions(pacs="If the workstation must query with Study Root, enable Study Root "
+                         "Query/Retrieve (C-FIND), where the PACS supports it.",
+                    workstation="Configure the workstation to query this PACS with the Patient Root "
+                                "model."),
             missing=[missing("study_root", "find")],
         ))
     elif not pr["find"]:
@@ -402,8 +444,9 @@ def conclude_models(obs: ModelsObservation, s: Situation) -> Outcome:
             "model-not-offered", Severity.WARN,
             "The PACS does not offer Patient Root C-FIND, only Study Root; a workstation configured "
             "for Patient Root will fail to search (status 0x0122 or 'no presentation context').",
-            "Configure the workstation (and tools such as movescu, whose default is Patient Root) to "
-            "use the Study Root model with this PACS.",
+            actions(workstation="Configure the workstation (and tools such as DCMTK's movescu, "
+                                "whose default is Patient Root) to use the Study Root model with "
+                                "this PACS."),
             missing=[missing("patient_root", "find")],
         ))
     can_move = pr["move"] or sr["move"]
@@ -412,8 +455,10 @@ def conclude_models(obs: ModelsObservation, s: Situation) -> Outcome:
         findings.append(s.finding(
             "model-not-offered", Severity.FAIL,
             f"The PACS accepts neither C-MOVE nor C-GET from {t.calling_ae}: images cannot be retrieved.",
-            f"Ask the PACS administrator to allow retrieval (C-MOVE) for {t.calling_ae}, and to "
-            f"register {node_entry(s)} as a move destination.",
+            actions(
+                pacs=f"Allow retrieval (C-MOVE, or C-GET) for {t.calling_ae}, and for C-MOVE "
+                     f"register {node_entry(s)} as a move destination.",
+                tester=hints(identity_hint(s), advertise_hint(s))),
             missing=[missing(m, o) for m in ("patient_root", "study_root") for o in ("move", "get")],
         ))
     else:
@@ -431,8 +476,9 @@ def conclude_models(obs: ModelsObservation, s: Situation) -> Outcome:
                 "model-not-offered", Severity.INFO,
                 "The PACS does not offer C-GET; retrieval must use C-MOVE, which needs the PACS to "
                 "know this workstation's address and port.",
-                f"Use C-MOVE on the workstation and make sure the PACS has {node_entry(s)} as a "
-                "move destination.",
+                actions(pacs=f"Make sure the PACS has {node_entry(s)} as a move destination.",
+                        workstation="Retrieve from this PACS with C-MOVE.",
+                        tester=advertise_hint(s)),
                 missing=[missing("patient_root", "get"), missing("study_root", "get")],
             ))
     offered = [f"{MODELS[k][0]} {'/'.join(o.upper() for o, ok in v.items() if ok)}"

@@ -12,7 +12,7 @@ import ssl
 import time
 
 from qrdoctor.core.context import Context, Outcome, Situation
-from qrdoctor.core.model import Severity, Stage
+from qrdoctor.core.model import Severity, Stage, actions
 from qrdoctor.core.registry import Facts, Observation, define
 from qrdoctor.core.target import Target, TLSOptions
 from qrdoctor.dicom.tls import certificate_facts, connect
@@ -123,8 +123,10 @@ def conclude_tcp(obs: TcpObservation, s: Situation) -> Outcome:
             findings=[s.finding(
                 "dns-unresolved", Severity.FAIL,
                 f"The PACS host name {t.host!r} could not be resolved to an address ({obs.dns_strerror or obs.dns_error}).",
-                f"Check the spelling of {t.host!r}, or use the PACS's IP address instead of its name. "
-                "If the name is right, ask your IT team to add it to DNS (or to this computer's hosts file).",
+                actions(workstation=f"Check the spelling of {t.host!r} in the workstation's entry for "
+                                    "the PACS, or use the PACS's IP address instead of its name. If "
+                                    "the name is right, ask the IT team to add it to DNS (or to this "
+                                    "computer's hosts file)."),
                 host=t.host, error=obs.dns_error, errno=obs.dns_errno,
             )],
         )
@@ -152,9 +154,13 @@ def _tcp_failure(obs: TcpObservation, s: Situation, facts: TcpFacts, attempts: l
         f = s.finding(
             "tcp-refused", Severity.FAIL,
             f"{where} refused the connection: the computer answered, but nothing is listening on that port.",
-            f"Check the port number with the PACS administrator (the DICOM port is often 104, 11112 or 4242) "
-            f"and that the PACS's DICOM service is running on {t.host}. If the port is right, a firewall "
-            "on the PACS host may be rejecting connections from this computer.",
+            actions(
+                pacs=f"Check that the PACS's DICOM service is running on {t.host} and listens on port "
+                     f"{t.port} on an address reachable from the network, not only on 127.0.0.1. If "
+                     "it does, a firewall on the PACS host may be rejecting connections from this "
+                     "computer.",
+                workstation=f"Check the port in the workstation's entry for the PACS against the "
+                            f"PACS's DICOM port (often 104, 11112 or 4242), instead of {t.port}."),
             **evidence,
         )
         summary = f"connection refused at {where}"
@@ -162,9 +168,14 @@ def _tcp_failure(obs: TcpObservation, s: Situation, facts: TcpFacts, attempts: l
         f = s.finding(
             "tcp-timeout", Severity.FAIL,
             f"Nothing answered at {where} within {obs.timeout_s:g} s: the connection attempt was silently dropped.",
-            f"A firewall between this computer and {t.host} is most likely dropping DICOM traffic, or the "
-            f"address is wrong. Ask the network team to allow TCP from this computer to {t.host} port "
-            f"{t.port}, and confirm the PACS's IP address with its administrator.",
+            actions(
+                pacs=f"Confirm the PACS's IP address and DICOM port, and that the PACS host's own "
+                     f"firewall allows TCP to port {t.port} from this computer's network.",
+                workstation=f"A firewall between this computer and {t.host} most likely drops the "
+                            f"traffic, or the address is wrong: ask the network team to allow TCP "
+                            f"from this computer to {t.host} port {t.port}.",
+                tester=f"If the link is known to be slow, re-run with a larger --timeout (this run "
+                       f"waited {obs.timeout_s:g} s)."),
             timeout_s=obs.timeout_s, **evidence,
         )
         summary = f"no answer from {where} (filtered or wrong address)"
@@ -172,8 +183,9 @@ def _tcp_failure(obs: TcpObservation, s: Situation, facts: TcpFacts, attempts: l
         f = s.finding(
             "tcp-unreachable", Severity.FAIL,
             f"{t.host} cannot be reached from this computer ({worst.detail or worst.error}).",
-            "There is no network route to the PACS: check this computer's network connection, VPN and "
-            f"gateway, and that {t.host} is the PACS's correct address.",
+            actions(workstation="There is no network route to the PACS: check this computer's "
+                                "network connection, VPN and gateway, and that "
+                                f"{t.host} is the PACS's correct address."),
             **evidence,
         )
         summary = f"{t.host} unreachable"
@@ -265,7 +277,10 @@ def conclude_tls(obs: TlsObservation, s: Situation) -> Outcome:
         return Outcome(summary="connection failed during the TLS handshake", facts=facts, findings=[s.finding(
             "tls-handshake-failed", Severity.FAIL,
             f"The connection to {where} failed during the TLS handshake ({obs.error}).",
-            "The port may not speak TLS at all (try without --tls), or a firewall cuts the connection.",
+            actions(pacs=f"Tell the workstation's team whether {where} speaks DICOM over TLS.",
+                    workstation="A firewall or proxy between this computer and the PACS may cut the "
+                                "connection during the TLS handshake.",
+                    tester="Re-run without --tls to see whether the port speaks plain DICOM."),
             error=obs.error)])
     facts = TlsFacts(requested=obs.options, **obs.certificate, verified=obs.verify, handshake_ms=obs.handshake_ms)
     if obs.outcome == "closed-after":
@@ -281,8 +296,11 @@ def conclude_tls(obs: TlsObservation, s: Situation) -> Outcome:
             "tls-certificate-expiring", Severity.WARN if days >= 0 else Severity.FAIL,
             f"The PACS's TLS certificate {'expires in ' + str(days) + ' days' if days >= 0 else 'has expired'} "
             f"({obs.certificate.get('not_after')}).",
-            "Ask the PACS administrator to renew the certificate before it expires; workstations that "
-            "verify certificates will stop connecting on that day.",
+            actions(pacs=f"Renew the DICOM TLS certificate of {t.host} port {t.port}"
+                         f"{' before ' + str(obs.certificate.get('not_after')) if days >= 0 else ''}, "
+                         "with the host names and addresses workstations use.",
+                    users="Workstations that verify certificates do not connect with an expired "
+                          "certificate: queries and retrieves over TLS stop until it is renewed."),
             not_after=obs.certificate.get("not_after"), days_left=days))
     return Outcome(summary=f"{obs.certificate.get('version')} with {obs.certificate.get('subject') or 'the PACS'}"
                    f"{' (verified)' if obs.verify else ' (not verified: --tls-no-verify)'}",
@@ -296,16 +314,23 @@ def _verify_failed(obs: TlsObservation, s: Situation, facts: TlsFacts, where: st
     hostname = "hostname" in message.lower() or "ip address mismatch" in (obs.error or "").lower()
     if hostname:
         why = (f"its certificate does not name {t.host} (it names {', '.join(presented.get('names', [])) or presented.get('subject', 'something else')})")
-        fix = (f"Connect with the host name the certificate was issued for, or ask the PACS "
-               f"administrator for a certificate that includes {t.host}.")
+        fix = actions(pacs=f"If workstations reach the PACS as {t.host}, issue it a DICOM TLS "
+                           f"certificate that also names {t.host}.",
+                      workstation="Otherwise connect to the PACS by a name the certificate was issued "
+                                  f"for ({', '.join(presented.get('names', [])) or 'see presented.names'}).")
     elif "expired" in message:
         why = f"its certificate expired on {presented.get('not_after', 'an earlier date')}"
-        fix = "Ask the PACS administrator to renew the PACS's TLS certificate."
+        fix = actions(pacs=f"Renew the DICOM TLS certificate of {t.host} port {t.port}.",
+                      users="Workstations that verify certificates cannot connect over TLS until "
+                            "it is renewed.")
     else:
         why = f"its certificate is not trusted here ({obs.verify_message}; issuer: {presented.get('issuer', 'unknown')})"
-        fix = ("Give qrdoctor (and the workstation) the certificate authority that issued the PACS "
-               "certificate with --tls-ca FILE; your IT or PACS team can export it. Only for a "
-               "test, --tls-no-verify skips the check.")
+        fix = actions(pacs="Give the workstation's team the certificate authority (PEM) that issued "
+                           "the PACS's DICOM TLS certificate.",
+                      workstation="Install that certificate authority in the workstation's trust "
+                                  "store for DICOM TLS.",
+                      tester="Give qrdoctor the same file with --tls-ca FILE. Only for a test, "
+                             "--tls-no-verify skips the verification.")
     return Outcome(summary=f"TLS certificate not accepted: {obs.verify_message}", facts=facts, findings=[s.finding(
         "tls-handshake-failed", Severity.FAIL, f"The TLS handshake with {where} failed: {why}.", fix,
         verify_error=obs.verify_message, verify_code=obs.verify_code, presented=presented)])
@@ -324,20 +349,29 @@ def _tls_refused(obs: TlsObservation, s: Situation, where: str, error: str):
     low = error.lower()
     if "certificate required" in low or "certificate_required" in low or ("handshake failure" in low and not obs.client_certificate):
         summary = f"{where} requires a client certificate and we offered none ({error})."
-        fix = ("Ask the PACS administrator for a client certificate for this workstation (or the "
-               "certificate authority that issues them) and pass it with --tls-cert FILE --tls-key FILE.")
+        fix = actions(pacs="Issue a client certificate for this workstation, or name the certificate "
+                           "authority the PACS trusts for clients.",
+                      workstation="Configure the workstation's DICOM TLS with that client "
+                                  "certificate and its key.",
+                      tester="Give it to qrdoctor with --tls-cert FILE --tls-key FILE.")
     elif "unknown ca" in low or "bad certificate" in low or "certificate unknown" in low:
         summary = f"{where} rejected our client certificate ({error})."
-        fix = ("The PACS does not trust the certificate we presented: ask the PACS administrator to "
-               "trust its issuer, or use a certificate issued by the PACS's certificate authority.")
+        fix = actions(pacs="The PACS does not trust the client certificate qrdoctor presented: trust "
+                           "its issuer, or issue one from the certificate authority the PACS trusts.",
+                      workstation="Use a client certificate issued by a certificate authority the "
+                                  "PACS trusts.",
+                      tester="Give qrdoctor that certificate with --tls-cert FILE --tls-key FILE.")
     elif "protocol version" in low or "unsupported protocol" in low or "wrong version" in low:
         summary = f"{where} and qrdoctor share no TLS version ({error})."
-        fix = ("The PACS likely supports only old TLS versions (1.0/1.1) that this computer refuses, "
-               "or only newer ones. Ask the PACS vendor which versions it supports; upgrading the "
-               "PACS's TLS settings is the durable fix.")
+        fix = actions(pacs="The PACS likely offers only TLS versions this computer refuses (1.0 or "
+                           "1.1), or only newer ones than this computer supports. Check with the PACS vendor which versions "
+                           "the DICOM TLS listener supports; enabling TLS 1.2 or later on the PACS "
+                           "is the durable fix.")
     else:
         summary = f"The TLS handshake with {where} failed ({error})."
-        fix = ("Check that the port really speaks TLS (without --tls qrdoctor tests plain DICOM) and "
-               "compare the PACS's TLS settings (versions, ciphers, client certificates) with its "
-               "conformance statement.")
+        fix = actions(pacs="The PACS's TLS log at the time of this run says why it refused the "
+                           "handshake; compare its TLS settings (versions, ciphers, client "
+                           "certificates) with what the workstation uses.",
+                      tester="Check that the port really speaks TLS: without --tls qrdoctor tests "
+                             "plain DICOM.")
     return s.finding("tls-handshake-failed", Severity.FAIL, summary, fix, error=error)

@@ -22,7 +22,7 @@ from qrdoctor.checks.failures import (
     record_probe,
 )
 from qrdoctor.core.context import Context, Outcome, Situation
-from qrdoctor.core.model import Finding, Severity
+from qrdoctor.core.model import Finding, Severity, actions
 from qrdoctor.core.registry import Facts, Observation
 from qrdoctor.dicom.find import AssociationFailed, FindAssociation, FindOutcome, find_evidence
 from qrdoctor.dicom.probe import Abort, ProbeResult
@@ -325,18 +325,24 @@ def cancel_finding(s: Situation, code: str, a: FindAnswer, what: str) -> Finding
             f"The PACS ignored our C-CANCEL of {what}: after it, {a.after_cancel} more responses "
             f"arrived in {a.cancel_wait_s:g} s and no final response (status Cancel, FE00H), so "
             "qrdoctor aborted the association.",
-            "A workstation that cancels a search waits until its own timeout on this PACS. Ask the "
-            "PACS vendor to honour C-CANCEL-FIND (PS3.4 C.4.1: interrupt the matching and end the "
-            "C-FIND with status Cancel); meanwhile keep queries narrow enough to finish on their own.",
+            actions(
+                pacs="Ask the PACS vendor to honour C-CANCEL-FIND (PS3.4 C.4.1: interrupt the "
+                     "matching and end the C-FIND with status Cancel, FE00H).",
+                users="A search cancelled on the workstation may keep it waiting until its own "
+                      "timeout on this PACS: keep searches narrow enough to finish on their own "
+                      "(Patient ID, date range, modality)."),
             **ev)
     return s.finding(
         code, Severity.INFO,
         f"The PACS ended the association ({a.released_after_cancel}) when our C-CANCEL of {what} "
         f"reached it after its final response ({a.status_hex}).",
-        "The query was answered in full; qrdoctor sent its next query on a fresh association. A "
-        "program that cancels a search and reuses the association for its next request will see "
-        "that request fail on this PACS. The vendor may make the PACS ignore a C-CANCEL whose "
-        "C-FIND has already ended.",
+        actions(
+            pacs="Nothing to change for queries, which were answered in full. The PACS vendor may "
+                 "make the PACS ignore a C-CANCEL whose C-FIND has already ended (C-CANCEL has no "
+                 "response, so ignoring a late one loses nothing).",
+            workstation="A program that cancels a search and reuses the association for its next "
+                        "request sees that request fail on this PACS, unless it opens a new "
+                        "association after a cancel."),
         **ev)
 
 

@@ -58,7 +58,7 @@ def details(report: Report) -> list[str]:
             out.append(f"    {for_terminal(f.summary)}")
             out.append(f"    Why: {for_terminal(f.explanation)}")
             for part in f.actions:
-                out.append(f"    Fix ({part.audience.label}): {for_terminal(part.text)}")
+                out.append(f"    {part.audience.lead}: {for_terminal(part.text)}")
             if not f.actions:
                 out.append(f"    Fix: {for_terminal(f.fix)}")
         if c.status is Status.ERROR and c.reason:

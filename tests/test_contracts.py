@@ -14,6 +14,7 @@ from qrdoctor.cli import report_schema
 from qrdoctor.core import codes, explain
 from qrdoctor.core.context import Context, Situation
 from qrdoctor.core.explain import explanations
+from qrdoctor.core.model import actions
 from qrdoctor.core.registry import all_checks
 from qrdoctor.core.target import Target
 
@@ -66,8 +67,8 @@ def test_findings_are_built_through_the_explain_module_at_call_time(monkeypatch)
 
     monkeypatch.setattr(explain, "finding", spy)
     ctx = Context(target=Target("127.0.0.1", 104, "AE"))
-    ctx.finding("tcp-refused", "fail", "refused", "start the PACS")
-    Situation(target=ctx.target).finding("no-studies", "warn", "empty", "load a study")
+    ctx.finding("tcp-refused", "fail", "refused", actions(pacs="start the PACS"))
+    Situation(target=ctx.target).finding("no-studies", "warn", "empty", actions(pacs="load a study"))
     assert seen == ["tcp-refused", "no-studies"]
 
 

@@ -23,7 +23,7 @@ def test_demo_headless_prints_an_explained_diagnosis(tmp_path):
     assert elapsed < 30, elapsed
     statuses = {c["status"] for c in report["checks"]}
     assert proc.returncode == (1 if "fail" in statuses else 0)
-    assert "match-limit" in proc.stdout and "Fix:" in proc.stdout
+    assert "match-limit" in proc.stdout and "Fix (PACS administrator):" in proc.stdout
     limit = next(c for c in report["checks"] if c["id"] == "find.match_limit")
     assert limit["facts"]["limit"] == 137
 

@@ -124,8 +124,10 @@ def test_levels_failure_in_one_model_only_names_the_other_model():
     _, r = concluded("find.levels", obs)
     (f,) = r.findings
     assert f.code == "find-level-failed" and f.severity is Severity.FAIL
-    assert "only Patient Root is affected" in f.summary and f.fix.startswith("Configure workstations")
-    assert "0xA900 means the identifier does not match" in f.fix
+    assert "only Patient Root is affected" in f.summary
+    parts = {a.audience.value: a.text for a in f.actions}
+    assert parts["workstation"].startswith("Configure workstations to query this PACS with Study Root")
+    assert parts["pacs_admin"].startswith("0xA900 means the identifier does not match")
     assert f.evidence["matching_keys"] == ["PatientID", "StudyInstanceUID"]
     assert r.facts["levels"][-1] == {"model": "patient_root", "level": "IMAGE", "matching_keys": [],
                                      "skipped": "no match at the level above"}

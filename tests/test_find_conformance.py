@@ -8,6 +8,7 @@ from __future__ import annotations
 import struct
 from io import BytesIO
 
+import pytest
 from pydicom.filereader import read_dataset
 from pynetdicom.sop_class import (
     StudyRootQueryRetrieveInformationModelFind,
@@ -15,12 +16,13 @@ from pynetdicom.sop_class import (
     Verification,
 )
 
-from qrdoctor.checks.find.conformance import ConformanceObservation, LevelShape
+from qrdoctor.checks.find.conformance import ConformanceObservation, LevelShape, defect
 from qrdoctor.core.context import Situation
 from qrdoctor.core.model import Severity, Status
 from qrdoctor.core.registry import get_check
 from qrdoctor.core.target import Target
 
+from support.audience_rules import audience_problems
 from support.hostile import (
     C_ECHO_RQ,
     C_FIND_RQ,
@@ -98,6 +100,7 @@ def test_one_study_row_per_image_on_the_simulator_is_a_duplicate_rows_warning(si
     assert first["level"] == "STUDY" and first["rows"] == 25 and first["distinct"] < first["rows"]
     assert {x["model"] for x in f.evidence["levels"]} == {"study_root", "patient_root"}
     assert "PACS vendor" in f.fix and "--" not in f.fix
+    assert audience_problems(f) == [] and {a.audience.value for a in f.actions} == {"pacs_admin", "users"}
     # Series and images are answered once each: only the STUDY level is reported
     assert {x["level"] for x in f.evidence["levels"]} == {"STUDY"}
 
@@ -108,12 +111,21 @@ def test_the_simulator_without_the_quirk_is_silent(sim_pacs_factory):
     assert result(report, CHECK).status is Status.PASS and codes(report, CHECK) == set()
 
 
+def latin1_judged_on_its_bytes(report) -> bool:
+    """The run sent a level's C-FIND again and found MÜLLER's Latin-1 bytes under ISO_IR 100
+    (the corpus holds that patient), which fit the declaration."""
+    levels = report._observations[CHECK]["levels"]
+    return any(x["profiled"] and {"declared": "ISO_IR 100", "key": "PatientName", "kind": "8bit", "rows": 1}
+               in x["encodings"] for x in levels)
+
+
 def test_default_orthanc_answers_conform(orthanc):
     report = run(orthanc.dicom_port, called_ae=orthanc.aet, only=[CHECK])
     check = result(report, CHECK)
     assert check.status is Status.PASS, [f.summary for f in check.findings]
     assert all(x["rows"] == x["distinct"] for x in check.facts["levels"])
     assert any(x["level"] == "STUDY" and x["rows"] >= 5 for x in check.facts["levels"])
+    assert latin1_judged_on_its_bytes(report)
 
 
 def test_dcmqrscp_answers_conform(dcmqrscp):
@@ -121,6 +133,7 @@ def test_dcmqrscp_answers_conform(dcmqrscp):
     check = result(report, CHECK)
     assert check.status is Status.PASS, [f.summary for f in check.findings]
     assert all(x["rows"] == x["distinct"] for x in check.facts["levels"])
+    assert latin1_judged_on_its_bytes(report)
 
 
 def test_three_rows_for_one_study_on_a_hostile_peer():
@@ -142,6 +155,7 @@ def test_wrong_level_missing_unique_key_and_image_keys_in_a_study_answer():
     assert f.evidence["without_unique_key"] == 1
     assert f.evidence["lower_level_keys"] == ["SOPInstanceUID"]
     assert "'IMAGE' instead of 'STUDY'" in f.summary and "StudyInstanceUID" in f.summary
+    assert audience_problems(f) == [] and "find and repair those records" in f.fix  # a row lacked the key
     assert "find-duplicate-rows" not in codes(report, CHECK)
 
 
@@ -164,21 +178,107 @@ def test_latin1_bytes_without_specific_character_set():
     assert level["rows_without_charset"] == 1 and level["keys"] == ["PatientName"]
     assert "without Specific Character Set (0008,0005)" in f.summary
     assert "LLER" not in str(f.evidence) and "LLER" not in f.summary  # no patient data
+    assert audience_problems(f) == [] and "Patient ID" in f.fix
 
 
-def test_bytes_invalid_in_the_declared_character_set():
+def test_bytes_that_are_not_utf8_under_iso_ir_192():
     report = run_conformance({"STUDY": [row(name=b"M\xdcLLER^J", charset=b"ISO_IR 192"),
                                         row(uid=b"1.2.3.2", charset=b"ISO_IR 192")]})
-    f = finding(report, "find-charset-missing")
+    assert codes(report, CHECK) == {"find-charset-inconsistent"}
+    f = finding(report, "find-charset-inconsistent")
+    assert f.evidence["levels"] == [{"model": "study_root", "level": "STUDY", "declared": "ISO_IR 192",
+                                     "key": "PatientName", "defect": "not-utf8", "rows": 1, "inspected": 2}]
+    assert "declared 'ISO_IR 192' but held PatientName as bytes that are not valid UTF-8" in f.summary
+    assert audience_problems(f) == [] and "LLER" not in str(f.evidence)
+
+
+def test_utf8_under_iso_ir_100_names_the_tag_the_set_and_the_rows():
+    # Given a PACS that declares Latin-1 and sends the UTF-8 bytes of its names (and descriptions)
+    utf8 = "MÜLLER^JÜRGEN".encode()
+    report = run_conformance({"STUDY": [
+        row(name=utf8, charset=b"ISO_IR 100", extra={0x00081030: "Schädel".encode()}),
+        row(uid=b"1.2.3.2", name=utf8, charset=b"ISO_IR 100"),
+        row(uid=b"1.2.3.3", charset=b"ISO_IR 100")]})
+    # Then find.conformance reports it, per key, with the rows counted on the raw bytes
+    assert codes(report, CHECK) == {"find-charset-inconsistent"}
+    f = finding(report, "find-charset-inconsistent")
+    assert f.severity is Severity.WARN
+    assert {(x["key"], x["rows"], x["inspected"], x["defect"], x["declared"]) for x in f.evidence["levels"]} == {
+        ("PatientName", 2, 3, "utf8-under-single-byte", "ISO_IR 100"),
+        ("StudyDescription", 1, 3, "utf8-under-single-byte", "ISO_IR 100")}
+    assert "2 of 3 rows at the STUDY level (Study Root) declared 'ISO_IR 100' but held PatientName as " \
+           "valid multi-byte UTF-8" in f.summary
+    # The fix is split by audience, with what workstations show, and no patient data anywhere
+    assert audience_problems(f) == []
+    parts = {a.audience.value: a.text for a in f.actions}
+    assert "ISO_IR 192" in parts["pacs_admin"] and "DefaultEncoding" in parts["pacs_admin"]
+    assert "ISO_IR 192" in parts["workstation"]  # every non-ASCII value was UTF-8: an override helps
+    assert "MÃ¼LLER" in parts["users"] and "Patient ID" in parts["users"]
+    assert "LLER^J" not in str(f.evidence) + f.summary and "Schädel" not in str(f.evidence) + f.summary
+
+
+def test_utf8_mixed_with_real_latin1_under_iso_ir_100_offers_no_override():
+    report = run_conformance({"STUDY": [row(name="MÜLLER^J".encode(), charset=b"ISO_IR 100"),
+                                        row(uid=b"1.2.3.2", name=b"M\xdcLLER^J", charset=b"ISO_IR 100")]})
+    f = finding(report, "find-charset-inconsistent")
+    assert [(x["key"], x["rows"]) for x in f.evidence["levels"]] == [("PatientName", 1)]
+    assert "workstation" not in {a.audience.value for a in f.actions}
+
+
+def test_escape_sequences_need_a_multi_valued_declaration():
+    esc = b"\x1b$B;3ED\x1b(B^\x1b$BB@O:\x1b(B"  # JIS X 0208 escapes, as ISO 2022 IR 87 writes them
+    report = run_conformance({"STUDY": [row(name=esc, charset=b"ISO_IR 100"), row(uid=b"1.2.3.2")]})
+    f = finding(report, "find-charset-inconsistent")
     [level] = f.evidence["levels"]
-    assert level["declared"] == ["ISO_IR 192"] and level["rows_with_invalid_bytes"] == 1
-    assert "declared 'ISO_IR 192' but held bytes that are not valid in it" in f.summary
+    assert (level["defect"], level["key"], level["rows"]) == ("escape-without-iso2022", "PatientName", 1)
+    assert audience_problems(f) == []
+    # Under code extensions (PS3.5 6.1.2.5) the same bytes are what the declaration asks for
+    report = run_conformance({"STUDY": [row(name=esc, charset=b"\\ISO 2022 IR 87"), row(uid=b"1.2.3.2")]})
+    assert "find-charset-inconsistent" not in codes(report, CHECK)
 
 
-def test_declared_latin1_and_utf8_text_that_fits_is_silent():
-    report = run_conformance({"STUDY": [row(name=b"M\xdcLLER^J", charset=b"ISO_IR 100"),
-                                        row(uid=b"1.2.3.2", name="MÜLLER^J".encode(), charset=b"ISO_IR 192")]})
-    assert result(report, CHECK).status is Status.PASS, [f.summary for f in result(report, CHECK).findings]
+def queries_sent(rows: list[bytes]) -> tuple[int, object]:
+    """How many C-FIND-RQs a run of find.conformance sent to a peer answering ``rows`` at STUDY."""
+    sent = []
+
+    def counting(rq):
+        sent.append(rq)
+        return by_level({"STUDY": rows})(rq)
+
+    script = lambda n: Script(associate=accept(only=STUDY_ONLY), messages=[],  # noqa: E731
+                              then=by_command({C_ECHO_RQ: echo_rsp(), C_FIND_RQ: counting}))
+    with hostile_peer(script) as peer:
+        report = run(peer.port, called_ae=AE, only=[CHECK], timeout=2.0)
+    return len(sent), report
+
+
+def test_the_query_is_sent_again_only_for_text_that_is_not_ascii():
+    # find.levels sends STUDY then SERIES; an all-ASCII answer costs find.conformance nothing
+    ascii_rows = [row(charset=b"ISO_IR 100"), row(uid=b"1.2.3.2", charset=b"ISO_IR 192")]
+    n, report = queries_sent(ascii_rows)
+    assert n == 2 and result(report, CHECK).status is Status.PASS
+    # A declared set with non-ASCII text: the STUDY query once more, its bytes judged
+    n, report = queries_sent([row(name="MÜLLER^J".encode(), charset=b"ISO_IR 100"), *ascii_rows[1:]])
+    assert n == 3 and codes(report, CHECK) == {"find-charset-inconsistent"}
+
+
+def test_when_the_query_sent_again_fails_the_decoded_rows_still_show_invalid_bytes():
+    rows = [row(name=b"M\xdcLLER^J", charset=b"ISO_IR 192"), row(uid=b"1.2.3.2", charset=b"ISO_IR 192")]
+    sent = []
+
+    def first_two_only(rq):  # find.levels' STUDY and SERIES queries answered; the third refused
+        sent.append(rq)
+        return by_level({"STUDY": rows})(rq) if len(sent) <= 2 else find_answers([], final=0xC001)(rq)
+
+    script = lambda n: Script(associate=accept(only=STUDY_ONLY), messages=[],  # noqa: E731
+                              then=by_command({C_ECHO_RQ: echo_rsp(), C_FIND_RQ: first_two_only}))
+    with hostile_peer(script) as peer:
+        report = run(peer.port, called_ae=AE, only=[CHECK], timeout=2.0)
+    assert len(sent) == 3
+    f = finding(report, "find-charset-inconsistent")
+    assert f.evidence["levels"] == [{"model": "study_root", "level": "STUDY", "declared": "ISO_IR 192",
+                                     "key": "PatientName", "defect": "invalid-bytes", "rows": 1, "inspected": 2}]
+    assert "declared 'ISO_IR 192' but held PatientName as bytes that are not valid in it" in f.summary
 
 
 # -- conclude alone --------------------------------------------------------------------------------
@@ -200,3 +300,34 @@ def test_names_without_specific_character_set_on_the_simulator(sim_pacs_factory)
     f = finding(report, "find-charset-missing")
     patient = next(x for x in f.evidence["levels"] if x["level"] == "PATIENT")
     assert patient["rows_without_charset"] >= 2 and patient["keys"] == ["PatientName"]
+
+
+def test_utf8_declared_as_latin1_on_the_simulator(sim_pacs_factory):
+    pacs = sim_pacs_factory(quirks="charset-utf8-declared-latin1")
+    report = run(pacs.port, called_ae=pacs.ae_title, only=[CHECK])
+    assert codes(report, CHECK) == {"find-charset-inconsistent"}
+    f = finding(report, "find-charset-inconsistent")
+    assert {x["defect"] for x in f.evidence["levels"]} == {"utf8-under-single-byte"}
+    assert {x["declared"] for x in f.evidence["levels"]} == {"ISO_IR 100"}
+    assert any(x["level"] == "PATIENT" and x["key"] == "PatientName" and x["rows"] >= 2 for x in f.evidence["levels"])
+    assert audience_problems(f) == []
+
+
+# -- conclude alone: which bytes fit which declaration ---------------------------------------------
+
+
+@pytest.mark.parametrize("declared, kind, expected", [
+    ("ISO_IR 100", "utf8", "utf8-under-single-byte"),
+    ("ISO_IR 144", "utf8", "utf8-under-single-byte"),
+    ("ISO_IR 100", "8bit", None),
+    ("ISO_IR 192", "8bit", "not-utf8"),
+    ("ISO_IR 192", "utf8", None),
+    ("ISO_IR 192", "escape", "escape-without-iso2022"),
+    ("ISO_IR 100", "escape", "escape-without-iso2022"),
+    ("\\ISO 2022 IR 87", "escape", None),
+    ("ISO 2022 IR 100\\ISO 2022 IR 126", "utf8", None),
+    ("ISO_IR 6", "8bit", "outside-repertoire"),
+    ("GB18030", "8bit", None),
+])
+def test_what_each_byte_class_means_under_each_declaration(declared, kind, expected):
+    assert defect(declared, kind) == expected

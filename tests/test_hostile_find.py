@@ -23,6 +23,7 @@ from pynetdicom.sop_class import (
 from qrdoctor.checks.shared import identifier
 from qrdoctor.core.model import Severity, Status
 from qrdoctor.dicom.find import AssociationFailed, FindAssociation
+from qrdoctor.dicom.find_responses import charset_profile, read_identifier
 
 from support.hostile import (
     C_CANCEL_RQ,
@@ -331,3 +332,67 @@ def test_pydicom_warnings_about_pacs_values_stay_off_the_terminal(tmp_path):
     assert "\x1b" not in proc.stdout + proc.stderr, proc.stderr
     assert "UserWarning" not in proc.stderr and "RED" not in proc.stderr, proc.stderr
     assert "Traceback" not in proc.stderr and proc.returncode in (0, 1), proc.stderr
+
+
+# -- issue 12: malformed Specific Character Set values never crash and stay bounded ------------------
+
+
+def raw_study(charset: bytes, name: bytes = b"DOE^JANE", uid: bytes = b"1.2.3.1", extra: bytes = b"") -> bytes:
+    """A STUDY-level identifier in Implicit VR Little Endian, written byte by byte."""
+    def el(tag: int, value: bytes, pad: bytes = b" ") -> bytes:
+        value += pad if len(value) % 2 else b""
+        return struct.pack("<HHI", tag >> 16, tag & 0xFFFF, len(value)) + value
+    return (el(0x00080005, charset) + el(0x00080052, b"STUDY") + el(0x00100010, name) + el(0x00100020, b"P1")
+            + extra + el(0x0020000D, uid, b"\x00"))
+
+
+JUNK_64K = bytes((i * 37 + 11) % 256 for i in range(65_534))  # every byte value, backslashes and ESC included
+
+
+@pytest.mark.parametrize("charset, terms, first", [
+    (JUNK_64K, 1, "BYTES 0B 30 55 7A 9F C4 E9 0E"),  # pydicom cannot even look it up (a NUL)
+    (b"ISO_IR 999", 1, "ISO_IR 999"),
+    (b"\x1b$B\x1b(B\\" * 4_000, 4_001, "\\x1b$B\\x1b(B"),
+    (b"\\" * 20_000, 20_001, ""),
+], ids=["64 KB of junk", "an unknown term", "escape sequences", "20,000 empty terms"])
+def test_a_malformed_character_set_is_profiled_within_bounds(charset, terms, first):
+    ids = [raw_study(charset, name="MÜLLER^J".encode(), uid=f"1.2.3.{i}".encode()) for i in range(3)]
+    t0 = time.monotonic()
+    out = find_once(Script(messages=[find_answers(ids)]), keep=1, charsets=2)
+    assert time.monotonic() - t0 < 2.0
+    assert (out.matches, out.status, out.protocol_error) == (3, 0x0000, None)
+    assert len(out.identifiers) == 1 and len(out.charsets) == 2  # only the ones asked for
+    for p in out.charsets:
+        assert p.terms == terms and len(p.declared) <= 4 and p.declared[0].startswith(first)
+        assert all(len(t) <= 64 and t.isprintable() and t.isascii() for t in p.declared)
+        assert p.values == (("PatientName", "utf8"),)
+
+
+def test_profiles_keep_byte_classes_never_values_and_at_most_32_of_them():
+    unknown_vr = b"".join(struct.pack("<HHI", 0x0009, 0x1000 + i, 2) + b"\xc3\xbc" for i in range(200))
+    explicit = b"".join(struct.pack("<HH2sH", 0x0011, 0x1000 + i, b"LO", 2) + b"\xe9 " for i in range(200))
+    out = find_once(Script(associate=accept(transfer_syntax=EXPLICIT_LE),
+                           messages=[find_answers([patient("DOE^JANE", SpecificCharacterSet="ISO_IR 100")])]),
+                    keep=1)
+    assert out.charsets[0].declared == ("ISO_IR 100",) and out.charsets[0].values == ()
+    # Private elements without a known VR are skipped; 200 explicit LO values are cut to 32
+    p = charset_profile(read_identifier(raw_study(b"ISO_IR 100", extra=unknown_vr), True, 1))
+    assert p.values == ()
+    header = struct.pack("<HH2sH", 0x0008, 0x0005, b"CS", 10) + b"ISO_IR 100"
+    p = charset_profile(read_identifier(header + explicit, False, 1))
+    assert len(p.values) == 32 and p.more_values and {k for _, k in p.values} == {"8bit"}
+    assert "\xe9" not in repr(p)
+
+
+def test_a_run_against_a_64_kb_junk_character_set_reports_it_briefly():
+    ids = [raw_study(JUNK_64K, name="MÜLLER^J".encode(), uid=f"1.2.3.{i}".encode()) for i in range(2)]
+    with hostile_peer(query_script(find_answers(ids))) as peer:
+        report = run(peer.port, called_ae=AE, only=["find.conformance"], timeout=2.0)
+    assert not peer.errors, peer.errors
+    assert all(c.status is not Status.ERROR for c in report.checks)
+    check = result(report, "find.conformance")
+    f = next(f for f in check.findings if f.code == "find-charset-missing")  # not a Defined Term
+    assert "'BYTES 0B 30 55 7A 9F C4 E9 0E ... (65534 bytes in all)'" in f.summary
+    for f in check.findings:  # (the SERIES query got the same STUDY rows: find-level-nonconformant)
+        assert len(f.summary) < 2_000 and len(str(f.evidence)) < 2_000
+        assert "\x1b" not in f.summary + str(f.evidence) and "\x00" not in f.summary + str(f.evidence)

@@ -369,3 +369,14 @@ def test_the_header_reader_survives_hostile_data_sets():
     study = struct.pack("<HH2sH", 0x0020, 0x000D, b"UI", 1000) + b"1" * 1000
     got = identity(io.BytesIO(long_name + study), explicit)
     assert got.study_uid == "1" * 256 and got.series_uid is None
+
+
+def test_the_header_reader_inflates_only_data_sets_deflated_as_a_whole():
+    # Deflated Image Frame Compression deflates frames only: its data set is Explicit VR LE
+    frames = data_set(instance(1), "1.2.840.10008.1.2.1")
+    got = identity(io.BytesIO(frames), "1.2.840.10008.1.2.8.1")
+    assert (got.study_uid, got.series_uid) == (STUDY, SERIES)
+    # JPIP Referenced Deflate is a data set deflated as a whole (PS3.5 A.7)
+    deflater = zlib.compressobj(wbits=-zlib.MAX_WBITS)
+    whole = deflater.compress(frames) + deflater.flush()
+    assert identity(io.BytesIO(whole), "1.2.840.10008.1.2.4.95").study_uid == STUDY

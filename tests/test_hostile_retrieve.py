@@ -191,7 +191,7 @@ def test_a_pdu_longer_than_our_maximum_is_a_finding_not_a_buffer():
     move_r = result(report, "retrieve.move")
     assert "move-inbound-refused" in codes(report, "retrieve.move")
     f = next(f for f in move_r.findings if f.code == "move-inbound-refused")
-    assert "malformed" in f.summary and "length 67108864" in f.summary
+    assert "malformed" in f.summary and "67108864 bytes" in f.summary
     assert move_r.facts["inbound"][0]["ended"] == "error"
 
 

@@ -33,7 +33,7 @@ from qrdoctor.checks.retrieve.model import Aborted
 from qrdoctor.cli import build_parser
 from qrdoctor.core.context import Situation
 from qrdoctor.core.explain import get
-from qrdoctor.core.model import CheckResult, Status
+from qrdoctor.core.model import Audience, CheckResult, Status
 from qrdoctor.dicom.pdu import Rejection
 from qrdoctor.simulator import SimulatedPACS
 
@@ -83,6 +83,11 @@ def answering_listener(pdu: bytes) -> Iterator[int]:
         srv.close()
 
 
+def part(f, audience: Audience) -> str:
+    """The text of one audience's part of a finding's fix ('' when it has none)."""
+    return " ".join(a.text for a in f.actions if a.audience is audience)
+
+
 def echo_finding(port: int, **target):
     report = run(port, only=["association.echo"], timeout=2.0, **target)
     (f,) = result(report, "association.echo").findings
@@ -106,7 +111,7 @@ def test_only_a_presentation_limit_is_worth_a_retry(triple, state):
     with rejecting_listener(*triple) as port:
         f = echo_finding(port)
     assert f.code == "association-rejected" and state in f.summary
-    assert f.fix.startswith("Wait a minute and retry")
+    assert part(f, Audience.USERS).startswith("Wait a minute and retry")
 
 
 def test_2_2_2_reads_as_the_standard_says_with_the_dcm4che_note():
@@ -123,7 +128,8 @@ def test_a_real_association_limit_from_pynetdicom_is_2_3_2():
     with occupied_scp() as port:
         f = echo_finding(port)
     assert (f.evidence["result"], f.evidence["source"], f.evidence["reason"]) == (2, 3, 2)
-    assert f.fix.startswith("Wait a minute and retry")
+    assert part(f, Audience.USERS).startswith("Wait a minute and retry")
+    assert "simultaneous associations" in part(f, Audience.PACS)
 
 
 # -- item 4: the calling AE title, its address and its port ---------------------------------------

@@ -285,7 +285,10 @@ def test_open_ranges_that_match_everything():
     (f,) = out.findings
     assert f.code == "range-unsupported" and f.severity is Severity.WARN
     assert "excluding after: 4 match(es) instead of 1" in f.summary
-    assert f.fix.startswith("Open-ended ranges")
+    # the closed range worked, so the workstation is told to send closed ranges
+    parts = {a.audience.value: a.text for a in f.actions}
+    assert parts["workstation"].startswith("Configure workstations to send closed date ranges")
+    assert "'since' or 'until' a date" in parts["users"]
     assert f.evidence["probes"]["excluding_before"] == {"expected": 2, "got": 4, "status": "0x0000",
                                                        "pattern": "-<date-1>"}
     assert out.summary == "2/4 date range forms correct, time range ok"
@@ -295,8 +298,11 @@ def test_a_refused_closed_range():
     out = ranges.conclude(rng({"closed": None}), SITUATION)
     (f,) = out.findings
     assert "closed: refused (0xA900)" in f.summary
-    assert f.fix.startswith("Date ranges")
     assert out.facts.closed_range is False
+    # a failed closed range is never the advice: priors by Patient ID alone
+    parts = {a.audience.value: a.text for a in f.actions}
+    assert "closed date ranges" not in f.fix and "Patient ID without a date" in parts["workstation"]
+    assert "search by Patient ID alone" in parts["users"]
 
 
 def test_a_time_range_that_finds_nothing():

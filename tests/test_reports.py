@@ -588,4 +588,4 @@ def test_fixes_are_grouped_by_who_acts_on_them():
         "pacs_admin", "workstation", "tester"]
     # ... and each finding in the HTML labels its parts
     html = render(build_report(checks), "html")
-    assert "<dt>Fix: PACS administrator</dt>" in html and "<dt>Fix: Testing</dt>" in html
+    assert "<dt>Fix (PACS administrator)</dt>" in html and "<dt>To test further</dt>" in html

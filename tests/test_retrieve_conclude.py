@@ -4,6 +4,9 @@ conclude from it; the observations are built like the ones the observe steps rec
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import pytest
 
 from qrdoctor.checks.failures import ProbeRecord
@@ -13,19 +16,23 @@ from qrdoctor.checks.retrieve.model import (
     Aborted,
     ImageFind,
     Inbound,
+    LimitHit,
     NoData,
     Received,
     Rejected,
     Run,
     Subject,
+    Uncounted,
     UnknownProbe,
 )
 from qrdoctor.checks.retrieve.move import MoveObservation, StoreError
 from qrdoctor.core.context import Situation
-from qrdoctor.core.model import CheckResult, Severity, Status
+from qrdoctor.core.model import Audience, CheckResult, Severity, Status
 from qrdoctor.core.registry import get_check
 from qrdoctor.core.runner import result_from_outcome
 from qrdoctor.core.target import Target
+
+from support.audience_rules import OPTION, audience_problems
 
 CT = "1.2.840.10008.5.1.4.1.1.2"
 UIDS = [f"1.2.3.4.5.{n}" for n in range(1, 4)]
@@ -440,3 +447,214 @@ def test_arrivals_keep_only_a_sample_of_missing_uids():
     many = [f"1.2.9.{n}" for n in range(500)]
     a = arrivals(many, [])
     assert a.missing_count == 500 and len(a.missing_uids) == 20
+
+
+# -- who acts on each fix (issue 12, audiences) ----------------------------------------------------
+
+
+def part(f, audience: Audience) -> str:
+    return " ".join(a.text for a in f.actions if a.audience is audience)
+
+
+def with_queries_and_get(s: Situation) -> Situation:
+    """Earlier checks of the run: C-FIND answered and C-GET delivered."""
+    s.results["find.levels"] = CheckResult(id="find.levels", stage="query", title="levels", status=Status.PASS)
+    s.results["retrieve.get"] = CheckResult(id="retrieve.get", stage="retrieve", title="get", status=Status.PASS,
+                                            facts={"received": 3})
+    return s
+
+
+def aborted_on_arrival(operation: str) -> Run:
+    return run(operation, status=None, completed=None, failed=None, warning=None).model_copy(
+        update={"peer_abort": Aborted(source=0, reason=0), "pending": 0, "no_final": True})
+
+
+def uncounted(reason: str, **more) -> Uncounted:
+    return Uncounted(reason=reason, count=2, sop_instance_uids=["9.9.1", "9.9.2"], **more)
+
+
+PROBE_C000 = UnknownProbe(destination="QRD-NO-SUCH-AE", status=0xC000, completed=0, failed=0, elapsed_ms=100.0,
+                          error_comment=None)
+BUSY = Rejected(result=2, source=3, reason=2)
+STALL = dict(cancel_sent=True, cancel_reason="no progress for 6 s", cancel_ms=6010.0)
+
+# Every conclusion above that builds a finding, as (check, observation, needs earlier services).
+SCENARIOS = {
+    "move destination unknown": ("retrieve.move", lambda: move_obs(
+        run(status=0xA801, completed=0, failed=0), got=[], connections=0)),
+    "move destination unknown, hedged": ("retrieve.move", lambda: move_obs(
+        run(status=0xC000, completed=0, failed=0), got=[], connections=0, probe=PROBE_C000)),
+    "move no inbound": ("retrieve.move", lambda: move_obs(
+        run(status=0xA702, completed=0, failed=3), got=[], connections=0)),
+    "move no inbound, loopback receiver": ("retrieve.move", lambda: move_obs(
+        run(status=0xA702, completed=0, failed=3), got=[], connections=0, listen="127.0.0.1")),
+    "move silent failure": ("retrieve.move", lambda: move_obs(run(status=0x0000, completed=0, failed=3),
+                                                              got=[], connections=0)),
+    "move suboperations failed": ("retrieve.move", lambda: move_obs(
+        run(status=0xB000, completed=2, failed=1), got=UIDS[:2])),
+    "move key mismatch": ("retrieve.move", lambda: move_obs(run(status=0xA900, completed=0, failed=0), got=[],
+                                                            connections=0)),
+    **{f"move refused {status:#06x}": ("retrieve.move", lambda status=status: move_obs(
+        run(status=status, completed=0, failed=0), got=[], connections=0))
+       for status in (0x0124, 0x0122, 0xA701, 0xFE00, 0xC001)},
+    "move 0xa702 after connecting": ("retrieve.move", lambda: move_obs(
+        run(status=0xA702, completed=None, failed=None), got=[])),
+    "move context refused": ("retrieve.move", lambda: move_obs(got=[], connections=0, context_accepted=False,
+                                                               run=None)),
+    "move stalled": ("retrieve.move", lambda: move_obs(run(status=0xFE00, completed=0, failed=0, **STALL),
+                                                       got=[], connections=0)),
+    "move cancel ignored": ("retrieve.move", lambda: move_obs(
+        run(status=None, completed=None, failed=None, aborted_by_us=True, no_final=True, **STALL
+            | {"cancel_reason": "the check's time limit was reached"}), got=[], connections=0)),
+    "move service not permitted": ("retrieve.move", lambda: move_obs(aborted_on_arrival("C-MOVE"), got=[],
+                                                                     connections=0)),
+    "move called AE mismatch": ("retrieve.move", lambda: move_obs(inbound=[inbound(called_ae="QRDOCTOR_OLD")])),
+    "move inbound refused": ("retrieve.move", lambda: move_obs(inbound=[inbound(), inbound(
+        number=2, result="rejected", rejection=BUSY, accepted_contexts=0, stores=0, ended="rejected")])),
+    "move write errors": ("retrieve.move", lambda: move_obs(
+        run(status=0x0000, completed=3), got=UIDS[:1], inbound=[inbound(store_failures=2, stores=1)],
+        received=received(1, write_errors=["1.2.3.4.5.2: OSError: disk full"]))),
+    "move unexpected data and sender": ("retrieve.move", lambda: move_obs(arrivals=arrivals(UIDS, UIDS, [
+        uncounted("other-study", study_uids=["9.9"]), uncounted("not-requested"),
+        uncounted("unexpected-sender", calling_aes=["INTRUDER"])]))),
+    "move too many objects": ("retrieve.move", lambda: move_obs(
+        received=received(3, limit=LimitHit(bound="objects", limit=23, value=24, connection=1)))),
+    "move store port busy": ("retrieve.move", lambda: MoveObservation(
+        models=["study_root"], subject=subject(), model="study_root", listen="0.0.0.0", store_port=STORE_PORT,
+        store_error=StoreError(errno=98, strerror="Address already in use"))),
+    "move nothing to retrieve": ("retrieve.move", lambda: MoveObservation(
+        models=["study_root"], no_data=NoData(kind="no-study", evidence={}))),
+    "get not offered": ("retrieve.get", lambda: GetObservation(offered={"study_root": {"move": True},
+                                                                         "patient_root": {}})),
+    "get context rejected": ("retrieve.get", lambda: get_obs(context_accepted=False, run=None, arrivals=None,
+                                                             received=None)),
+    "get 0x0122": ("retrieve.get", lambda: get_obs(run("C-GET", status=0x0122, completed=0, failed=0), got=[])),
+    "get role refused": ("retrieve.get", lambda: get_obs(run("C-GET", status=0xB000, completed=0, failed=3),
+                                                         got=[], storage={CT: "role refused"})),
+    "get silent failure": ("retrieve.get", lambda: get_obs(run("C-GET", status=0x0000, completed=0, failed=0),
+                                                           got=[])),
+    "get suboperations failed": ("retrieve.get", lambda: get_obs(run("C-GET", status=0xB000, completed=2,
+                                                                     failed=1), got=UIDS[:2])),
+    "get refused": ("retrieve.get", lambda: get_obs(run("C-GET", status=0xC000, completed=0, failed=0), got=[])),
+    "get stalled": ("retrieve.get", lambda: get_obs(run("C-GET", status=0xFE00, completed=0, failed=0, **STALL),
+                                                    got=[])),
+    "get too large": ("retrieve.get", lambda: get_obs(received=received(3, limit=LimitHit(
+        bound="object-bytes", limit=512 << 20, value=(512 << 20) + 1, sop_instance_uid=UIDS[0])))),
+    "get unexpected series": ("retrieve.get", lambda: get_obs(arrivals=arrivals(UIDS, UIDS, [
+        uncounted("other-series", series_uids=["1.2.3.4.9"])]))),
+    "get service not permitted": ("retrieve.get", lambda: get_obs(aborted_on_arrival("C-GET"), got=[])),
+}
+
+
+@pytest.mark.parametrize("advertise", [None, "192.0.2.7"], ids=["address guessed", "address advertised"])
+@pytest.mark.parametrize("name", list(SCENARIOS))
+def test_every_retrieve_fix_is_split_by_who_acts_on_it(name, advertise):
+    check_id, make = SCENARIOS[name]
+    r = conclude(check_id, make(), with_queries_and_get(situation(advertise=advertise)))
+    assert r.findings, name
+    for f in r.findings:
+        assert f.actions, f"{f.code}: fix not split by audience"
+        assert audience_problems(f) == []
+        assert f.fix == " ".join(a.text for a in f.actions)
+
+
+def test_every_code_the_retrieve_checks_build_is_reached_with_its_fix_split():
+    findings = [f for check_id, make in SCENARIOS.values()
+                for f in conclude(check_id, make(), with_queries_and_get(situation())).findings]
+    assert {f.code for f in findings if not f.actions} == set()
+    seen = {f.code for f in findings}
+    declared = set(get_check("retrieve.move").codes) | set(get_check("retrieve.get").codes)
+    built_elsewhere = {"not-dicom", "peer-silent", "tls-required", "tls-handshake-failed", "peer-closed",
+                       "calling-ae-rejected", "called-ae-rejected", "association-rejected",
+                       "association-aborted", "peer-protocol-error"}  # checks/failures.py
+    assert declared - built_elsewhere <= seen, declared - built_elsewhere - seen
+
+
+@pytest.mark.parametrize("advertise, address", [(None, "10.1.2.3"), ("192.0.2.7", "192.0.2.7")])
+def test_destination_unknown_tells_the_administrator_the_entry_and_the_tester_the_options(advertise, address):
+    r = conclude("retrieve.move", move_obs(run(status=0xA801, completed=0, failed=0), got=[], connections=0),
+                 situation(advertise=advertise))
+    (f,) = r.findings
+    pacs = part(f, Audience.PACS)
+    assert f"AE title QRDOCTOR, address {address}, port 11113" in pacs and "DicomModalities" in pacs
+    assert not OPTION.search(pacs)
+    assert "move destination" in part(f, Audience.WORKSTATION)
+    tester = part(f, Audience.TESTER)
+    assert "--move-ae" in tester and "--store-port" in tester and "--calling-ae" in tester
+    assert ("--advertise" in tester) is (advertise is None)
+
+
+def test_the_identity_hint_goes_once_the_workstation_s_own_titles_are_tested():
+    s = situation(calling_ae="WS1", move_ae="WS1")
+    r = conclude("retrieve.move", move_obs(run(status=0xA801, completed=0, failed=0), got=[], connections=0), s)
+    (f,) = r.findings
+    assert "AE title WS1, address 10.1.2.3, port 11113" in part(f, Audience.PACS)
+    assert "--calling-ae" not in f.fix and "--advertise" in part(f, Audience.TESTER)
+
+
+@pytest.mark.parametrize("errno, said, not_said", [
+    (98, "Another program listens on port 11113", "administrator rights"),
+    (13, "ports below 1024 need administrator rights", "Another program"),
+    (99, "--listen-host", "Another program"),
+])
+def test_the_store_port_fix_follows_the_error(errno, said, not_said):
+    obs = MoveObservation(models=["study_root"], subject=subject(), model="study_root", listen="192.0.2.99",
+                          store_port=STORE_PORT, store_error=StoreError(errno=errno, strerror="refused"))
+    (f,) = conclude("retrieve.move", obs).findings
+    assert said in part(f, Audience.TESTER) and not_said not in f.fix
+
+
+def test_a_stall_ended_by_the_time_limit_suggests_a_longer_timeout_not_a_stall_window():
+    late = run(status=0xFE00, completed=0, failed=0, cancel_sent=True,
+               cancel_reason="the check's time limit was reached")
+    (f,) = conclude("retrieve.move", move_obs(late, got=[], connections=0)).findings
+    assert "--timeout" in part(f, Audience.TESTER) and "--stall-s" not in f.fix
+    slow = run(status=0xFE00, completed=0, failed=0, **STALL)
+    (f,) = conclude("retrieve.move", move_obs(slow, got=[], connections=0)).findings
+    assert "--stall-s" in part(f, Audience.TESTER) and "--timeout" not in f.fix
+
+
+def test_objects_of_another_series_are_not_called_another_patient_s():
+    (f,) = conclude("retrieve.get", get_obs(arrivals=arrivals(UIDS, UIDS, [
+        uncounted("other-series", series_uids=["1.2.3.4.9"])]))).findings
+    assert "another series of the same study" in part(f, Audience.USERS) and "patient" not in f.fix
+    (f,) = conclude("retrieve.get", get_obs(arrivals=arrivals(UIDS, UIDS, [
+        uncounted("other-study", study_uids=["9.9"])]))).findings
+    assert "possibly another patient's" in part(f, Audience.USERS)
+
+
+@pytest.mark.parametrize("offered, move_suggested", [({"study_root": {"get": True, "move": True}}, True),
+                                                      ({"study_root": {"get": True}}, False)])
+def test_c_move_is_suggested_instead_of_c_get_only_when_the_pacs_offers_it(offered, move_suggested):
+    obs = get_obs(run("C-GET", status=0x0122, completed=0, failed=0), got=[], offered=offered | {"patient_root": {}})
+    (f,) = conclude("retrieve.get", obs).findings
+    assert ("C-MOVE" in part(f, Audience.WORKSTATION)) is move_suggested
+    assert ("C-MOVE" in f.fix) is move_suggested
+
+
+def test_a_successful_move_without_a_connection_does_not_claim_where_the_images_went():
+    (f,) = conclude("retrieve.move", move_obs(run(status=0x0000, completed=3), got=[], connections=0)).findings[:1]
+    assert f.code == "move-no-inbound" and "most likely sent them to another address" in f.summary
+
+
+def test_success_with_nothing_sent_asks_why_the_retrieve_matched_nothing():
+    # zero sub-operations with Success is conformant for a retrieve that matches nothing: the
+    # defect is that the C-FIND lists instances for the same keys, not the status
+    (f,) = conclude("retrieve.move", move_obs(run(status=0x0000, completed=0, failed=0), got=[],
+                                              connections=0)).findings
+    assert "resolved to nothing" in part(f, Audience.PACS) and "vendor" not in f.fix
+    (f,) = conclude("retrieve.get", get_obs(run("C-GET", status=0x0000, completed=0, failed=3), got=[])).findings
+    assert "0xB000" in part(f, Audience.PACS) and "vendor" in part(f, Audience.PACS)
+
+
+SELECT_KINDS = sorted(set(re.findall(r'NoData\(kind="([a-z-]+)"',
+                                     (Path(__file__).parents[1] / "checks/retrieve/select.py").read_text())))
+
+
+@pytest.mark.parametrize("kind", SELECT_KINDS)
+def test_every_reason_select_gives_for_nothing_to_retrieve_is_explained(kind):
+    evidence = {"study_instance_uid": "1.2.8", "series_instance_uid": "1.2.9", "studies_of_patient": 2,
+                "studies_tried": 3, "series_tried": 6, "issuer_given": False}
+    r = conclude("retrieve.move", MoveObservation(models=["study_root"], no_data=NoData(kind=kind, evidence=evidence)))
+    (f,) = r.findings
+    assert f.code == "retrieve-no-data" and part(f, Audience.TESTER) and audience_problems(f) == []

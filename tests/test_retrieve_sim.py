@@ -261,7 +261,9 @@ def test_the_pacs_addresses_our_store_scp_by_another_title():
     assert_replays(report)
 
 
-def test_our_store_scp_refuses_a_private_sop_class():
+def test_our_store_scp_takes_a_private_sop_class_the_pacs_proposes():
+    # Issue 13: the receiver takes every storage SOP class the PACS proposes, private ones too
+    # (a vendor's private CT or raw data class), so a healthy retrieve never fails because of us.
     store_port = free_port()
     private = "1.3.12.2.1107.5.9.1"
 
@@ -275,9 +277,9 @@ def test_our_store_scp_refuses_a_private_sop_class():
     with fault_pacs(move=move) as port:
         report = diagnose(port, "FAULTPACS", store_port, only=["retrieve.move"])
     move_r = result(report, "retrieve.move")
-    assert "move-inbound-refused" in codes(report, "retrieve.move")
-    refused = next(f for f in move_r.findings if f.code == "move-inbound-refused")
-    assert private in refused.summary or "1.3.12.2.1107.5.9.1" in str(refused.evidence)
+    assert "move-inbound-refused" not in codes(report, "retrieve.move")
+    assert move_r.facts["received"] == 1 and move_r.facts["sop_classes"] == {private: 1}
+    assert move_r.facts["inbound"][0]["accepted_contexts"] == 1
     assert move_r.facts["inbound_associations"] == 1
     assert_replays(report)
 

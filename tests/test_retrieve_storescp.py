@@ -66,19 +66,30 @@ def test_the_temporary_directory_is_removed_on_stop():
     assert not directory.exists()
 
 
-def test_a_private_sop_class_is_refused_and_recorded():
+def test_a_private_sop_class_is_taken_by_default_and_refused_with_standard_classes_only():
     private = "1.3.12.2.1107.5.9.1"  # a vendor's private storage class, unknown to pynetdicom
-    with StoreSCP("QRDOCTOR", "127.0.0.1", 0) as scp:
+
+    def associate(scp: StoreSCP) -> None:
         ae = AE(ae_title="PACSAE")
         ae.add_requested_context(private)
         ae.add_requested_context(CTImageStorage)
         assoc = ae.associate("127.0.0.1", scp.port, ae_title="QRDOCTOR")
         assert assoc.is_established
         assoc.release()
+
+    # Given the default receiver, which takes what the PACS has: both contexts accepted
+    with StoreSCP("QRDOCTOR", "127.0.0.1", 0) as scp:
+        associate(scp)
+    (rec,) = scp.records()
+    assert rec.accepted_contexts == 2 and not rec.rejected_contexts
+    # Given a receiver that takes only the standard storage classes: the private one is refused
+    with StoreSCP("QRDOCTOR", "127.0.0.1", 0, sop_classes="standard") as scp:
+        associate(scp)
     (rec,) = scp.records()
     assert rec.accepted_contexts == 1
     assert [c["abstract_syntax"] for c in rec.rejected_contexts] == [private]
     assert rec.rejected_contexts[0]["result_str"] == "abstract-syntax-not-supported"
+    assert [cx.outcome for cx in rec.association.contexts] == ["rejected: SOP class", "accepted"]
 
 
 def test_too_many_associations_are_rejected_and_recorded():

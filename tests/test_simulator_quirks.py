@@ -441,3 +441,24 @@ def test_charset_missing(sim_pacs_factory) -> None:
     assert answer.count > 0 and not any("SpecificCharacterSet" in ds for ds in answer.identifiers)
     raw = [ds.PatientName.original_string for ds in answer.identifiers]
     assert "Müller^Jürgen".encode("latin-1") in raw and "Παπαδόπουλος^Νίκος".encode() in raw
+
+
+def test_charset_utf8_declared_latin1(sim_pacs_factory) -> None:
+    pacs = sim_pacs_factory(quirks="charset-utf8-declared-latin1")
+    assoc = associate(pacs)
+    answer = c_find(assoc, PatientRootQueryRetrieveInformationModelFind, QueryRetrieveLevel="PATIENT",
+                    PatientID="", PatientName="")
+    assoc.release()
+    # Names outside ASCII go out in their UTF-8 bytes under ISO_IR 100, and read as Latin-1 garbled
+    declared = {ds.PatientName.original_string: ds.get("SpecificCharacterSet") for ds in answer.identifiers}
+    for name in ("Müller^Jürgen", "Παπαδόπουλος^Νίκος"):
+        assert declared[name.encode()] == "ISO_IR 100"
+    shown = {str(ds.PatientName) for ds in answer.identifiers}
+    assert "MÃ¼ller^JÃ¼rgen" in shown and "Müller^Jürgen" not in shown
+    # ASCII names are sent as before, without a character set
+    assert declared[b"SMITH^JOHN"] is None
+
+
+def test_charset_quirks_cannot_be_combined() -> None:
+    with pytest.raises(ValueError, match="cannot be combined"):
+        parse_quirks("charset-missing,charset-utf8-declared-latin1")

@@ -14,7 +14,7 @@ from functools import partial
 import pytest
 
 from qrdoctor.core.context import Context, Outcome
-from qrdoctor.core.model import Finding, Severity, Stage, Status
+from qrdoctor.core.model import Action, Finding, Severity, Stage, Status, actions
 from qrdoctor.core.runner import Runner
 from qrdoctor.core.target import Target
 from qrdoctor.tui.app import QRDoctorApp
@@ -34,9 +34,9 @@ def outcome(summary: str, *findings: Finding, state: Status | None = None, **fac
     return fn
 
 
-def finding(code: str, severity: str, summary: str, fix: str, why: str, **evidence) -> Finding:
-    return Finding(code=code, severity=Severity(severity), summary=summary, fix=fix,
-                   explanation=why, evidence=evidence)
+def finding(code: str, severity: str, summary: str, fix: list[Action], why: str, **evidence) -> Finding:
+    return Finding(code=code, severity=Severity(severity), summary=summary,
+                   fix=" ".join(a.text for a in fix), actions=fix, explanation=why, evidence=evidence)
 
 
 CHECKS = [
@@ -51,21 +51,27 @@ CHECKS = [
         "capped at 500 matches (silent, proven)",
         finding("match-limit", "warn",
                 "The PACS caps C-FIND answers at 500 matches and still says Success.",
-                "Narrow searches, or ask the PACS administrator to raise the query limit.",
+                actions(pacs="Raise the C-FIND match limit for this node, or make the PACS "
+                             "answer 0xA700 (out of resources) when it stops early.",
+                        users="Narrow searches (a date range, a modality) until the limit is raised."),
                 "Many PACS limit query results to protect themselves.", limit=500, probed_up_to=1200),
         limit=500, probed_up_to=1200), requires=("association.models",)),
     adhoc_check("match.wildcards", Stage.MATCHING, "Person name wildcards", outcome(
         "wildcards match the family name only",
         finding("pn-family-name-only", "warn", "*SMITH* does not find JONES^SMITH.",
-                "Search by family name, or ask the vendor to match the whole name.",
+                actions(users="Search by family name, or by Patient ID."),
                 "Some PACS apply wildcards to the family name component only.")),
         requires=("association.models",)),
     adhoc_check("retrieve.move", Stage.RETRIEVE, "C-MOVE round trip", outcome(
         "C-MOVE accepted, but the PACS never connected to us",
         finding("move-no-inbound", "fail",
                 "The PACS accepted the C-MOVE but never opened a connection to our Store SCP.",
-                "Ask the PACS administrator to register QRDOCTOR at 10.1.2.3 port 11113 as a "
-                "move destination, and to allow connections from the PACS to 10.1.2.3:11113.",
+                actions(pacs="Check the destination entry for QRDOCTOR: it must be 10.1.2.3 "
+                             "port 11113.",
+                        workstation="Let the PACS reach TCP port 11113 on this computer (host "
+                                    "firewall, NAT, VPN).",
+                        tester="If the PACS reaches this computer at another address, re-run "
+                               "with --advertise ADDR."),
                 "The PACS sends images over a new connection to the address it has on file.",
                 status="0xA702", completed=0, failed=1, received=0),
         status="0xA702", completed=0, failed=1, warning=0, received=0, inbound_associations=0),

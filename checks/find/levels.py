@@ -11,7 +11,7 @@ import datetime as dt
 
 from pydantic import Field
 
-from qrdoctor.checks.failures import ProbeRecord, node_entry
+from qrdoctor.checks.failures import ProbeRecord, advertise_hint, hints, identity_hint, node_entry
 from qrdoctor.checks.shared import (
     ANSWER_CODES,
     ASSOCIATION_CODES,
@@ -32,8 +32,9 @@ from qrdoctor.checks.shared import (
     value,
 )
 from qrdoctor.core.context import Context, Outcome, Situation
-from qrdoctor.core.model import Finding, Severity, Stage
+from qrdoctor.core.model import Action, Finding, Severity, Stage, actions
 from qrdoctor.core.registry import Observation, define
+from qrdoctor.core.target import DEFAULT_CALLING_AE
 from qrdoctor.dicom.assoc import describe_status
 from qrdoctor.dicom.find import AssociationFailed
 
@@ -306,14 +307,20 @@ def query_refused(s: Situation, q: LevelQuery) -> Finding:
         "query-refused", Severity.FAIL,
         f"The PACS accepts associations from {t.calling_ae} (C-ECHO works) but {how} when we sent "
         f"our first C-FIND ({MODEL_LABELS[q.model]}, {q.level} level).",
-        f"The PACS lets this AE title connect and echo but not query. Ask the PACS administrator to "
-        f"register {node_entry(s)} as a node allowed to query and retrieve on {t.called_ae}, or, if "
-        f"it is registered, to check that queries are enabled for it and that its registered "
-        f"address is the one the association comes from. In Orthanc this is an entry in "
-        "DicomModalities (or DicomAlwaysAllowFind); with DicomCheckModalityHost the entry's host "
-        "must be the address the association comes from, and a mismatch is refused the same way "
-        "(accepted, echo answered, the C-FIND aborted). Other PACS call it a query/retrieve client "
-        "or DICOM node.",
+        actions(
+            pacs=f"The PACS lets {t.calling_ae} connect and echo but not query. Register it on "
+                 f"{t.called_ae} as a node allowed to query and retrieve: {node_entry(s)}. If it is "
+                 "registered, check that queries are enabled for that entry and that its registered "
+                 "address is the one the association comes from; the PACS log at the time of the run "
+                 "says why the query was refused. In Orthanc this is an entry in DicomModalities (or "
+                 "DicomAlwaysAllowFind, for test systems only); with DicomCheckModalityHost the entry's "
+                 "host must be the address the association comes from, and a mismatch is refused the "
+                 "same way (accepted, echo answered, the C-FIND aborted). Other PACS call the entry a "
+                 "query/retrieve client or DICOM node.",
+            users=(f"Until then, every search from {t.calling_ae} on {t.called_ae} fails."
+                   if t.calling_ae != DEFAULT_CALLING_AE else None),
+            tester=hints(advertise_hint(s), identity_hint(s)),
+        ),
         model=q.model, level=q.level, **a.evidence(),
     )
 
@@ -335,21 +342,48 @@ def _what_failed(a: FindAnswer) -> str:
 
 
 def level_hint(model: str, level: str, code: int | None) -> str:
-    """What a failure status of a level's C-FIND most likely means."""
+    """What a failure status of a level's C-FIND most likely means, for the PACS administrator."""
     if code == 0xA900:
         above = {"PATIENT": "", "STUDY": "PatientID", "SERIES": "PatientID and StudyInstanceUID",
                  "IMAGE": "PatientID, StudyInstanceUID and SeriesInstanceUID"}[level]
         if model == "study_root":
             above = above.replace("PatientID and ", "").replace("PatientID, ", "")
         return (f"0xA900 means the identifier does not match what the PACS expects for a {level} "
-                f"query in {MODEL_LABELS[model]}; qrdoctor sent the level's keys plus the unique keys "
-                f"above it ({above or 'none'}). Check the PACS's conformance statement for the keys "
-                "it requires at this level.")
+                f"query in {MODEL_LABELS[model]}; qrdoctor sent the level's standard keys plus the unique "
+                f"keys above it ({above or 'none'}). Check the PACS's conformance statement for the keys "
+                "it requires at this level, and its log at the time of the run for the key it refused.")
     if code == 0xA700:
-        return "0xA700 means the PACS ran out of resources for this query, which usually means it was too broad for it."
+        return ("0xA700 (Refused: Out of Resources) means the PACS lacked the resources to answer this "
+                "query; its log at the time of the run says which.")
     if code is not None and 0xC000 <= code <= 0xCFFF:
-        return f"0x{code:04X} is a vendor-specific failure; the PACS log or its conformance statement says what it means."
-    return "Look up the status in the PACS's conformance statement and its log."
+        return (f"0x{code:04X} is a vendor-specific failure; the PACS log at the time of the run or its "
+                "conformance statement says what it means.")
+    if code is None:
+        return ("The PACS log at the time of the run says why it ended the query this way; send it to "
+                "the vendor with qrdoctor's report.")
+    return f"Look up 0x{code:04X} in the PACS's conformance statement and its log at the time of the run."
+
+
+def level_actions(model: str, level: str, a: FindAnswer, workaround: str | None = None) -> list[Action]:
+    """The fix of a failed level's C-FIND, by how it failed: the status's meaning for the PACS
+    administrator; a slow answer also for the workstation and the tester."""
+    if a.timed_out:
+        waited = f"{a.timeout_s:g} s" if a.timeout_s is not None else "the timeout"
+        return actions(
+            pacs=f"The PACS took longer than {waited} to answer a {level} query in "
+                 f"{MODEL_LABELS[model]}: check its database load and query performance at the time "
+                 "of the run.",
+            workstation=workaround or f"A workstation whose query timeout is {waited} or less fails "
+                                      "the same way.",
+            tester="Re-run with a larger --timeout to see whether the query completes.")
+    if a.deadline_reached:
+        return actions(
+            pacs=f"The PACS was still sending matches ({a.matches}) to a {level} query in "
+                 f"{MODEL_LABELS[model]} when the check had to stop: it answers slowly.",
+            workstation=workaround,
+            tester="Re-run with a larger --timeout to give the check more time.")
+    return actions(pacs=level_hint(model, level, None if a.aborted or a.closed else a.status),
+                   workstation=workaround)
 
 
 def level_failed(s: Situation, q: LevelQuery, levels: list[LevelQuery]) -> Finding:
@@ -358,11 +392,12 @@ def level_failed(s: Situation, q: LevelQuery, levels: list[LevelQuery]) -> Findi
     other = [x for x in levels if x.level == q.level and x.model != q.model and x.ok]
     only = (f" It works in {MODEL_LABELS[other[0].model]}, so only {MODEL_LABELS[q.model]} is affected."
             if other else "")
-    workaround = f"Configure workstations to query this PACS with {MODEL_LABELS[other[0].model]}. " if other else ""
+    workaround = (f"Configure workstations to query this PACS with {MODEL_LABELS[other[0].model]}, where "
+                  f"the {q.level} level works." if other else None)
     return s.finding(
         "find-level-failed", Severity.WARN if q.level == "IMAGE" else Severity.FAIL,
         f"A {q.level}-level C-FIND in {MODEL_LABELS[q.model]} failed: the PACS {_what_failed(a)}.{only}",
-        workaround + level_hint(q.model, q.level, a.status),
+        level_actions(q.model, q.level, a, workaround),
         model=q.model, level=q.level, matching_keys=sorted(q.matching), **a.evidence(),
     )
 
@@ -376,8 +411,15 @@ def no_studies(s: Situation, levels: list[LevelQuery]) -> Finding | None:
     return s.finding(
         "no-studies", Severity.WARN,
         f"The PACS returned no match at all for a universal query from {t.calling_ae}.",
-        "Either the PACS holds no studies, or it shows each AE title only some of them (a "
-        f"per-node visibility rule). Ask the PACS administrator which studies {t.calling_ae} may "
-        "see. The matching and retrieve checks need at least one study and will be skipped.",
+        actions(
+            pacs=f"Check whether studies exist behind {t.called_ae} and which of them {t.calling_ae} may "
+                 "see: a PACS with per-node visibility rules (sites, departments, access groups) shows "
+                 "a node with no assignment nothing, without an error.",
+            users=(f"Until then, searches from {t.calling_ae} find nothing on {t.called_ae}: an empty "
+                   "list there does not mean the patient has no studies."
+                   if t.calling_ae != DEFAULT_CALLING_AE else None),
+            tester=hints("The matching and retrieve checks need at least one study and were skipped; "
+                         f"re-run once {t.calling_ae} sees studies.", identity_hint(s)),
+        ),
         levels=[q.fact().model_dump(mode="json") for q in top],
     )

@@ -17,7 +17,7 @@ from pydantic import BaseModel, Field
 from pydicom import Dataset
 
 from qrdoctor.checks.failures import ProbeRecord
-from qrdoctor.checks.find.levels import LevelsLearned, level_hint
+from qrdoctor.checks.find.levels import LevelsLearned, level_actions
 from qrdoctor.checks.shared import (
     ANSWER_CODES,
     ASSOCIATION_CODES,
@@ -34,7 +34,7 @@ from qrdoctor.checks.shared import (
     value,
 )
 from qrdoctor.core.context import Context, Outcome, Situation
-from qrdoctor.core.model import Finding, Severity, Stage
+from qrdoctor.core.model import Finding, Severity, Stage, actions
 from qrdoctor.core.options import Options
 from qrdoctor.core.registry import Observation, define
 from qrdoctor.dicom.assoc import describe_status
@@ -408,12 +408,21 @@ def _unfinished(s: Situation, obs: MatchLimitObservation, whole: FindAnswer) -> 
     waited = whole.timeout_s if whole.timeout_s is not None else s.target.timeout
     how = (f"was still sending matches ({whole.matches}) when the check's time limit was nearly reached"
            if whole.deadline_reached else f"got no response for {waited:g} s after {whole.matches} matches")
+    slow = (f"The PACS sent a universal {obs.level} query's matches so slowly that {whole.matches} had "
+            "arrived when the check had to stop" if whole.deadline_reached else
+            f"The PACS left a universal {obs.level} query unanswered for {waited:g} s after "
+            f"{whole.matches} matches")
     return s.finding(
         "find-level-failed", Severity.WARN,
         f"A universal {obs.level} query in {MODEL_LABELS[obs.model]} {how}, "  # type: ignore[index]
         "so the match limit could not be measured.",
-        "The PACS is slow on broad queries. Re-run with a larger --timeout to measure its "
-        "limit; workstations with short timeouts will see the same truncated lists.",
+        actions(
+            pacs=f"{slow}: check its database load and query performance on broad queries at the time "
+                 "of the run.",
+            workstation=(None if whole.deadline_reached else
+                         f"A workstation whose query timeout is {waited:g} s or less sees broad searches "
+                         "fail or come back cut short."),
+            tester="Re-run with a larger --timeout to measure the match limit."),
         model=obs.model, level=obs.level, **whole.evidence())
 
 
@@ -427,17 +436,23 @@ def _refusal(s: Situation, obs: MatchLimitObservation, whole: FindAnswer, facts:
             "find-level-failed", Severity.FAIL,
             f"A universal {obs.level} query failed with {whole.status_hex} ({text}) and no "
             "narrower date range was answered either.",
-            level_hint(obs.model, obs.level, whole.status), model=obs.model, level=obs.level,  # type: ignore[arg-type]
+            level_actions(obs.model, obs.level, whole), model=obs.model, level=obs.level,  # type: ignore[arg-type]
             **whole.evidence())])
     facts.limit, facts.limit_exact = bounds.largest_accepted, False
+    n = bounds.largest_accepted
     f = s.finding(
         "match-limit", Severity.WARN,
         f"The PACS refuses a universal {obs.level} query ({whole.status_hex}: {text}) but "
-        f"answers narrower date ranges; the largest accepted answer had "
-        f"{bounds.largest_accepted} matches.",
-        "Searches that match too many studies fail outright on this PACS: workstations "
-        "must narrow them (date range, modality, patient). If broad searches are "
-        "needed, ask the PACS administrator to raise the query result limit.",
+        f"answers narrower date ranges; the largest accepted answer had {n} matches.",
+        actions(
+            pacs=f"The PACS refuses a query that matches too many records rather than answering part of "
+                 f"it; at least {n} matches are allowed. If broad searches are needed, raise or remove "
+                 "that limit, weighing database load (in dcm4chee-arc: Query Max Number of Results, "
+                 "dcmQueryMaxNumberOfResults, on the device or the archive AE).",
+            workstation="Configure study lists and searches to stay narrow (a date range, a modality, "
+                        "a Patient ID) so that they match fewer studies than the limit.",
+            users=f"A search that matches too many studies fails on this PACS ({whole.status_hex}) "
+                  "instead of showing a list: add a date range or search by Patient ID."),
         status=whole.status_hex, **bounds.model_dump(mode="json"),
     )
     return Outcome(summary=f"broad queries refused ({whole.status_hex}); at least "
@@ -458,13 +473,20 @@ def _capped(s: Situation, obs: MatchLimitObservation, whole: FindAnswer, facts: 
         proven = (f" Proof: two disjoint date ranges returned {a} = {proof.parts_total} matches, "
                   f"more than the {n} of the universal query, so at least {proof.parts_total} studies match.")
     silent = signal is None
+    orthanc = " (in Orthanc: LimitFindResults)" if whole.status == 0xFE00 else ""
     f = s.finding(
         "match-limit", Severity.WARN,
         f"The PACS caps C-FIND answers at {n} matches: {how}.{proven}",
-        f"Any study list or prior search with more than {n} results is cut "
-        f"{'without warning' if silent else 'short'}; a workstation may miss prior studies. Narrow "
-        f"searches (patient ID, date range, modality), or ask the PACS administrator to raise the "
-        f"query result limit (for Orthanc: LimitFindResults / LimitFindInstances).",
+        actions(
+            pacs=f"Raise or remove the PACS's C-FIND result limit{orthanc} so that it lies well above "
+                 f"{n}, weighing database load; or keep it, and tell users that a list of {n} results "
+                 "may be incomplete.",
+            workstation="Configure searches to stay under the limit: prior searches by Patient ID, "
+                        "study lists with a date range (and modality).",
+            users=f"Any study list or prior search with more than {n} results is cut "
+                  f"{'without warning' if silent else 'short'}, so prior studies may be missing: when "
+                  f"a list shows exactly {n} results, narrow the search (Patient ID, date range) "
+                  "until it shows fewer."),
         **evidence,
     )
     kind = "silent" if silent else "signalled"
@@ -488,14 +510,18 @@ def image_level_limit(probe: ImageProbe, s: Situation) -> tuple[ImageLevelFacts,
     facts.limit = a.matches
     how = ("with Success, without any warning" if a.status == 0x0000 else
            f"ending with {a.status_hex}" if a.status is not None else "and then aborted the association")
+    orthanc = " (in Orthanc: LimitFindInstances)" if a.status == 0xFE00 else ""
     return facts, s.finding(
         "match-limit", Severity.WARN,
         f"The PACS caps IMAGE-level answers at {a.matches}: a series it says holds {expected} "
         f"instances (NumberOfSeriesRelatedInstances) listed only {a.matches}, {how}.",
-        f"Anything that lists the images of a series with more than {a.matches} instances (an "
-        "image-level query before a retrieve, a viewer's instance list) sees only part of it. Ask "
-        "the PACS administrator to raise the instance-level query limit (for Orthanc: "
-        "LimitFindInstances), or retrieve whole series by their Series Instance UID.",
+        actions(
+            pacs=f"Raise or remove the PACS's instance-level C-FIND limit{orthanc} so that it lies "
+                 f"above the largest series ({expected} instances here, {a.matches} listed).",
+            workstation=f"Retrieve whole series by Series Instance UID rather than from an image-level "
+                        f"list, which stops at {a.matches} images.",
+            users=f"Where a viewer lists a series' images before loading them, it shows at most "
+                  f"{a.matches} images of a larger series."),
         level="IMAGE", limit=a.matches, series_instances=expected, model=probe.model,
         final_status=a.status_hex,
     )

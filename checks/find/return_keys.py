@@ -9,7 +9,7 @@ from pydantic import BaseModel
 from qrdoctor.checks.find.levels import LevelsLearned
 from qrdoctor.checks.shared import MODEL_LABELS, SparseFacts, keys_for, value
 from qrdoctor.core.context import Context, Outcome, Situation
-from qrdoctor.core.model import Finding, Severity, Stage
+from qrdoctor.core.model import Finding, Severity, Stage, actions
 from qrdoctor.core.registry import Observation, define
 
 FEW_MATCHES = 5  # a required key empty in fewer matches than this may just be unset data
@@ -110,14 +110,31 @@ def _describe(items: list[EmptyKey]) -> str:
                      f"{x.matches} match{'es' if x.matches != 1 else ''})" for x in items)
 
 
+def _keys(items: list[EmptyKey]) -> str:
+    return ", ".join(dict.fromkeys(x.key for x in items))
+
+
 def _required_keys_empty(s: Situation, defects: list[EmptyKey]) -> Finding:
+    missing = [x for x in defects if x.state == "missing"]
+    empty = [x for x in defects if x.state == "empty"]
+    pacs = []
+    if missing:
+        pacs.append(f"The standard requires the PACS to return {_keys(missing)} when asked (empty if "
+                    "it has no value; PS3.4 C.2.2.1), and it left them out: ask the vendor whether they "
+                    "must be enabled or indexed in its query configuration.")
+    if empty:
+        pacs.append(f"{_keys(empty)} came back empty in every match: check whether the stored studies "
+                    "hold values for these keys (AccessionNumber, for one, is often blank on studies "
+                    "not acquired from a worklist); if they do, ask the vendor why the query answer "
+                    "leaves them empty.")
     return s.finding(
         "return-key-empty", Severity.WARN,
         f"Keys the standard requires the PACS to return came back missing or empty in every "
         f"match: {_describe(defects)}.",
-        "Workstations that sort, match or display priors by these keys will show gaps or "
-        "mismatch studies. Ask the PACS vendor whether these keys must be enabled in its query "
-        "configuration (some PACS return only keys that are indexed in their database).",
+        actions(pacs=" ".join(pacs),
+                users=f"Study and prior lists from this PACS show {_keys(defects)} blank, and workstation "
+                      "features that sort or match studies by these keys may leave out or mismatch "
+                      "studies."),
         keys=[x.model_dump(mode="json") for x in defects],
     )
 
@@ -126,8 +143,13 @@ def _optional_keys_empty(s: Situation, notes: list[EmptyKey]) -> Finding:
     return s.finding(
         "return-key-empty", Severity.INFO,
         f"Optional keys (or required keys in very few matches) came back empty: {_describe(notes)}.",
-        "Nothing to fix if your workstation does not rely on them; if it does (for example "
-        "ModalitiesInStudy or NumberOfStudyRelatedInstances for a prior list), ask the PACS vendor "
-        "whether they can be enabled.",
+        actions(
+            pacs="Nothing to change unless the workstation needs these keys: the standard lets a PACS "
+                 "leave optional keys out, and a required key empty in a few matches may just have no "
+                 "value in those studies. If the workstation needs them, ask the vendor whether they "
+                 "can be enabled.",
+            workstation=f"Check whether the workstation relies on {_keys(notes)} (prior lists often "
+                        "use ModalitiesInStudy or NumberOfStudyRelatedInstances); where it does, it "
+                        "shows them blank for this PACS."),
         keys=[x.model_dump(mode="json") for x in notes],
     )

@@ -28,7 +28,7 @@ from qrdoctor.checks.shared import (
     value,
 )
 from qrdoctor.core.context import Context, Outcome, Situation
-from qrdoctor.core.model import Finding, Severity, Stage
+from qrdoctor.core.model import Finding, Severity, Stage, actions
 from qrdoctor.core.registry import Observation, define
 from qrdoctor.dicom.find import AssociationFailed
 
@@ -151,18 +151,6 @@ MEANING = {"refused": "the query is refused", "ignored": "the list is ignored (e
 LABEL = {"ui_list": "a list of Study Instance UIDs", "cs_list": "a list of modalities (such as CT\\MR)"}
 
 
-ADVICE = {
-    "ui_list": "Workstations that fetch several prior studies in one query (a list of Study Instance "
-               "UIDs) get wrong answers from this PACS; the workstation owner configures them to ask "
-               "for one study per query. List of UID matching is required by the standard (PS3.4 "
-               "C.2.2.2.2), so the PACS administrator should open a support case with the vendor.",
-    "cs_list": "A list of modalities (such as CT\\MR) is an optional kind of list matching: the "
-               "standard requires lists for UID keys only, so this is no PACS defect. Workstations "
-               "that filter by several modalities at once should send one modality per query or "
-               "filter on the workstation.",
-}
-
-
 def list_unsupported(facts: ListsFacts, s: Situation) -> Finding | None:
     """A warning when a UID list fails (the standard requires it); an informational note when
     only the modality list fails (lists on other VRs are optional)."""
@@ -170,11 +158,25 @@ def list_unsupported(facts: ListsFacts, s: Situation) -> Finding | None:
     bad = {k: v for k, v in verdicts.items() if v is not None and v != "supported"}
     if not bad:
         return None
+    pacs, workstation, users = [], [], []
+    if "ui_list" in bad:
+        pacs.append("List of UID matching is required by the standard (PS3.4 C.2.2.2.2): open a "
+                    "support case with the vendor, quoting the ui_list probe from this report.")
+        workstation.append("Until it is fixed, configure workstations to ask for one Study Instance UID "
+                           "per query.")
+        users.append(f"Where the workstation asks for several studies in one query, {MEANING[bad['ui_list']]}: "
+                     "prior studies it shows may be missing or wrong.")
+    if "cs_list" in bad:
+        if "ui_list" not in bad:
+            pacs.append("Nothing to change: list matching on keys other than UIDs, such as Modality, is "
+                        "optional in the standard.")
+        workstation.append("Configure workstations that filter by several modalities at once to send "
+                           "one modality per query, or to filter on the workstation.")
     return s.finding(
         "list-unsupported", Severity.WARN if "ui_list" in bad else Severity.INFO,
         "List matching does not work for " + "; ".join(f"{LABEL[k]}: {MEANING[v]}" for k, v in bad.items())
         + "." + ("" if "ui_list" in bad or facts.ui_list is None else " A list of Study Instance UIDs works."),
-        " ".join(ADVICE[k] for k in bad),
+        actions(pacs=" ".join(pacs) or None, workstation=" ".join(workstation), users=" ".join(users) or None),
         probes={k: facts.probes[k].model_dump(mode="json") for k in bad},
     )
 

@@ -30,7 +30,7 @@ from qrdoctor.checks.shared import (
     value,
 )
 from qrdoctor.core.context import Context, Outcome, Situation
-from qrdoctor.core.model import Finding, Severity, Stage
+from qrdoctor.core.model import Finding, Severity, Stage, actions
 from qrdoctor.core.registry import Facts, Observation, define
 from qrdoctor.dicom.find import AssociationFailed
 
@@ -207,6 +207,35 @@ def template_of(name: str, obs: RangesObservation) -> str:
     return cases.get(name, TIME_TEMPLATE)
 
 
+OPEN_FORMS = ("open_end", "open_start", "excluding_after", "excluding_before")
+
+
+def range_advice(broken: dict[str, RangeProbeFact]) -> tuple[str, str]:
+    """What the workstation should send instead and what users should know, from the forms that
+    worked: closed ranges only where the closed probe was right, the Patient ID listing (which
+    every probe started from) where no date form can be trusted."""
+    open_broken = any(k in OPEN_FORMS for k in broken)
+    dates_broken = "single" in broken or "closed" in broken
+    workstation, users = [], []
+    if dates_broken:
+        forms = " and ".join(w for k, w in (("single", "single dates"), ("closed", "closed ranges")) if k in broken)
+        workstation.append(f"Date searches are unreliable on this PACS ({forms} give wrong counts): "
+                           "configure prior searches to ask by Patient ID without a date and to filter "
+                           "by date on the workstation.")
+        users.append(f"Searches that restrict the date ({forms}) miss or include studies on this PACS; "
+                     "to see a patient's priors, search by Patient ID alone.")
+    elif open_broken:
+        workstation.append("Configure workstations to send closed date ranges with both ends "
+                           "(<from>-<to>) instead of open ones: 'since a date' as <date>-<today>, "
+                           "'until a date' as 19000101-<date>.")
+        users.append("Searches 'since' or 'until' a date miss or include studies on this PACS; give "
+                     "both ends of the date range.")
+    if TIME_PROBE in broken:
+        workstation.append("Do not send StudyTime ranges to this PACS: search by date only.")
+        users.append("Searches by time of day are unreliable on this PACS.")
+    return " ".join(workstation), " ".join(users)
+
+
 def range_unsupported(facts: RangesFacts, obs: RangesObservation, s: Situation) -> Finding | None:
     broken = broken_probes(facts)
     if not broken:
@@ -215,14 +244,15 @@ def range_unsupported(facts: RangesFacts, obs: RangesObservation, s: Situation) 
     for k, v in broken.items():
         how = f"refused ({v.status})" if v.got is None else f"{v.got} match(es) instead of {v.expected}"
         words.append(f"{k.replace('_', ' ')}: {how}")
-    open_broken = any(k.startswith(("open", "excluding")) for k in broken)
+    workstation, users = range_advice(broken)
     return s.finding(
         "range-unsupported", Severity.WARN,
         "Date/time range matching does not work as DICOM specifies: " + "; ".join(words) + ".",
-        ("Open-ended ranges (e.g. 'since 20240101') " if open_broken else "Date ranges ")
-        + "give wrong results on this PACS, so prior-study searches by date miss or include "
-        "studies. Configure workstations to send closed ranges (both ends) and ask the vendor "
-        "about range matching support.",
+        actions(
+            pacs="PS3.4 C.2.2.2.5 defines range matching for dates and times (both ends included, either "
+                 "end may be left open). Ask the vendor about the forms that failed ("
+                 + ", ".join(broken) + "), quoting the probes from this report.",
+            workstation=workstation, users=users),
         probes={k: v.model_dump(mode="json") | {"pattern": template_of(k, obs)} for k, v in broken.items()},
     )
 

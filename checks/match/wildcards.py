@@ -30,7 +30,7 @@ from qrdoctor.checks.shared import (
     value,
 )
 from qrdoctor.core.context import Context, Outcome, Situation
-from qrdoctor.core.model import Finding, Severity, Stage
+from qrdoctor.core.model import Finding, Severity, Stage, actions
 from qrdoctor.core.registry import Facts, Observation, define
 from qrdoctor.dicom.find import AssociationFailed
 
@@ -260,14 +260,24 @@ def wildcard_facts(obs: WildcardsObservation) -> WildcardsFacts:
     )
 
 
+def probe_matched(facts: WildcardsFacts, name: str) -> bool | None:
+    return next((p.matched for p in facts.probes if p.probe == name), None)
+
+
 def exact_mismatch(facts: WildcardsFacts, s: Situation) -> Finding | None:
     if facts.exact_match is False:
+        star = (" or type the start of the family name with a trailing '*', which worked"
+                if probe_matched(facts, "prefix") else "")
         return s.finding(
             "pn-exact-mismatch", Severity.WARN,
             "An exact search for a patient name the PACS itself returned (restricted to that "
             "patient's ID) found nothing.",
-            "Exact name searches fail on this PACS; workstations should search by patient ID or "
-            "with a trailing '*'. Ask the PACS vendor how it stores and matches person names.",
+            actions(
+                pacs="Ask the PACS vendor how it stores and matches person names: a search for a name "
+                     "exactly as the PACS returned it should find it (PS3.4 C.2.2.2.1).",
+                workstation="Configure prior lookups to search by Patient ID rather than by the exact "
+                            "patient name.",
+                users=f"Exact name searches find nothing on this PACS: search by patient ID{star}."),
             probe="<family>^<given>... (exact, with PatientID)",
         )
     if facts.trailing_components_ignored is False:
@@ -275,8 +285,8 @@ def exact_mismatch(facts: WildcardsFacts, s: Situation) -> Finding | None:
             "pn-exact-mismatch", Severity.INFO,
             "The PACS matches names literally: adding empty trailing components (^^) to an exact "
             "name makes it miss, although DICOM treats them as insignificant.",
-            "Nothing to change on the PACS; make sure workstations do not pad names with '^' in "
-            "exact searches.",
+            actions(workstation="Make sure the workstation and the interfaces feeding it (HL7 orders, "
+                                "worklists) strip trailing '^' from a name before an exact search."),
             probe="<family>^<given>^^ vs <family>^<given>",
         )
     return None
@@ -289,9 +299,13 @@ def case_sensitive(facts: WildcardsFacts, s: Situation) -> Finding | None:
         "pn-case-sensitive", Severity.WARN,
         "Patient name matching is case sensitive: the prefix of a returned name matches, the "
         "same prefix with its case swapped does not.",
-        "Users must type names in the exact case stored in the PACS (usually upper case), or "
-        "the workstation must upper-case names before searching. Some PACS have a setting for "
-        "case-insensitive PN matching (Orthanc: CaseSensitivePN = false).",
+        actions(
+            pacs="If the PACS has a case-insensitive person-name matching option, enable it (Orthanc: "
+                 "CaseSensitivePN false, its default); otherwise ask the vendor whether one exists.",
+            workstation="If the workstation can convert names to upper case before querying, turn "
+                        "that on for this PACS.",
+            users="Type names in the case the PACS stores them (usually capitals), or search by "
+                  "patient ID: a name typed in another case finds nothing."),
         proved_by=["<family:3>* matched", "<family:3 with case swapped>* did not"],
     )
 
@@ -303,10 +317,14 @@ def family_name_only(facts: WildcardsFacts, s: Situation) -> Finding | None:
         "pn-family-name-only", Severity.WARN,
         "Name wildcards match the family name only: '<family>^<given:2>*' and "
         "'<family:3>*<given:2>*' found nothing, while '<family:3>*' found the patient.",
-        "Searches that add the start of the given name (FAMILY^GIV* or FAM*GIV*) find nothing "
-        "on this PACS; users search by family name only (or by patient ID) and pick the patient "
-        "from the list. Ask the PACS vendor whether the given name can be included in wildcard "
-        "matching.",
+        actions(
+            pacs="Ask the PACS vendor whether the given name can be included in name matching, and "
+                 "how its conformance statement says it matches person names.",
+            workstation="If the workstation's search form adds the given name to name searches, "
+                        "configure it to send the family name only to this PACS, if it allows that.",
+            users="Search by family name alone (FAMILY*) and pick the patient from the list, or by "
+                  "patient ID: adding the start of the given name (FAMILY^GIV* or FAM*GIV*) finds "
+                  "nothing on this PACS."),
         proved_by=["<family:3>* matched", "<family>^<given:2>* did not",
                    "<family:3>*<given:2>* did not"],
     )
@@ -320,10 +338,14 @@ def per_component(facts: WildcardsFacts, s: Situation) -> Finding | None:
         "Name wildcards are matched one name component at a time: '<family>^<given:2>*' found "
         "the patient, while '<family:3>*<given:2>*' found nothing although a '*' inside the "
         "family name ('<family:2>*<family:-2>*') works.",
-        "Searches written FAMILY^GIV* work. A '*' does not reach across the '^', so users who "
-        "narrow a surname by first name type the caret (FAMILY^GIV*), not FAM*GIV*; the workstation "
-        "owner checks that the search form builds FAMILY^GIVEN patterns. To get whole-value "
-        "matching, ask the PACS vendor (dcm4chee-arc changed to it after 5.22.6).",
+        actions(
+            pacs="Nothing needs to change. If whole-value matching is wanted, ask the vendor whether it "
+                 "can be enabled (dcm4chee-arc matched components one by one up to version 5.22.6; "
+                 "its issue #2837 changed that).",
+            workstation="Check that the workstation's search form builds FAMILY^GIVEN* patterns rather "
+                        "than one free-text pattern.",
+            users="Searches written FAMILY^GIV* work. A '*' does not reach across the '^': to narrow a "
+                  "surname by first name, type the caret (FAMILY^GIV*), not FAM*GIV*."),
         proved_by=["<family>^<given:2>* matched", "<family:2>*<family:-2>* matched",
                    "<family:3>*<given:2>* did not"],
     )
@@ -338,13 +360,19 @@ def unsupported_wildcards(facts: WildcardsFacts, s: Situation) -> Finding | None
     unsupported = [probe for probe, fact in WILDCARD_FACTS.items() if getattr(facts, fact) is False]
     if not unsupported:
         return None
+    words = " or ".join(WILDCARD_WORDS[u] for u in unsupported)
     return s.finding(
         "wildcard-unsupported", Severity.WARN if "question_mark" in unsupported else Severity.INFO,
         "The PACS does not honour " + ", ".join(WILDCARD_WORDS[u] for u in unsupported)
         + " in patient name searches (the same name matched with a plain trailing '*').",
-        "Use only a trailing '*' in name searches on this PACS; searches that use "
-        + " or ".join(WILDCARD_WORDS[u] for u in unsupported) + " find nothing. Ask the vendor "
-        "if full wildcard matching can be enabled.",
+        actions(
+            pacs=f"PS3.4 C.2.2.2.4 allows '*' and '?' anywhere in a value; ask the vendor whether "
+                 f"{words} can be enabled in name matching, and what it costs in database load.",
+            workstation=f"Turn off name search features that send {words} to this PACS"
+                        + (" (\"contains\" searches send a leading '*')" if "leading" in unsupported else "")
+                        + ", where the workstation has them.",
+            users=f"Use only a trailing '*' in name searches on this PACS, or search by patient ID: "
+                  f"searches that use {words} find nothing."),
         unsupported=unsupported,
         probes=[p.model_dump(mode="json") for p in facts.probes if p.probe in unsupported],
     )
@@ -353,13 +381,23 @@ def unsupported_wildcards(facts: WildcardsFacts, s: Situation) -> Finding | None
 def non_ascii_unmatched(facts: WildcardsFacts, obs: WildcardsObservation, s: Situation) -> Finding | None:
     if facts.non_ascii is not False:
         return None
+    charset = obs.non_ascii_character_set
+    declared = (f"the PACS returned the name with Specific Character Set {charset!r}, and the search "
+                "carried the same" if charset else
+                "the PACS returned the name without a Specific Character Set, so the search was sent "
+                "in UTF-8 (ISO_IR 192)")
     return s.finding(
         "pn-non-ascii", Severity.WARN,
         "A search for a name with non-ASCII letters, exactly as the PACS returned it, found "
         "nothing.",
-        "Patients with accented or non-Latin names cannot be found by name; search by "
-        "patient ID. Ask the vendor which Specific Character Sets its matching supports.",
-        character_set=obs.non_ascii_character_set,
+        actions(
+            pacs=f"Ask the vendor which Specific Character Sets its name matching supports: {declared}. "
+                 "Check the PACS's default character set against what the modalities send.",
+            workstation="Make sure the workstation declares its Specific Character Set in queries that "
+                        "contain non-ASCII letters.",
+            users="Patients with accented or non-Latin names cannot be found by name on this PACS: "
+                  "search by patient ID."),
+        character_set=charset,
         probes=[p.model_dump(mode="json") for p in facts.probes if p.probe.startswith("non_ascii")],
     )
 

@@ -15,6 +15,9 @@ from qrdoctor.checks.failures import (
     ProbeRecord,
     abort_finding,
     address_note,
+    advertise_hint,
+    hints,
+    identity_hint,
     probe_failure,
     services_that_worked,
 )
@@ -35,7 +38,7 @@ from qrdoctor.checks.retrieve.model import (
 )
 from qrdoctor.checks.shared import MODEL_LABELS
 from qrdoctor.core.context import Outcome, Situation
-from qrdoctor.core.model import Finding, Severity
+from qrdoctor.core.model import Finding, Severity, actions
 from qrdoctor.dicom.assoc import describe_status, hex_status
 from qrdoctor.dicom.probe import Abort
 from qrdoctor.dicom.storescp import uid_name
@@ -43,6 +46,7 @@ from qrdoctor.dicom.storescp import uid_name
 SUCCESS, CANCEL, WARNING_SUBOPS = 0x0000, 0xFE00, 0xB000
 DESTINATION_UNKNOWN = 0xA801
 REFUSALS = (0xA900, 0x0122, 0x0124, 0xA701)  # the request itself was refused
+TIME_LIMIT = "the check's time limit was reached"  # a cancel reason of the retrieve driver
 
 
 def n(v: int | None) -> str:
@@ -264,30 +268,38 @@ def summary_of(run: Run, tally: Tally, received: Received) -> str:
 # outcomes and findings shared by both checks
 # ----------------------------------------------------------------------------------------------
 
-NO_DATA: dict[str, tuple[str, str]] = {
+NO_DATA: dict[str, tuple[str, str]] = {  # why nothing was chosen, and how to test further
     "no-find-model": ("the PACS accepted no C-FIND model, so nothing could be chosen",
-                      "See association.models."),
+                      "See association.models: the retrieve checks choose what to retrieve with a C-FIND."),
     "no-study": ("the query stage found no study to retrieve",
-                 "Nothing to do for C-MOVE or C-GET until {calling_ae} can see at least one study; see "
-                 "find.levels. To test a particular series, pass --study and --series."),
+                 "See find.levels for why {calling_ae} sees no study; C-MOVE and C-GET cannot be tested "
+                 "until it sees one. To test a particular series, name it with --study and --series."),
     "no-listable-series": ("the studies the query stage found have no series with instances that "
                            "qrdoctor could list", "Name a series to retrieve with --study and --series."),
     "series-not-found": ("the series {series_instance_uid} was not found by a SERIES-level C-FIND",
-                         "Check the Series Instance UID; if it is right, give its Study Instance UID with "
-                         "--study as well (a strictly hierarchical PACS needs it)."),
+                         "Check the Series Instance UID given with --series; if it is right, give its Study "
+                         "Instance UID with --study as well (a strictly hierarchical PACS needs it)."),
     "series-without-study": ("the PACS did not return the Study Instance UID of series {series_instance_uid}",
-                             "Give the study with --study as well."),
+                             "Give the series' Study Instance UID with --study as well."),
     "study-not-found": ("the study {study_instance_uid} was not found (no series in a SERIES-level C-FIND)",
                         "Check the Study Instance UID given with --study."),
+    "patient-not-found": ("a STUDY-level C-FIND by the Patient ID given found no study",
+                          "Check the Patient ID given with --patient-id (and the issuer given with "
+                          "--issuer, if any): a PACS that holds the patient under another Patient ID or "
+                          "issuer finds nothing for this one."),
+    "study-not-of-patient": ("the study {study_instance_uid} is not among the {studies_of_patient} studies a "
+                             "C-FIND finds for the Patient ID given",
+                             "Name one of the patient's studies with --study, or leave --study out to "
+                             "retrieve from the most recent one."),
 }
 
 
 def no_data(s: Situation, nd: NoData, operation: str) -> Outcome:
-    why, fix = NO_DATA[nd.kind]
+    why, how = NO_DATA[nd.kind]
     names = {"calling_ae": s.target.calling_ae} | {k: v for k, v in nd.evidence.items()}
-    why, fix = why.format(**names), fix.format(**names)
-    f = s.finding("retrieve-no-data", Severity.WARN, f"qrdoctor could not test {operation}: {why}.", fix,
-                  **nd.evidence)
+    why, how = why.format(**names), how.format(**names)
+    f = s.finding("retrieve-no-data", Severity.WARN, f"qrdoctor could not test {operation}: {why}.",
+                  actions(tester=how), **nd.evidence)
     return Outcome(summary=f"nothing to retrieve: {why}", findings=[f],
                    facts=RetrieveFacts(status=None, completed=None, failed=None, received=0))
 
@@ -325,11 +337,13 @@ def orthanc_setting(op: str) -> str:
             f"DicomAlwaysAllow{name} for every node")
 
 
-def _instead(calling_ae: str, others: list[str]) -> str:
+def _instead(s: Situation, others: list[str]) -> str:
+    """For the workstation: the retrieve service that worked in this run, while one is refused."""
     retrieves = [o for o in others if o != "C-FIND"]
     if not retrieves:
         return ""
-    return f" Until then a workstation using {calling_ae} can retrieve from this PACS with {retrieves[0]} only."
+    return (f"Until then, a workstation that supports {retrieves[0]} can be set to retrieve from "
+            f"{s.target.called_ae} with {retrieves[0]}, which worked for {s.target.calling_ae} in this run.")
 
 
 def service_not_permitted(s: Situation, run: Run, ab: Abort, others: list[str]) -> Finding:
@@ -340,10 +354,11 @@ def service_not_permitted(s: Situation, run: Run, ab: Abort, others: list[str]) 
         f"The PACS aborted the association the moment our {op} request arrived ({ab.describe()}), "
         f"before any response, while it answered {' and '.join(others)} from {t.calling_ae} earlier "
         f"in this run: {op} is not permitted for {t.calling_ae}.",
-        f"{t.calling_ae} is known to {t.called_ae} (its other services work); only {op} is refused. "
-        f"Ask the PACS administrator to allow {op} for {t.calling_ae} on {t.called_ae}. In Orthanc "
-        f"this is {orthanc_setting(op)}; other PACS keep per-node service or retrieve "
-        f"rights.{_instead(t.calling_ae, others)}",
+        actions(
+            pacs=f"{t.calling_ae} is known to {t.called_ae} (its other services work); only {op} is "
+                 f"refused: allow {op} for {t.calling_ae} on {t.called_ae}. In Orthanc this is "
+                 f"{orthanc_setting(op)}; other PACS keep per-node service or retrieve rights.",
+            workstation=_instead(s, others), tester=identity_hint(s)),
         services_that_worked=others, **run_evidence(run) | {"when": f"during the {op}"})
 
 
@@ -363,15 +378,25 @@ def stalled(s: Situation, run: Run, tally: Tally, ev: dict) -> Finding:
            else "the PACS then ended with Cancel (0xFE00)" if run.status == CANCEL
            else "the association ended without a final response")
     counters = f" ({last_counters(run)})" if run.pending else ""
+    ignored = (" It also ignored the C-CANCEL, which the standard requires a retrieve SCP to answer "
+               "with a final Cancel (0xFE00) response: report that to the vendor, as a workstation "
+               "cannot stop such a retrieve without dropping the association." if run.aborted_by_us else "")
+    limits = f"this run allowed {run.stall_s:g} s without progress, {run.deadline_s:g} s in all"
+    if run.cancel_reason == TIME_LIMIT:
+        tester = (f"The check's time limit ended the wait ({limits}); if the PACS is known to be slow, "
+                  "re-run with a larger --timeout (the check's time limit grows with it).")
+    else:
+        tester = (f"If the PACS is known to be slow to start, re-run with a larger --stall-s ({limits}).")
     return s.finding(
         "retrieve-stalled", Severity.FAIL,
         f"The {run.operation} did not finish: after {run.pending} pending responses{counters} and "
         f"{tally.received} received object(s), qrdoctor sent C-CANCEL ({why}) and {how}.",
-        f"The PACS keeps the retrieve open without sending anything: workstations will hang on it. "
-        f"Ask the PACS administrator to look at the retrieve queue or job for {t.calling_ae} at the "
-        f"time of this run (a stuck job, a queue that never starts, or a destination that "
-        f"blocks). If the PACS is known to be slow to start, re-run with a larger --stall-s "
-        f"(this run allowed {run.stall_s:g} s without progress, {run.deadline_s:g} s in all).",
+        actions(
+            pacs=f"Look at the retrieve queue or job for {t.calling_ae} at the time of this run (a stuck "
+                 f"job, a queue that never starts, or a destination that blocks).{ignored}",
+            users=f"A {run.operation} from {t.called_ae} can hang without progress until the "
+                  "workstation's own timeout.",
+            tester=tester),
         **ev,
     )
 
@@ -385,57 +410,71 @@ def refused(s: Situation, run: Run, ev: dict, subject: Subject, model: str) -> F
             "retrieve-key-mismatch", Severity.FAIL,
             f"The PACS refused the {run.operation} with {describe_run_status(run)}: it does not accept "
             f"a {subject.level}-level retrieve in {MODEL_LABELS[model]} identified by {keys}.",
-            f"qrdoctor sent only the unique keys of each level down to {subject.level}, as the "
-            f"standard asks. Look up the keys {t.called_ae} expects for a {subject.level}-level "
-            f"retrieve in its conformance statement (the offending element, if given, is in the "
-            f"evidence); a workstation that retrieves by other keys (for example by accession number) "
-            f"or at another level fails the same way.",
+            actions(
+                pacs=f"qrdoctor sent only the unique keys of each level down to {subject.level}, as the "
+                     f"standard asks. Look up the levels and keys {t.called_ae} accepts for a "
+                     f"{run.operation} in its conformance statement (the offending element, if it sent "
+                     f"one, is in the evidence); if it should accept this identifier, report the "
+                     f"refusal to the vendor.",
+                workstation=f"A workstation that sends a {subject.level}-level {run.operation} in "
+                            f"{MODEL_LABELS[model]} with these keys is refused the same way: configure it "
+                            f"to retrieve at a level and with keys the conformance statement lists."),
             level=subject.level, keys=keys, **ev)
-    hint, fix = refusal_reading(s, run, ev.get("store_port"))
+    hint, parts = refusal_reading(s, run, ev.get("store_port"), ev.get("inbound_connections", 0))
+    look_up = (f"Look up {hex_status(run.status)} in the PACS log for the {run.operation} from "
+               f"{t.calling_ae} at the time of this run.")
+    parts["pacs"] = f"{parts.get('pacs', '')} {look_up}"
     return s.finding(
         "retrieve-refused", Severity.FAIL,
         f"The PACS refused the {run.operation} of {subject.describe()} with {describe_run_status(run)}"
         f" ({counts(run)}): {hint}.",
-        f"{fix} Ask the PACS administrator to look up {hex_status(run.status)} in the PACS log for the "
-        f"{run.operation} from {t.calling_ae} at the time of this run.",
-        **ev)
+        actions(**parts), **ev)
 
 
-def refusal_reading(s: Situation, run: Run, store_port: int | None = None) -> tuple[str, str]:
-    """What a refusal status means and what must change, per status (PS3.4 C.4.2, C.4.3);
-    ``store_port`` is where our Store SCP listened for a C-MOVE."""
+def refusal_reading(s: Situation, run: Run, store_port: int | None = None,
+                    inbound_connections: int = 0) -> tuple[str, dict[str, str]]:
+    """What a refusal status means and what must change, per status (PS3.4 C.4.2, C.4.3), as the
+    summary's reading and the fix's parts by audience (keyword arguments of ``actions``);
+    ``store_port`` is where our Store SCP listened for a C-MOVE, ``inbound_connections`` how
+    often the PACS connected to it."""
     t, op, code = s.target, run.operation, run.status or 0
     if code == 0x0124:
         return (f"the PACS does not allow {t.calling_ae} to retrieve with {op}",
-                f"The PACS administrator must allow {op} for {t.calling_ae} on {t.called_ae} (C-MOVE "
-                f"and C-GET are often separate rights; in Orthanc {orthanc_setting(op)}).")
+                {"pacs": f"In the PACS's settings, allow {op} for {t.calling_ae} on {t.called_ae} (C-MOVE "
+                         f"and C-GET are often separate rights; in Orthanc {orthanc_setting(op)}).",
+                 "tester": identity_hint(s)})
     if code == 0x0122:
         return (f"the PACS does not support {op} in this information model",
-                "Configure the workstation to retrieve with the model the PACS's conformance "
-                "statement lists for this service.")
+                {"workstation": f"Configure the workstation to retrieve with the information model "
+                                f"{t.called_ae}'s conformance statement lists for {op}."})
     if code == 0xA701:
         return ("the PACS ran out of resources before it could work out what to send (0xA701: "
                 "unable to calculate the number of matches)",
-                "This is a failure inside the PACS (its database or storage), not a setting of "
-                "this workstation; if it is temporary, a retry later succeeds.")
+                {"pacs": "This is a failure inside the PACS (its database or storage), not a setting "
+                         "of this workstation.",
+                 "users": "If the failure was temporary, the same retrieve may work later."})
     if code == 0xA702:
-        if op == "C-MOVE":
-            return ("the PACS could not perform the sub-operations (0xA702); in DCMTK and dcm4chee "
-                    "this typically means it could not connect or associate with the move "
-                    f"destination {t.move_ae}",
-                    f"Check that the PACS's destination entry for {t.move_ae} is "
-                    f"{entry(s, store_port or t.store_port or 0)}, and that the PACS can reach that "
-                    "address and port through any firewall.")
-        return ("the PACS could not perform the C-STORE sub-operations on this association (0xA702)",
-                "The PACS log names the object or presentation context it could not send.")
+        if op != "C-MOVE":
+            return ("the PACS could not perform the C-STORE sub-operations on this association (0xA702)",
+                    {"pacs": "The PACS log names the object or presentation context it could not send."})
+        port = store_port or t.store_port or 0
+        connected = (f" The PACS did connect to this computer's port {port} during the C-MOVE (see the "
+                     "inbound connections in the facts), so its log says why that association or its "
+                     "C-STOREs failed." if inbound_connections else "")
+        return ("the PACS could not perform the sub-operations (0xA702); in DCMTK and dcm4chee "
+                "this typically means it could not connect or associate with the move "
+                f"destination {t.move_ae}",
+                {"pacs": f"Check that the PACS's destination entry for {t.move_ae} is {entry(s, port)}, "
+                         f"and that the PACS can reach that address and port through any firewall.{connected}",
+                 "tester": hints(identity_hint(s), advertise_hint(s))})
     if code == CANCEL:
         return ("the PACS cancelled the retrieve itself, although qrdoctor did not ask it to",
-                "Ask whether a retrieve limit or an operator cancelled the job.")
+                {"pacs": "Check whether a retrieve limit or an operator cancelled the job."})
     if 0xC000 <= code <= 0xCFFF:
         return ("a vendor-specific failure",
-                "Its meaning is in the PACS's conformance statement or log (some vendors use codes "
-                "such as 0xC502 for an unreachable destination).")
-    return ("the PACS log says why", "The status is not one the standard gives a fixed cause for.")
+                {"pacs": "Its meaning is in the PACS's conformance statement or log."})
+    return ("the PACS log says why",
+            {"pacs": "The status is not one the standard gives a fixed cause for."})
 
 
 def suboperations_failed(s: Situation, run: Run, tally: Tally, ev: dict, inbound_connections: int = 0) -> Finding:
@@ -446,15 +485,44 @@ def suboperations_failed(s: Situation, run: Run, tally: Tally, ev: dict, inbound
             f"{' ...' if run.failed_uid_count > 5 else ''}.") if run.failed_uids else ""
     code = "move-suboperations-failed" if run.operation == "C-MOVE" else "get-suboperations-failed"
     receiver_note = (" qrdoctor's Store SCP accepted every object offered to it, so the failures "
-                     "happened on the PACS's side." if inbound_connections else "")
+                     "happened on the PACS's side." if run.operation == "C-MOVE" and inbound_connections else "")
+    if run.operation == "C-GET":
+        causes = ("unreadable or offline storage, or an object whose SOP class or transfer syntax has "
+                  "no accepted presentation context on the C-GET association: see the negotiation "
+                  "in the facts")
+    elif inbound_connections:
+        causes = ("unreadable or offline storage, or a SOP class or transfer syntax it would not "
+                  "send to this destination")
+    else:
+        causes = ("unreadable or offline storage, a SOP class or transfer syntax it cannot send, or "
+                  "a destination that refused them")
     return s.finding(
         code, Severity.FAIL if failed else Severity.WARN,
         f"The {run.operation} ended with {describe_run_status(run)}: of its sub-operations "
         f"{', '.join(parts) or 'some did not complete'} ({counts(run)}; {tally.received} arrived).{uids}",
-        f"Some images of the series cannot be retrieved from {t.called_ae}.{receiver_note} Ask the "
-        f"PACS administrator to check its log for these instances (unreadable or offline storage, "
-        f"a SOP class or transfer syntax it cannot send, or a destination that refused them).",
+        actions(
+            pacs=f"Check the PACS log at the time of this run for the instances that were not sent "
+                 f"({causes}).{receiver_note}",
+            users=f"Some images cannot be retrieved from {t.called_ae}: studies that contain them "
+                  "open incomplete on the workstation."),
         **ev)
+
+
+def silent_reading(run: Run, tally: Tally) -> str:
+    """For the PACS administrator: what a Success that is not one means, from what was counted."""
+    op = run.operation
+    if (run.failed or 0) > 0:
+        return (f"report the status to the vendor: the standard reserves Success for a {op} whose "
+                "sub-operations all completed, and has 0xB000 and 0xA702 for failed ones")
+    if (run.completed or 0) == 0:
+        return (f"the {op} resolved to nothing while a C-FIND lists instances for the same keys, so "
+                "the PACS's query and retrieve disagree (an index that differs from its storage, or "
+                f"a {op} that ignores some of the keys)")
+    if run.completed is not None and tally.received < run.completed:
+        return (f"the PACS counted {run.completed} sub-operation(s) completed while {tally.received} "
+                "object(s) arrived: find where the others went")
+    return (f"the {op} sent {tally.got.arrived_expected} of the {n(tally.expected)} instances a C-FIND "
+            "lists for the same keys, so the PACS's query and retrieve disagree")
 
 
 def limit_text(hit: LimitHit) -> str:

@@ -9,7 +9,7 @@ from typing import Any
 from qrdoctor.checks.retrieve.conclude import Tally, limit_text, retrieve_keys
 from qrdoctor.checks.retrieve.model import SHOWN_UIDS, Inbound, LimitHit, Run, Subject, Uncounted
 from qrdoctor.core.context import Situation
-from qrdoctor.core.model import Finding, Severity
+from qrdoctor.core.model import Finding, Severity, actions
 
 # What each reason an object does not count means, in words for the finding.
 NOT_ASKED = {
@@ -45,10 +45,14 @@ def called_ae_mismatch(s: Situation, requested: list[Inbound], tally: Tally, ev:
         Severity.FAIL if rejected and (tally.short or not tally.received) else Severity.WARN,
         f"An association to our receiver during the C-MOVE to {t.move_ae} addressed it as "
         f"{', '.join(mismatched)}: {what}.",
-        f"If the PACS opened it, its destination entry for {t.move_ae} carries another AE title, and "
-        f"every workstation that checks its AE title rejects the images. Ask the PACS administrator to "
-        f"correct the entry to {entry}. If no such entry exists, another system tried to deliver "
-        f"to this computer's port during the run.",
+        actions(
+            pacs=f"If the PACS opened it, its destination entry for {t.move_ae} carries another AE "
+                 f"title, and every workstation that checks its own AE title rejects the images: "
+                 f"correct the entry to {entry}. If no such entry exists, another system tried to "
+                 f"deliver to this computer's port during the run.",
+            workstation=f"If {', '.join(mismatched)} is the AE title the site means this workstation to "
+                        f"have, configure the workstation to answer to it and to ask for it as its move "
+                        f"destination instead."),
         called_aes=mismatched, rejected_associations=len(rejected), **ev)
 
 
@@ -62,20 +66,27 @@ def limit_exceeded(s: Situation, run: Run, hit: LimitHit, subject: Subject, ev: 
     if hit.sop_instance_uid:
         evidence["sop_instance_uid"] = hit.sop_instance_uid
     if hit.bound == "objects":
+        keys = ", ".join(retrieve_keys(subject.level, subject.find_model))
+        listed = f"; a C-FIND lists {subject.expected} instance(s)" if subject.expected is not None else ""
         return s.finding(
             "retrieve-limit-exceeded", Severity.FAIL, summary,
-            f"The PACS sends far more objects than the {run.operation} identifier selects "
-            f"({', '.join(retrieve_keys(subject.level, subject.find_model))} at {subject.level} level). A "
-            f"workstation would receive data nobody asked for. Ask the PACS administrator to check "
-            f"how {s.target.called_ae} resolves a {subject.level}-level retrieve (a level or key it "
-            f"ignores, a whole study or patient sent for one series).",
+            actions(
+                pacs=f"The PACS sends more objects than the {run.operation} identifier selects ({keys} "
+                     f"at {subject.level} level{listed}). Check how {s.target.called_ae} resolves a "
+                     f"{subject.level}-level retrieve (a level or key it ignores, a whole study or "
+                     f"patient sent for one series, the same objects sent again).",
+                users=f"A retrieve from {s.target.called_ae} may bring far more data than was asked for."),
             **evidence)
+    option = "--max-object-mb" if hit.bound == "object-bytes" else "--max-total-mb"
+    what = (f"the object {hit.sop_instance_uid} on {s.target.called_ae}" if hit.sop_instance_uid
+            else f"why the {run.operation} of {subject.describe()} delivers this much")
     return s.finding(
         "retrieve-limit-exceeded", Severity.WARN, summary,
-        "qrdoctor bounds what one retrieve may write to this computer's disk. If objects this "
-        "large are expected (long multi-frame series, whole-slide images), re-run with a larger "
-        "--max-object-mb or --max-total-mb; otherwise ask the PACS administrator why the "
-        f"{run.operation} of {subject.describe()} delivers this much.",
+        actions(
+            pacs=f"If objects this large are not expected here, check {what}.",
+            tester="qrdoctor bounds what one retrieve may write to this computer's disk. If objects this "
+                   "large are expected (long multi-frame series, whole-slide images), re-run with a "
+                   f"larger {option}."),
         **evidence)
 
 
@@ -105,14 +116,19 @@ def unexpected_data(s: Situation, run: Run, tally: Tally, subject: Subject) -> F
         evidence["study_instance_uids"] = _sample(groups, "study_uids")
     if _sample(groups, "series_uids"):
         evidence["series_instance_uids"] = _sample(groups, "series_uids")
-    fix = (f"A workstation retrieving this {subject.level.lower()} would file these objects under "
-           f"it: possibly another patient's images. Ask the PACS administrator to look up the SOP "
-           f"Instance UIDs in the evidence on {s.target.called_ae}: the same UIDs stored in two "
-           f"studies (a UID collision or a bad merge), or a {run.operation} that ignores the keys "
-           f"it was given." if serious else
-           f"The PACS sent instances of the {subject.level.lower()} that its own C-FIND did not list "
-           f"moments before: its query index and its store disagree (or the series changed during "
-           f"the run). Ask the PACS administrator to re-index or check these instances.")
+    level = subject.level.lower()
+    other_study = any(g.reason in ("other-study", "unreadable") for g in groups)
+    whose = ("images of another study in it, possibly another patient's" if other_study
+             else "images of another series of the same study in it")
+    fix = actions(
+        pacs=f"Look up the SOP Instance UIDs in the evidence on {s.target.called_ae}: the same UIDs "
+             f"stored in two studies or series (a UID collision or a bad merge or split), or a "
+             f"{run.operation} that ignores the keys it was given.",
+        users=f"A workstation retrieving this {level} files these objects under it: users may see "
+              f"{whose}.") if serious else actions(
+        pacs=f"The PACS sent instances of the {level} that its own C-FIND did not list moments "
+             f"before: its query index and its store disagree (or the {level} changed during the "
+             f"run). Re-index or check these instances.")
     return s.finding(
         "retrieve-unexpected-data", Severity.FAIL if serious else Severity.WARN,
         f"The PACS sent {total} object(s) the {run.operation} did not ask for ({asked}): "
@@ -132,10 +148,12 @@ def unexpected_sender(s: Situation, tally: Tally, ev: dict) -> Finding | None:
         f"Another AE title delivered to our receiver during the C-MOVE: {senders} stored "
         f"{g.count} object(s) without being {t.called_ae} and without naming {t.calling_ae} as "
         f"Move Originator AE Title. qrdoctor did not count them and deleted them.",
-        f"If {senders} is the AE title {t.called_ae} uses for its outgoing associations, ask the "
-        f"PACS administrator to send the Move Originator AE Title and Message ID with its C-MOVE "
-        f"sub-operations, so that a receiver can tell them from other deliveries. Otherwise another "
-        f"system stores to this computer's port {ev.get('store_port')} while qrdoctor listens on "
-        f"{ev.get('listen')}: run qrdoctor with --listen-host set to the one address the PACS "
-        f"reaches, or from a network where nothing else sends to that port.",
+        actions(
+            pacs=f"If {senders} is the AE title {t.called_ae} uses for its outgoing associations, send "
+                 f"the Move Originator AE Title and Message ID with its C-MOVE sub-operations, so that "
+                 f"a receiver can tell them from other deliveries.",
+            tester=f"Otherwise another system stores to this computer's port {ev.get('store_port')} while "
+                   f"qrdoctor listens on {ev.get('listen')}: run qrdoctor with --listen-host set to the "
+                   f"one address the PACS reaches, or from a network where nothing else sends to that "
+                   f"port."),
         calling_aes=g.calling_aes, objects=g.count, sop_instance_uids=g.sop_instance_uids, **ev)

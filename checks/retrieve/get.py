@@ -30,7 +30,7 @@ from qrdoctor.checks.retrieve.options import RetrieveOptions
 from qrdoctor.checks.retrieve.select import Choice, choose
 from qrdoctor.checks.shared import ASSOCIATION_CODES, MODEL_LABELS
 from qrdoctor.core.context import Context, Outcome, Situation
-from qrdoctor.core.model import Finding, Severity, Stage, Status
+from qrdoctor.core.model import Finding, Severity, Stage, Status, actions
 from qrdoctor.core.registry import Observation, define
 from qrdoctor.dicom.assoc import DEFAULT_TS, association, hex_status
 from qrdoctor.dicom.find import AssociationFailed
@@ -265,25 +265,39 @@ def _not_offered(s: Situation, obs: GetObservation) -> Outcome:
         "get-unsupported", Severity.INFO,
         f"The PACS does not offer C-GET to {t.calling_ae} (neither Study Root nor Patient Root): "
         "images can only be retrieved with C-MOVE.",
-        "Nothing to fix if workstations use C-MOVE; retrieve.move tests that. Desktop viewers "
-        "behind NAT or a firewall the PACS cannot connect back through (Weasis, Horos and RadiAnt "
-        "can retrieve with C-GET for this reason) need the PACS administrator to enable C-GET for "
-        "their AE title, if the PACS supports it. Web and zero-footprint viewers use DICOMweb, "
-        "not C-GET.",
+        actions(
+            pacs=f"Nothing to change for workstations that retrieve with C-MOVE (retrieve.move tests "
+                 f"that). If desktop viewers behind NAT or a firewall that {t.called_ae} cannot connect "
+                 f"back through must retrieve from it (Weasis, Horos and RadiAnt can use C-GET for this "
+                 f"reason), enable C-GET for their AE titles, if the PACS supports it.",
+            users="Web and zero-footprint viewers use DICOMweb, not C-GET: they are not affected."),
         models=obs.offered)
     return Outcome(summary="not applicable: the PACS does not offer C-GET", findings=[f],
                    status=Status.SKIPPED, reason="the PACS does not offer C-GET",
                    facts=GetFacts(status=None, completed=None, failed=None, received=0, offered=False))
 
 
+def _with_move(s: Situation, obs: GetObservation) -> str:
+    """For the workstation: retrieve with C-MOVE instead, when the PACS offers it ('' if not)."""
+    offered = [MODEL_LABELS[m] for m in ("study_root", "patient_root") if obs.offered.get(m, {}).get("move")]
+    if not offered:
+        return ""
+    return (f"Meanwhile, configure the workstation to retrieve from {s.target.called_ae} with C-MOVE, "
+            f"which it offers ({' and '.join(offered)}; retrieve.move tests it).")
+
+
 def _context_rejected(s: Situation, obs: GetObservation, negotiation: NegotiationFact) -> Outcome:
-    model = obs.model or "study_root"
+    t, model = s.target, obs.model or "study_root"
     f = s.finding(
         "get-unsupported", Severity.FAIL,
         f"The PACS rejected the {MODEL_LABELS[model]} C-GET presentation context on the "
         "retrieve association, although association.models found it offered.",
-        f"The PACS offers C-GET inconsistently (per association or per AE title). Ask the PACS "
-        f"administrator to enable C-GET for {s.target.calling_ae}, or retrieve with C-MOVE.",
+        actions(
+            pacs=f"{t.called_ae} offers C-GET to {t.calling_ae} inconsistently: it accepted the "
+                 f"{MODEL_LABELS[model]} C-GET context moments earlier and rejected it on this "
+                 f"association. Check that C-GET is enabled for {t.calling_ae}, and look in the PACS "
+                 "log at the time of this run for why the context was rejected.",
+            workstation=_with_move(s, obs)),
         model=model, **negotiation.model_dump(mode="json"))
     return Outcome(summary="C-GET context rejected", findings=[f],
                    facts=GetFacts(status=None, completed=None, failed=None, received=0, negotiation=negotiation))
@@ -291,6 +305,7 @@ def _context_rejected(s: Situation, obs: GetObservation, negotiation: Negotiatio
 
 def _roles_refused(s: Situation, obs: GetObservation, run: Run, tally: c.Tally, ev: dict) -> list[Finding]:
     assert obs.negotiation is not None
+    t = s.target
     storage = obs.negotiation.storage
     refused = {u: state for u, state in storage.items() if state != "accepted"}
     incomplete = (run.failed or 0) > 0 or tally.short
@@ -301,9 +316,12 @@ def _roles_refused(s: Situation, obs: GetObservation, run: Run, tally: c.Tally, 
         "get-role-rejected", Severity.FAIL,
         f"The PACS did not let us receive these storage SOP classes on the C-GET association "
         f"(SCP/SCU role selection or context refused): {names}.",
-        f"Over C-GET the PACS sends images on our own association, so it must accept us in the "
-        f"SCP role for each SOP class. Ask the PACS administrator (or vendor) whether C-GET role "
-        f"selection is supported for {s.target.calling_ae}; otherwise retrieve with C-MOVE.",
+        actions(
+            pacs=f"Over C-GET the PACS sends images on the workstation's own association, so it must "
+                 f"accept the workstation in the SCP role for each SOP class. Find out (conformance "
+                 f"statement, vendor) whether {t.called_ae} supports C-GET with SCP/SCU role selection "
+                 f"for these SOP classes, and enable it for {t.calling_ae}.",
+            workstation=_with_move(s, obs)),
         refused={uid_name(u): state for u, state in refused.items()}, **ev)]
 
 
@@ -320,7 +338,8 @@ def _what_the_pacs_said(s: Situation, obs: GetObservation, run: Run, tally: c.Ta
             "get-unsupported", Severity.FAIL,
             f"The PACS answered the C-GET with {c.describe_run_status(run)}: it accepts the C-GET "
             "association but does not perform C-GET.",
-            f"Retrieve with C-MOVE from this PACS, or ask the administrator to enable C-GET for {t.calling_ae}.",
+            actions(pacs=f"Enable C-GET for {t.calling_ae} on {t.called_ae}, if the PACS supports it.",
+                    workstation=_with_move(s, obs)),
             **ev)]
     if code in c.REFUSALS or (c.category(run) == "Failure" and not c.counted(run) and code != 0xA702):
         return f"C-GET refused with {hex_status(code)}", [c.refused(s, run, ev, obs.subject, obs.model)]
@@ -344,7 +363,9 @@ def _silent_failure(s: Situation, run: Run, tally: c.Tally, ev: dict) -> Finding
     return s.finding(
         "get-silent-failure", Severity.FAIL,
         f"The PACS {what}{exp}.",
-        f"Do not trust this PACS's C-GET status: a viewer will show the retrieve as complete "
-        f"with images missing. Ask the PACS administrator to check the C-GET log for "
-        f"{s.target.calling_ae} at the time of this run and report the status to the vendor.",
+        actions(
+            pacs=f"Check the C-GET log for {s.target.calling_ae} at the time of this run; "
+                 f"{c.silent_reading(run, tally)}.",
+            users="Do not trust this PACS's C-GET status: a viewer shows the retrieve as complete with "
+                  "images missing."),
         **ev)

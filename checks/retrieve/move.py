@@ -9,13 +9,14 @@ destination (Orthanc 1.10 answers both with 0xC000).
 
 from __future__ import annotations
 
+import errno
 import logging
 import time
 
 from pynetdicom import build_context
 from pynetdicom import sop_class as sc
 
-from qrdoctor.checks.failures import ProbeRecord
+from qrdoctor.checks.failures import ProbeRecord, advertise_hint, hints, identity_hint
 from qrdoctor.checks.network import receiver_address
 from qrdoctor.checks.retrieve import conclude as c
 from qrdoctor.checks.retrieve import delivery as d
@@ -38,14 +39,14 @@ from qrdoctor.checks.retrieve.options import RetrieveOptions
 from qrdoctor.checks.retrieve.select import Choice, choose
 from qrdoctor.checks.shared import ASSOCIATION_CODES, MODEL_LABELS
 from qrdoctor.core.context import Context, Outcome, Situation
-from qrdoctor.core.model import Finding, Severity, Stage
+from qrdoctor.core.model import Finding, Severity, Stage, actions
 from qrdoctor.core.registry import Observation, define
 from qrdoctor.dicom.assoc import DEFAULT_TS, Opened, association, hex_status
 from qrdoctor.dicom.find import AssociationFailed
 from qrdoctor.dicom.peer import Peer
 from qrdoctor.dicom.probe import Rejection
 from qrdoctor.dicom.retrieve import follow
-from qrdoctor.dicom.storescp import StorePortError, StoreSCP
+from qrdoctor.dicom.storescp import MAX_ASSOCIATIONS, StorePortError, StoreSCP
 
 wire_log = logging.getLogger("qrdoctor.dicom.probe")  # lines for the check's protocol transcript
 UNKNOWN_DESTINATION = "QRD-NO-SUCH-AE"  # a move destination no PACS should know
@@ -294,26 +295,42 @@ def _rejection(rj: Rejected) -> Rejection:
 def _store_port_unavailable(s: Situation, obs: MoveObservation) -> Outcome:
     t, err = s.target, obs.store_error
     assert err is not None
+    port = obs.store_port
+    register = (f"the C-MOVE test then needs a destination entry for {t.move_ae} on the PACS with that port")
+    if err.errno in (errno.EADDRINUSE, getattr(errno, "WSAEADDRINUSE", -1)):
+        how = (f"Another program listens on port {port} (often the workstation's own Store SCP, or a "
+               f"second qrdoctor). Stop it for the test, or choose a free port with --store-port; "
+               f"{register}.")
+    elif err.errno == errno.EACCES:
+        how = (f"This user may not open port {port} (ports below 1024 need administrator rights on most "
+               f"systems). Run qrdoctor with those rights, or choose a port above 1023 with --store-port; "
+               f"{register}.")
+    elif err.errno == errno.EADDRNOTAVAIL:
+        how = (f"{obs.listen} is not an address of this computer: give one of its addresses (or "
+               "0.0.0.0) with --listen-host.")
+    else:
+        how = (f"Check that port {port} is free and that this user may open it, or choose another "
+               f"with --store-port; {register}.")
     f = s.finding(
         "store-port-unavailable", Severity.ERROR,
-        f"qrdoctor could not listen for the C-MOVE on {obs.listen} port {obs.store_port}: {err.strerror}.",
-        f"Another program (often a workstation's own Store SCP, or a second qrdoctor) uses port "
-        f"{obs.store_port}, or this user may not open it (ports below 1024 need privileges). Stop "
-        f"that program for the test, or run qrdoctor with --store-port set to the port the PACS "
-        f"has registered for {t.move_ae} once it is free.",
-        listen=obs.listen, port=obs.store_port, errno=err.errno)
-    return Outcome(summary=f"Store SCP could not listen on port {obs.store_port}", findings=[f],
+        f"qrdoctor could not listen for the C-MOVE on {obs.listen} port {port}: {err.strerror}.",
+        actions(tester=how), listen=obs.listen, port=port, errno=err.errno)
+    return Outcome(summary=f"Store SCP could not listen on port {port}", findings=[f],
                    facts=MoveFacts(status=None, completed=None, failed=None, warning=None, received=0,
                                    inbound_associations=0))
 
 
 def _context_rejected(s: Situation, model: str) -> Finding:
+    t = s.target
     return s.finding(
         "retrieve-refused", Severity.FAIL,
         f"The PACS did not accept the {MODEL_LABELS[model]} C-MOVE presentation context on the "
         "retrieve association, although it did when association.models asked.",
-        f"The PACS offers C-MOVE inconsistently (per association or per AE title). Ask the PACS "
-        f"administrator to allow {s.target.calling_ae} to retrieve with C-MOVE.", model=model)
+        actions(pacs=f"{t.called_ae} offers C-MOVE to {t.calling_ae} inconsistently: it accepted the "
+                     f"{MODEL_LABELS[model]} C-MOVE context moments earlier and refused it on this "
+                     f"association. Check that C-MOVE is allowed for {t.calling_ae}, and look in the "
+                     "PACS log at the time of this run for why the context was refused."),
+        model=model)
 
 
 def _what_we_saw(s: Situation, obs: MoveObservation, run: Run, tally: c.Tally, requested: list[Inbound],
@@ -362,7 +379,7 @@ def _what_the_pacs_said(s: Situation, obs: MoveObservation, run: Run, tally: c.T
         if c.success_shortfall(run, tally):
             more.append(_silent_failure(s, run, tally, ev, no_inbound))
         elif (run.warning or 0) > 0 and not no_inbound:
-            more.append(c.suboperations_failed(s, run, tally, ev, obs.inbound_connections))
+            more.append(c.suboperations_failed(s, run, tally, ev, 0 if inbound_refused else obs.inbound_connections))
     if not findings and not more:
         return c.summary_of(run, tally, obs.received), more
     return (f"{status}: {c.counts(run)}; {tally.received} arrived of {c.n(tally.expected)} "
@@ -404,34 +421,47 @@ def _destination_unknown(s: Situation, run: Run, ev: dict, entry: str, hedged: b
         extra = ""
     return s.finding(
         "move-destination-unknown", Severity.FAIL, summary,
-        f"A C-MOVE names a destination AE title and the PACS looks up its address and port in its "
-        f"own list of DICOM nodes. Ask the PACS administrator to add this destination on "
-        f"{t.called_ae}: {entry}. In Orthanc that is an entry in DicomModalities, in dcmqrscp a "
-        f"HostTable line, in most PACS a 'DICOM node' or 'remote AE'.{extra}",
+        actions(
+            pacs=f"A C-MOVE names a destination AE title and the PACS looks up its address and port in "
+                 f"its own list of DICOM nodes. Add this destination on {t.called_ae}: {entry}. In "
+                 f"Orthanc that is an entry in DicomModalities, in dcmqrscp a HostTable line, in most "
+                 f"PACS a 'DICOM node' or 'remote AE'.{extra}",
+            workstation="The move destination the workstation asks for (usually its own AE title) must "
+                        "be exactly the AE title of its entry on the PACS, and its receiving port the "
+                        "port in that entry.",
+            tester=hints(identity_hint(s), advertise_hint(s))),
         hedged=hedged, **ev)
 
 
 def _no_inbound(s: Situation, run: Run, tally: c.Tally, ev: dict, entry: str,
                 known_by_probe: bool = False) -> Finding:
     t = s.target
-    port = ev["store_port"]
+    port, listen = ev["store_port"], str(ev.get("listen", ""))
     if run.status == c.SUCCESS and (run.completed or 0) > 0:
         what = (f"reported {run.completed} object(s) sent with Success, yet never connected to our "
-                f"Store SCP on port {port}: it sent them to another address or port registered for "
-                f"{t.move_ae}")
+                f"Store SCP on port {port}: it most likely sent them to another address or port "
+                f"registered for {t.move_ae}")
     else:
         what = (f"answered {c.describe_run_status(run)} ({c.counts(run)}) and never connected to our "
                 f"Store SCP on port {port}")
     knows = (f" It does know {t.move_ae}: a C-MOVE to {UNKNOWN_DESTINATION} was answered 0xA801."
              if known_by_probe else "")
+    loopback = listen.startswith("127.") or listen.startswith("::1") or listen.startswith("[::1]")
+    only_here = (f"qrdoctor's receiver listened on {listen} only, which the PACS reaches only if it runs "
+                 "on this computer: re-run with --listen-host 0.0.0.0 or the address the PACS connects to."
+                 if loopback else "")
     return s.finding(
         "move-no-inbound", Severity.FAIL,
         f"The PACS accepted the C-MOVE to {t.move_ae} but {what}.{knows}",
-        f"The PACS could not open the connection back to this computer. Ask the PACS "
-        f"administrator to check the destination entry for {t.move_ae}: it must be {entry}. "
-        f"Then make sure TCP port {port} on this computer is reachable from the PACS: host "
-        f"firewall, network firewall, NAT or VPN, a Docker port that is not published, or a "
-        f"Store SCP listening on 127.0.0.1 only.",
+        actions(
+            pacs=f"The PACS could not open the connection back to this computer. Check the destination "
+                 f"entry for {t.move_ae} on {t.called_ae}: it must be {entry}; and check that the PACS "
+                 f"can open a TCP connection to that address and port through the network firewalls "
+                 f"between them.",
+            workstation=f"This computer must accept TCP connections from the PACS on port {port}, and "
+                        "the workstation's own receiving port the same way: host firewall, NAT or VPN "
+                        "port forwarding, a Docker port that is not published.",
+            tester=hints(only_here, identity_hint(s), advertise_hint(s))),
         **ev | tally.evidence())
 
 
@@ -447,16 +477,17 @@ def _silent_failure(s: Situation, run: Run, tally: c.Tally, ev: dict, no_inbound
         what = f"reported Success with {run.completed} sub-operation(s)"
     exp = (f"; a C-FIND lists {tally.expected} instance(s) and {tally.got.arrived_expected} of them arrived"
            if tally.expected is not None else "")
+    elsewhere = (f", or images sent to another address registered for {t.move_ae}" if no_inbound else "")
+    entry = (f" The PACS never connected to this computer, so also check its destination entry for "
+             f"{t.move_ae}." if no_inbound and (run.failed or run.completed) else "")
     return s.finding(
         "move-silent-failure", Severity.FAIL,
         f"The PACS {what}{exp}.",
-        f"Do not trust this PACS's final status: a workstation will show 'retrieve complete' with "
-        f"images missing. Ask the PACS administrator to check the retrieve log for {t.calling_ae} "
-        f"at the time of this run (sub-operations that failed or matched nothing, or images sent "
-        f"to another node registered as {t.move_ae}) and to report the non-conformant status "
-        "to the vendor."
-        + (" The PACS never connected to us, so also check its destination entry."
-           if no_inbound and (run.failed or run.completed) else ""),
+        actions(
+            pacs=f"Check the retrieve log for {t.calling_ae} at the time of this run (sub-operations that "
+                 f"failed or matched nothing{elsewhere}); {c.silent_reading(run, tally)}.{entry}",
+            users="Do not trust this PACS's final C-MOVE status: a workstation shows 'retrieve complete' "
+                  "with images missing."),
         **ev)
 
 
@@ -489,16 +520,23 @@ def _inbound_refused(s: Situation, obs: MoveObservation, refused: list[Inbound],
             "move-inbound-refused", Severity.ERROR,
             f"The PACS delivered objects but qrdoctor could not write them to "
             f"{received.directory}: {received.write_errors[0]}.",
-            "This is a problem on this computer, not on the PACS: free disk space in that "
-            "directory (or choose another one to keep files in) and re-run the check.",
+            actions(tester=f"This is a problem on this computer, not on the PACS: free disk space in "
+                           f"{received.directory} (or keep the files elsewhere with --keep-files) and "
+                           "re-run the check."),
             refusals=reasons, write_errors=received.write_errors[:5], **ev)
+    too_many = any(r.rejection is not None and (r.rejection.source, r.rejection.reason) == (3, 2)
+                   for r in refused)
+    limit = (f" Our receiver serves {MAX_ASSOCIATIONS} associations at once and rejected more (2/3/2): "
+             "limit the associations the PACS opens in parallel for one retrieve to this destination."
+             if too_many else "")
     return s.finding(
         "move-inbound-refused", Severity.WARN if tally.received else Severity.FAIL,
         f"The PACS connected to our Store SCP but our side refused part of what it offered: "
         f"{'; '.join(reasons) or 'see the inbound connections'}.",
-        "qrdoctor's receiver accepts every standard storage SOP class with every transfer syntax "
-        "and up to 8 associations at once, so what it refused lies outside that (a private SOP "
-        "class, an unusual transfer syntax, or more parallel associations). A workstation would "
-        "most likely refuse the same: ask the PACS administrator whether these objects can be "
-        "sent in a standard SOP class or transfer syntax, or configure the workstation to accept them.",
+        actions(
+            pacs="The refusals listed say what qrdoctor's receiver did not take and why. Check whether "
+                 "these objects can be sent to this destination in a standard SOP class or transfer "
+                 f"syntax, or filtered out if the workstation does not need them.{limit}",
+            workstation="A workstation's receiver most likely refuses the same: if the objects are "
+                        "needed there, configure it to accept these SOP classes and transfer syntaxes."),
         refusals=reasons, **ev)

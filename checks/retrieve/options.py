@@ -17,6 +17,10 @@ class RetrieveOptions(Options):
 
     study: str | None = Field(None, description="Study Instance UID to retrieve (default: a small series qrdoctor picks)")
     series: str | None = Field(None, description="Series Instance UID to retrieve")
+    patient_id: str | None = Field(None, description="do what a workstation does for this patient: find their studies, retrieve from the most recent (or --study)")
+    issuer: str | None = Field(None, description="Issuer of Patient ID that goes with --patient-id")
+    retrieve: str = Field("series", description="with --patient-id: retrieve one series of the study, or the whole study ('series' or 'study')")
+    workstation_timeout: float = Field(30.0, gt=0, description="seconds a workstation waits for a retrieve; a slower PACS gets a warning")
     keep_files: str | None = Field(None, description="keep the received objects in this folder")
     listen_host: str = Field("0.0.0.0", description="address the temporary Store SCP listens on")
     stall_s: float | None = Field(None, gt=0, description="seconds without progress after which a retrieve counts as stalled (default: twice the timeout, at least 1)")
@@ -30,6 +34,24 @@ class RetrieveOptions(Options):
 
         if v is not None and not UID(v).is_valid:
             raise ValueError(f"{v!r} is not a valid DICOM UID")
+        return v
+
+    @field_validator("retrieve")
+    @classmethod
+    def _what(cls, v: str) -> str:
+        if v not in ("series", "study"):
+            raise ValueError(f"{v!r}: say 'series' or 'study'")
+        return v
+
+    @field_validator("patient_id", "issuer")
+    @classmethod
+    def _lo(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        if not v.strip() or len(v) > 64 or "\\" in v or any(not c.isprintable() for c in v):
+            raise ValueError("a Patient ID or issuer is 1 to 64 printable characters without a backslash (LO)")
+        if "*" in v or "?" in v:
+            raise ValueError("a Patient ID is matched exactly, as a workstation does: no * or ? wildcards")
         return v
 
     @field_validator("keep_files")

@@ -1,7 +1,9 @@
 """Choosing what to retrieve, and listing what it should bring.
 
-The series or study the user names (``--series``, ``--study``), or by default one small series
-found through the query stage, never a whole study unless asked. The expected SOP Instance UIDs
+The series or study the user names (``--series``, ``--study``); for ``--patient-id``, what a
+workstation fetches when that patient is scanned: the patient's most recent study (the prior),
+one series of it or, with ``--retrieve study``, all of it; by default one small series found
+through the query stage, never a whole study unless asked. The expected SOP Instance UIDs
 come from an IMAGE-level C-FIND where the PACS allows it. Part of the ``observe`` steps: every
 C-FIND is here; what the answers mean is decided in :mod:`.conclude`.
 """
@@ -88,6 +90,8 @@ def choose(ctx: Context) -> Choice | NoData:
     model = models[0]
     opts = ctx.option(RetrieveOptions)
     with find_association(ctx, [model]) as fa:
+        if opts.patient_id and not opts.series:
+            return _patient_prior(ctx, fa, model, opts)
         if opts.series:
             return _named_series(fa, model, opts.study, opts.series)
         if opts.study:
@@ -214,6 +218,71 @@ def _few_of(choice: Choice, listing: _Listing) -> Choice:
     return choice
 
 
+# -- the prior fetch: what a workstation does for one patient -----------------------------------
+
+
+def _patient_studies(fa: FindAssociation, model: str, patient_id: str, issuer: str | None) -> list[Dataset]:
+    keys = {"PatientID": patient_id} | ({"IssuerOfPatientID": issuer} if issuer else {})
+    returned = ["StudyInstanceUID", "StudyDate", "StudyTime", "ModalitiesInStudy", "NumberOfStudyRelatedInstances"]
+    out = fa.find(MODEL_UIDS[model], identifier("STUDY", returned, **keys), max_matches=1000, keep=1000)
+    return [d for d in out.identifiers if value(d, "StudyInstanceUID")]
+
+
+def most_recent_first(studies: list[Dataset]) -> list[Dataset]:
+    """Studies by Study Date and Time, the most recent first; undated ones last."""
+    def when(d: Dataset) -> tuple[bool, str, str]:
+        date = value(d, "StudyDate")[:8]
+        return bool(date), date, value(d, "StudyTime").split(".")[0].ljust(6, "0")
+    return sorted(studies, key=when, reverse=True)
+
+
+def _patient_prior(ctx: Context, fa: FindAssociation, model: str, opts: RetrieveOptions) -> Choice | NoData:
+    """The patient's studies at STUDY level (Patient ID and issuer as a workstation sends them),
+    then the most recent one (or the one named with --study), then one series of it or all of it."""
+    patient_id = opts.patient_id or ""
+    ctx.note_phi("patient_id", patient_id)
+    if opts.issuer:
+        ctx.note_phi("patient_id", opts.issuer)
+    ctx.progress("finding the patient's studies")
+    studies = _patient_studies(fa, model, patient_id, opts.issuer)
+    if not studies:
+        return NoData(kind="patient-not-found", evidence={"issuer_given": bool(opts.issuer)})
+    ordered = most_recent_first(studies)
+    if opts.study:
+        named = [d for d in ordered if value(d, "StudyInstanceUID") == opts.study]
+        if not named:
+            return NoData(kind="study-not-of-patient", evidence={"study_instance_uid": opts.study,
+                                                                 "studies_of_patient": len(studies)})
+        prior, how = named[0], f"named with --study, one of the patient's {len(studies)} studies"
+    else:
+        prior = ordered[0]
+        how = (f"the most recent of the patient's {len(studies)} studies" if len(studies) > 1
+               else "the patient's only study")
+    st_uid = value(prior, "StudyInstanceUID")
+    if opts.retrieve == "study":
+        choice = _named_study(ctx, fa, model, st_uid, patient_id=patient_id)
+        if isinstance(choice, Choice):
+            choice.subject.chosen_by = how
+        return choice
+    ctx.progress("listing the series of the patient's study")
+    series = _by_size(_list_series(fa, model, st_uid, patient_id), "NumberOfSeriesRelatedInstances")
+    if not series:
+        return NoData(kind="no-listable-series", evidence={"studies_tried": 1, "series_tried": 0})
+    row = series[0]
+    listing = _list_images(fa, model, st_uid, value(row, "SeriesInstanceUID"), patient_id, NAMED_LIMIT)
+    choice = Choice(Subject(
+        level="SERIES", study_uid=st_uid, series_uid=value(row, "SeriesInstanceUID"),
+        modalities=_split(value(row, "Modality")) or _split(value(prior, "ModalitiesInStudy")),
+        chosen_by=f"the smallest series of {how}", find_model=model, image_find=listing.find,
+        sop_classes=listing.classes), patient_id=patient_id)
+    if listing.images and listing.answered and listing.find.complete:
+        return _expected_from_listing(choice, listing)
+    n = _count(row, "NumberOfSeriesRelatedInstances")
+    if n is not None:
+        choice.subject.expected, choice.subject.expected_source = n, "NumberOfSeriesRelatedInstances"
+    return choice
+
+
 # -- what the user named ------------------------------------------------------------------------
 
 
@@ -238,17 +307,19 @@ def _named_series(fa: FindAssociation, model: str, study: str | None, series: st
     return choice
 
 
-def _named_study(ctx: Context, fa: FindAssociation, model: str, study: str) -> Choice | NoData:
-    rows = _list_series(fa, model, study, None)
+def _named_study(ctx: Context, fa: FindAssociation, model: str, study: str,
+                 patient_id: str | None = None) -> Choice | NoData:
+    rows = _list_series(fa, model, study, patient_id)
     if not rows:
         return NoData(kind="study-not-found", evidence={"study_instance_uid": study})
     choice = Choice(Subject(level="STUDY", study_uid=study, chosen_by="named with --study", find_model=model,
-                            modalities=sorted({value(r, "Modality") for r in rows if value(r, "Modality")})))
+                            modalities=sorted({value(r, "Modality") for r in rows if value(r, "Modality")})),
+                    patient_id=patient_id)
     uids: list[str] = []
     classes: set[str] = set()
     for row in rows:
         ctx.raise_if_cancelled()
-        listing = _list_images(fa, model, study, value(row, "SeriesInstanceUID"), None, NAMED_LIMIT - len(uids))
+        listing = _list_images(fa, model, study, value(row, "SeriesInstanceUID"), patient_id, NAMED_LIMIT - len(uids))
         if not (listing.answered and listing.find.complete):
             choice.subject.sop_classes = sorted(classes)
             return choice

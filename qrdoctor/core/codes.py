@@ -55,6 +55,7 @@ QUERY = (
     "find-duplicate-rows",
     "find-level-nonconformant",
     "find-charset-missing",
+    "find-charset-inconsistent",
 )
 
 MATCHING = (

@@ -71,6 +71,12 @@ class Audience(StrEnum):
     def label(self) -> str:
         return AUDIENCE_LABELS[self]
 
+    @property
+    def lead(self) -> str:
+        """What starts this audience's part of a finding's fix: the PACS administrator's and the
+        workstation's parts are fixes; what users should know and how to test further are not."""
+        return AUDIENCE_LEADS[self]
+
 
 AUDIENCE_HEADINGS = {
     Audience.PACS: "What the PACS administrator must change",
@@ -78,6 +84,8 @@ AUDIENCE_HEADINGS = {
     Audience.USERS: "What users should know",
     Audience.TESTER: "To test further with qrdoctor",
 }
+AUDIENCE_LEADS = {Audience.PACS: "Fix (PACS administrator)", Audience.WORKSTATION: "Fix (workstation)",
+                  Audience.USERS: "Users should know", Audience.TESTER: "To test further"}
 AUDIENCE_LABELS = {Audience.PACS: "PACS administrator", Audience.WORKSTATION: "Workstation",
                    Audience.USERS: "Users", Audience.TESTER: "Testing"}
 

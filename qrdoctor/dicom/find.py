@@ -5,7 +5,8 @@ the answer is known, and must tell a signalled limit (0xFE00 we never asked for,
 A-ABORT after N responses) from a network fault — with the raw numbers as evidence. pynetdicom
 decodes every identifier into a Dataset and hands each response across threads, which makes
 counting several times slower than DCMTK's ``findscu`` (see PERFORMANCE.md). Here a response is
-counted from its command set alone; identifiers are decoded only when a caller keeps them.
+counted from its command set alone; identifiers are decoded only when a caller keeps them, and
+their character set judged on the raw bytes only for the ones a caller asks about.
 
 PDUs are read and written by the one PDU layer (:mod:`qrdoctor.dicom.pdu`), command sets by
 :mod:`qrdoctor.dicom.dimse`; identifiers are encoded and decoded with pydicom.
@@ -27,11 +28,17 @@ from pynetdicom.dsutils import encode
 from qrdoctor.dicom import dimse, pdu
 from qrdoctor.dicom.ac import read_associate_ac
 from qrdoctor.dicom.dimse import PENDING, parse_command
-from qrdoctor.dicom.find_responses import CANCELLED, FindOutcome, FindRun, find_evidence
+from qrdoctor.dicom.find_responses import (
+    CANCELLED,
+    CharsetProfile,
+    FindOutcome,
+    FindRun,
+    find_evidence,
+)
 from qrdoctor.dicom.pdu import Abort, PeerProtocolError, Rejection
 from qrdoctor.dicom.probe import association_request, closed_mid_pdu, truncated_pdu, unexpected_pdu
 
-__all__ = ["AssociationFailed", "FindAssociation", "FindOutcome", "find_evidence", "find_request",
+__all__ = ["AssociationFailed", "CharsetProfile", "FindAssociation", "FindOutcome", "find_evidence", "find_request",
            "cancel_request", "parse_command", "OUR_MAX_PDU", "PENDING", "CANCEL_WAIT_S"]
 
 log = logging.getLogger("qrdoctor.dicom.probe")
@@ -222,6 +229,7 @@ class FindAssociation:
         *,
         max_matches: int | None = None,
         keep: int = 0,
+        charsets: int | None = None,
         on_identifier: Callable[[Dataset], None] | None = None,
         progress: Callable[[int], None] | None = None,
         deadline: float | None = None,
@@ -229,10 +237,13 @@ class FindAssociation:
         """Send one C-FIND; count pending responses; C-CANCEL once ``max_matches`` arrived.
 
         ``keep`` identifiers are decoded and returned; ``on_identifier`` sees every decoded one
-        (decoding all of them costs time: use it only when the values are needed). A query
-        after one we released following a cancel goes on a fresh association (AssociationFailed
-        when it cannot be opened). ``deadline`` (time.monotonic()) ends the query if it is
-        still running then.
+        (decoding all of them costs time: use it only when the values are needed). The first
+        ``charsets`` identifiers (by default the kept ones) are profiled on their raw bytes:
+        the Specific Character Set they declare and how their name and description values
+        are encoded (:class:`CharsetProfile`, no values kept); other responses are only
+        counted. A query after one we released following a cancel goes on a fresh association
+        (AssociationFailed when it cannot be opened). ``deadline`` (time.monotonic()) ends the
+        query if it is still running then.
         """
         model = str(model)
         if self.sock is None and self.closed_after_cancel:
@@ -249,7 +260,7 @@ class FindAssociation:
             implicit = False  # big endian was not proposed; deflate is not supported here
         self.message_id = (self.message_id % 0xFFFF) + 1
         message_id = self.message_id
-        run = FindRun(FindOutcome(), message_id, context_id, implicit, keep, on_identifier, progress)
+        run = FindRun(FindOutcome(), message_id, context_id, implicit, keep, on_identifier, progress, charsets)
         if self._sent(run, dimse.find_rq(model, message_id), encode(identifier, implicit, True)):
             log.debug("C-FIND-RQ sent (model %s, message %d, level %s)", model, message_id,
                       getattr(identifier, "QueryRetrieveLevel", ""))

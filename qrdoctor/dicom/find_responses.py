@@ -10,14 +10,17 @@ query's outcome then says what was wrong instead of reading it as an answer.
 
 from __future__ import annotations
 
+import struct
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from io import BytesIO
 from typing import Any
 
 from pydicom import Dataset
+from pydicom.datadict import dictionary_VR, keyword_for_tag
 from pydicom.filereader import read_dataset
 
 from qrdoctor.dicom import dimse, pdu
@@ -26,9 +29,88 @@ from qrdoctor.dicom.pdu import Abort, PeerProtocolError
 PENDING = dimse.PENDING
 CANCELLED = 0xFE00
 ERROR_COMMENT_LIMIT = 256  # characters of an Error Comment kept (the VR LO allows 64)
+# The text VRs whose values may use a character set other than the default repertoire and
+# that carry names and descriptions (PS3.5 6.1.2.3, Table 6.2-1)
+NAME_VRS = frozenset({"PN", "LO", "SH", "LT", "ST", "UT", "UC"})
+CHARSET_TERMS_KEPT = 4  # terms of (0008,0005) kept per identifier (ISO 2022 needs a few)
+CHARSET_TERM_CHARS = 64  # characters kept of each term (a Defined Term has at most 16)
+PROFILED_VALUES = 32  # non-ASCII values classified per identifier
+ESC = 0x1B
 COMMAND_NAMES = {dimse.C_STORE_RQ: "C-STORE-RQ", dimse.C_STORE_RSP: "C-STORE-RSP", dimse.C_FIND_RQ: "C-FIND-RQ",
                  dimse.C_ECHO_RQ: "C-ECHO-RQ", dimse.C_ECHO_RSP: "C-ECHO-RSP", dimse.C_CANCEL_RQ: "C-CANCEL-RQ",
                  0x0021: "C-MOVE-RQ", 0x8021: "C-MOVE-RSP", 0x0010: "C-GET-RQ", 0x8010: "C-GET-RSP"}
+
+
+@dataclass(frozen=True)
+class CharsetProfile:
+    """How the text of one C-FIND response identifier is encoded, judged on its raw bytes.
+
+    ``declared`` holds the terms of Specific Character Set (0008,0005) as sent (None when the
+    identifier has no such element; at most :data:`CHARSET_TERMS_KEPT` terms, each cut to
+    :data:`CHARSET_TERM_CHARS` characters and made printable; ``terms`` says how many there
+    were). ``values`` names each non-empty value of a :data:`NAME_VRS` element whose bytes are
+    not plain ASCII, with the class of its bytes:
+
+    - ``escape``: it holds ESC (1BH), the start of an ISO 2022 escape sequence;
+    - ``utf8``: it holds bytes above 7FH that form valid UTF-8;
+    - ``8bit``: it holds bytes above 7FH that are not valid UTF-8.
+
+    The values themselves are never kept (they are patient data)."""
+
+    declared: tuple[str, ...] | None = None
+    terms: int = 0
+    values: tuple[tuple[str, str], ...] = ()  # (keyword, or "(gggg,eeee)" when unnamed; class)
+    more_values: bool = False  # more than PROFILED_VALUES values were not ASCII
+
+
+def byte_class(data: bytes) -> str | None:
+    """The class of a text value's bytes (see :class:`CharsetProfile`); None for plain ASCII."""
+    if ESC in data:
+        return "escape"
+    if data.isascii():
+        return None
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return "8bit"
+    return "utf8"
+
+
+def charset_profile(ds: Dataset) -> CharsetProfile:
+    """The character-set profile of an identifier read but not yet decoded (its elements still
+    raw bytes: call this before any value is read)."""
+    declared: tuple[str, ...] | None = None
+    terms = 0
+    values: list[tuple[str, str]] = []
+    more = False
+    for elem in ds.elements():
+        raw = getattr(elem, "value", None)
+        if elem.tag == 0x00080005:
+            raw = bytes(raw) if isinstance(raw, bytes) else b""
+            parts = raw.split(b"\\", CHARSET_TERMS_KEPT)[:CHARSET_TERMS_KEPT]
+            terms = raw.count(b"\\") + 1 if raw.strip(b" \x00") else 0
+            declared = tuple(pdu.safe_text(p.strip(b" \x00"), limit=CHARSET_TERM_CHARS)
+                             for p in parts) if terms else ()
+            continue
+        if not isinstance(raw, bytes) or not raw:
+            continue
+        vr = getattr(elem, "VR", None) or _dictionary_vr(elem.tag)
+        kind = byte_class(raw) if vr in NAME_VRS else None
+        if kind is None:
+            continue
+        if len(values) == PROFILED_VALUES:
+            more = True
+            break
+        tag = int(elem.tag)
+        values.append((keyword_for_tag(tag) or f"({tag >> 16:04X},{tag & 0xFFFF:04X})", kind))
+    return CharsetProfile(declared=declared, terms=terms, values=tuple(values), more_values=more)
+
+
+def _dictionary_vr(tag: int) -> str | None:
+    try:
+        return dictionary_VR(tag)
+    except KeyError:
+        return None
 
 
 @dataclass
@@ -46,6 +128,9 @@ class FindOutcome:
     interrupted: bool = False  # our own cancel event (user cancel or deadline)
     deadline_reached: bool = False  # the caller's deadline for this query passed first
     identifiers: list[Dataset] = field(default_factory=list)
+    # How the text of the first identifiers is encoded (the caller's ``charsets``, by default
+    # the kept ones), in the order they arrived; no value is kept, only byte classes.
+    charsets: list[CharsetProfile] = field(default_factory=list)
     elapsed_ms: float = 0.0
     first_response_ms: float | None = None
     protocol_error: str | None = None  # what the peer sent that broke the protocol
@@ -111,14 +196,15 @@ class FindRun:
 
     def __init__(self, out: FindOutcome, message_id: int, context_id: int, implicit: bool, keep: int,
                  on_identifier: Callable[[Dataset], None] | None,
-                 progress: Callable[[int], None] | None) -> None:
+                 progress: Callable[[int], None] | None, charsets: int | None = None) -> None:
         self.out = out
         self.message_id, self.context_id = message_id, context_id
         self.implicit = implicit
         self.keep = keep
         self.on_identifier = on_identifier
         self.progress = progress
-        self.want_data = keep > 0 or on_identifier is not None
+        self.profile = keep if charsets is None else charsets  # identifiers whose charset is judged
+        self.want_data = keep > 0 or self.profile > 0 or on_identifier is not None
         self.command = bytearray()
         self.dataset = bytearray()
         self.t0 = time.monotonic()
@@ -187,12 +273,18 @@ class FindRun:
 
     def _identifier(self) -> None:
         out = self.out
-        if len(out.identifiers) < self.keep or self.on_identifier:
-            ds = decode_identifier(bytes(self.dataset), self.implicit, out.matches)
-            if len(out.identifiers) < self.keep:
-                out.identifiers.append(ds)
-            if self.on_identifier:
-                self.on_identifier(ds)
+        keep = len(out.identifiers) < self.keep or self.on_identifier is not None
+        profile = len(out.charsets) < self.profile
+        if keep or profile:
+            ds = read_identifier(bytes(self.dataset), self.implicit, out.matches)
+            if profile:  # on the raw bytes, before decoding replaces them
+                out.charsets.append(charset_profile(ds))
+            if keep:
+                decode_all(ds, bytes(self.dataset), out.matches)
+                if len(out.identifiers) < self.keep:
+                    out.identifiers.append(ds)
+                if self.on_identifier:
+                    self.on_identifier(ds)
         self.dataset.clear()
 
 
@@ -203,14 +295,79 @@ def decode_identifier(data: bytes, implicit: bool, number: int) -> Dataset:
     pydicom's warnings about values it accepts anyway (a UID with letters, a name too long)
     are not shown: they would print the peer's bytes, control characters included, on the
     terminal."""
+    ds = read_identifier(data, implicit, number)
+    decode_all(ds, data, number)
+    return ds
+
+
+def read_identifier(data: bytes, implicit: bool, number: int) -> Dataset:
+    """An identifier's elements read, their values still raw bytes (see :func:`decode_identifier`).
+
+    pydicom looks the Specific Character Set up as it reads, and some bytes (a NUL) make that
+    lookup raise. Such a value is no character set at all (a CS value is printable ASCII): it is
+    read as the hexadecimal text of its first bytes, an unknown term, and the rest of the
+    identifier as usual."""
+    try:
+        with _decoding(data, number):
+            return read_dataset(BytesIO(data), implicit, True)
+    except PeerProtocolError:
+        readable = printable_charset(data, implicit)
+        if readable is None:
+            raise
+    with _decoding(data, number):
+        return read_dataset(BytesIO(readable), implicit, True)
+
+
+_LONG_VRS = {b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR", b"UT", b"UV"}
+
+
+def printable_charset(data: bytes, implicit: bool) -> bytes | None:
+    """``data`` with a top-level (0008,0005) holding bytes outside printable ASCII replaced by
+    the hexadecimal text of their first bytes (None when there is no such value). Only the few
+    elements before it are walked."""
+    pos = 0
+    while pos + 8 <= len(data):
+        group, elem = struct.unpack_from("<HH", data, pos)
+        tag = group << 16 | elem
+        if implicit:
+            head, (length,) = 8, struct.unpack_from("<I", data, pos + 4)
+        elif data[pos + 4:pos + 6] in _LONG_VRS:
+            if pos + 12 > len(data):
+                return None
+            head, (length,) = 12, struct.unpack_from("<I", data, pos + 8)
+        else:
+            head, (length,) = 8, struct.unpack_from("<H", data, pos + 6)
+        if tag > 0x00080005 or length == 0xFFFFFFFF:
+            return None
+        value = data[pos + head:pos + head + length]
+        if tag < 0x00080005:
+            pos += head + length
+            continue
+        if all(0x20 <= b < 0x7F for b in value):
+            return None
+        more = f" ... ({len(value)} bytes in all)" if len(value) > 8 else ""
+        text = f"BYTES {value[:8].hex(' ').upper()}{more}".encode("ascii")
+        text += b" " * (len(text) % 2)
+        size = struct.pack("<I", len(text)) if implicit else data[pos + 4:pos + 6] + struct.pack("<H", len(text))
+        return data[:pos + 4] + size + text + data[pos + head + length:]
+    return None
+
+
+def decode_all(ds: Dataset, data: bytes, number: int) -> None:
+    """Every value of an identifier read by :func:`read_identifier` decoded (nested ones too)."""
+    with _decoding(data, number):
+        for _elem in ds.iterall():
+            pass
+
+
+@contextmanager
+def _decoding(data: bytes, number: int) -> Iterator[None]:
+    """pydicom's warnings silenced; whatever it raises on bad bytes a PeerProtocolError."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            ds = read_dataset(BytesIO(data), implicit, True)
-            for _elem in ds.iterall():
-                pass
+            yield
     except Exception as exc:  # noqa: BLE001 - pydicom raises many kinds on bad bytes (RecursionError too)
         text = pdu.safe_text(str(exc), limit=120)
         raise PeerProtocolError(f"the identifier of C-FIND match {number} could not be decoded "
                                 f"({type(exc).__name__}: {text})", data) from None
-    return ds

@@ -18,13 +18,17 @@ import zlib
 from dataclasses import dataclass
 from typing import BinaryIO
 
+from qrdoctor.dicom.syntaxes import DEFLATED_DATA_SETS
+
 STUDY_INSTANCE_UID = 0x0020000D
 SERIES_INSTANCE_UID = 0x0020000E
 WANTED = (STUDY_INSTANCE_UID, SERIES_INSTANCE_UID)
 
 IMPLICIT_VR_LE = "1.2.840.10008.1.2"
 EXPLICIT_VR_BE = "1.2.840.10008.1.2.2"
-DEFLATED = ("1.2.840.10008.1.2.1.99", "1.2.840.10008.1.2.8.1")  # explicit LE, then deflated
+# Data sets deflated as a whole (Deflated Image Frame Compression deflates frames only: its data
+# set is plain Explicit VR Little Endian)
+DEFLATED = DEFLATED_DATA_SETS
 
 MAX_ELEMENTS = 20000  # element headers read before the walk gives up
 MAX_DEPTH = 32  # nested undefined-length sequences and items

@@ -6,12 +6,22 @@ workstation never shows. :class:`StoreSCP` listens only while a retrieve check r
 every inbound TCP connection and association attempt, accepted or not, with the peer's address
 and titles. It accepts associations addressed to the move destination only (any other called AE
 title is rejected 1/1/7, "called AE title not recognised", as a workstation that checks its own
-title does, and recorded), every storage SOP class pynetdicom knows with every transfer syntax,
-compressed ones included, and a few associations at once.
+title does, and recorded) and a few associations at once. It takes what the PACS has: every
+storage SOP class it proposes (a vendor's private class included, see
+:func:`~qrdoctor.dicom.syntaxes.storage_class_verdict`) and, per presentation context, the
+PACS's *own* first proposed transfer syntax among those the receiver's
+:class:`~qrdoctor.dicom.syntaxes.Profile` accepts (``all`` by default), so that a PACS that
+stores JPEG-LS delivers JPEG-LS and need not convert. With a narrower profile it behaves like a
+workstation that accepts only those formats. Every connection is on record
+(:mod:`qrdoctor.dicom.inbound`): the proposed contexts and our answers, both maximum PDU
+lengths, the PACS's implementation, each C-STORE's status, a PDU longer than we declared, and a
+TLS ClientHello sent to a plain receiver ("the PACS delivers over TLS"). Given
+:class:`~qrdoctor.dicom.tls.StoreTLSOptions`, the receiver itself runs DICOM over TLS.
 
-Whatever a peer sends is bounded: PDUs longer than :data:`STORE_MAX_PDU` are refused before
-anything is allocated for them, a command set longer than :data:`MAX_COMMAND` ends the
-association, at most ``max_associations`` connections are served at once (a few more are read
+Whatever a peer sends is bounded: we declare a maximum PDU length of :data:`STORE_MAX_PDU`
+(PS3.8 D.1); a longer PDU, up to :data:`OVERSIZE_TOLERANCE` times that, is read and put on record
+as a protocol error, and one longer still ends the association before anything is allocated for
+it; a command set longer than :data:`MAX_COMMAND` ends the association, at most ``max_associations`` connections are served at once (a few more are read
 only to be rejected 2/3/2, any beyond that are closed at once), a connection that sends no
 A-ASSOCIATE-RQ within :data:`ASSOCIATE_TIMEOUT` is closed, and the receiver's
 :class:`~qrdoctor.dicom.receiver.Limits` (objects, bytes per object and in total) abort the
@@ -21,8 +31,8 @@ Why not pynetdicom's association server? Its reactors poll (a 1 ms sleep per loo
 and in the acceptor thread), which costs several milliseconds per C-STORE and made it about
 three times slower than DCMTK's ``storescp`` on the same C-MOVE. Here each connection is one
 thread doing blocking reads with the one PDU layer (:mod:`qrdoctor.dicom.pdu`): the
-A-ASSOCIATE-RQ is decoded, negotiated (pynetdicom's ``negotiate_as_acceptor``) and answered; the
-few command-set elements of C-STORE and C-ECHO are read and written by
+A-ASSOCIATE-RQ is decoded, negotiated (:func:`qrdoctor.dicom.syntaxes.negotiate`) and answered;
+the few command-set elements of C-STORE and C-ECHO are read and written by
 :mod:`qrdoctor.dicom.dimse`, and each data set is streamed to its file fragment by fragment as it
 arrives, never decoded.
 
@@ -35,18 +45,27 @@ from __future__ import annotations
 
 import logging
 import socket
+import ssl
 import threading
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import BinaryIO
 
 from pynetdicom import ALL_TRANSFER_SYNTAXES, AllStoragePresentationContexts, build_context
-from pynetdicom.pdu_primitives import SCP_SCU_RoleSelectionNegotiation
-from pynetdicom.presentation import negotiate_as_acceptor
+from pynetdicom.pdu_primitives import ImplementationClassUIDNotification
 from pynetdicom.sop_class import Verification
 
 from qrdoctor.dicom import dimse, pdu
+from qrdoctor.dicom.inbound import (
+    CONTEXT_RESULTS,
+    MAX_CONTEXTS,
+    AssociationRecord,
+    Inbound,
+    ProposedContext,
+    ReceiverRecord,
+    peer_uid,
+    rejected_context_evidence,
+)
 from qrdoctor.dicom.pdu import Rejection
 from qrdoctor.dicom.receiver import (
     PREAMBLE,
@@ -60,14 +79,24 @@ from qrdoctor.dicom.receiver import (
     remove_temporary_directories,
     uid_name,
 )
+from qrdoctor.dicom.syntaxes import (
+    SOP_CLASS_POLICIES,
+    SOP_CLASSES_ANY,
+    Profile,
+    negotiate,
+    parse_profile,
+)
+from qrdoctor.dicom.tls import NoTLS, StoreTLSOptions, accept_tls, server_context
 
 __all__ = ["StoreSCP", "StorePortError", "Inbound", "Receiver", "Received", "Expectation", "Limits",
            "LimitHit", "file_meta", "uid_name", "remove_temporary_directories", "PREAMBLE",
-           "STORE_MAX_PDU", "SUPPORTED_CONTEXTS", "CALLED_AE_NOT_RECOGNISED"]
+           "STORE_MAX_PDU", "SUPPORTED_CONTEXTS", "CALLED_AE_NOT_RECOGNISED", "CONTEXT_RESULTS",
+           "StoreTLSOptions"]
 
 log = logging.getLogger("qrdoctor.dicom.storescp")
 
 MAX_INBOUND_KEPT = 50  # connection records kept in full; later ones are only counted
+MAX_CONTEXTS_KEPT = 1024  # proposed contexts kept in full over all associations; later ones counted
 STORE_MAX_PDU = 1 << 20  # the largest PDU we tell the PACS it may send us
 MAX_ASSOCIATIONS = 8  # connections served at once; a few more are rejected 2/3/2
 MAX_OVERFLOW = 4  # connections beyond MAX_ASSOCIATIONS read only to be rejected; more are closed
@@ -76,16 +105,12 @@ ASSOCIATE_TIMEOUT = 10.0  # a connection that sends no A-ASSOCIATE-RQ for this l
 IDLE_TIMEOUT = 60.0  # an inbound association silent for this long is aborted
 CALLED_AE_NOT_RECOGNISED = Rejection(1, 1, 7)  # rejected-permanent, service user, called AE title
 BUSY = Rejection(2, 3, 2)  # rejected-transient, service provider (presentation), local limit exceeded
-CONTEXT_RESULTS = {
-    1: "user-rejection",
-    2: "no-reason (provider rejection)",
-    3: "abstract-syntax-not-supported",
-    4: "transfer-syntaxes-not-supported",
-}
+OVERSIZE_TOLERANCE = 4  # a PDU up to this many times our declared maximum is read (and recorded)
 RELEASE_RP = pdu.RELEASE_RP_PDU
 ABORT = pdu.ABORT_PDU
 
-# What we accept: every storage SOP class with every transfer syntax, and Verification.
+# Every storage SOP class pynetdicom knows with every transfer syntax, and Verification: what the
+# receiver took before profiles (kept for callers; the Store SCP now decides with syntaxes.negotiate).
 SUPPORTED_CONTEXTS = [build_context(cx.abstract_syntax, ALL_TRANSFER_SYNTAXES)
                       for cx in AllStoragePresentationContexts]
 SUPPORTED_CONTEXTS.append(build_context(Verification, ALL_TRANSFER_SYNTAXES[:3]))
@@ -100,75 +125,12 @@ class StorePortError(OSError):
 # ----------------------------------------------------------------------------------------------
 
 
-@dataclass
-class Inbound:
-    """One inbound TCP connection to the Store SCP and what became of it."""
-
-    number: int
-    address: str
-    port: int
-    opened_ms: float  # since the SCP started listening
-    calling_ae: str | None = None
-    called_ae: str | None = None
-    result: str = "connected"  # connected | accepted | rejected | aborted | closed | not-dicom | refused
-    rejection: Rejection | None = None
-    accepted_contexts: int = 0
-    rejected_contexts: list[dict] = field(default_factory=list)
-    stores: int = 0
-    store_failures: int = 0
-    echoes: int = 0
-    detail: str = ""
-    ended: str = ""  # released | aborted by peer | aborted by qrdoctor: ... | closed | idle timeout | stopped
-    closed_ms: float | None = None
-
-    @property
-    def requested(self) -> bool:
-        """The peer sent an A-ASSOCIATE-RQ (not just a TCP connection)."""
-        return self.calling_ae is not None
-
-    def describe(self) -> str:
-        """One line for the protocol transcript."""
-        parts = [f"connection {self.number} from {self.address}:{self.port}"]
-        if self.requested:
-            parts.append(f"calling AE {self.calling_ae}, called AE {self.called_ae}")
-        parts.append(self.result if self.rejection is None else f"rejected {self.rejection.triple}")
-        if self.rejected_contexts:
-            parts.append(f"{len(self.rejected_contexts)} context(s) refused")
-        if self.stores or self.store_failures:
-            parts.append(f"{self.stores} object(s), {self.store_failures} refused")
-        if self.ended:
-            parts.append(self.ended)
-        return ", ".join(parts)
-
-    def evidence(self) -> dict:
-        ev: dict[str, Any] = {"connection": self.number, "from": f"{self.address}:{self.port}",
-                              "opened_ms": self.opened_ms, "result": self.result}
-        if self.calling_ae is not None:
-            ev["calling_ae"] = self.calling_ae
-            ev["called_ae"] = self.called_ae
-        if self.rejection is not None:
-            ev["rejection"] = self.rejection.describe()
-        if self.result == "accepted" or self.accepted_contexts:
-            ev["accepted_contexts"] = self.accepted_contexts
-        if self.rejected_contexts:
-            ev["rejected_contexts"] = self.rejected_contexts
-        if self.stores or self.store_failures:
-            ev["objects"] = self.stores
-        if self.store_failures:
-            ev["store_failures"] = self.store_failures
-        if self.echoes:
-            ev["echoes"] = self.echoes
-        if self.detail:
-            ev["detail"] = self.detail
-        if self.ended:
-            ev["ended"] = self.ended
-        if self.closed_ms is not None:
-            ev["closed_ms"] = self.closed_ms
-        return ev
-
-
 class _Closed(Exception):
     pass
+
+
+class _PeerError(ValueError):
+    """What the peer sent breaks the protocol; the message says how (the association is aborted)."""
 
 
 class StoreSCP:
@@ -178,13 +140,27 @@ class StoreSCP:
     called AE title are rejected and recorded. Received files go to ``directory`` (a new
     temporary directory when None), which :meth:`stop` deletes unless ``keep`` is true;
     ``expect`` and ``limits`` say which objects count and how much is taken (see
-    :class:`~qrdoctor.dicom.receiver.Receiver`).
+    :class:`~qrdoctor.dicom.receiver.Receiver`). ``profile`` (a Profile or its text, ``all``
+    when None) says which transfer syntaxes are accepted, ``sop_classes`` which SOP classes
+    (``any`` valid storage UID, or only the ``standard`` ones pynetdicom knows), ``max_pdu``
+    the maximum PDU length we declare, and ``tls`` makes the receiver DICOM over TLS.
     """
 
     def __init__(self, ae_title: str, host: str = "0.0.0.0", port: int = 0,
                  directory: Path | str | None = None, keep: bool = False,
                  max_associations: int = MAX_ASSOCIATIONS, expect: Expectation | None = None,
-                 limits: Limits | None = None, associate_timeout: float = ASSOCIATE_TIMEOUT) -> None:
+                 limits: Limits | None = None, associate_timeout: float = ASSOCIATE_TIMEOUT,
+                 profile: Profile | str | None = None, sop_classes: str = SOP_CLASSES_ANY,
+                 max_pdu: int = STORE_MAX_PDU, tls: StoreTLSOptions | None = None) -> None:
+        if sop_classes not in SOP_CLASS_POLICIES:
+            raise ValueError(f"sop_classes must be one of {', '.join(SOP_CLASS_POLICIES)}, not {sop_classes!r}")
+        if not pdu.MIN_MAX_PDU <= max_pdu <= 0xFFFFFFFF:
+            raise ValueError(f"max_pdu must be between {pdu.MIN_MAX_PDU} and {0xFFFFFFFF}, not {max_pdu}")
+        self.profile = profile if isinstance(profile, Profile) else parse_profile(profile)
+        self.sop_classes = sop_classes
+        self.max_pdu = max_pdu
+        self.tls = tls
+        self._tls_context: ssl.SSLContext | None = server_context(tls) if tls is not None else None
         self.ae_title = ae_title
         self.host = host
         self.requested_port = port
@@ -193,6 +169,7 @@ class StoreSCP:
         self.receiver = Receiver(directory, keep, expect, limits)
         self.connections = 0
         self._records: list[Inbound] = []
+        self._contexts_kept = 0
         self._active = 0
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -277,6 +254,16 @@ class StoreSCP:
         with self._lock:
             return list(self._records)
 
+    def record(self) -> ReceiverRecord:
+        """Everything seen so far as one typed, JSON-serialisable record."""
+        with self._lock:
+            records, connections = list(self._records), self.connections
+        return ReceiverRecord(
+            ae_title=self.ae_title, profile=self.profile.text, accepted_syntaxes=list(self.profile.syntaxes or ()),
+            sop_classes=self.sop_classes, max_pdu=self.max_pdu, tls=self.tls is not None,
+            connections=connections, inbound=[r.model() for r in records],
+            not_kept=connections - len(records))
+
     @property
     def associations_requested(self) -> int:
         """Inbound A-ASSOCIATE-RQs (connections that got as far as naming AE titles)."""
@@ -332,9 +319,12 @@ class StoreSCP:
             pass
 
     def _serve(self, conn: socket.socket, rec: Inbound) -> None:
-        served = _Connection(self, conn, rec)
+        served: _Connection | None = None
         try:
             pdu.no_delay(conn)
+            if self._tls_context is not None:
+                conn = self._handshake(conn, rec)
+            served = _Connection(self, conn, rec)
             served.run()
         except _Closed as exc:
             rec.ended = rec.ended or str(exc) or "closed"
@@ -347,14 +337,15 @@ class StoreSCP:
             except OSError:
                 pass
         except Exception as exc:  # noqa: BLE001 - one bad peer must not stop the SCP
-            rec.detail = f"{type(exc).__name__}: {exc}"
+            rec.detail = str(exc) if isinstance(exc, _PeerError) else f"{type(exc).__name__}: {exc}"
             rec.ended = rec.ended or "error"
             try:
                 conn.sendall(ABORT)
             except OSError:
                 pass
         finally:
-            served.drop_partial()
+            if served is not None:
+                served.drop_partial()
             rec.closed_ms = self._ms()
             with self._lock:
                 self._open.discard(conn)
@@ -365,13 +356,29 @@ class StoreSCP:
                 pass
 
 
+    def _handshake(self, conn: socket.socket, rec: Inbound) -> socket.socket:
+        """The TLS handshake of an inbound connection; _Closed, with why on record, when none."""
+        assert self._tls_context is not None
+        try:
+            tls_conn, rec.tls = accept_tls(self._tls_context, conn, self.associate_timeout)
+        except TimeoutError:
+            raise _Closed("idle timeout") from None
+        except NoTLS as exc:
+            rec.result, rec.detail = "tls-failed", str(exc)
+            raise _Closed("no TLS") from None
+        with self._lock:
+            self._open.discard(conn)
+            self._open.add(tls_conn)
+        return tls_conn
+
+
 class _Connection:
     """One inbound association, served with blocking reads."""
 
     def __init__(self, scp: StoreSCP, conn: socket.socket, rec: Inbound) -> None:
         self.scp, self.conn, self.rec = scp, conn, rec
         self.receiver = scp.receiver
-        self.reader = pdu.PDUReader(conn, STORE_MAX_PDU, cancel=scp._stop, poll=1.0)
+        self.reader = pdu.PDUReader(conn, scp.max_pdu * OVERSIZE_TOLERANCE, cancel=scp._stop, poll=1.0)
         self.contexts: dict[int, tuple[str, str]] = {}  # id -> (abstract syntax, transfer syntax)
         self.peer_max_pdu = 16384
         self.command = bytearray()
@@ -393,7 +400,17 @@ class _Connection:
     def _read_pdu(self, timeout: float = IDLE_TIMEOUT) -> tuple[int, bytes | bytearray]:
         """The next PDU; _Closed when the connection ends, PDUError when it is not DICOM."""
         try:
-            return self.reader.read(time.monotonic() + timeout)
+            pdu_type, body = self.reader.read(time.monotonic() + timeout)
+            if self.rec.association is not None:
+                self.rec.association.note_pdu(pdu_type, len(body))
+            return pdu_type, body
+        except pdu.PDUTooLarge as exc:
+            if self.rec.association is None:
+                raise
+            self.rec.association.note_pdu(exc.pdu_type, exc.length)
+            raise _PeerError(f"a PDU (type 0x{exc.pdu_type:02X}) of {exc.length} bytes, more than "
+                             f"{OVERSIZE_TOLERANCE} times the maximum length of {self.scp.max_pdu} bytes "
+                             "we declared") from None
         except InterruptedError:
             raise _Closed("stopped") from None
         except TimeoutError:
@@ -408,6 +425,10 @@ class _Connection:
         try:
             pdu_type, body = self._read_pdu(self.scp.associate_timeout)
         except pdu.PDUError as exc:
+            if exc.data[:1] == b"\x16" and exc.data[1:2] == b"\x03":  # a TLS handshake record
+                self.rec.result, self.rec.tls_client_hello = "tls", True
+                self.rec.detail = "a TLS ClientHello: the PACS delivers over TLS to this plain DICOM receiver"
+                raise _Closed("TLS, not plain DICOM") from None
             self.rec.result = "not-dicom"
             self.rec.detail = str(exc)
             raise _Closed("not DICOM") from None
@@ -436,18 +457,23 @@ class _Connection:
         rec.calling_ae = str(prim.calling_ae_title).strip()
         rec.called_ae = str(prim.called_ae_title).strip()
         self.peer_max_pdu = pdu.peer_max_pdu(prim)
-        roles = {item.sop_class_uid: (item.scu_role, item.scp_role) for item in prim.user_information
-                 if isinstance(item, SCP_SCU_RoleSelectionNegotiation)}
+        proposed = prim.presentation_context_definition_list
+        rec.association = AssociationRecord(
+            calling_ae=pdu.safe_text(rec.calling_ae, limit=16), called_ae=pdu.safe_text(rec.called_ae, limit=16),
+            implementation_class_uid=next((peer_uid(i.implementation_class_uid) for i in prim.user_information
+                                           if isinstance(i, ImplementationClassUIDNotification)), ""),
+            implementation_version_name=pdu.safe_text(pdu.peer_implementation(prim), limit=16),
+            max_pdu_peer=self.peer_max_pdu, max_pdu_ours=self.scp.max_pdu, contexts_proposed=len(proposed),
+            largest_pdu=len(body))
         rj = self._rejection()
         if rj is not None:
             self.conn.sendall(rj.pdu())
             rec.result, rec.rejection = "rejected", rj
             rec.ended = "rejected"
             return False
-        results, ac_roles = negotiate_as_acceptor(
-            prim.presentation_context_definition_list, SUPPORTED_CONTEXTS, roles or None)
-        self._record_contexts(prim.presentation_context_definition_list, results)
-        self.conn.sendall(pdu.associate_ac(prim, results, STORE_MAX_PDU, ac_roles))
+        decisions, results = negotiate(proposed, self.scp.profile, self.scp.sop_classes)
+        self._record_contexts(decisions)
+        self.conn.sendall(pdu.associate_ac(prim, results, self.scp.max_pdu))
         rec.result = "accepted"
         return True
 
@@ -466,22 +492,20 @@ class _Connection:
             return BUSY
         return None
 
-    def _record_contexts(self, proposed: list, results: list) -> None:
-        """Keep the accepted contexts; put the refused ones on record with what was asked."""
+    def _record_contexts(self, decisions: list) -> None:
+        """Keep the accepted contexts; put every proposed one on record with our answer."""
         rec = self.rec
-        for cx in results:
-            if cx.result == 0 and cx.transfer_syntax:
-                self.contexts[int(cx.context_id)] = (str(cx.abstract_syntax), str(cx.transfer_syntax[0]))
-                continue
-            asked = next((p for p in proposed if p.context_id == cx.context_id), None)
-            abstract = str(asked.abstract_syntax) if asked is not None else ""
-            rec.rejected_contexts.append({
-                "abstract_syntax": abstract,
-                "name": uid_name(abstract),
-                "result": cx.result,
-                "result_str": CONTEXT_RESULTS.get(cx.result or 0, f"result {cx.result}"),
-                "transfer_syntaxes": [uid_name(str(ts)) for ts in (asked.transfer_syntax if asked else [])][:8],
-            })
+        assert rec.association is not None
+        with self.scp._lock:
+            room = min(MAX_CONTEXTS, MAX_CONTEXTS_KEPT - self.scp._contexts_kept)
+            self.scp._contexts_kept += max(0, min(room, len(decisions)))
+        for d in decisions:
+            if len(rec.association.contexts) < room:
+                rec.association.contexts.append(ProposedContext.of(d))
+            if d.accepted:
+                self.contexts[d.context_id] = (d.abstract_syntax, str(d.transfer_syntax))
+            elif len(rec.rejected_contexts) < MAX_CONTEXTS:
+                rec.rejected_contexts.append(rejected_context_evidence(d))
         rec.accepted_contexts = len(self.contexts)
 
     # -- DIMSE -------------------------------------------------------------------------------
@@ -555,6 +579,9 @@ class _Connection:
             ))
             self.rec.stores += 1
             status = 0x0000
+        if self.rec.association is not None:
+            self.rec.association.note_store(context_id, self._text(dimse.AFFECTED_SOP_CLASS),
+                                            self.contexts.get(context_id, ("", ""))[1], status)
         self._respond(context_id, dimse.C_STORE_RSP, status)
 
     def _respond(self, context_id: int, command_field: int, status: int) -> None:

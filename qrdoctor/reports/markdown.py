@@ -92,12 +92,7 @@ def _item(label: str, text: str) -> str:
 def _finding(f: FindingView) -> list[str]:
     out = [f"#### {code(f.code)} ({f.severity})", "", prose(f.summary.strip()), ""]
     out.append(_item("Why", f.explanation))
-    if len(f.parts) == 1:
-        who, text = f.parts[0]
-        out.append(_item(f"Fix ({who})" if who else "Fix", text))
-    else:
-        out.append("- **Fix:**")
-        out += [_indent(_item(who, text)) for who, text in f.parts]
+    out += [_item(lead, text) for lead, text in f.parts]
     if f.evidence_inline:
         pairs = ", ".join(f"{code(k)}: {code(v)}" for k, v in f.evidence_inline)
         out.append(f"- **Evidence:** {pairs}")

@@ -68,7 +68,7 @@ class FindingView:
     summary: str
     explanation: str
     fix: str
-    parts: list[tuple[str, str]]  # (who acts, what to do): the fix split by audience
+    parts: list[tuple[str, str]]  # (lead, what to do): the fix split by audience (Audience.lead)
     evidence: dict[str, Any]
     evidence_inline: list[tuple[str, str]] | None  # small evidence: (key, compact value)
     evidence_json: str | None  # large evidence: pretty JSON
@@ -179,7 +179,7 @@ def finding_view(f: Finding) -> FindingView:
         summary=f.summary,
         explanation=f.explanation,
         fix=f.fix,
-        parts=[(a.audience.label, a.text) for a in f.actions] or ([("", f.fix)] if f.fix.strip() else []),
+        parts=[(a.audience.lead, a.text) for a in f.actions] or ([("Fix", f.fix)] if f.fix.strip() else []),
         evidence=f.evidence,
         evidence_inline=[(str(k), compact(v)) for k, v in f.evidence.items()] if f.evidence and small else None,
         evidence_json=pretty_json(f.evidence) if f.evidence and not small else None,

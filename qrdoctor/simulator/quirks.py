@@ -154,6 +154,12 @@ QUIRKS: dict[str, QuirkInfo] = {
         "C-FIND answers hold names in their Latin-1 or UTF-8 bytes but never carry Specific "
         "Character Set (0008,0005), so receivers must guess the encoding.",
     ),
+    "charset-utf8-declared-latin1": QuirkInfo(
+        None,
+        "C-FIND answers declare Specific Character Set ISO_IR 100 (Latin-1) but hold names in "
+        "UTF-8 bytes, as a PACS whose database holds UTF-8 and declares Latin-1 does: receivers "
+        "that follow the declaration show MÃ¼ller for Müller.",
+    ),
     "slow": QuirkInfo(
         "SECONDS",
         "The PACS waits SECONDS before each C-ECHO, C-FIND, C-MOVE or C-GET response.",
@@ -172,6 +178,7 @@ _EXCLUSIVE_GROUPS = (
     ("family-name-wildcards", "per-component-pn"),
     ("move-destination-unknown", "wrong-port", "success-all-failed", "success-zero",
      "pending-forever"),
+    ("charset-missing", "charset-utf8-declared-latin1"),
 )
 
 _INT_QUIRKS = {"silent-cap", "cap-cancel", "cap-warning", "cap-refuse", "cap-abort",
@@ -203,6 +210,7 @@ class Quirks:
     no_get: bool = False
     study_row_per_image: bool = False
     charset_missing: bool = False
+    charset_utf8_as_latin1: bool = False  # names in UTF-8 under ISO_IR 100
     move_outcome: str | None = None  # one of the move-outcome quirk names
     slow: float = 0.0
     max_associations: int | None = None
@@ -336,6 +344,7 @@ def parse_quirks(spec: str | Iterable[str] | Quirks | None) -> Quirks:
         no_get="no-get" in values,
         study_row_per_image="study-row-per-image" in values,
         charset_missing="charset-missing" in values,
+        charset_utf8_as_latin1="charset-utf8-declared-latin1" in values,
         move_outcome=next((n for n in _EXCLUSIVE_GROUPS[3] if n in values), None),
         slow=float(values.get("slow", 0.0)),  # type: ignore[arg-type]
         max_associations=values.get("max-associations"),  # type: ignore[arg-type]

@@ -43,6 +43,9 @@ from qrdoctor.simulator.matching import (
 from qrdoctor.simulator.quirks import Quirks
 from qrdoctor.simulator.wire import FindResponseWriter, IdentifierEncoder
 
+# The simulator's sub-associations send C-STOREs with pynetdicom: keep their responses theirs.
+compat.keep_responses_for_waiting_senders()
+
 if TYPE_CHECKING:
     from pynetdicom.association import Association
 
@@ -262,6 +265,7 @@ class QRService:
             query.return_keys, explicit=request.explicit, level=LEVELS[query.level],
             retrieve_ae=self.pacs.ae_title, charset_requested=query.charset_requested,
             empty_keys=self.quirks.empty_keys, omit_charset=self.quirks.charset_missing,
+            utf8_as_latin1=self.quirks.charset_utf8_as_latin1,
         )
         pending = STATUS_PENDING_WARNING if query.unsupported_keys else STATUS_PENDING
         cap = self.quirks.find_cap

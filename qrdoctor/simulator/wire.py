@@ -58,10 +58,12 @@ class IdentifierEncoder:
 
     def __init__(self, return_keys: Iterable[ReturnKey], *, explicit: bool, level: str,
                  retrieve_ae: str, charset_requested: bool,
-                 empty_keys: Iterable[str] = (), omit_charset: bool = False) -> None:
+                 empty_keys: Iterable[str] = (), omit_charset: bool = False,
+                 utf8_as_latin1: bool = False) -> None:
         self.explicit = explicit
         self.charset_requested = charset_requested
         self.omit_charset = omit_charset  # the charset-missing quirk: text as stored, undeclared
+        self.utf8_as_latin1 = utf8_as_latin1  # charset-utf8-declared-latin1: UTF-8 under ISO_IR 100
         empty = set(empty_keys)
         constants = {
             "RetrieveAETitle": retrieve_ae,
@@ -91,6 +93,8 @@ class IdentifierEncoder:
     def encode(self, row: Any) -> bytes:
         charset = patient_of(row).charset if self._has_patient_text else ""
         codec = charset_codec(charset)
+        if charset and self.utf8_as_latin1:
+            charset, codec = "ISO_IR 100", "utf_8"
         explicit = self.explicit
         out = []
         if (charset or self.charset_requested) and not self.omit_charset:

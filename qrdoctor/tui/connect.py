@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -39,6 +40,7 @@ from qrdoctor.core.target import (
     profiles_path,
     target_from_profile,
 )
+from qrdoctor.tui.render import identity_hint
 
 
 def _host(value: str) -> str:
@@ -189,6 +191,7 @@ class ConnectScreen(Screen[Connection | None]):
                 for f in FIELDS[:4]:
                     yield from self._field(f, values[f.id])
                 yield Static("This workstation", classes="form-section")
+                yield Static("", id="identity-hint", classes="form-hint", markup=False)
                 for f in FIELDS[4:]:
                     yield from self._field(f, values[f.id])
                 if self.declared:
@@ -220,6 +223,7 @@ class ConnectScreen(Screen[Connection | None]):
         first = next((f.id for f in FIELDS if not self.query_one(f"#{f.id}", Input).value), FIELDS[0].id)
         self.query_one(f"#{first}", Input).focus()
         self._show_errors()
+        self._show_identity_hint()
 
     # ---- profiles -------------------------------------------------------------------------
     def reload_profiles(self, select: str | None = None) -> None:
@@ -314,6 +318,24 @@ class ConnectScreen(Screen[Connection | None]):
         if event.input.id in self.by_id:
             self.touched.add(event.input.id)
             self._show_errors()
+        if event.input.id in ("calling_ae", "move_ae", "store_port"):
+            self._show_identity_hint()
+
+    def _show_identity_hint(self) -> None:
+        """Next to the workstation's fields: with qrdoctor's own AE title (or a port that may not
+        be the workstation's) the run tests qrdoctor's registration, not the workstation's."""
+        def value(field_id: str) -> str:
+            return self.query_one(f"#{field_id}", Input).value.strip()
+
+        try:
+            port: int | None = _store_port(value("store_port"))
+        except TargetError:
+            port = None
+        hint = identity_hint(value("calling_ae"), value("move_ae") or None, port)
+        line = self.query_one("#identity-hint", Static)
+        line.update(hint[0] if hint else "")
+        line.tooltip = Text(hint[1]) if hint else None
+        line.display = hint is not None
 
     def errors(self, every: bool = False) -> dict[str, str]:
         """Validation messages by field: the touched fields, or every field."""

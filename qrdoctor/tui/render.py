@@ -7,6 +7,7 @@ from typing import Any
 
 from qrdoctor.console import LABELS, MARKS_UTF8, check_line
 from qrdoctor.core.model import CheckResult, Report, Status, summarise
+from qrdoctor.core.target import DEFAULT_CALLING_AE, DEFAULT_STORE_PORT
 
 WAITING, RUNNING = "waiting", "running"
 MARKS = {WAITING: "·", RUNNING: "»", **{s.value: m for s, m in MARKS_UTF8.items()}}
@@ -49,12 +50,100 @@ def verdict_text(report: Report, show_timings: bool = True) -> str:
 
 
 def clipboard_summary(report: Report, label: str) -> str:
-    """The text 'copy summary' puts on the clipboard: the terminal summary of the run."""
+    """The text 'copy summary' puts on the clipboard: the terminal summary of the run, ending
+    with whose registration it tested when that was not the workstation's."""
     width = max((len(c.id) for c in report.checks), default=10) + 1
     lines = [f"qrdoctor: {label} as {report.target.calling_ae}"]
     lines += [check_line(c, width) for c in report.checks]
     lines.append(verdict_text(report))
+    note = identity_text(report)
+    if note:
+        lines += ["", note]
     return "\n".join(lines) + "\n"
+
+
+# ---- whose registration a run tests (issue 12) --------------------------------------------------
+# The run tests the PACS's entry for the calling AE title, and for C-MOVE the address and port it
+# has registered for the move destination AE title. With qrdoctor's own identity (QRDOCTOR) or a
+# receiving port that may not be the workstation's, a result says nothing certain about the
+# workstation. The TUI says so in one line (it must fit 78 columns: 80 less the padding).
+
+NOTICE_WIDTH = 78
+
+
+def _identity(calling_ae: str, move_ae: str | None, store_port: int) -> tuple[list[str], str | None]:
+    """(the roles QRDOCTOR played, how the receiving port is not known to be the workstation's)."""
+    move = move_ae or calling_ae
+    roles = [role for role, ae in (("calling AE title", calling_ae), ("C-MOVE destination", move))
+             if ae == DEFAULT_CALLING_AE]
+    port = None
+    if store_port == 0:
+        port = "chosen at run time"
+    elif store_port == DEFAULT_STORE_PORT:
+        port = "default"
+    return roles, port
+
+
+def identity_notice(calling_ae: str, move_ae: str | None, store_port: int) -> str | None:
+    """The run screen's one line under the verdict, when the run did not test (for certain) the
+    workstation's own registration; None when calling AE, move AE and port are all set."""
+    roles, port = _identity(calling_ae, move_ae, store_port)
+    if roles:
+        return f"Tested as {DEFAULT_CALLING_AE}, not as the workstation: press t for its AE title and port"
+    if port == "default":
+        return f"Store port {store_port} is qrdoctor's default; press t if the workstation's differs"
+    if port:
+        return "Receiver port chosen at run time: press t to enter the workstation's port"
+    return None
+
+
+HINT_WIDTH = 76  # the form's width at 80 columns, less its padding and scroll bar
+
+
+def identity_hint(calling_ae: str, move_ae: str | None, store_port: int | None) -> tuple[str, str] | None:
+    """The connection form's hint above the workstation's fields: (one line of at most
+    HINT_WIDTH columns, the whole hint for its tooltip); ``store_port`` is None while the field
+    does not hold a valid port."""
+    roles, port = _identity(calling_ae, move_ae, store_port if store_port is not None else -1)
+    why = ("The PACS sends C-MOVE results to the address and port it has registered for the move "
+           "destination AE title.")
+    stop = "stop the workstation's own DICOM receiver first, so that the port is free"
+    if roles:
+        return (f"Testing as {DEFAULT_CALLING_AE}, not the workstation: enter its AE title and port below",
+                f"With {DEFAULT_CALLING_AE} as {' and '.join(roles)}, the run tests qrdoctor's own "
+                "entry in the PACS's node list, not the workstation's. To test the workstation's, "
+                "enter its AE title (Our AE; Move AE when it receives under another title) and its "
+                f"receiving port (Store port; {stop}).")
+    if port == "default":
+        return (f"Store port {store_port} is qrdoctor's default; enter the workstation's if different",
+                f"{why} If the workstation receives on another port than {store_port}, enter that "
+                f"one ({stop}).")
+    if port:
+        return ("Store port 0 is chosen at run time: enter the workstation's receiving port",
+                f"{why} A port chosen at run time is not the one registered for the workstation: "
+                f"enter its receiving port ({stop}).")
+    return None
+
+
+def identity_text(report: Report) -> str | None:
+    """The whole notice for a finished run (the notice's tooltip, and the copied summary): the
+    reports' wording when QRDOCTOR was used, else why the receiving port matters."""
+    from qrdoctor.reports.runinfo import tested_identity
+
+    t = report.target
+    note = tested_identity(report)
+    if note:
+        return note
+    _, port = _identity(t.calling_ae, t.move_ae, t.store_port or 0)
+    if port is None:
+        return None
+    where = (f"on port {t.store_port}, qrdoctor's default" if t.store_port
+             else "on a port chosen at run time")
+    return (f"qrdoctor's temporary receiver listened {where}. The PACS sends C-MOVE results to the "
+            f"address and port it has registered for {t.move_ae}, so unless that port is the one "
+            "used here, the retrieve checks did not test the workstation's registration. To test "
+            "it, enter the workstation's receiving port as the store port (stop its own DICOM "
+            "receiver first so the port is free).")
 
 
 def format_value(value: Any) -> str:

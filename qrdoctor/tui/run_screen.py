@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -38,6 +39,8 @@ from qrdoctor.tui.render import (
     WAITING,
     clipboard_summary,
     duration_text,
+    identity_notice,
+    identity_text,
     merge_reports,
     redact,
     redact_result,
@@ -108,6 +111,7 @@ class RunScreen(Screen):
             with Vertical(id="left"):
                 yield ListView(id="checks")
                 yield Static("", id="status", markup=False)
+                yield Static("", id="identity", markup=False)
             with DetailScroll(id="detail-scroll"):
                 yield CheckDetail(id="detail")
         yield Footer(compact=True, show_command_palette=False)
@@ -149,6 +153,7 @@ class RunScreen(Screen):
         for cid in self.by_id:
             self._update_row(cid)
         self._status("")
+        self._identity(None)
         self._show_detail()
 
     # ---- starting and cancelling runs ---------------------------------------------------------
@@ -269,6 +274,7 @@ class RunScreen(Screen):
         self.qapp.exit_status = int(self.report.exit_code)
         verdict = verdict_text(view, self.qapp.show_timings)
         self._status(f"Cancelled. {verdict}" if cancelled else verdict)
+        self._identity(view)
         if self._auto_highlight and not self.user_moved:
             self._highlight_first_problem()
         self._show_detail()
@@ -306,6 +312,17 @@ class RunScreen(Screen):
     # ---- rendering ------------------------------------------------------------------------
     def _status(self, text: str) -> None:
         self.query_one("#status", Static).update(for_terminal(text))
+
+    def _identity(self, report: Report | None) -> None:
+        """Under the verdict: whose registration the finished run tested, when it was not (for
+        certain) the workstation's own; the whole notice is the line's tooltip."""
+        line = self.query_one("#identity", Static)
+        t = report.target if report is not None else None
+        notice = identity_notice(t.calling_ae, t.move_ae, t.store_port or 0) if t is not None else None
+        line.update(notice or "")
+        full = identity_text(report) if notice and report is not None else None
+        line.tooltip = Text(full) if full else None
+        line.display = notice is not None
 
     def _elapsed(self, cid: str) -> float | None:
         t = self.started.get(cid)

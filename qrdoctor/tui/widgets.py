@@ -11,7 +11,7 @@ from textual.widget import Widget
 from textual.widgets import Label, ListItem
 
 from qrdoctor.core.escape import for_terminal
-from qrdoctor.core.model import CheckResult
+from qrdoctor.core.model import Audience, CheckResult
 from qrdoctor.core.registry import Check
 from qrdoctor.tui.render import (
     MARKS,
@@ -145,8 +145,8 @@ class CheckDetail(Widget):
             text.append(f"\n{SEVERITY_LABELS[sev]} ", self._style(sev))
             text.append(_safe(f.code), self._style("heading"))
             text.append(f"  {_safe(f.summary)}\n")
-            for label, part in [(a.audience.label, a.text) for a in f.actions] or [("", f.fix)]:
-                text.append(f"Fix ({label}): " if label else "Fix: ", self._style("fix"))
+            for lead, part in [(part_lead(a.audience), a.text) for a in f.actions] or [("Fix: ", f.fix)]:
+                text.append(lead, self._style("fix"))
                 text.append(_safe(part) + "\n")
             text.append("Why: ", self._style("why"))
             text.append(_safe(f.explanation) + "\n")
@@ -169,6 +169,11 @@ class CheckDetail(Widget):
         else:
             text.append("  (nothing was exchanged with the PACS)", self._style("dim"))
         return text
+
+
+def part_lead(audience: Audience) -> str:
+    """What starts one audience's part of a fix, on its own line (see Audience.lead)."""
+    return f"{audience.lead}: "
 
 
 def _safe(text: str) -> str:

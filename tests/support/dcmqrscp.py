@@ -4,10 +4,13 @@ configuration file, and loading data into it by C-STORE.
 
 from __future__ import annotations
 
+import shutil
+import subprocess
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
+import pydicom
 from pydicom.dataset import Dataset
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 from pynetdicom import AE
@@ -16,7 +19,9 @@ from pynetdicom.sop_class import Verification
 from support.ports import LOOPBACK, free_port
 from support.process import PeerStartError, ServerProcess, wait_for_tcp
 from support.scu import set_nodelay
-from support.tools import DCMQRSCP_BIN, INSTALL_HINT
+from support.tools import DCMQRSCP_BIN, DCMTK_BIN_DIR, INSTALL_HINT, peer_env, require_tool
+
+DCMQRIDX_BIN = f"{DCMTK_BIN_DIR}/dcmqridx"
 
 # dcmqrscp cuts a larger quota back to this many studies per storage area, and deletes the
 # oldest studies (or crashes) when it is exceeded.
@@ -200,3 +205,31 @@ class DcmqrscpServer(ServerProcess):
         return stored
 
     load = store
+
+    def index_files(self, files: Iterable[Path]) -> int:
+        """Put Part 10 files into the storage area as they are and register them with
+        ``dcmqridx`` (no C-STORE, so no transfer-syntax negotiation: compressed files stay
+        compressed, whereas a C-STORE context offering only JPEG-LS is rejected by a default
+        dcmqrscp, ``+x=``, measured). Returns how many were indexed. The same quota rule as :meth:`store` applies;
+        index each SOP instance once. Works before or after ``start()``.
+        """
+        files = [Path(f) for f in files]
+        if not files:
+            return 0
+        binary = require_tool(DCMQRIDX_BIN)
+        studies = {str(pydicom.dcmread(f, stop_before_pixels=True).StudyInstanceUID)
+                   for f in files}
+        if len(self._stored_studies | studies) > self.max_studies:
+            raise ValueError(f"these files would exceed this dcmqrscp's quota of "
+                             f"{self.max_studies} studies")
+        copied: list[str] = []
+        for n, f in enumerate(files, start=len(list(self.area.glob("IDX*")))):
+            dest = self.area / f"IDX{n:06d}.dcm"
+            shutil.copyfile(f, dest)
+            copied.append(str(dest))
+        proc = subprocess.run([binary, str(self.area), *copied], env=peer_env(),
+                              capture_output=True, text=True, timeout=60, check=False)
+        if proc.returncode != 0:
+            raise RuntimeError(f"dcmqridx failed ({proc.returncode}): {proc.stderr.strip()}")
+        self._stored_studies |= studies
+        return len(copied)

@@ -284,6 +284,18 @@ class OrthancServer(ServerProcess):
         """``GET /statistics``: CountPatients, CountStudies, CountSeries, CountInstances ..."""
         return self.get("/statistics")
 
+    def transfer_syntaxes(self) -> dict[str, str]:
+        """SOP Instance UID -> the transfer syntax Orthanc stored the instance in (its
+        ``TransferSyntax`` metadata)."""
+        out: dict[str, str] = {}
+        for iid in self.get("/instances"):
+            tags = self.get(f"/instances/{iid}/simplified-tags")
+            syntax = self.get(f"/instances/{iid}/metadata/TransferSyntax")
+            if isinstance(syntax, bytes):
+                syntax = syntax.decode()
+            out[str(tags["SOPInstanceUID"])] = str(syntax).strip()
+        return out
+
     def studies(self) -> list[str]:
         """Orthanc IDs of all studies."""
         return self.get("/studies")
