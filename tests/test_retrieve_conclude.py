@@ -658,3 +658,15 @@ def test_every_reason_select_gives_for_nothing_to_retrieve_is_explained(kind):
     r = conclude("retrieve.move", MoveObservation(models=["study_root"], no_data=NoData(kind=kind, evidence=evidence)))
     (f,) = r.findings
     assert f.code == "retrieve-no-data" and part(f, Audience.TESTER) and audience_problems(f) == []
+
+
+@pytest.mark.parametrize("pacs_host, hinted", [("pacs.example", True), ("127.0.0.1", False), ("localhost", False)])
+def test_the_listen_host_hint_only_when_a_remote_pacs_cannot_reach_a_loopback_receiver(pacs_host, hinted):
+    # A receiver on 127.0.0.1 is out of reach for a PACS elsewhere, but not for one on this computer
+    s = situation()
+    s = Situation(target=Target(pacs_host, 104, "PACS", store_port=STORE_PORT), results=s.results)
+    r = conclude("retrieve.move", move_obs(run(status=0xA702, completed=0, failed=3), got=[], connections=0,
+                                           listen="127.0.0.1"), with_queries_and_get(s))
+    (f,) = [f for f in r.findings if f.code == "move-no-inbound"]
+    tester = " ".join(a.text for a in f.actions if a.audience == "tester")
+    assert ("--listen-host" in tester) is hinted, tester

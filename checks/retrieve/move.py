@@ -10,6 +10,7 @@ destination (Orthanc 1.10 answers both with 0xC000).
 from __future__ import annotations
 
 import errno
+import ipaddress
 import logging
 import time
 
@@ -433,6 +434,17 @@ def _destination_unknown(s: Situation, run: Run, ev: dict, entry: str, hedged: b
         hedged=hedged, **ev)
 
 
+def _loopback(host: str) -> bool:
+    """Whether a host (an address, or a name such as localhost) is this computer's loopback."""
+    host = host.strip("[]").lower()
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 def _no_inbound(s: Situation, run: Run, tally: c.Tally, ev: dict, entry: str,
                 known_by_probe: bool = False) -> Finding:
     t = s.target
@@ -446,10 +458,9 @@ def _no_inbound(s: Situation, run: Run, tally: c.Tally, ev: dict, entry: str,
                 f"Store SCP on port {port}")
     knows = (f" It does know {t.move_ae}: a C-MOVE to {UNKNOWN_DESTINATION} was answered 0xA801."
              if known_by_probe else "")
-    loopback = listen.startswith("127.") or listen.startswith("::1") or listen.startswith("[::1]")
     only_here = (f"qrdoctor's receiver listened on {listen} only, which the PACS reaches only if it runs "
                  "on this computer: re-run with --listen-host 0.0.0.0 or the address the PACS connects to."
-                 if loopback else "")
+                 if _loopback(listen.rsplit(":", 1)[0]) and not _loopback(t.host) else "")
     return s.finding(
         "move-no-inbound", Severity.FAIL,
         f"The PACS accepted the C-MOVE to {t.move_ae} but {what}.{knows}",
