@@ -52,6 +52,17 @@ Orthanc with ``"TranscodeDicomProtocol": false``: the same proposals. C-MOVE: un
 no C-STORE, final status 0xC000, counts 0/0/0, no Pending; all and compressed-first -> Success
 2/0/0 in the stored syntax. C-GET: Explicit VR LE accepted as above, no C-STORE, 0xC000 with
 completed 0, failed 1, warning 0 (one failure counted for two instances), every profile.
+
+Neither server returns Available Transfer Syntax UID (0008,3002) in an IMAGE-level C-FIND, and
+Orthanc 1.10.1 identifies itself on its associations exactly as DCMTK 3.6.7 does (implementation
+class UID 1.2.276.0.7230010.3.0.3.6.7, version name OFFIS_DCMTK_367).
+
+So the issue's expectation "with the default both pass" does not hold for dcmqrscp: by default
+it proposes only uncompressed syntaxes for JPEG-LS files and fails whatever the receiver takes;
+it passes with qrdoctor's default receiver only when started with ``-xt`` (the default
+receiver takes the PACS's first proposed syntax, JPEG-LS). The tests at the end run qrdoctor's
+own Store SCP (``--store-accept`` profiles) against these servers and conclude with
+checks/retrieve/formats.py from its real record.
 """
 
 from __future__ import annotations
@@ -62,7 +73,20 @@ from typing import Any
 
 import pytest
 from pydicom.dataset import Dataset
+from pynetdicom import AE
+from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelFind
 
+from qrdoctor.checks.retrieve.conclude import Tally, arrivals, run_evidence
+from qrdoctor.checks.retrieve.formats import CONVERSION_FAILED, format_findings
+from qrdoctor.checks.retrieve.model import Run, Subject
+from qrdoctor.core.context import Situation
+from qrdoctor.core.model import Audience, Report, Status
+from qrdoctor.core.registry import get_check
+from qrdoctor.core.runner import Runner
+from qrdoctor.core.target import Target
+from qrdoctor.dicom.storescp import StoreSCP
+
+from support.audience_rules import audience_problems
 from support.compressed import (
     NegotiationRecorder,
     RetrieveResult,
@@ -305,3 +329,195 @@ def test_orthanc_without_transcoding_fails_every_c_get(
     assert assoc.accepted_for(CT) == [EXPLICIT]
     assert assoc.stores == []
     assert _counts(result) == (0xC000, 0, 1, 0)
+
+
+# -- qrdoctor's own receiver and format diagnosis against the same servers --------------------
+
+
+def _image_level_syntaxes(server: Any, study: str) -> list[str]:
+    """What an IMAGE-level C-FIND returns for Available Transfer Syntax UID (0008,3002)."""
+    ae = AE(ae_title="QRDOCTOR")
+    ae.acse_timeout = ae.network_timeout = ae.dimse_timeout = 10
+    ae.add_requested_context(StudyRootQueryRetrieveInformationModelFind)
+    assoc = ae.associate("127.0.0.1", server.dicom_port, ae_title=server.aet)
+    assert assoc.is_established
+    ds = Dataset()
+    ds.QueryRetrieveLevel = "IMAGE"
+    ds.StudyInstanceUID = study
+    ds.SeriesInstanceUID = ""
+    ds.SOPInstanceUID = ""
+    ds.AvailableTransferSyntaxUID = ""
+    found: list[str] = []
+    try:
+        for status, identifier in assoc.send_c_find(ds, StudyRootQueryRetrieveInformationModelFind):
+            if status is not None and status.Status in (0xFF00, 0xFF01) and identifier is not None:
+                value = identifier.get("AvailableTransferSyntaxUID", "")
+                found += [str(v) for v in (value if isinstance(value, list) else [value]) if v]
+    finally:
+        assoc.release()
+    return found
+
+
+def _diagnose(server: Any, study: str, uids: set[str], profile: str) -> tuple[list, Any]:
+    """A C-MOVE of ``study`` to qrdoctor's Store SCP with ``profile``, concluded by
+    checks/retrieve/formats.py from the receiver's real record and the real final response."""
+    with StoreSCP("QRDOCTOR", "127.0.0.1", server.store_port, profile=profile) as scp:
+        result = c_move(server.dicom_port, server.aet, study)
+        got = scp.receiver.uids()
+        scp.stop()
+        record = scp.record()
+    run = Run(operation="C-MOVE", stall_s=30.0, deadline_s=60.0, status=result.status, completed=result.completed,
+              failed=result.failed, warning=result.warning, pending=result.pending,
+              failed_uids=result.failed_uids, failed_uid_count=len(result.failed_uids))
+    subject = Subject(level="STUDY", study_uid=study, expected=len(uids), expected_source="IMAGE-level C-FIND",
+                      sop_classes=[CT], available_syntaxes=_image_level_syntaxes(server, study))
+    tally = Tally(len(uids), arrivals(sorted(uids), got))
+    s = Situation(target=Target("127.0.0.1", server.dicom_port, server.aet, calling_ae="QRDOCTOR",
+                                move_ae="QRDOCTOR"))
+    findings = format_findings(s, run, tally, subject, record, run_evidence(run))
+    for f in findings:
+        assert audience_problems(f) == []
+    return findings, record
+
+
+def _part(f: Any, audience: Audience) -> str:
+    return " ".join(a.text for a in f.actions if a.audience is audience)
+
+
+def test_neither_server_returns_the_available_transfer_syntax(peers: Peers, ct_study: tuple[str, set[str]]) -> None:
+    study, _uids = ct_study
+    assert _image_level_syntaxes(peers("dcmqrscp"), study) == []
+    assert _image_level_syntaxes(peers("orthanc"), study) == []
+
+
+@pytest.mark.parametrize("profile", ["all", "uncompressed"])
+def test_qrdoctor_diagnoses_dcmqrscp_default_as_a_format_it_could_not_produce(
+    peers: Peers, ct_study: tuple[str, set[str]], profile: str
+) -> None:
+    study, uids = ct_study
+    [f], record = _diagnose(peers("dcmqrscp"), study, uids, profile)
+
+    assert f.code == CONVERSION_FAILED
+    [inbound] = record.inbound
+    assert inbound.association is not None and inbound.association.stores_total == 0
+    # dcmqrscp 3.6.7 does not return Available Transfer Syntax UID and proposes only
+    # uncompressed syntaxes: qrdoctor cannot name JPEG-LS, and says so
+    assert "cannot tell which format" in f.summary
+    assert "Explicit VR Little Endian (1.2.840.10008.1.2.1)" in f.summary
+    assert "Ask the PACS administrator which format" in _part(f, Audience.WORKSTATION)
+
+
+def test_qrdoctor_diagnoses_dcmqrscp_proposing_jpeg_ls_to_an_uncompressed_receiver(
+    peers: Peers, ct_study: tuple[str, set[str]]
+) -> None:
+    study, uids = ct_study
+    [f], _record = _diagnose(peers("dcmqrscp", variant="jpeg-ls"), study, uids, "uncompressed")
+
+    assert f.code == CONVERSION_FAILED
+    assert "JPEG-LS Lossless Image Compression (1.2.840.10008.1.2.4.80)" in f.summary
+    assert "-xt" in _part(f, Audience.PACS)  # dcmqrscp identifies itself as DCMTK
+    assert "--store-accept uncompressed,jpeg-ls" in _part(f, Audience.TESTER)
+
+
+def test_qrdoctor_receiver_takes_jpeg_ls_from_dcmqrscp_by_default(
+    peers: Peers, ct_study: tuple[str, set[str]]
+) -> None:
+    study, uids = ct_study
+    findings, record = _diagnose(peers("dcmqrscp", variant="jpeg-ls"), study, uids, "all")
+
+    assert findings == []
+    [inbound] = record.inbound
+    assert inbound.association is not None
+    assert {(t.transfer_syntax, t.count) for t in inbound.association.tally} == {(JPEG_LS, 2)}
+
+
+@pytest.mark.parametrize("profile", ["all", "uncompressed"])
+def test_qrdoctor_receives_from_orthanc_whatever_the_profile(
+    peers: Peers, ct_study: tuple[str, set[str]], profile: str
+) -> None:
+    study, uids = ct_study
+    findings, record = _diagnose(peers("orthanc"), study, uids, profile)
+
+    assert findings == []
+    [inbound] = record.inbound
+    assert inbound.association is not None
+    expected = EXPLICIT if profile == "uncompressed" else JPEG_LS  # transcoded, or as stored
+    assert {(t.transfer_syntax, t.count) for t in inbound.association.tally} == {(expected, 2)}
+
+
+def test_qrdoctor_diagnoses_orthanc_without_transcoding(peers: Peers, ct_study: tuple[str, set[str]]) -> None:
+    study, uids = ct_study
+    [f], record = _diagnose(peers("orthanc", variant="no-transcoding"), study, uids, "uncompressed")
+
+    assert f.code == CONVERSION_FAILED
+    assert "0xC000" in f.summary and "JPEG-LS Lossless Image Compression" in f.summary
+    assert "TranscodeDicomProtocol" in _part(f, Audience.PACS)
+    # Orthanc 1.10.1 sends DCMTK's implementation class UID and version name: the dcmqrscp
+    # option is named only for the case that the PACS is dcmqrscp
+    assert "if the PACS is DCMTK's dcmqrscp" in _part(f, Audience.PACS)
+
+
+# -- the whole run: qrdoctor's retrieve checks with --store-accept against the same servers ----
+
+JPEG_LS_NAME = "JPEG-LS Lossless Image Compression"
+FORMAT_CHECKS_WIRED = "retrieve-conversion-failed" in get_check("retrieve.move").codes
+WIRING = "retrieve.move/get do not call checks.retrieve.formats.format_findings yet"
+
+
+def _run(server: Any, store_accept: str = "all") -> Report:
+    target = Target("127.0.0.1", server.dicom_port, server.aet, store_port=server.store_port, timeout=5.0)
+    return Runner(target, only=["retrieve.move", "retrieve.get"],
+                  options={"listen_host": "127.0.0.1", "store_accept": store_accept}).run()
+
+
+def _move_result(report: Report) -> Any:
+    return next(c for c in report.checks if c.id == "retrieve.move")
+
+
+@pytest.mark.parametrize("store_accept", ["all", "uncompressed"])
+def test_a_run_against_orthanc_passes_whatever_the_receiver_accepts(peers: Peers, store_accept: str) -> None:
+    r = _move_result(_run(peers("orthanc"), store_accept))
+
+    assert r.status is Status.PASS, (r.summary, r.findings)
+    assert r.facts["failed"] == 0 and r.facts["received"] == r.facts["expected"]
+    stored_as = "Explicit VR Little Endian" if store_accept == "uncompressed" else JPEG_LS_NAME
+    assert r.facts["transfer_syntaxes"] == {stored_as: r.facts["received"]}  # transcoded, or as stored
+
+
+def test_a_default_run_against_dcmqrscp_proposing_jpeg_ls_passes(peers: Peers) -> None:
+    r = _move_result(_run(peers("dcmqrscp", variant="jpeg-ls")))
+
+    assert r.status is Status.PASS, (r.summary, r.findings)
+    assert r.facts["transfer_syntaxes"] == {JPEG_LS_NAME: r.facts["received"]}
+
+
+@pytest.mark.skipif(not FORMAT_CHECKS_WIRED, reason=WIRING)
+@pytest.mark.parametrize("variant, store_accept, named", [
+    ("default", "all", "cannot tell which format"),
+    ("jpeg-ls", "uncompressed", "JPEG-LS Lossless Image Compression (1.2.840.10008.1.2.4.80)"),
+])
+def test_a_run_against_dcmqrscp_that_cannot_convert_names_the_format_problem(
+    peers: Peers, variant: str, store_accept: str, named: str
+) -> None:
+    report = _run(peers("dcmqrscp", variant=variant), store_accept)
+
+    retrieves = [c for c in report.checks if c.id.startswith("retrieve.")]
+    assert len(retrieves) == 2
+    for r in retrieves:  # C-GET: 0xA702 without a C-STORE too
+        assert {f.code for f in r.findings} == {CONVERSION_FAILED}, (r.id, r.findings)
+    move = _move_result(report).findings[0]
+    assert named in move.summary
+    assert "the storage SOP classes of modality CT" in move.summary  # dcmqrscp returns no SOP Class UID
+
+
+@pytest.mark.skipif(not FORMAT_CHECKS_WIRED, reason=WIRING)
+def test_a_run_against_orthanc_without_transcoding_names_the_stored_format(peers: Peers) -> None:
+    report = _run(peers("orthanc", variant="no-transcoding"), "uncompressed")
+
+    retrieves = [c for c in report.checks if c.id.startswith("retrieve.")]
+    assert len(retrieves) == 2
+    for r in retrieves:  # C-MOVE 0xC000 with nothing counted, C-GET 0xC000 with one failure
+        assert {f.code for f in r.findings} == {CONVERSION_FAILED}, (r.id, r.findings)
+    move = _move_result(report).findings[0]
+    assert "JPEG-LS Lossless Image Compression (1.2.840.10008.1.2.4.80)" in move.summary
+    assert any("TranscodeDicomProtocol" in a.text for a in move.actions)

@@ -31,10 +31,13 @@ from qrdoctor.core.model import Audience, CheckResult, Severity, Status
 from qrdoctor.core.registry import get_check
 from qrdoctor.core.runner import result_from_outcome
 from qrdoctor.core.target import Target
+from qrdoctor.dicom.inbound import AssociationRecord, InboundRecord, OversizedPDU, ReceiverRecord
 
 from support.audience_rules import OPTION, audience_problems
+from support.compressed import association_record, receiver_record
 
 CT = "1.2.840.10008.5.1.4.1.1.2"
+JPEG_LS, EXPLICIT, IMPLICIT = "1.2.840.10008.1.2.4.80", "1.2.840.10008.1.2.1", "1.2.840.10008.1.2"
 UIDS = [f"1.2.3.4.5.{n}" for n in range(1, 4)]
 STORE_PORT = 11113
 
@@ -519,6 +522,9 @@ SCENARIOS = {
         uncounted("unexpected-sender", calling_aes=["INTRUDER"])]))),
     "move too many objects": ("retrieve.move", lambda: move_obs(
         received=received(3, limit=LimitHit(bound="objects", limit=23, value=24, connection=1)))),
+    "move slower than a workstation waits": ("retrieve.move", lambda: move_obs(  # retrieve-slow (timing.py)
+        run().model_copy(update={"elapsed_ms": 45000.0}),
+        received=received(3).model_copy(update={"time_to_first_object_ms": 35000.0}))),
     "move store port busy": ("retrieve.move", lambda: MoveObservation(
         models=["study_root"], subject=subject(), model="study_root", listen="0.0.0.0", store_port=STORE_PORT,
         store_error=StoreError(errno=98, strerror="Address already in use"))),
@@ -543,7 +549,43 @@ SCENARIOS = {
     "get unexpected series": ("retrieve.get", lambda: get_obs(arrivals=arrivals(UIDS, UIDS, [
         uncounted("other-series", series_uids=["1.2.3.4.9"])]))),
     "get service not permitted": ("retrieve.get", lambda: get_obs(aborted_on_arrival("C-GET"), got=[])),
+    "move format not offered": ("retrieve.move", lambda: format_move(
+        [(CT, [JPEG_LS])], "uncompressed")),
+    "move conversion failed": ("retrieve.move", lambda: format_move(
+        [(CT, [EXPLICIT, "1.2.840.10008.1.2.2", IMPLICIT])], "all")),
+    "get conversion failed": ("retrieve.get", lambda: get_obs(
+        run("C-GET", status=0xA702, completed=0, failed=3), got=[], receiver=receiver_record("all"),
+        get_association=association_record([(CT, [EXPLICIT, IMPLICIT])], "all"))),
 }
+
+
+def receiver_with(*records: InboundRecord) -> ReceiverRecord:
+    return ReceiverRecord(ae_title="QRDOCTOR", profile="all", accepted_syntaxes=[], sop_classes="any",
+                          max_pdu=1 << 20, connections=len(records), inbound=list(records))
+
+
+def _assoc(calling: str = "PACS", **more) -> AssociationRecord:
+    return AssociationRecord(calling_ae=calling, called_ae="QRDOCTOR", max_pdu_peer=16384,
+                             max_pdu_ours=1 << 20, stores_total=3, **more)
+
+
+INBOUND_SCENARIOS = {
+    "move inbound other caller": ("retrieve.move", lambda: move_obs(
+        inbound=[inbound(calling_ae="NODE2")],
+        receiver=receiver_with(InboundRecord(number=1, address="192.0.2.9", port=40001, opened_ms=12.0,
+                                             result="accepted", association=_assoc("NODE2"))))),
+    "move inbound tls": ("retrieve.move", lambda: move_obs(
+        run(status=0xA801, completed=0, failed=0), got=[],
+        inbound=[inbound(calling_ae=None, called_ae=None, result="tls", stores=0, accepted_contexts=0)],
+        receiver=receiver_with(InboundRecord(number=1, address="192.0.2.9", port=40001, opened_ms=12.0,
+                                             result="tls", tls_client_hello=True)))),
+    "move inbound pdu oversized": ("retrieve.move", lambda: move_obs(
+        receiver=receiver_with(InboundRecord(
+            number=1, address="192.0.2.9", port=40001, opened_ms=12.0, result="accepted",
+            association=_assoc(largest_pdu=2_000_000,
+                               oversized=OversizedPDU(pdu_type=4, length=2_000_000, count=2)))))),
+}
+SCENARIOS |= INBOUND_SCENARIOS
 
 
 @pytest.mark.parametrize("advertise", [None, "192.0.2.7"], ids=["address guessed", "address advertised"])
@@ -556,6 +598,29 @@ def test_every_retrieve_fix_is_split_by_who_acts_on_it(name, advertise):
         assert f.actions, f"{f.code}: fix not split by audience"
         assert audience_problems(f) == []
         assert f.fix == " ".join(a.text for a in f.actions)
+
+
+def format_move(proposals: list[tuple[str, list[str]]], profile: str) -> MoveObservation:
+    """A C-MOVE whose sub-operations all failed (0xA702) after the PACS proposed ``proposals`` to
+    a receiver with ``profile`` and sent no C-STORE, as dcmqrscp does with JPEG-LS files."""
+    rec = receiver_record(profile, association_record(proposals, profile))
+    refused = [{"abstract_syntax": CT, "name": "CT Image Storage", "result": 4,
+                "result_str": "transfer-syntaxes-not-supported", "transfer_syntaxes": ["JPEG-LS Lossless"]}
+               ] if any(cx.result == 4 for cx in rec.inbound[0].association.contexts) else []
+    return move_obs(run(status=0xA702, completed=0, failed=3), got=[], receiver=rec,
+                    inbound=[inbound(stores=0, rejected_contexts=refused,
+                                     accepted_contexts=len(proposals) - len(refused))])
+
+
+@pytest.mark.parametrize("name, code", [("move format not offered", "retrieve-format-not-offered"),
+                                        ("move conversion failed", "retrieve-conversion-failed"),
+                                        ("get conversion failed", "retrieve-conversion-failed")])
+def test_a_format_failure_is_named_instead_of_blaming_refused_sop_classes(name, code):
+    check_id, make = SCENARIOS[name]
+    r = conclude(check_id, make(), with_queries_and_get(situation()))
+    assert codes(r) == {code}  # not move-inbound-refused, move/get-suboperations-failed, retrieve-refused
+    f = finding(r, code)
+    assert "(1.2.840.10008.1.2" in f.summary  # formats named in words and UIDs
 
 
 def test_every_code_the_retrieve_checks_build_is_reached_with_its_fix_split():

@@ -40,6 +40,7 @@ from qrdoctor.dicom.find import AssociationFailed
 
 SAMPLE = 25  # matches read per level; the query is cancelled after that
 NARROWING_TRIES = 16  # date ranges tried to narrow a refused universal STUDY query
+DATE_WINDOWS = 16  # date windows tried when a universal STUDY query answers Success with nothing
 REFUSED_OUTRIGHT = 0x0124  # "Refused: not authorised"
 
 
@@ -52,6 +53,9 @@ class LevelQuery(Observation):
     skipped: str | None = None
     answer: FindAnswer | None = None  # recorded without its rows
     broad_status: int | None = None  # the status of a refused universal query, before narrowing
+    universal_empty: bool = False  # the universal query answered Success with no match
+    windows_tried: int = 0  # date windows tried after that
+    window: str | None = None  # the window that found studies, in words
     # The identifiers the level returned, handed to later checks (LevelsLearned). Not recorded:
     # no conclusion of this check reads them, and they hold patient data.
     rows: list[Row] = Field(default_factory=list, exclude=True)
@@ -88,6 +92,8 @@ class LevelQuery(Observation):
             row.protocol_error = a.protocol_error
         if self.broad_status is not None:
             row.universal_query_refused = f"0x{self.broad_status:04X}"
+        if self.universal_empty:
+            row.universal_query_empty, row.date_windows_tried = True, self.windows_tried
         return row
 
 
@@ -112,6 +118,8 @@ class LevelRow(Sparse):
     error_comment: str | None = None
     protocol_error: str | None = None
     universal_query_refused: str | None = None
+    universal_query_empty: bool | None = None  # Success with no match: date windows were tried
+    date_windows_tried: int | None = None
 
 
 class LevelsFacts(SparseFacts):
@@ -145,7 +153,8 @@ chk = define(
     stage=Stage.QUERY,
     title="C-FIND at every level",
     requires=("association.models",),
-    codes=("query-refused", "find-level-failed", "no-studies") + ASSOCIATION_CODES + ANSWER_CODES,
+    codes=("query-refused", "find-level-failed", "no-studies", "universal-query-empty") + ASSOCIATION_CODES
+    + ANSWER_CODES,
     budget=6.0,
     observation=LevelsObservation,
     facts=LevelsFacts,
@@ -206,6 +215,8 @@ def _query_level(ctx: Context, session: QuerySession, q: LevelQuery, done: list[
     q.answered(session.find(q.model, ds, max_matches=SAMPLE, keep=SAMPLE))
     if q.level == "STUDY" and not q.matching and _refused_broad(q.answer, session):
         _narrow_by_date(ctx, session, q, keys)
+    elif q.level == "STUDY" and not q.matching and _empty_success(q.answer, session):
+        _narrow_by_window(ctx, session, q, keys)
     if q.level == "PATIENT" and _refused_broad(q.answer, session):
         _narrow_to_known_patient(session, q, keys, done)
 
@@ -230,6 +241,55 @@ def _narrow_by_date(ctx: Context, session: QuerySession, q: LevelQuery, keys: li
         if answer.status not in (None, 0x0000) and (hi - lo).days > 1:
             mid = lo + (hi - lo) / 2
             queue += [(lo, mid), (mid + dt.timedelta(days=1), hi)]
+
+
+def _empty_success(answer: FindAnswer, session: QuerySession) -> bool:
+    return answer.matches == 0 and answer.status == 0x0000 and answer.abort is None and session.is_open
+
+
+def _years_back(day: dt.date, years: int) -> dt.date:
+    try:
+        return day.replace(year=day.year - years)
+    except ValueError:  # 29 February
+        return day.replace(year=day.year - years, day=28)
+
+
+def date_windows(today: dt.date) -> list[tuple[str, str]]:
+    """(the window in words, its StudyDate range), most recent first: the last 7 and 30 days,
+    the last year, then decade by decade back to 1900. Every range is closed (a PACS need not
+    support open ones) and ends tomorrow, for a PACS whose clock is a time zone ahead."""
+    end = f"{today + dt.timedelta(days=1):%Y%m%d}"
+    out = [(f"the last {d} days", f"{today - dt.timedelta(days=d):%Y%m%d}-{end}") for d in (7, 30)]
+    out.append(("the last year", f"{_years_back(today, 1):%Y%m%d}-{end}"))
+    hi = _years_back(today, 1) - dt.timedelta(days=1)
+    while hi.year >= 1900 and len(out) < DATE_WINDOWS:
+        lo = _years_back(hi, 10) + dt.timedelta(days=1)
+        out.append((f"{lo:%Y-%m-%d} to {hi:%Y-%m-%d}", f"{lo:%Y%m%d}-{hi:%Y%m%d}"))
+        hi = lo - dt.timedelta(days=1)
+    return out
+
+
+def _dated(window: str) -> str:
+    """A date window after 'studies': of the last 7 days, from 2013-02-28 to 2023-02-27."""
+    return f"of {window}" if window.startswith("the ") else f"from {window}"
+
+
+def _narrow_by_window(ctx: Context, session: QuerySession, q: LevelQuery, keys: list[str]) -> None:
+    """A universal STUDY query answered Success with nothing: the same query limited to date
+    windows, the most recent first, until one finds studies (the rows later checks work with)."""
+    q.universal_empty = True
+    for words, rng in date_windows(dt.date.today()):
+        if not session.is_open or ctx.remaining() < 2 * (session.timeout_s or ctx.timeout()):
+            return
+        ctx.raise_if_cancelled()
+        ctx.progress(f"no study without a date: trying studies {_dated(words)}")
+        ds = identifier("STUDY", [k for k in keys if k != "StudyDate"], StudyDate=rng)
+        answer = session.find(q.model, ds, max_matches=SAMPLE, keep=SAMPLE)
+        q.windows_tried += 1
+        if answer.matches > 0:
+            q.matching, q.window = {"StudyDate": rng}, words
+            q.answered(answer)
+            return
 
 
 def _narrow_to_known_patient(session: QuerySession, q: LevelQuery, keys: list[str], done: list[LevelQuery]) -> None:
@@ -273,6 +333,7 @@ def conclude(obs: LevelsObservation, s: Situation) -> Outcome:
                 if q.answer is not None and not q.ok and not q.answer.protocol_error]
     findings += answer_findings(s, [(q.answer, f"a {q.level}-level C-FIND in {MODEL_LABELS[q.model]}")
                                     for q in obs.levels if q.answer is not None])
+    findings += [universal_query_empty(s, q) for q in obs.levels if q.universal_empty and q.ok and q.window]
     empty = no_studies(s, obs.levels)
     if empty is not None:
         findings.append(empty)
@@ -408,9 +469,13 @@ def no_studies(s: Situation, levels: list[LevelQuery]) -> Finding | None:
     if not top or any(q.answer and q.answer.matches for q in top):
         return None
     t = s.target
+    tried = max((q.windows_tried for q in top), default=0)
+    oldest = date_windows(dt.date.today())[tried - 1][1][:8] if tried else ""
+    windows = (f"; the same STUDY query limited to {tried} study date ranges, the last 7 days first, back to "
+               f"{oldest[:4]}-{oldest[4:6]}-{oldest[6:]}, found nothing either" if tried else "")
     return s.finding(
         "no-studies", Severity.WARN,
-        f"The PACS returned no match at all for a universal query from {t.calling_ae}.",
+        f"The PACS returned no match at all for a universal query from {t.calling_ae}{windows}.",
         actions(
             pacs=f"Check whether studies exist behind {t.called_ae} and which of them {t.calling_ae} may "
                  "see: a PACS with per-node visibility rules (sites, departments, access groups) shows "
@@ -418,8 +483,37 @@ def no_studies(s: Situation, levels: list[LevelQuery]) -> Finding | None:
             users=(f"Until then, searches from {t.calling_ae} find nothing on {t.called_ae}: an empty "
                    "list there does not mean the patient has no studies."
                    if t.calling_ae != DEFAULT_CALLING_AE else None),
-            tester=hints("The matching and retrieve checks need at least one study and were skipped; "
-                         f"re-run once {t.calling_ae} sees studies.", identity_hint(s)),
+            tester=hints("The matching checks need at least one study and were skipped; re-run once "
+                         f"{t.calling_ae} sees studies. A patient ID lets the run go on: with --patient-id "
+                         f"ID, for a patient {t.called_ae} holds, the retrieve checks look that patient's "
+                         "studies up and fetch the most recent one.", identity_hint(s)),
         ),
         levels=[q.fact().model_dump(mode="json") for q in top],
+    )
+
+
+def universal_query_empty(s: Situation, q: LevelQuery) -> Finding:
+    """A universal STUDY query answered Success with nothing, while a date window found studies."""
+    t, a = s.target, q.answer
+    assert a is not None
+    found = f"{'' if a.complete else 'at least '}{a.matches} stud{'y' if a.matches == 1 else 'ies'}"
+    return s.finding(
+        "universal-query-empty", Severity.WARN,
+        f"The PACS answered a universal STUDY query ({MODEL_LABELS[q.model]}) from {t.calling_ae} with "
+        f"Success and no match, while the same query limited to studies {_dated(q.window or '')} found {found}: "
+        "a workstation that browses without a date is told there are no studies.",
+        actions(
+            pacs=f"An empty key matches every study (universal matching, PS3.4 C.2.2.2.3), so the query "
+                 f"without a date should have found these too. Check the settings of "
+                 f"{t.called_ae} for queries from {t.calling_ae} that carry no date or other matching "
+                 "value. If a limit on such queries is intended, answer them with a failure status: "
+                 "Success with no match tells the workstation there are no studies.",
+            workstation=f"If the workstation opens its study list on {t.called_ae} without a date, make "
+                        "its default search carry a date range (for example the last 7 days) or a "
+                        "Patient ID.",
+            users=f"On {t.called_ae}, search with a Patient ID or a date range: an empty list for a search "
+                  "without them does not mean there are no studies.",
+        ),
+        model=q.model, level=q.level, date_window=q.window, study_date_range=q.matching.get("StudyDate"),
+        windows_tried=q.windows_tried, matches=a.matches, complete=a.complete,
     )

@@ -16,10 +16,13 @@ from pynetdicom import sop_class as sc
 from qrdoctor.checks.failures import ProbeRecord
 from qrdoctor.checks.retrieve import conclude as c
 from qrdoctor.checks.retrieve import delivery as d
+from qrdoctor.checks.retrieve import formats, timing
+from qrdoctor.checks.retrieve import inbound as ib
 from qrdoctor.checks.retrieve import observe as o
 from qrdoctor.checks.retrieve.model import (
     Arrivals,
     GetFacts,
+    InboundFact,
     NegotiationFact,
     NoData,
     Received,
@@ -34,9 +37,24 @@ from qrdoctor.core.model import Finding, Severity, Stage, Status, actions
 from qrdoctor.core.registry import Observation, define
 from qrdoctor.dicom.assoc import DEFAULT_TS, association, hex_status
 from qrdoctor.dicom.find import AssociationFailed
+from qrdoctor.dicom.inbound import (
+    CONTEXT_RESULTS,
+    AssociationRecord,
+    ProposedContext,
+    ReceiverRecord,
+    peer_uid,
+)
 from qrdoctor.dicom.peer import Peer
 from qrdoctor.dicom.retrieve import follow
 from qrdoctor.dicom.storescp import Receiver, uid_name
+from qrdoctor.dicom.syntaxes import (
+    ACCEPTED,
+    DEFAULT_PROFILE,
+    REJECTED_SOP_CLASS,
+    REJECTED_TRANSFER_SYNTAX,
+    SOP_CLASSES_ANY,
+    Profile,
+)
 
 GET_UIDS = {"study_root": str(sc.StudyRootQueryRetrieveInformationModelGet),
             "patient_root": str(sc.PatientRootQueryRetrieveInformationModelGet)}
@@ -93,6 +111,11 @@ class GetObservation(Observation):
     run: Run | None = None
     arrivals: Arrivals | None = None
     received: Received | None = None
+    # The receiver profile (no inbound connection on C-GET), and our C-GET association: the
+    # contexts *we* proposed with the PACS's answers, its PDU sizes and implementation, and the
+    # C-STOREs it sent on it. Recordings from before issue 13 lack both.
+    receiver: ReceiverRecord | None = None
+    get_association: AssociationRecord | None = None
 
     @property
     def models(self) -> list[str]:
@@ -106,8 +129,8 @@ get = define(
     requires=("network.tcp", "find.levels"),
     codes=("get-unsupported", "get-role-rejected", "get-silent-failure", "get-suboperations-failed",
            "retrieve-key-mismatch", "retrieve-refused", "retrieve-stalled", "retrieve-no-data",
-           "retrieve-unexpected-data", "retrieve-limit-exceeded", "service-not-permitted")
-    + ASSOCIATION_CODES,
+           "retrieve-slow", "retrieve-unexpected-data", "retrieve-limit-exceeded", "service-not-permitted")
+    + formats.FORMAT_CODES + ASSOCIATION_CODES,
     budget=10.0,
     observation=GetObservation,
     facts=GetFacts,
@@ -166,18 +189,26 @@ def storage_classes(subject: Subject) -> tuple[list[str], str]:
     return uids, source
 
 
-def get_contexts(model: str, classes: list[str]) -> tuple[list, list, list[str]]:
-    """Presentation contexts (at most 128) and SCP role items for a C-GET of ``classes``."""
+def get_contexts(model: str, classes: list[str], profile: Profile = DEFAULT_PROFILE) -> tuple[list, list, list[str]]:
+    """Presentation contexts (at most 128) and SCP role items for a C-GET of ``classes``: per
+    class, the uncompressed syntaxes the receiver ``profile`` accepts and its others, each in a
+    context of their own when there is room (the PACS then accepts the one it can send)."""
     uncompressed = [ExplicitVRLittleEndian, ImplicitVRLittleEndian]
-    others = [ts for ts in ALL_TRANSFER_SYNTAXES if ts not in uncompressed]
+    if profile.is_all:
+        others = [ts for ts in ALL_TRANSFER_SYNTAXES if ts not in uncompressed]
+    else:
+        accepted = list(profile.accepted())
+        uncompressed = [ts for ts in uncompressed if ts in accepted]
+        others = [ts for ts in accepted if ts not in uncompressed]
+    groups = [g for g in (uncompressed, others) if g]
     contexts = [build_context(GET_UIDS[model], DEFAULT_TS)]
     dropped: list[str] = []
-    split = 1 + 2 * len(classes) <= MAX_CONTEXTS
+    split = 1 + len(groups) * len(classes) <= MAX_CONTEXTS
     for uid in classes:
         if len(contexts) >= MAX_CONTEXTS:
             dropped.append(uid)
         elif split:
-            contexts += [build_context(uid, uncompressed), build_context(uid, others)]
+            contexts += [build_context(uid, g) for g in groups]
         else:
             contexts.append(build_context(uid, uncompressed + others))
     roles = [build_role(uid, scp_role=True) for uid in classes if uid not in dropped]
@@ -188,14 +219,29 @@ def _get(ctx: Context, obs: GetObservation, choice: Choice, receiver: Receiver) 
     """Open the C-GET association with role selection and run the C-GET."""
     model = obs.model or "study_root"
     classes, classes_from = storage_classes(choice.subject)
-    contexts, roles, dropped = get_contexts(model, classes)
+    profile = ctx.option(RetrieveOptions).profile()
+    contexts, roles, dropped = get_contexts(model, classes, profile)
     timeout, started = ctx.timeout(), time.monotonic()
+    obs.receiver = ReceiverRecord(ae_title=ctx.target.calling_ae, profile=profile.text,
+                                  accepted_syntaxes=list(profile.syntaxes or ()), sop_classes=SOP_CLASSES_ANY,
+                                  max_pdu=0, tls=ctx.target.tls is not None)
+
+    def handle_store(event) -> int:
+        status = receiver.handle_store(event)
+        if obs.get_association is not None:
+            obs.get_association.note_store(int(event.context.context_id),
+                                           str(event.request.AffectedSOPClassUID or ""),
+                                           str(event.context.transfer_syntax), status)
+        return status
+
     with association(Peer.of(ctx.target, timeout, ctx.cancel_event), contexts, ext_neg=roles,
-                     handlers=[(evt.EVT_C_STORE, receiver.handle_store)]) as op:
+                     handlers=[(evt.EVT_C_STORE, handle_store)]) as op:
         if not op.assoc.is_established:
             obs.open_failure = o.open_failure(ctx, op, started, timeout)
             return
         assoc = op.assoc
+        obs.get_association = get_association(assoc, ctx.target.calling_ae, ctx.target.called_ae)
+        obs.receiver.max_pdu = obs.get_association.max_pdu_ours
         storage = {}
         for uid in classes:
             mine = [cx for cx in assoc.accepted_contexts if cx.abstract_syntax == uid]
@@ -213,6 +259,42 @@ def _get(ctx: Context, obs: GetObservation, choice: Choice, receiver: Receiver) 
         followed = follow(assoc, responses, "C-GET", msg_id=1, context_id=int(get_cx[0].context_id),
                           watch=o.watch(ctx, lambda: receiver.count, receiver=receiver))
         obs.run = o.recorded_run(followed, op)
+
+
+_OUTCOMES = {0: ACCEPTED, 3: REJECTED_SOP_CLASS, 4: REJECTED_TRANSFER_SYNTAX}
+
+
+def get_association(assoc, calling_ae: str, called_ae: str) -> AssociationRecord:
+    """Our C-GET association as a record: each context we proposed with the PACS's answer (an
+    accepted storage context whose SCP role the PACS did not grant says so in ``why``)."""
+    acceptor, requestor = assoc.acceptor, assoc.requestor
+    answers = {int(cx.context_id): cx for cx in [*assoc.accepted_contexts, *assoc.rejected_contexts]}
+    record = AssociationRecord(
+        calling_ae=calling_ae, called_ae=called_ae,
+        implementation_class_uid=peer_uid(acceptor.implementation_class_uid or ""),
+        implementation_version_name=peer_uid(acceptor.implementation_version_name or ""),
+        max_pdu_peer=int(acceptor.maximum_length or 0), max_pdu_ours=int(requestor.maximum_length or 0),
+        contexts_proposed=len(requestor.requested_contexts))
+    for cx in requestor.requested_contexts[:128]:
+        answer = answers.get(int(cx.context_id))
+        result = int(answer.result) if answer is not None and answer.result is not None else -1
+        proposed = [str(ts) for ts in cx.transfer_syntax]
+        accepted = str(answer.transfer_syntax[0]) if result == 0 and answer.transfer_syntax else None
+        why = ("the PACS did not grant the SCP role" if result == 0 and answer is not None
+               and str(cx.abstract_syntax) not in GET_UIDS.values() and not answer.as_scp else "")
+        record.contexts.append(ProposedContext(
+            id=int(cx.context_id), abstract_syntax=str(cx.abstract_syntax), transfer_syntaxes=proposed[:16],
+            transfer_syntaxes_proposed=len(proposed), result=result,
+            outcome=_OUTCOMES.get(result, f"rejected: {CONTEXT_RESULTS.get(result, 'no answer')}"),
+            transfer_syntax=accepted, why=why))
+    return record
+
+
+def get_association_fact(a: AssociationRecord, s: Situation) -> InboundFact:
+    fact = InboundFact(calling_ae=a.calling_ae, called_ae=a.called_ae, **{"from": f"{s.target.host}:{s.target.port}"})
+    for key, value in ib.association_facts(a).items():
+        setattr(fact, key, value)
+    return fact
 
 
 # ----------------------------------------------------------------------------------------------
@@ -239,6 +321,11 @@ def conclude(obs: GetObservation, s: Situation) -> Outcome:
     facts = GetFacts(**c.common_facts(run, tally, obs.received, obs.subject, obs.model))
     facts.negotiation = negotiation
     facts.kept_files = obs.received.directory if obs.received.kept else None
+    if obs.receiver is not None:
+        facts.store_accept = obs.receiver.profile
+    if obs.get_association is not None:
+        facts.get_association = get_association_fact(obs.get_association, s)
+    late = timing.workstation_view(s, obs.subject, run, obs.received, facts)
     ev = c.run_evidence(run) | tally.evidence()
     findings = _roles_refused(s, obs, run, tally, ev)
     unexpected = d.unexpected_data(s, run, tally, obs.subject)
@@ -248,7 +335,7 @@ def conclude(obs: GetObservation, s: Situation) -> Outcome:
         return Outcome(summary=f"qrdoctor aborted the C-GET: {c.limit_text(hit)}", facts=facts,
                        findings=findings + [d.limit_exceeded(s, run, hit, obs.subject, ev)])
     summary, more = _what_the_pacs_said(s, obs, run, tally, ev, findings)
-    return Outcome(summary=summary, facts=facts, findings=findings + more)
+    return Outcome(summary=summary, facts=facts, findings=findings + more + late)
 
 
 def negotiation_fact(n: Negotiation) -> NegotiationFact:
@@ -299,8 +386,10 @@ def _context_rejected(s: Situation, obs: GetObservation, negotiation: Negotiatio
                  "log at the time of this run for why the context was rejected.",
             workstation=_with_move(s, obs)),
         model=model, **negotiation.model_dump(mode="json"))
-    return Outcome(summary="C-GET context rejected", findings=[f],
-                   facts=GetFacts(status=None, completed=None, failed=None, received=0, negotiation=negotiation))
+    facts = GetFacts(status=None, completed=None, failed=None, received=0, negotiation=negotiation)
+    if obs.get_association is not None:
+        facts.get_association = get_association_fact(obs.get_association, s)
+    return Outcome(summary="C-GET context rejected", findings=[f], facts=facts)
 
 
 def _roles_refused(s: Situation, obs: GetObservation, run: Run, tally: c.Tally, ev: dict) -> list[Finding]:
@@ -341,6 +430,11 @@ def _what_the_pacs_said(s: Situation, obs: GetObservation, run: Run, tally: c.Ta
             actions(pacs=f"Enable C-GET for {t.calling_ae} on {t.called_ae}, if the PACS supports it.",
                     workstation=_with_move(s, obs)),
             **ev)]
+    if obs.subject is not None:
+        fmt = formats.format_findings(s, run, tally, obs.subject, obs.receiver, ev, obs.get_association,
+                                      likely_classes=storage_classes(obs.subject)[0])
+        if fmt and not any(f.code == "get-role-rejected" for f in findings):
+            return f"{hex_status(code)}: {c.counts(run)}; the PACS could not deliver in a format this receiver takes", fmt
     if code in c.REFUSALS or (c.category(run) == "Failure" and not c.counted(run) and code != 0xA702):
         return f"C-GET refused with {hex_status(code)}", [c.refused(s, run, ev, obs.subject, obs.model)]
     more: list[Finding] = []

@@ -46,6 +46,14 @@ class Subject(Observation):
     chosen_by: str = ""
     find_model: str = "study_root"
     image_find: ImageFind | None = None
+    # with --patient-id (the prior fetch): the patient's studies, how the study was chosen
+    # (most-recent | only | named) and the Instance Availability the PACS gave for it
+    patient_studies: int | None = None
+    prior: str | None = None
+    availability: str | None = None
+    # the distinct Available Transfer Syntax UIDs (0008,3002) the IMAGE-level C-FIND returned:
+    # how the PACS says it holds the instances (most PACS leave it empty)
+    available_syntaxes: list[str] = []
 
     def describe(self) -> str:
         what = {"SERIES": "one series", "STUDY": "one study",
@@ -221,6 +229,30 @@ class SubjectFact(SparseFacts):
     image_find: ImageFindFact | None = None
 
 
+class ContextFact(SparseFacts):
+    """One presentation context and its answer, named in words and by UID.
+
+    On an inbound association the PACS proposed it and we answered; on the C-GET association
+    we proposed it and the PACS answered."""
+
+    id: int | None = None
+    sop_class: str | None = None  # name (UID)
+    transfer_syntaxes: list[str] | None = None  # name (UID), in the proposer's order
+    transfer_syntaxes_proposed: int | None = None
+    answer: str | None = None  # accepted | rejected: SOP class | rejected: no accepted transfer syntax | ...
+    transfer_syntax: str | None = None  # the accepted one, name (UID)
+    why: str | None = None
+    stores: int | None = None  # C-STOREs that came on it
+    store_failures: int | None = None  # of those, answered with a status other than Success
+
+
+class StoreTallyFact(SparseFacts):
+    sop_class: str | None = None  # name (UID)
+    transfer_syntax: str | None = None  # name (UID)
+    status: str | None = None  # 0x0000 ...
+    count: int | None = None
+
+
 class InboundFact(SparseFacts):
     model_config = ConfigDict(serialize_by_alias=True, validate_by_name=True, validate_by_alias=True)
 
@@ -239,12 +271,25 @@ class InboundFact(SparseFacts):
     detail: str | None = None
     ended: str | None = None
     closed_ms: float | None = None
+    # from the receiver's record of the association (issue 13)
+    tls: str | None = None  # the TLS version of a DICOM-over-TLS connection
+    tls_client_hello: bool | None = None  # a TLS ClientHello reached our plain receiver
+    max_pdu_peer: int | None = None  # the longest PDU the PACS takes (0: no limit)
+    max_pdu_ours: int | None = None  # the longest PDU we declared we take
+    largest_pdu: int | None = None  # the longest PDU body the PACS sent
+    oversized_pdus: int | None = None  # PDUs longer than max_pdu_ours
+    implementation_class_uid: str | None = None
+    implementation_version_name: str | None = None
+    contexts_proposed: int | None = None
+    contexts: list[ContextFact] | None = None
+    store_tally: list[StoreTallyFact] | None = None
 
 
 class StoreFact(SparseFacts):
     listen: str | None = None
     advertised_address: str | None = None
     port: int | None = None
+    tls: bool | None = None  # the Store SCP ran DICOM over TLS
 
 
 class ProbeFact(SparseFacts):
@@ -254,6 +299,15 @@ class ProbeFact(SparseFacts):
     failed: int | None = None
     elapsed_ms: float | None = None
     error_comment: str | None = None
+
+
+class PriorFetchFact(SparseFacts):
+    """The prior fetch (--patient-id): no patient data, only counts and how the study was chosen."""
+
+    patient_studies: int | None = None  # studies a STUDY-level C-FIND found for the Patient ID
+    chosen: str | None = None  # most-recent | only | named
+    retrieve: str | None = None  # series | study
+    instance_availability: str | None = None  # ONLINE | NEARLINE | OFFLINE ... as the PACS said
 
 
 class RetrieveFacts(SparseFacts):
@@ -292,6 +346,9 @@ class RetrieveFacts(SparseFacts):
     not_counted: dict[str, int] | None = None  # objects that arrived and do not count, by reason
     limit_exceeded: str | None = None
     counters_went_back: int | None = None
+    workstation_timeout_s: float | None = None  # what a workstation waits (--workstation-timeout)
+    prior_fetch: PriorFetchFact | None = None  # with --patient-id: how the study was chosen
+    store_accept: str | None = None  # the receiver profile (--store-accept)
 
 
 class MoveFacts(RetrieveFacts):
@@ -319,3 +376,4 @@ class GetFacts(RetrieveFacts):
     offered: bool | None = None
     negotiation: NegotiationFact | None = None
     kept_files: str | None = None
+    get_association: InboundFact | None = None  # our C-GET association: what we proposed, what the PACS accepted

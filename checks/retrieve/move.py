@@ -21,7 +21,10 @@ from qrdoctor.checks.failures import ProbeRecord, advertise_hint, hints, identit
 from qrdoctor.checks.network import receiver_address
 from qrdoctor.checks.retrieve import conclude as c
 from qrdoctor.checks.retrieve import delivery as d
+from qrdoctor.checks.retrieve import formats, timing
+from qrdoctor.checks.retrieve import inbound as ib
 from qrdoctor.checks.retrieve import observe as o
+from qrdoctor.checks.retrieve.get import storage_classes
 from qrdoctor.checks.retrieve.model import (
     Arrivals,
     Inbound,
@@ -44,6 +47,7 @@ from qrdoctor.core.model import Finding, Severity, Stage, actions
 from qrdoctor.core.registry import Observation, define
 from qrdoctor.dicom.assoc import DEFAULT_TS, Opened, association, hex_status
 from qrdoctor.dicom.find import AssociationFailed
+from qrdoctor.dicom.inbound import InboundRecord, ReceiverRecord
 from qrdoctor.dicom.peer import Peer
 from qrdoctor.dicom.probe import Rejection
 from qrdoctor.dicom.retrieve import follow
@@ -82,6 +86,7 @@ class MoveObservation(Observation):
     inbound: list[Inbound] = []
     arrivals: Arrivals | None = None
     received: Received | None = None
+    receiver: ReceiverRecord | None = None  # the Store SCP's record (recordings before issue 13 lack it)
 
 
 move = define(
@@ -92,8 +97,9 @@ move = define(
     codes=("move-destination-unknown", "move-no-inbound", "move-silent-failure",
            "move-suboperations-failed", "move-inbound-refused", "move-called-ae-mismatch",
            "move-unexpected-sender", "retrieve-key-mismatch", "retrieve-refused", "retrieve-stalled",
-           "retrieve-no-data", "retrieve-unexpected-data", "retrieve-limit-exceeded",
-           "store-port-unavailable", "service-not-permitted") + ASSOCIATION_CODES,
+           "retrieve-no-data", "retrieve-slow", "retrieve-unexpected-data", "retrieve-limit-exceeded",
+           "store-port-unavailable", "service-not-permitted", "move-inbound-other-caller",
+           "move-inbound-tls", "move-inbound-pdu-oversized") + formats.FORMAT_CODES + ASSOCIATION_CODES,
     budget=10.0,
     observation=MoveObservation,
     facts=MoveFacts,
@@ -127,7 +133,7 @@ def observe(ctx: Context) -> MoveObservation:
     obs.listen, obs.store_port = opts.listen_host, ctx.target.store_port
     scp = StoreSCP(ctx.target.move_ae, opts.listen_host, ctx.target.store_port, directory=opts.keep_files,
                    keep=bool(opts.keep_files), expect=o.expectation(choice, ctx.target),
-                   limits=o.limits(ctx, choice))
+                   limits=o.limits(ctx, choice), profile=opts.profile(), tls=opts.store_tls())
     try:
         scp.start()
     except StorePortError as exc:
@@ -205,6 +211,7 @@ def _record_store_scp(obs: MoveObservation, scp: StoreSCP, choice: Choice) -> No
     obs.inbound = [o.inbound_of(r) for r in records]
     obs.arrivals = o.arrived(choice.expected_uids, scp.receiver)
     obs.received = o.received_by(scp.receiver)
+    obs.receiver = scp.record()
 
 
 # ----------------------------------------------------------------------------------------------
@@ -231,6 +238,7 @@ def conclude(obs: MoveObservation, s: Situation) -> Outcome:
     tally = c.Tally(obs.subject.expected, obs.arrivals)
     requested = [r for r in obs.inbound if r.requested]
     facts = _facts(s, obs, run, tally, requested)
+    late = timing.workstation_view(s, obs.subject, run, obs.received, facts)
     ev = c.run_evidence(run) | tally.evidence() | {
         "move_ae": t.move_ae, "store_port": obs.store_port, "listen": f"{obs.listen}:{obs.store_port}",
         "inbound_connections": obs.inbound_connections, "inbound_associations": len(requested)}
@@ -243,7 +251,7 @@ def conclude(obs: MoveObservation, s: Situation) -> Outcome:
         return Outcome(summary=f"the receiver aborted the C-MOVE: {c.limit_text(hit)}", facts=facts,
                        findings=findings + [d.limit_exceeded(s, run, hit, obs.subject, ev)])
     summary, more = _what_the_pacs_said(s, obs, run, tally, ev, findings)
-    return Outcome(summary=summary, facts=facts, findings=findings + more)
+    return Outcome(summary=summary, facts=facts, findings=findings + more + late)
 
 
 def _facts(s: Situation, obs: MoveObservation, run: Run, tally: c.Tally, requested: list[Inbound]) -> MoveFacts:
@@ -251,11 +259,15 @@ def _facts(s: Situation, obs: MoveObservation, run: Run, tally: c.Tally, request
     facts = MoveFacts(**c.common_facts(run, tally, obs.received, obs.subject, obs.model))
     facts.inbound_associations = len(requested)
     facts.inbound_connections = obs.inbound_connections
-    facts.inbound = [inbound_fact(r) for r in obs.inbound]
+    records = ib.by_number(obs.receiver)
+    facts.inbound = [ib.enrich(inbound_fact(r), records.get(r.number)) for r in obs.inbound]
     facts.move_ae = s.target.move_ae
     address, _guess = receiver_address(s.target, s.facts("network.tcp").get("local_address"))
     facts.store = StoreFact(listen=f"{obs.listen}:{obs.store_port}", port=obs.store_port,
                             advertised_address=address or "this computer's IP address")
+    if obs.receiver is not None:
+        facts.store.tls = obs.receiver.tls
+        facts.store_accept = obs.receiver.profile
     facts.kept_files = obs.received.directory if obs.received.kept else None
     if obs.probe is not None:
         facts.unknown_destination_probe = ProbeFact(**probe_evidence(obs.probe))
@@ -341,8 +353,14 @@ def _what_we_saw(s: Situation, obs: MoveObservation, run: Run, tally: c.Tally, r
     mismatch = d.called_ae_mismatch(s, requested, tally, ev, c.entry(s, obs.store_port or 0))
     findings += [f for f in (mismatch, d.unexpected_sender(s, tally, ev),
                              d.unexpected_data(s, run, tally, obs.subject)) if f is not None]
+    expect_ae = s.option(RetrieveOptions).expect_inbound_ae
+    not_attributed = {ae for u in tally.got.uncounted_for("unexpected-sender") for ae in u.calling_aes}
+    findings += [f for f in (ib.tls_mismatch(s, obs.receiver, tally.received, obs.store_port, ev),
+                             ib.other_callers(s, obs.receiver, expect_ae, ev, not_attributed),
+                             ib.oversized_pdus(s, obs.receiver, ev)) if f is not None]
+    records = ib.by_number(obs.receiver)
     refused = [r for r in obs.inbound if (r.result in ("rejected", "not-dicom") and not d.wrong_title(r))
-               or r.store_failures or r.rejected_contexts or r.ended == "error"]
+               or r.store_failures or any(ib.rejections(r, records)) or r.ended == "error"]
     incomplete = (run.failed or 0) > 0 or bool(tally.got.missing_count) or tally.short
     if refused and (incomplete or any(r.result == "rejected" for r in refused)):
         findings.append(_inbound_refused(s, obs, refused, tally, ev))
@@ -360,15 +378,25 @@ def _what_the_pacs_said(s: Situation, obs: MoveObservation, run: Run, tally: c.T
         return "the PACS ended the association during the C-MOVE", [c.peer_aborted(s, run, per_service=True)]
     code, status = run.status, hex_status(run.status)
     no_inbound = obs.inbound_connections == 0
-    inbound_refused = any(f.code == "move-inbound-refused" for f in findings)
+    inbound_refused = any(f.code in ("move-inbound-refused", "move-inbound-tls") for f in findings)
     if any(d.wrong_title(r) for r in obs.inbound) and code != c.SUCCESS and tally.received == 0:
         # the PACS's failure is the rejection of its association, which the finding explains
         return f"{status}: our receiver rejected the PACS's association addressed to another AE title", []
+    if any(f.code == "move-inbound-tls" for f in findings) and code != c.SUCCESS and tally.received == 0:
+        # the PACS connected to us and the TLS mismatch, which the finding explains, ended it
+        return f"{status}: the PACS and our receiver disagree on TLS for the way back", []
     if code == c.DESTINATION_UNKNOWN:
         return (f"move destination {t.move_ae} unknown to the PACS (0xA801)",
                 [_destination_unknown(s, run, ev, entry, hedged=False)])
     if code in c.REFUSALS or (code == c.CANCEL and not (run.completed or run.failed)):
         return f"C-MOVE refused with {status}", [c.refused(s, run, ev, obs.subject, obs.model)]
+    if obs.subject is not None:
+        likely = storage_classes(obs.subject)[0]
+        fmt = formats.format_findings(s, run, tally, obs.subject, obs.receiver, ev, likely_classes=likely)
+        if fmt:
+            if formats.only_format_refusals(obs.receiver, obs.subject.sop_classes or likely):
+                findings[:] = [f for f in findings if f.code != "move-inbound-refused"]
+            return f"{status}: {c.counts(run)}; the PACS could not deliver in a format this receiver takes", fmt
     if c.ambiguous_failure(run):
         return _ambiguous(s, obs, run, tally, ev, entry, inbound_refused)
     more: list[Finding] = []
@@ -502,7 +530,7 @@ def _silent_failure(s: Situation, run: Run, tally: c.Tally, ev: dict, no_inbound
         **ev)
 
 
-def _refusal_reasons(refused: list[Inbound]) -> list[str]:
+def _refusal_reasons(refused: list[Inbound], records: dict[int, InboundRecord] | None = None) -> list[str]:
     reasons = []
     for r in refused:
         if r.result == "rejected" and r.rejection:
@@ -513,9 +541,12 @@ def _refusal_reasons(refused: list[Inbound]) -> list[str]:
         elif r.ended == "error":
             reasons.append(f"connection {r.number} from {r.address}: qrdoctor aborted the association, "
                            f"what the PACS sent was malformed ({r.detail})")
-        if r.rejected_contexts:
-            names = sorted({cx["name"] + f" ({cx['result_str']})" for cx in r.rejected_contexts})
-            reasons.append(f"connection {r.number}: presentation contexts refused: {', '.join(names[:6])}")
+        classes, formats = ib.rejections(r, records or {})
+        if classes:
+            reasons.append(f"connection {r.number}: SOP classes refused: {', '.join(classes[:6])}")
+        if formats:
+            reasons.append(f"connection {r.number}: no transfer syntax our receiver accepts: "
+                           f"{'; '.join(formats[:6])}")
         if r.store_failures:
             reasons.append(f"connection {r.number}: {r.store_failures} C-STORE(s) refused")
     return reasons
@@ -523,7 +554,11 @@ def _refusal_reasons(refused: list[Inbound]) -> list[str]:
 
 def _inbound_refused(s: Situation, obs: MoveObservation, refused: list[Inbound], tally: c.Tally,
                      ev: dict) -> Finding:
-    reasons = _refusal_reasons(refused)
+    records = ib.by_number(obs.receiver)
+    reasons = _refusal_reasons(refused, records)
+    rejections = [ib.rejections(r, records) for r in refused]
+    classes_refused = any(cls for cls, _ in rejections)
+    formats_refused = any(fmt for _, fmt in rejections)
     received = obs.received
     assert received is not None
     if received.write_errors:
@@ -545,9 +580,16 @@ def _inbound_refused(s: Situation, obs: MoveObservation, refused: list[Inbound],
         f"The PACS connected to our Store SCP but our side refused part of what it offered: "
         f"{'; '.join(reasons) or 'see the inbound connections'}.",
         actions(
-            pacs="The refusals listed say what qrdoctor's receiver did not take and why. Check whether "
-                 "these objects can be sent to this destination in a standard SOP class or transfer "
-                 f"syntax, or filtered out if the workstation does not need them.{limit}",
-            workstation="A workstation's receiver most likely refuses the same: if the objects are "
-                        "needed there, configure it to accept these SOP classes and transfer syntaxes."),
+            pacs=hints(
+                "The refusals listed say what qrdoctor's receiver did not take and why.",
+                "Check whether these objects can be sent to this destination in a standard SOP class, "
+                "or filtered out if the workstation does not need them." if classes_refused else "",
+                "Enable conversion (transcoding) for this destination to a transfer syntax the receiver "
+                "accepts." if formats_refused else "", limit),
+            workstation=hints(
+                "A workstation's receiver that accepts the same refuses the same: if the objects are "
+                "needed there, configure it to accept these SOP classes." if classes_refused else "",
+                "A workstation's receiver that accepts the same formats refuses the same: if the PACS "
+                "cannot convert, configure it to accept the transfer syntaxes listed."
+                if formats_refused else "") or None),
         refusals=reasons, **ev)

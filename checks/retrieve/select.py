@@ -10,6 +10,7 @@ C-FIND is here; what the answers mean is decided in :mod:`.conclude`.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,6 +27,7 @@ from qrdoctor.checks.shared import (
 )
 from qrdoctor.core.context import Context
 from qrdoctor.dicom.find import FindAssociation
+from qrdoctor.dicom.inbound import peer_uid
 
 SMALL_SERIES = 100  # the default retrieve takes a series of at most this many instances
 FEW_INSTANCES = 5  # ... or, when every series is larger, this many instances at IMAGE level
@@ -33,6 +35,8 @@ NAMED_LIMIT = 10000  # instances enumerated for a series or study the user names
 STUDIES_TRIED = 3  # studies looked into for a small series
 SERIES_PER_STUDY = 4  # series of each study whose instances are listed
 SERIES_TRIED = 6  # IMAGE-level listings before giving up
+AVAILABILITY = ("ONLINE", "NEARLINE", "OFFLINE", "UNAVAILABLE")  # Instance Availability (PS3.3 C.4.23.1)
+SYNTAXES_KEPT = 8  # distinct Available Transfer Syntax UIDs kept from a listing
 
 
 @dataclass
@@ -77,6 +81,23 @@ class _Listing:
     @property
     def classes(self) -> list[str]:
         return sorted({value(d, "SOPClassUID") for d in self.images if value(d, "SOPClassUID")})
+
+    @property
+    def syntaxes(self) -> list[str]:
+        """The distinct Available Transfer Syntax UIDs (0008,3002) returned, as the PACS sent them."""
+        return distinct_syntaxes(value(d, "AvailableTransferSyntaxUID") for d in self.images)
+
+
+def distinct_syntaxes(values: Iterable[str], kept: Iterable[str] = ()) -> list[str]:
+    """The distinct UIDs of multi-valued texts, in order of appearance after ``kept``, made safe
+    and cut to :data:`SYNTAXES_KEPT`."""
+    out = list(kept)
+    for text in values:
+        for uid in _split(text):
+            uid = peer_uid(uid.strip())
+            if uid and uid not in out and len(out) < SYNTAXES_KEPT:
+                out.append(uid)
+    return out
 
 
 def choose(ctx: Context) -> Choice | NoData:
@@ -125,7 +146,8 @@ def _list_images(fa: FindAssociation, model: str, study: str, series: str, patie
     keys = {"StudyInstanceUID": study, "SeriesInstanceUID": series}
     if model == "patient_root" and patient_id:
         keys["PatientID"] = patient_id
-    out = fa.find(MODEL_UIDS[model], identifier("IMAGE", ["SOPInstanceUID", "SOPClassUID"], **keys),
+    returned = ["SOPInstanceUID", "SOPClassUID", "AvailableTransferSyntaxUID"]
+    out = fa.find(MODEL_UIDS[model], identifier("IMAGE", returned, **keys),
                   max_matches=limit + 1, keep=limit + 1)
     find = ImageFind(status=out.status_hex, matches=out.matches, complete=out.complete,
                      error_comment=out.error_comment or None)
@@ -158,6 +180,7 @@ def _expected_from_listing(choice: Choice, listing: _Listing) -> Choice:
     choice.expected_uids = listing.uids
     choice.subject.expected = len(listing.images)
     choice.subject.expected_source = "IMAGE-level C-FIND"
+    choice.subject.available_syntaxes = listing.syntaxes
     return choice
 
 
@@ -183,7 +206,7 @@ def _default(ctx: Context, fa: FindAssociation, model: str) -> Choice | NoData:
                 level="SERIES", study_uid=st_uid, series_uid=value(series_ds, "SeriesInstanceUID"),
                 modalities=_split(value(series_ds, "Modality")) or _split(value(study_ds, "ModalitiesInStudy")),
                 chosen_by="the smallest series the query stage found", find_model=model,
-                image_find=listing.find,
+                image_find=listing.find, available_syntaxes=listing.syntaxes,
                 sop_classes=listing.classes or _split(value(study_ds, "SOPClassesInStudy"))), patient_id=pid)
             if listing.find.complete and listing.answered and 0 < len(listing.images) <= SMALL_SERIES:
                 return _expected_from_listing(choice, listing)
@@ -223,7 +246,8 @@ def _few_of(choice: Choice, listing: _Listing) -> Choice:
 
 def _patient_studies(fa: FindAssociation, model: str, patient_id: str, issuer: str | None) -> list[Dataset]:
     keys = {"PatientID": patient_id} | ({"IssuerOfPatientID": issuer} if issuer else {})
-    returned = ["StudyInstanceUID", "StudyDate", "StudyTime", "ModalitiesInStudy", "NumberOfStudyRelatedInstances"]
+    returned = ["StudyInstanceUID", "StudyDate", "StudyTime", "ModalitiesInStudy", "NumberOfStudyRelatedInstances",
+                "InstanceAvailability"]
     out = fa.find(MODEL_UIDS[model], identifier("STUDY", returned, **keys), max_matches=1000, keep=1000)
     return [d for d in out.identifiers if value(d, "StudyInstanceUID")]
 
@@ -253,9 +277,10 @@ def _patient_prior(ctx: Context, fa: FindAssociation, model: str, opts: Retrieve
         if not named:
             return NoData(kind="study-not-of-patient", evidence={"study_instance_uid": opts.study,
                                                                  "studies_of_patient": len(studies)})
-        prior, how = named[0], f"named with --study, one of the patient's {len(studies)} studies"
+        prior, why = named[0], "named"
+        how = f"the study named with --study, one of the patient's {len(studies)} studies"
     else:
-        prior = ordered[0]
+        prior, why = ordered[0], "most-recent" if len(studies) > 1 else "only"
         how = (f"the most recent of the patient's {len(studies)} studies" if len(studies) > 1
                else "the patient's only study")
     st_uid = value(prior, "StudyInstanceUID")
@@ -263,6 +288,7 @@ def _patient_prior(ctx: Context, fa: FindAssociation, model: str, opts: Retrieve
         choice = _named_study(ctx, fa, model, st_uid, patient_id=patient_id)
         if isinstance(choice, Choice):
             choice.subject.chosen_by = how
+            _prior_of(choice, prior, len(studies), why)
         return choice
     ctx.progress("listing the series of the patient's study")
     series = _by_size(_list_series(fa, model, st_uid, patient_id), "NumberOfSeriesRelatedInstances")
@@ -275,12 +301,20 @@ def _patient_prior(ctx: Context, fa: FindAssociation, model: str, opts: Retrieve
         modalities=_split(value(row, "Modality")) or _split(value(prior, "ModalitiesInStudy")),
         chosen_by=f"the smallest series of {how}", find_model=model, image_find=listing.find,
         sop_classes=listing.classes), patient_id=patient_id)
+    _prior_of(choice, prior, len(studies), why)
     if listing.images and listing.answered and listing.find.complete:
         return _expected_from_listing(choice, listing)
     n = _count(row, "NumberOfSeriesRelatedInstances")
     if n is not None:
         choice.subject.expected, choice.subject.expected_source = n, "NumberOfSeriesRelatedInstances"
     return choice
+
+
+def _prior_of(choice: Choice, study: Dataset, studies: int, why: str) -> None:
+    """What the report says of the prior fetch: counts and the reason, no patient data."""
+    choice.subject.patient_studies, choice.subject.prior = studies, why
+    said = value(study, "InstanceAvailability").strip().upper()
+    choice.subject.availability = said if said in AVAILABILITY else None  # peer text: defined terms only
 
 
 # -- what the user named ------------------------------------------------------------------------
@@ -298,7 +332,7 @@ def _named_series(fa: FindAssociation, model: str, study: str | None, series: st
     listing = _list_images(fa, model, st_uid, series, None, NAMED_LIMIT)
     choice = Choice(Subject(level="SERIES", study_uid=st_uid, series_uid=series, chosen_by="named with --series",
                             find_model=model, image_find=listing.find, modalities=_split(value(row, "Modality")),
-                            sop_classes=listing.classes))
+                            sop_classes=listing.classes, available_syntaxes=listing.syntaxes))
     if listing.images and listing.answered:
         return _expected_from_listing(choice, listing)
     n = _count(row, "NumberOfSeriesRelatedInstances")
@@ -325,6 +359,7 @@ def _named_study(ctx: Context, fa: FindAssociation, model: str, study: str,
             return choice
         uids += listing.uids
         classes |= set(listing.classes)
+        choice.subject.available_syntaxes = distinct_syntaxes(listing.syntaxes, choice.subject.available_syntaxes)
     choice.subject.sop_classes = sorted(classes)
     choice.expected_uids, choice.subject.expected = uids, len(uids)
     choice.subject.expected_source = "IMAGE-level C-FIND"

@@ -69,6 +69,18 @@ class RunOptions:
                 raise OptionError(_message(exc)) from None
         return cls(values)
 
+    def phi(self) -> dict[str, str]:
+        """Option values that identify a patient (value -> kind), for redaction from the start of
+        a run: a field declares it with ``json_schema_extra={"phi": KIND}`` (e.g. --patient-id)."""
+        out: dict[str, str] = {}
+        for v in self._values.values():
+            for name, info in type(v).model_fields.items():
+                extra = info.json_schema_extra if isinstance(info.json_schema_extra, dict) else {}
+                value = getattr(v, name)
+                if extra.get("phi") and isinstance(value, str) and value.strip():
+                    out[value.strip()] = str(extra["phi"])
+        return out
+
     def flat(self) -> dict[str, Any]:
         """Every option value set differently from its default, JSON-ready (for the report)."""
         out: dict[str, Any] = {}

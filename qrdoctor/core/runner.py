@@ -105,7 +105,8 @@ class Runner:
         if not isinstance(options, RunOptions):
             options = RunOptions.from_flat(options, option_models(self.checks))
         self.options = options
-        self._phi: dict[str, str] = {}
+        # patient data the user typed (--patient-id) is redacted from the start, whatever runs
+        self._phi: dict[str, str] = dict(options.phi())
 
     def phi_so_far(self) -> dict[str, str]:
         """The patient-identifying values the checks have registered so far (value -> kind), so

@@ -118,6 +118,29 @@ def _run_section(v: ReportView) -> list[str]:
     return lines
 
 
+def _inbound_section(v: ReportView) -> list[str]:
+    """The retrieve checks' inbound associations: who called, PDU sizes, the telling contexts."""
+    if not v.inbound:
+        return []
+    lines = ["## Inbound associations", ""]
+    for sec in v.inbound:
+        lines += [f"### {code(sec.check_id)}: {prose(sec.title)}", ""]
+        for a in sec.associations:
+            lines.append(f"**{prose(a.heading)}**")
+            lines += [f"- {prose(k)}: {prose(val)}" for k, val in a.details]
+            lines.append("")
+            if a.rows:
+                lines += ["| SOP class | Transfer syntaxes proposed | Answer | C-STOREs |", "|---|---|---|---|"]
+                lines += [f"| {cell(prose(r.sop_class))} | {cell(prose(r.syntaxes))} | {cell(prose(r.answer))} "
+                          f"| {cell(r.stores)} |" for r in a.rows]
+                lines.append("")
+            if a.more:
+                lines += [prose(a.more) + ".", ""]
+        if sec.more:
+            lines += [prose(sec.more) + ".", ""]
+    return lines
+
+
 def render_view(v: ReportView) -> str:
     lines: list[str] = [f"# {prose(v.title)}", ""]
     if v.banner:
@@ -165,6 +188,7 @@ def render_view(v: ReportView) -> str:
         lines += [f"- {code(n.check_id)} {code(n.code)}: {prose(n.summary)}" for n in v.notes]
         lines.append("")
 
+    lines += _inbound_section(v)
     lines += _run_section(v)
     lines += ["---", ""]
     if v.redaction_note:

@@ -17,6 +17,7 @@ from pydantic import ValidationError
 from qrdoctor.console import MARKS_UTF8, verdict
 from qrdoctor.core.model import Audience, CheckResult, Finding, Report, Severity, Status
 from qrdoctor.core.registry import Facts, typed_facts
+from qrdoctor.reports.inbound import InboundSection, sections
 from qrdoctor.reports.runinfo import (
     note_summary,
     peer_version_name,
@@ -139,6 +140,7 @@ class ReportView:
     run_info: list[tuple[str, str]] = field(default_factory=list)  # the run's facts for a support desk
     identity_note: str | None = None  # the peer's version name names a toolkit, not the product
     tested_identity: str | None = None  # the run tested QRDOCTOR's registration, not the workstation's
+    inbound: list[InboundSection] = field(default_factory=list)  # retrieve's inbound associations
 
 
 def one_line(text: str | None) -> str:
@@ -361,4 +363,5 @@ def build(report: Report) -> ReportView:
         run_info=run_info(report),
         identity_note=toolkit_note(peer_version_name(report)),
         tested_identity=tested_identity(report),
+        inbound=sections(report),
     )

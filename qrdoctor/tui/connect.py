@@ -199,11 +199,12 @@ class ConnectScreen(Screen[Connection | None]):
                     texts = option_texts(self.initial_options, self.declared)
                     for f in self.fields[len(FIELDS):]:
                         yield from self._field(f, texts[f.id])
-            yield Static("", id="form-errors", markup=False)
-            with Horizontal(classes="buttons"):
-                yield Button("Run the checks", id="run", variant="primary", compact=True)
-                yield Button("Save profile", id="save", compact=True)
-                yield Button("Delete profile", id="delete", compact=True)
+        # below the scrolling form, so the errors and the buttons show whatever the terminal size
+        yield Static("", id="form-errors", markup=False)
+        with Horizontal(classes="buttons"):
+            yield Button("Run the checks", id="run", variant="primary", compact=True)
+            yield Button("Save profile", id="save", compact=True)
+            yield Button("Delete profile", id="delete", compact=True)
         yield Footer(compact=True)
 
     def _field(self, f: Field, value: str) -> ComposeResult:

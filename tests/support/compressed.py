@@ -14,6 +14,8 @@
 - :func:`c_move` and :func:`c_get` are minimal pynetdicom SCUs returning the final status and
   sub-operation counts (:class:`RetrieveResult`); :func:`c_get` records its own association
   with the same profile (for C-GET the *server* chooses the syntax among ours).
+- :func:`association_record` and :func:`receiver_record` build qrdoctor's own receiver record by
+  hand, in the shapes measured above, for the format diagnosis's pure tests.
 """
 
 from __future__ import annotations
@@ -41,6 +43,9 @@ from pynetdicom.sop_class import (
     StudyRootQueryRetrieveInformationModelGet,
     StudyRootQueryRetrieveInformationModelMove,
 )
+
+from qrdoctor.dicom.inbound import AssociationRecord, InboundRecord, ProposedContext, ReceiverRecord
+from qrdoctor.dicom.syntaxes import decide, parse_profile
 
 from support.corpus import dataset_bytes
 from support.dcmqrscp import DcmqrscpServer
@@ -380,3 +385,35 @@ def c_get(port: int, called_ae: str, study_uid: str, sop_classes: Sequence[str],
     finally:
         if assoc.is_established:
             assoc.release()
+
+
+# -- hand-made receiver records, shaped like the measured ones ---------------------------------
+
+DCMTK_367 = ("1.2.276.0.7230010.3.0.3.6.7", "OFFIS_DCMTK_367")  # dcmqrscp 3.6.7 and Orthanc 1.10.1 alike
+
+
+def association_record(proposals: list[tuple[str, list[str]]], profile: str,
+                       stores: Sequence[tuple[str, str]] = (), impl: tuple[str, str] = DCMTK_367, calling: str = "PACS") -> AssociationRecord:
+    """A hand-made inbound association record: ``proposals`` (SOP class, transfer syntaxes in the
+    PACS's order) decided by the receiver with ``profile`` as qrdoctor's Store SCP decides them,
+    and C-STOREs (SOP class, transfer syntax) answered Success on the matching accepted context."""
+    p = parse_profile(profile)
+    a = AssociationRecord(calling_ae=calling, called_ae="WS1", implementation_class_uid=impl[0],
+                          implementation_version_name=impl[1], max_pdu_peer=16384, max_pdu_ours=16384,
+                          contexts=[ProposedContext.of(decide(2 * n + 1, ab, ts, p))
+                                    for n, (ab, ts) in enumerate(proposals)],
+                          contexts_proposed=len(proposals))
+    for sop_class, ts in stores:
+        cid = next(cx.id for cx in a.contexts if cx.abstract_syntax == sop_class and cx.transfer_syntax == ts)
+        a.note_store(cid, sop_class, ts, 0)
+    return a
+
+
+def receiver_record(profile: str, *associations: AssociationRecord) -> ReceiverRecord:
+    """The receiver's record with ``profile``, holding ``associations`` as accepted connections."""
+    p = parse_profile(profile)
+    return ReceiverRecord(ae_title="WS1", profile=p.text, accepted_syntaxes=list(p.syntaxes or ()),
+                          sop_classes="any", max_pdu=16384, connections=len(associations),
+                          inbound=[InboundRecord(number=n + 1, address="127.0.0.1", port=40000 + n, opened_ms=1.0,
+                                                 result="accepted", association=a)
+                                   for n, a in enumerate(associations)])
