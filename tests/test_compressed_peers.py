@@ -81,7 +81,6 @@ from qrdoctor.checks.retrieve.formats import CONVERSION_FAILED, format_findings
 from qrdoctor.checks.retrieve.model import Run, Subject
 from qrdoctor.core.context import Situation
 from qrdoctor.core.model import Audience, Report, Status
-from qrdoctor.core.registry import get_check
 from qrdoctor.core.runner import Runner
 from qrdoctor.core.target import Target
 from qrdoctor.dicom.storescp import StoreSCP
@@ -460,8 +459,6 @@ def test_qrdoctor_diagnoses_orthanc_without_transcoding(peers: Peers, ct_study: 
 # -- the whole run: qrdoctor's retrieve checks with --store-accept against the same servers ----
 
 JPEG_LS_NAME = "JPEG-LS Lossless Image Compression"
-FORMAT_CHECKS_WIRED = "retrieve-conversion-failed" in get_check("retrieve.move").codes
-WIRING = "retrieve.move/get do not call checks.retrieve.formats.format_findings yet"
 
 
 def _run(server: Any, store_accept: str = "all") -> Report:
@@ -491,7 +488,6 @@ def test_a_default_run_against_dcmqrscp_proposing_jpeg_ls_passes(peers: Peers) -
     assert r.facts["transfer_syntaxes"] == {JPEG_LS_NAME: r.facts["received"]}
 
 
-@pytest.mark.skipif(not FORMAT_CHECKS_WIRED, reason=WIRING)
 @pytest.mark.parametrize("variant, store_accept, named", [
     ("default", "all", "cannot tell which format"),
     ("jpeg-ls", "uncompressed", "JPEG-LS Lossless Image Compression (1.2.840.10008.1.2.4.80)"),
@@ -510,7 +506,6 @@ def test_a_run_against_dcmqrscp_that_cannot_convert_names_the_format_problem(
     assert "the storage SOP classes of modality CT" in move.summary  # dcmqrscp returns no SOP Class UID
 
 
-@pytest.mark.skipif(not FORMAT_CHECKS_WIRED, reason=WIRING)
 def test_a_run_against_orthanc_without_transcoding_names_the_stored_format(peers: Peers) -> None:
     report = _run(peers("orthanc", variant="no-transcoding"), "uncompressed")
 
