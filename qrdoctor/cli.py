@@ -2,6 +2,11 @@
 
 stdout carries the command's output (the summary, or the JSON with ``--json -``); messages for
 people (errors, progress, where files went) go to stderr. Exit codes are :class:`ExitCode`.
+
+Start-up is instant: ``--version``, ``--help``, ``explain`` and ``checks`` import neither
+pynetdicom, pydicom nor pydantic (nor Textual). The parser builds the options of the one
+subcommand being run (the checks' option flags come from their Options models), and every
+command imports what it needs when it runs (``tests/test_startup.py`` guards this).
 """
 
 from __future__ import annotations
@@ -11,10 +16,10 @@ import json
 import math
 import shlex
 import sys
+from typing import TYPE_CHECKING
 
 from qrdoctor import __version__
 from qrdoctor.core.escape import for_terminal
-from qrdoctor.core.model import ExitCode, Report
 from qrdoctor.core.target import (
     DEFAULT_CALLING_AE,
     MAX_TIMEOUT,
@@ -25,6 +30,15 @@ from qrdoctor.core.target import (
     resolve_target,
 )
 from qrdoctor.preflight import LocalResourceError
+
+if TYPE_CHECKING:
+    from qrdoctor.core.model import Report
+
+# ExitCode.USAGE, without importing the report model (pydantic) to say so.
+USAGE = 2
+
+# The subcommands, in the order --help lists them.
+COMMANDS = ("check", "tui", "explain", "checks", "schema", "replay", "simulate", "demo")
 
 EPILOG_CHECK = """exit status:
   0  no check failed
@@ -94,7 +108,7 @@ class Parser(argparse.ArgumentParser):
     """argparse that exits with our usage code and a one-line message."""
 
     def error(self, message: str) -> None:  # type: ignore[override]
-        self.exit(ExitCode.USAGE, f"qrdoctor: error: {message}\n(see: {self.prog} --help)\n")
+        self.exit(USAGE, f"qrdoctor: error: {message}\n(see: {self.prog} --help)\n")
 
 
 def add_target_options(p: argparse.ArgumentParser) -> None:
@@ -171,37 +185,75 @@ def add_check_options(p: argparse.ArgumentParser) -> None:
                                metavar=_metavar(field), help=help_text)
 
 
-def build_parser() -> argparse.ArgumentParser:
+def command_of(argv: list[str]) -> str | None:
+    """The subcommand ``argv`` runs: its first word that is not an option, if it names one."""
+    for word in argv:
+        if word == "--":
+            return None
+        if not word.startswith("-"):
+            return word if word in COMMANDS else None
+    return None
+
+
+def build_parser(commands: set[str] | frozenset[str] | None = None) -> argparse.ArgumentParser:
+    """The parser; with ``commands``, only those subcommands get their options (the others are
+    listed by --help all the same), so parsing one command imports only what it needs."""
     parser = Parser(prog="qrdoctor", description="Diagnose DICOM Query/Retrieve problems against a PACS.")
     parser.add_argument("--version", action="version", version=f"qrdoctor {__version__}")
     sub = parser.add_subparsers(dest="command", parser_class=Parser)
+    wanted = set(COMMANDS) if commands is None else set(commands)
+    build = {
+        "check": _check_parser, "tui": _tui_parser, "explain": _explain_parser,
+        "checks": lambda p: None, "schema": lambda p: None, "replay": _replay_parser,
+        "simulate": _simulate_parser, "demo": _demo_parser,
+    }
+    for name in COMMANDS:
+        help_text, extra = _COMMAND_HELP[name]
+        p = sub.add_parser(name, help=help_text, **extra)
+        if name in wanted:
+            build[name](p)
+    return parser
 
-    p = sub.add_parser("check", help="run the staged diagnosis against a PACS",
-                       epilog=EPILOG_CHECK, formatter_class=argparse.RawDescriptionHelpFormatter)
+
+_COMMAND_HELP: dict[str, tuple[str, dict]] = {
+    "check": ("run the staged diagnosis against a PACS",
+              {"epilog": EPILOG_CHECK, "formatter_class": argparse.RawDescriptionHelpFormatter}),
+    "tui": ("the interactive troubleshooter (also: qrdoctor with no arguments)", {}),
+    "explain": ("print the long explanation of a finding code", {}),
+    "checks": ("list the checks in the order they run", {}),
+    "schema": ("print the JSON Schema of the report", {}),
+    "replay": ("re-run the conclusions of a support bundle with this qrdoctor, offline", {}),
+    "simulate": ("run the embedded simulated PACS in the foreground", {}),
+    "demo": ("diagnose the embedded simulated PACS, which has a few typical problems", {}),
+}
+
+
+def _check_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("target", help="AE@host:port (e.g. ORTHANC@127.0.0.1:4242) or a saved profile name")
     add_target_options(p)
     add_report_options(p)
     add_check_options(p)
 
-    p = sub.add_parser("tui", help="the interactive troubleshooter (also: qrdoctor with no arguments)")
+
+def _tui_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("target", nargs="?", help="AE@host:port or a saved profile; omit for the connection form")
     add_target_options(p)
     p.add_argument("--include-phi", action="store_true", help="show and export patient data unredacted")
     add_check_options(p)
 
-    p = sub.add_parser("explain", help="print the long explanation of a finding code")
+
+def _explain_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("code", nargs="?", help="a finding code, e.g. tcp-refused (omit to list all)")
 
-    sub.add_parser("checks", help="list the checks in the order they run")
-    sub.add_parser("schema", help="print the JSON Schema of the report")
 
-    p = sub.add_parser("replay", help="re-run the conclusions of a support bundle with this qrdoctor, offline")
+def _replay_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("bundle", metavar="BUNDLE.zip", help="a support bundle written by --bundle")
     add_report_files(p, which="replayed ")
     p.add_argument("--details", action="store_true", help="print every problem with its fix")
     p.set_defaults(include_phi=False)
 
-    p = sub.add_parser("simulate", help="run the embedded simulated PACS in the foreground")
+
+def _simulate_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     p.add_argument("--port", type=_store_port, default=11112, help="port to listen on (default 11112; 0 = any free port)")
     p.add_argument("--ae", type=_ae("The simulator's AE title"), default="SIMPACS", help="its AE title (default SIMPACS)")
@@ -211,7 +263,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--destination", action="append", default=[], metavar="AE=HOST:PORT",
                    help="a C-MOVE destination it knows (default QRDOCTOR=127.0.0.1:11113); repeatable")
 
-    p = sub.add_parser("demo", help="diagnose the embedded simulated PACS, which has a few typical problems")
+
+def _demo_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--headless", action="store_true", help="print the terminal summary instead of opening the TUI")
     p.add_argument("--list-quirks", action="store_true", help="explain every quirk the simulator can play")
     p.add_argument("--quirks", default=None, help="play these quirks instead of the demo's own")
@@ -219,7 +272,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=_timeout, default=5.0, metavar="S", help=TIMEOUT_HELP % "5")
     add_report_options(p)
     add_check_options(p)
-    return parser
 
 
 def _tls(args: argparse.Namespace):
@@ -458,11 +510,11 @@ def run_explain(args: argparse.Namespace) -> int:
 
 
 def run_checks_list() -> int:
-    from qrdoctor.core.registry import all_checks
+    from qrdoctor.core.catalog import CHECKS  # the registry's table, without importing the checks
 
-    for c in all_checks():
+    for c in CHECKS:
         req = f"  (requires {', '.join(c.requires)})" if c.requires else ""
-        print(f"{c.stage.label:<12} {c.id:<24} {c.title}{req}")
+        print(f"{c.stage:<12} {c.id:<24} {c.title}{req}")
     return 0
 
 
@@ -551,6 +603,8 @@ def _free_port() -> int:
 
 
 def report_schema() -> dict:
+    from qrdoctor.core.model import Report
+
     return Report.model_json_schema(by_alias=True)
 
 
@@ -560,9 +614,24 @@ def command_line(argv: list[str] | None) -> str:
     return shlex.join(["qrdoctor", *words])
 
 
+def keep_numpy_out() -> None:
+    """Make ``import numpy`` fail in this process, unless something imported it already.
+
+    qrdoctor never decodes pixel data, but pydicom's ``config`` imports its pixel-data handlers,
+    which import numpy whenever it is installed (0.1 s or more of start-up, and memory) just to
+    note that it is there. A ``None`` entry in ``sys.modules`` makes that import raise
+    ImportError, which pydicom takes as "numpy is not installed".
+    """
+    if "numpy" not in sys.modules:
+        sys.modules["numpy"] = None  # type: ignore[assignment]
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    keep_numpy_out()
+    words = sys.argv[1:] if argv is None else list(argv)
+    command = command_of(words)
+    parser = build_parser({command} if command else set())
+    args = parser.parse_args(words)
     args.command_line = command_line(argv)
     try:
         if args.command == "check":
@@ -587,10 +656,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "demo":
             return run_demo(args)
         parser.print_help()
-        return int(ExitCode.USAGE)
+        return USAGE
     except (UsageError, TargetError, LocalResourceError) as exc:
         print(f"qrdoctor: error: {for_terminal(str(exc))}", file=sys.stderr)
-        return int(ExitCode.USAGE)
+        return USAGE
     except BrokenPipeError:
         return 0
     except KeyboardInterrupt:  # before the run's handlers were installed, or a second Ctrl+C
@@ -599,7 +668,7 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as exc:  # a local resource failed under us (a disk filled up, a folder went)
         where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
         print(f"qrdoctor: error: {for_terminal(exc.strerror or str(exc))}{where}", file=sys.stderr)
-        return int(ExitCode.USAGE)
+        return USAGE
 
 
 if __name__ == "__main__":

@@ -183,13 +183,12 @@ def test_no_format_finding_when_the_images_class_was_not_proposed_at_all():
     assert diagnose(failed_run(), rec) == []
 
 
-def test_images_that_arrived_compressed_tell_the_format_of_the_ones_that_failed():
+def test_a_partial_delivery_of_a_class_says_nothing_about_formats():
+    # One CT image arrived (as JPEG-LS), the other failed: a missing file, a class the PACS never
+    # proposed, a format it could not produce -- the evidence does not tell which, so no format
+    # finding (the generic sub-operation failure reports it)
     a = association([(CT, [JPEG_LS]), (CT, [EXPLICIT])], "all", stores=[(CT, JPEG_LS)])
-    [f] = diagnose(failed_run(status=0xB000, completed=1, failed=1), receiver("all", a), got=UIDS[:1])
-
-    assert f.code == CONVERSION_FAILED
-    assert "after sending 1 C-STORE(s)" in f.summary
-    assert "that did arrive came as JPEG-LS Lossless" in f.summary
+    assert diagnose(failed_run(status=0xB000, completed=1, failed=1), receiver("all", a), got=UIDS[:1]) == []
 
 
 def test_a_rejected_association_says_nothing_about_formats():

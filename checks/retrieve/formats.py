@@ -262,11 +262,10 @@ def format_findings(s: Situation, run: Run, tally: Tally, subject: Subject, rece
         reading = Reading(run.operation, [cf.sop_class for cf in not_offered], proposed,
                           list(receiver.accepted_syntaxes), stored, source, receiver, dcmtk, **how)
         findings.append(_not_offered(s, run, tally, reading, ev))
-    sent = sum(a.stores_total for a in associations)
-    attempted = (run.completed or 0) + (run.failed or 0) + (run.warning or 0)
+    # A class counts only when none of its objects came: a class that delivered some objects and
+    # failed others is a partial delivery (a missing file, a class the PACS never proposed), which
+    # says nothing about formats.
     silent = [by_class[c] for c in wanted if by_class[c].accepted and by_class[c].stores == 0]
-    if not silent and (run.failed or 0) > 0 and sent < attempted:
-        silent = [by_class[c] for c in wanted if by_class[c].accepted]
     if not classes_from and not_offered:
         silent = []  # the classes of the images are unknown: the refused ones are the likely ones
     elif not classes_from:

@@ -15,10 +15,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from qrdoctor.core import codes
-from qrdoctor.core.model import Action, Finding, Severity
+
+if TYPE_CHECKING:  # the model (pydantic) is imported when a finding is built, not for `explain`
+    from qrdoctor.core.model import Action, Finding, Severity
 
 
 class UnknownCodeError(KeyError):
@@ -68,6 +70,8 @@ def finding(code: str, severity: Severity, summary: str, fix: str | list[Action]
 
     ``fix`` is the list of :func:`~qrdoctor.core.model.actions` (who changes what); a plain
     string is kept for findings that have no one to act (the JSON ``fix`` is then that string)."""
+    from qrdoctor.core.model import Finding
+
     if code not in codes.CODES:
         raise UnknownCodeError(f"{code} is not a current finding code (see qrdoctor/core/codes.py)")
     exp = get(code)

@@ -15,11 +15,15 @@ import os
 import re
 import tomllib
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+if TYPE_CHECKING:
+    from pydantic import ValidationError
 
-from qrdoctor.dicom.compat import validate_ae
+# pydantic and pynetdicom are imported when a profile or an AE title is checked, not when this
+# module is: `qrdoctor --version`, `--help`, `explain` and `checks` import it (the CLI's types).
 
 DEFAULT_CALLING_AE = "QRDOCTOR"
 DEFAULT_STORE_PORT = 11113
@@ -37,6 +41,8 @@ def check_ae_title(value: str, what: str) -> str:
         raise TargetError(f"{what} must be text, not {_type_name(value)} {value!r}")
     if value is None or not value.strip():
         raise TargetError(f"{what} is empty; an AE title needs 1 to 16 characters")
+    from qrdoctor.dicom.compat import validate_ae
+
     ok, why = validate_ae(value)
     if not ok:
         raise TargetError(f"{what} {value!r} is not a valid AE title: it {why}")
@@ -201,26 +207,33 @@ PROFILE_TARGET_KEYS = frozenset({"called_ae", "host", "port", "tls", "tls_ca", "
                                  "tls_verify", *_PROFILE_KEYS})
 
 
-class Profile(BaseModel):
-    """A saved profile's table, typed strictly: a port is an integer (not ``true``), a title
-    text, a timeout a finite number. Other keys are the checks' option values (validated by
-    their own models)."""
+@cache
+def profile_model():
+    """The pydantic model of a saved profile's table (built on first use)."""
+    from pydantic import BaseModel, ConfigDict
 
-    model_config = ConfigDict(strict=True, extra="allow", allow_inf_nan=False)
+    class Profile(BaseModel):
+        """A saved profile's table, typed strictly: a port is an integer (not ``true``), a title
+        text, a timeout a finite number. Other keys are the checks' option values (validated by
+        their own models)."""
 
-    called_ae: str
-    host: str
-    port: int
-    calling_ae: str | None = None
-    move_ae: str | None = None
-    store_port: int | None = None
-    advertise: str | None = None
-    timeout: float | None = None
-    tls: bool = False
-    tls_ca: str | None = None
-    tls_cert: str | None = None
-    tls_key: str | None = None
-    tls_verify: bool = True
+        model_config = ConfigDict(strict=True, extra="allow", allow_inf_nan=False)
+
+        called_ae: str
+        host: str
+        port: int
+        calling_ae: str | None = None
+        move_ae: str | None = None
+        store_port: int | None = None
+        advertise: str | None = None
+        timeout: float | None = None
+        tls: bool = False
+        tls_ca: str | None = None
+        tls_cert: str | None = None
+        tls_key: str | None = None
+        tls_verify: bool = True
+
+    return Profile
 
 
 def read_toml(path: Path) -> dict:
@@ -265,8 +278,10 @@ def saved_profile(name: str, path: Path | None = None) -> dict:
     if not isinstance(table, dict):
         raise TargetError(f"Profile {name!r} must be a table of settings ([profiles.{name}]), "
                           f"not {_type_name(table)}")
+    from pydantic import ValidationError
+
     try:
-        Profile.model_validate(table)
+        profile_model().model_validate(table)
     except ValidationError as exc:
         raise TargetError(f"Profile {name!r}: {_profile_errors(exc)}") from None
     return table

@@ -22,6 +22,9 @@ from pynetdicom import _config
 from pynetdicom._validators import validate_ae as _pynetdicom_validate_ae
 from pynetdicom.association import Association
 from pynetdicom.dul import DULServiceProvider
+from pynetdicom.transport import AssociationSocket
+
+from qrdoctor.dicom import pdu
 
 _log = logging.getLogger("qrdoctor.dicom")
 
@@ -35,6 +38,7 @@ REQUIRED: tuple[tuple[str, str, str], ...] = (
      "the simulator's Q/R dispatch; responses given back to waiting senders"),
     ("pynetdicom.dul.DULServiceProvider", "__init__", "daemon DUL threads (daemon_dul_threads)"),
     ("pynetdicom.transport.AssociationSocket", "recv", "bounded, watched reads (watch_reads)"),
+    ("pynetdicom.transport.AssociationSocket", "__init__", "TCP_NODELAY (no_delay_on_association_sockets)"),
 )
 # Instance attributes (set in Association.__init__), checked on a fresh Association
 REQUIRED_ON_ASSOCIATION: tuple[str, ...] = ("_is_paused", "_sent_release", "dul", "_reactor_checkpoint")
@@ -90,6 +94,36 @@ def daemon_dul_threads() -> None:
 
     daemon_init._qrdoctor_daemon = True  # type: ignore[attr-defined]
     DULServiceProvider.__init__ = daemon_init  # type: ignore[method-assign]
+
+
+def no_delay_on_association_sockets() -> None:
+    """Set TCP_NODELAY on the socket of every pynetdicom association from now on, requestor and
+    acceptor alike (idempotent; done when this module is imported).
+
+    Why: pynetdicom leaves Nagle's algorithm on. A DIMSE message often goes out as two writes (a
+    command P-DATA-TF, then a dataset one); with Nagle on, the second small write waits until
+    the peer acknowledges the first, and a peer that delays its ACKs (40 ms on Linux) adds that
+    to every round trip. pynetdicom offers the EVT_CONN_OPEN event for this, but only to the
+    code opening each association; this covers every association qrdoctor opens or accepts
+    (assoc.association, the simulator, tests). The socket is created (requestor, not yet
+    connected: the option survives connect() and a TLS wrap) or handed over by the server
+    (acceptor) in ``AssociationSocket.__init__``.
+    """
+    init = AssociationSocket.__init__
+    if getattr(init, "_qrdoctor_no_delay", False):
+        return
+
+    def no_delay_init(self: AssociationSocket, *args: Any, **kwargs: Any) -> None:
+        init(self, *args, **kwargs)
+        raw = getattr(self, "socket", None)  # the attribute is checked by tests/test_nodelay.py
+        if raw is not None:
+            pdu.no_delay(raw)
+
+    no_delay_init._qrdoctor_no_delay = True  # type: ignore[attr-defined]
+    AssociationSocket.__init__ = no_delay_init  # type: ignore[method-assign]
+
+
+no_delay_on_association_sockets()
 
 
 # The exception pynetdicom's threads could not get past, per association (see below).
