@@ -8,32 +8,30 @@ IMAGE-level Study Root C-FIND that matches every instance, several times with ea
 * DCMTK ``findscu`` (whole process), counting the responses it reports.
 
 It also records the peak Python memory of the counter for a small and a large answer, to show
-that counting streams (memory stays flat as matches grow). Run from the repository root:
+that counting streams (memory stays flat as matches grow). ``--python PATH`` runs the
+whole-process counter with another checkout's qrdoctor (the in-process figures are this
+interpreter's). benchmarks/full_run.py measures the whole-process pair too, next to the other
+figures. Run from the repository root:
 
-    python benchmarks/find_count.py [--instances 3072] [--runs 5]
+    python benchmarks/find_count.py [--instances 3072] [--runs 5] [--python PATH]
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
-import subprocess
 import sys
 import time
 import tracemalloc
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tests"))
+import wholeprocess as wp
+from pydicom import Dataset
+from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelFind as STUDY_ROOT
 
-from pydicom import Dataset  # noqa: E402
-from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelFind as STUDY_ROOT  # noqa: E402
+from qrdoctor.dicom.find import FindAssociation
 
-from qrdoctor.dicom.find import FindAssociation  # noqa: E402
-
-from support.corpus import make_corpus  # noqa: E402
-from support.orthanc import OrthancServer  # noqa: E402
+from support.corpus import make_corpus
+from support.orthanc import OrthancServer
 
 
 def image_query() -> Dataset:
@@ -50,34 +48,14 @@ def count_in_process(port: int, aet: str) -> tuple[int, float]:
     return out.matches, time.perf_counter() - t0
 
 
-CHILD = """
-import sys, time
-from pydicom import Dataset
-from qrdoctor.dicom.find import FindAssociation
-from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelFind as M
-ds = Dataset(); ds.QueryRetrieveLevel = "IMAGE"; ds.SOPInstanceUID = ""
-with FindAssociation("127.0.0.1", int(sys.argv[1]), "QRDOCTOR", sys.argv[2], [M], 30) as fa:
-    print(fa.find(M, ds).matches)
-"""
-
-
-def count_process(port: int, aet: str) -> tuple[int, float]:
-    t0 = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-c", CHILD, str(port), aet], capture_output=True, text=True, check=True)
-    return int(proc.stdout.strip()), time.perf_counter() - t0
+def count_process(port: int, aet: str, python: str = sys.executable) -> tuple[int, float]:
+    matches, t = wp.count_qrdoctor(python, port, aet)
+    return matches, t.seconds
 
 
 def count_findscu(port: int, aet: str) -> tuple[int, float]:
-    env = dict(os.environ, TCP_NODELAY="1")
-    t0 = time.perf_counter()
-    proc = subprocess.run(
-        ["/usr/bin/findscu", "-S", "-aet", "QRDOCTOR", "-aec", aet, "-k", "QueryRetrieveLevel=IMAGE",
-         "-k", "SOPInstanceUID", "-v", "127.0.0.1", str(port)],
-        capture_output=True, text=True, env=env,
-    )
-    elapsed = time.perf_counter() - t0
-    matches = (proc.stdout + proc.stderr).count("(Pending)")
-    return matches, elapsed
+    matches, t = wp.count_findscu(port, aet)
+    return matches, t.seconds
 
 
 def peak_memory(port: int, aet: str, max_matches: int) -> int:
@@ -93,6 +71,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--instances", type=int, default=3072)
     ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--python", default=sys.executable,
+                    help="interpreter of the whole-process counter (default: this one)")
     args = ap.parse_args()
     studies = max(1, args.instances // 4)
     corpus = make_corpus(studies, series_per_study=2, instances_per_series=2, seed=7)
@@ -104,7 +84,8 @@ def main() -> None:
               f"median of {args.runs} runs\n")
         rows = []
         for label, fn in (("qrdoctor counter (in-process)", count_in_process),
-                          ("qrdoctor counter (whole process)", count_process),
+                          ("qrdoctor counter (whole process)",
+                           lambda port, aet: count_process(port, aet, args.python)),
                           ("DCMTK findscu (whole process)", count_findscu)):
             fn(pacs.dicom_port, pacs.aet)  # warm-up
             times, counts = [], set()
