@@ -53,6 +53,7 @@ chk = define(
     requires=("find.levels",),
     codes=("return-key-empty",),
     budget=1.0,
+    peer_associations=0,  # reads what find.levels kept: no association of its own
     observation=ReturnKeysObservation,
     facts=ReturnKeysFacts,
 )

@@ -13,6 +13,8 @@ from qrdoctor.core.model import Action, CheckResult, Finding, Severity, Status, 
 from qrdoctor.core.options import O, RunOptions
 from qrdoctor.core.target import Target
 
+_PHI_LOCK = threading.Lock()
+
 
 class Cancelled(Exception):
     """Raised inside a check when the run was cancelled or the check ran out of time."""
@@ -20,7 +22,13 @@ class Cancelled(Exception):
 
 @dataclass
 class Context:
-    """Everything a check may use: the target, what earlier checks learned, time and cancel."""
+    """Everything a check may use: the target, what earlier checks learned, time and cancel.
+
+    Checks of a run may run at the same time (see :mod:`qrdoctor.core.runner`): a check's
+    ``results`` and ``learned`` are its own copies, holding the checks it requires (directly or
+    through them) and nothing else, so what it observes does not depend on which other check
+    happened to finish first; ``phi`` is shared by every check of the run (see :meth:`note_phi`).
+    """
 
     target: Target
     results: dict[str, CheckResult] = field(default_factory=dict)
@@ -34,11 +42,14 @@ class Context:
 
     def note_phi(self, kind: str, *values: Any) -> None:
         """Remember patient-identifying values (names, IDs, birth dates, accession numbers) the
-        PACS returned, so every output can redact them unless the user opted in."""
-        for v in values:
-            text = str(v).strip() if v is not None else ""
-            if text:
-                self.phi.setdefault(text, kind)
+        PACS returned, so every output can redact them unless the user opted in. Several checks
+        may note values at once: the lock keeps the shared mapping whole (the first kind noted
+        for a value stays)."""
+        with _PHI_LOCK:
+            for v in values:
+                text = str(v).strip() if v is not None else ""
+                if text:
+                    self.phi.setdefault(text, kind)
 
     def option(self, cls: type[O]) -> O:
         """This run's values of a check's declared options (defaults where not given)."""

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any, TypeVar
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 O = TypeVar("O", bound="Options")  # noqa: E741
 
@@ -22,6 +22,17 @@ class Options(BaseModel):
     infinity in a number)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+
+class SchedulingOptions(Options):
+    """How the run itself proceeds (not a check's option): every run has these."""
+
+    max_associations: int = Field(
+        2, ge=1, le=16,
+        description="At most this many associations with the PACS at once: checks whose "
+                    "requirements are met run side by side up to this bound; 1 runs the checks "
+                    "one after another. A check the PACS turned away while another of ours held "
+                    "an association is run again on its own.")
 
 
 class OptionError(ValueError):

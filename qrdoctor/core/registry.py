@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, ConfigDict
 
 from qrdoctor.core.model import Stage
-from qrdoctor.core.options import Options
+from qrdoctor.core.options import Options, SchedulingOptions
 
 if TYPE_CHECKING:
     from qrdoctor.core.context import Context, Outcome, Situation
@@ -64,6 +64,11 @@ class Check:
     observation: type[Observation] = Observation
     facts: type[Facts] | None = None
     options: type[Options] | None = None
+    # Scheduling (see core/runner.py): how many associations with the PACS the check holds at
+    # once (0: none -- it reads earlier results, or only probes TCP/TLS), and the local resources
+    # it must hold alone (``"store-port"``: it listens on the target's store port).
+    peer_associations: int = 1
+    resources: tuple[str, ...] = ()
     order: int = field(default=0, compare=False)
     observe_fn: ObserveFn | None = field(default=None, compare=False)
     conclude_fn: ConcludeFn | None = field(default=None, compare=False)
@@ -108,17 +113,55 @@ def define(
     requires: Iterable[str] = (),
     codes: Iterable[str] = (),
     budget: float = 4.0,
+    peer_associations: int | None = None,
+    resources: Iterable[str] | None = None,
 ) -> Check:
-    """Declare a check; attach its steps with ``@chk.observe`` and ``@chk.conclude``."""
+    """Declare a check; attach its steps with ``@chk.observe`` and ``@chk.conclude``.
+
+    ``peer_associations`` and ``resources`` tell the scheduler what the check holds while it
+    runs; left out, they follow from the stage (:func:`scheduling_defaults`).
+    """
     if id in _CHECKS:
         # A second copy of a module (e.g. `import checks.x` next to `qrdoctor.checks.x`)
         # would otherwise register the same check twice and run it twice.
         raise DuplicateCheckError(f"check id {id!r} is already registered by {_CHECKS[id].module}")
+    default_assocs, default_resources = scheduling_defaults(stage)
     chk = Check(id=id, stage=stage, title=title, requires=tuple(requires), codes=tuple(codes),
                 budget=budget, observation=observation, facts=facts, options=options,
+                peer_associations=default_assocs if peer_associations is None else int(peer_associations),
+                resources=default_resources if resources is None else tuple(resources),
                 order=len(_CHECKS))
     _CHECKS[id] = chk
     return chk
+
+
+STORE_PORT = "store-port"  # the target's store port, where a retrieve check's Store SCP listens
+
+
+def scheduling_defaults(stage: Stage) -> tuple[int, tuple[str, ...]]:
+    """What a check of ``stage`` holds while it runs, unless its definition says otherwise:
+    network checks open TCP connections (and TLS handshakes) but no association; every other
+    check holds one association with the PACS at a time; retrieve checks also listen on the
+    store port for the PACS's C-STORE sub-operations, so no two of them may run at once."""
+    if stage is Stage.NETWORK:
+        return 0, ()
+    if stage is Stage.RETRIEVE:
+        return 1, (STORE_PORT,)
+    return 1, ()
+
+
+def requirement_closure(check: Check, by_id: dict[str, Check]) -> set[str]:
+    """Every check ``check`` requires, directly or through its requirements."""
+    seen: set[str] = set()
+    pending = list(check.requires)
+    while pending:
+        cid = pending.pop()
+        if cid in seen:
+            continue
+        seen.add(cid)
+        if cid in by_id:
+            pending.extend(by_id[cid].requires)
+    return seen
 
 
 def all_checks() -> list[Check]:
@@ -139,9 +182,10 @@ def get_check(check_id: str) -> Check:
 
 
 def option_models(checks: Iterable[Check] | None = None) -> list[type[Options]]:
-    """The distinct option models the checks declare, in check order; field names are unique."""
+    """The distinct option models the checks declare, in check order, then the run's own
+    (:class:`SchedulingOptions`); field names are unique."""
     models: list[type[Options]] = []
-    owner: dict[str, type[Options]] = {}
+    owner: dict[str, type[Options]] = {name: SchedulingOptions for name in SchedulingOptions.model_fields}
     for c in checks if checks is not None else all_checks():
         if c.options is None or c.options in models:
             continue
@@ -150,7 +194,7 @@ def option_models(checks: Iterable[Check] | None = None) -> list[type[Options]]:
                 raise TypeError(f"option {name!r} is declared by both {owner[name].__name__} and {c.options.__name__}")
             owner[name] = c.options
         models.append(c.options)
-    return models
+    return [*models, SchedulingOptions]
 
 
 def typed_facts(check_id: str, facts: dict[str, Any]) -> Facts:

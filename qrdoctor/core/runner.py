@@ -1,12 +1,29 @@
-"""The headless runner: runs checks in stage order, each within a deadline, and reports progress.
+"""The headless runner: schedules the checks, each within a deadline, and reports progress.
 
 The runner is the one place where a check's exception becomes an ``error`` result, where a
 check blocked by a failed requirement becomes ``skipped``, and where time limits are enforced.
 It knows nothing of output formats or of the TUI; observers receive its progress.
+
+Scheduling. A check starts once every check it requires has its result, alongside the checks
+already running, within two bounds: at most ``--max-associations`` associations with the PACS at
+once (a check declares how many it holds, :attr:`Check.peer_associations`; network checks hold
+none), and local resources held by one check at a time (:attr:`Check.resources`: the store port
+of the retrieve checks). ``--max-associations 1`` runs the checks one after another, in order.
+
+What a check sees does not depend on which check finished first: its ``observe`` step sees the
+results of the checks it requires (directly or through them) and nothing else, and the ``conclude``
+steps run in the declared order, each with the results of every check before it -- as in a
+serial run. Results and the report keep the declared order.
+
+A check the PACS turned away at association time (a rejection such as 2/3/2 "local limit
+exceeded", an abort, a closed connection) while another of our checks held an association may
+have been turned away because of us: it is run again on its own once nothing else runs, and its
+result is that of the second run (fact ``retried_serially``, and a note in its transcript).
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
 import platform
@@ -15,22 +32,32 @@ import time
 import traceback
 from collections.abc import Iterable
 from importlib import metadata
-from typing import Protocol
+from typing import Any, Protocol
 
 from qrdoctor import __version__
+from qrdoctor.core.codes import ASSOCIATION_FAILURES
 from qrdoctor.core.context import NOT_APPLICABLE, Cancelled, Context, Outcome, Situation
 from qrdoctor.core.model import CheckResult, Report, Status, TargetInfo, ToolInfo, summarise
-from qrdoctor.core.options import RunOptions
-from qrdoctor.core.registry import Check, Facts, Observation, option_models, select
+from qrdoctor.core.options import RunOptions, SchedulingOptions
+from qrdoctor.core.registry import (
+    Check,
+    Facts,
+    Observation,
+    option_models,
+    requirement_closure,
+    select,
+)
 from qrdoctor.core.target import Target
-from qrdoctor.core.transcript import capture
+from qrdoctor.core.transcript import Transcript, capture
 
 BLOCKING = {Status.FAIL, Status.ERROR, Status.SKIPPED}
 GRACE_S = 1.5  # how long a check may take to wind down after its deadline or a cancel
 
 
 class Observer(Protocol):
-    """Receives progress. Methods are called from the runner's thread."""
+    """Receives progress. Methods are called from the runner's thread, except
+    ``check_progress``, called from the check's own thread; several checks may be running
+    (between their ``check_started`` and ``check_finished``) at once."""
 
     def run_started(self, checks: list[Check]) -> None: ...
     def check_started(self, check: Check) -> None: ...
@@ -85,6 +112,36 @@ def tool_info() -> ToolInfo:
     )
 
 
+@dataclasses.dataclass
+class _Attempt:
+    """One run of one check's observe step, in its own thread."""
+
+    chk: Check
+    cctx: Context
+    cancel: threading.Event
+    started: float  # time.monotonic()
+    started_at: str
+    deadline: float
+    transcript: Transcript
+    stack: contextlib.ExitStack
+    worker: threading.Thread
+    box: dict[str, object]
+    overlapped: set[str] = dataclasses.field(default_factory=set)  # checks that ran alongside
+    gave_up_at: float | None = None
+
+
+@dataclasses.dataclass
+class _Done:
+    """A check whose observe step ended (or that never started): it waits for its turn to conclude."""
+
+    box: dict[str, object] = dataclasses.field(default_factory=dict)
+    base: dict[str, Any] = dataclasses.field(default_factory=dict)
+    started: float = 0.0
+    deadline: float = 0.0
+    overlapped: frozenset[str] = frozenset()
+    result: CheckResult | None = None  # a ready result (skipped before it started)
+
+
 class Runner:
     def __init__(
         self,
@@ -105,8 +162,10 @@ class Runner:
         if not isinstance(options, RunOptions):
             options = RunOptions.from_flat(options, option_models(self.checks))
         self.options = options
+        self.max_associations = options.get(SchedulingOptions).max_associations
         # patient data the user typed (--patient-id) is redacted from the start, whatever runs
         self._phi: dict[str, str] = dict(options.phi())
+        self._wake = threading.Event()
 
     def phi_so_far(self) -> dict[str, str]:
         """The patient-identifying values the checks have registered so far (value -> kind), so
@@ -114,8 +173,9 @@ class Runner:
         return dict(self._phi)
 
     def cancel(self) -> None:
-        """Ask the running check to stop (associations are aborted) and skip the rest."""
+        """Ask the running checks to stop (associations are aborted) and skip the rest."""
         self.cancel_event.set()
+        self._wake.set()
 
     def budget(self) -> float:
         if self.run_budget is not None:
@@ -125,17 +185,11 @@ class Runner:
     def run(self) -> Report:
         started_wall = dt.datetime.now(dt.UTC)
         t0 = time.monotonic()
-        run_deadline = t0 + self.budget()
         ctx = Context(target=self.target, cancel_event=self.cancel_event, options=self.options,
                       phi=self._phi)
         observations: dict[str, dict] = {}
         self.observer.run_started(self.checks)
-        results: list[CheckResult] = []
-        for chk in self.checks:
-            result = self._run_one(chk, ctx, run_deadline, observations)
-            ctx.results[chk.id] = result
-            results.append(result)
-            self.observer.check_finished(chk, result)
+        results = _Schedule(self, ctx, t0 + self.budget(), observations).run()
         t = self.target
         report = Report(
             tool=tool_info(),
@@ -152,47 +206,155 @@ class Runner:
             checks=results,
         )
         report._phi.update(ctx.phi)
-        report._observations.update(observations)
+        report._observations.update({c.id: observations[c.id] for c in self.checks if c.id in observations})
         report._options.update(self.options.flat())
         self.observer.run_finished(report)
         return report
 
-    # ------------------------------------------------------------------------------------------
-    def _skip(self, chk: Check, blocked_by: str | None, reason: str) -> CheckResult:
-        return CheckResult(
-            id=chk.id, stage=chk.stage.label, title=chk.title, status=Status.SKIPPED,
-            started_at=utc_now(), blocked_by=blocked_by, reason=reason, summary=reason,
-        )
 
-    def _run_one(self, chk: Check, ctx: Context, run_deadline: float,
-                 observations: dict[str, dict]) -> CheckResult:
-        if self.cancel_event.is_set():
-            return self._skip(chk, None, "skipped: the run was cancelled")
+class _Schedule:
+    """One run's scheduling state; every method runs in the runner's thread."""
+
+    def __init__(self, runner: Runner, ctx: Context, run_deadline: float,
+                 observations: dict[str, dict]) -> None:
+        self.r = runner
+        self.ctx = ctx
+        self.run_deadline = run_deadline
+        self.observations = observations
+        self.checks = runner.checks
+        self.index = {c.id: i for i, c in enumerate(self.checks)}
+        by_id = {c.id: c for c in self.checks}
+        self.visible = {c.id: requirement_closure(c, by_id) for c in self.checks}
+        self.serial = runner.max_associations <= 1
+        self.pending: list[Check] = list(self.checks)  # not started yet, in declared order
+        self.running: dict[str, _Attempt] = {}
+        self.done: dict[str, _Done] = {}
+        self.retries: list[str] = []  # turned away while others ran: to run again alone
+        self.retried: set[str] = set()
+        self.notes: dict[str, list[str]] = {}  # transcript lines of a first run turned away
+        self.results: list[CheckResult] = []
+        self.moves = 0  # how many checks started, ended or concluded so far
+        self.ended_at: dict[str, float] = {}  # when each check that held an association ended
+
+    # -- the loop ---------------------------------------------------------------------------------
+    def run(self) -> list[CheckResult]:
+        while len(self.results) < len(self.checks):
+            self.r._wake.clear()
+            moves = self.moves
+            self._harvest()
+            self._start_ready()  # into the slots just freed, before the (slower) conclusions
+            self._conclude_in_order()
+            if len(self.results) >= len(self.checks):
+                break
+            self._start_ready()  # the checks whose requirements just concluded
+            if self.moves == moves:  # nothing changed: wait for a check to end (or a moment)
+                self.r._wake.wait(0.05)
+        return self.results
+
+    def _next_id(self) -> str | None:
+        return self.checks[len(self.results)].id if len(self.results) < len(self.checks) else None
+
+    # -- starting ---------------------------------------------------------------------------------
+    def _final(self, check_id: str) -> CheckResult | None:
+        return self.ctx.results.get(check_id)
+
+    def _blocked(self, chk: Check) -> tuple[bool, CheckResult | None]:
+        """(waiting, a skip result): whether ``chk`` must wait for a requirement's result, or is
+        skipped because of one."""
+        own = self.index[chk.id]
         for req in chk.requires:
-            r = ctx.results.get(req)
+            if req not in self.index or self.index[req] > own:
+                return False, self._skip(chk, req, f"skipped: requires {req}, which did not run")
+        for req in chk.requires:
+            r = self._final(req)
             if r is None:
-                return self._skip(chk, req, f"skipped: requires {req}, which did not run")
+                return True, None
             not_applicable = (r.status is Status.SKIPPED and r.blocked_by is None
                               and (r.reason or "").startswith(NOT_APPLICABLE))
             if r.status in BLOCKING and not not_applicable:
-                return self._skip(chk, req, f"skipped: blocked by {req} ({r.status.value})")
+                return False, self._skip(chk, req, f"skipped: blocked by {req} ({r.status.value})")
+        return False, None
+
+    def _slots_used(self) -> int:
+        return sum(self._slots(a.chk) for a in self.running.values())
+
+    def _slots(self, chk: Check) -> int:
+        return min(max(chk.peer_associations, 0), self.r.max_associations)
+
+    def _fits(self, chk: Check) -> bool:
+        if self._slots_used() + self._slots(chk) > self.r.max_associations:
+            return False
+        held = {res for a in self.running.values() for res in a.chk.resources}
+        return not held.intersection(chk.resources)
+
+    def _start_ready(self) -> None:
+        if self.retries:
+            # A check turned away while others ran is run again alone: nothing new starts
+            # until it has been, and the PACS is given a moment to close the others' associations.
+            quiet_since = max(self.ended_at.values(), default=0.0)
+            if not self.running and time.monotonic() - quiet_since >= RETRY_SETTLE_S:
+                cid = self.retries.pop(0)
+                self.retried.add(cid)
+                chk = self.checks[self.index[cid]]
+                if self.r.cancel_event.is_set():
+                    self.done[cid].result = self._skip(chk, None, "skipped: the run was cancelled")
+                elif time.monotonic() >= self.run_deadline:
+                    # no time left to run it again: its first run's result stands, with a note
+                    self.notes[cid] = [self.notes[cid][0], NOT_RUN_AGAIN]
+                else:
+                    del self.done[cid]
+                    self.observations.pop(cid, None)  # the second run's replaces it
+                    self._start(chk)
+            return
+        # Checks that hold a local resource alone (the retrieve checks and the store port) run one
+        # after another whatever the bound: they start first, so that they do not end the run
+        # alone. (When a check starts changes nothing it sees: see the module's docstring.)
+        order = list(self.pending) if self.serial else sorted(self.pending, key=lambda c: not c.resources)
+        for chk in order:
+            if self.serial and (self.running or chk.id != self._next_id()):
+                return
+            if self.r.cancel_event.is_set():
+                self._settle(chk, self._skip(chk, None, "skipped: the run was cancelled"))
+                continue
+            waiting, skip = self._blocked(chk)
+            if skip is not None:
+                self._settle(chk, skip)
+                continue
+            if waiting:
+                continue
+            if time.monotonic() >= self.run_deadline:
+                self._settle(chk, self._skip(chk, None, "skipped: the run's overall time limit was reached"))
+                continue
+            if self._fits(chk):
+                self.pending.remove(chk)
+                self._start(chk)
+
+    def _settle(self, chk: Check, result: CheckResult) -> None:
+        self.moves += 1
+        self.pending.remove(chk)
+        self.done[chk.id] = _Done(result=result)
+
+    def _start(self, chk: Check) -> None:
+        r = self.r
         now = time.monotonic()
-        if now >= run_deadline:
-            return self._skip(chk, None, "skipped: the run's overall time limit was reached")
-
-        own_deadline = min(now + chk.deadline_for(self.target.timeout), run_deadline)
+        own_deadline = min(now + chk.deadline_for(r.target.timeout), self.run_deadline)
         check_cancel = threading.Event()
-        # Each check gets its own context (sharing results, learned and phi), so a check that
-        # overran its deadline and still winds down in the background keeps its own cancel
-        # event and cannot report progress as the next check.
+        if self.serial:
+            results, learned = dict(self.ctx.results), dict(self.ctx.learned)
+        else:
+            seen = self.visible[chk.id]
+            results = {k: v for k, v in self.ctx.results.items() if k in seen}
+            learned = {k: v for k, v in self.ctx.learned.items() if k in seen}
+        # Each check gets its own context (sharing phi), so a check that overran its deadline and
+        # still winds down in the background keeps its own cancel event and cannot report
+        # progress as another check.
         cctx = dataclasses.replace(
-            ctx, deadline=own_deadline, check_id=chk.id, cancel_event=check_cancel,
-            progress_fn=lambda msg: self.observer.check_progress(chk, msg),
+            self.ctx, results=results, learned=learned, deadline=own_deadline, check_id=chk.id,
+            cancel_event=check_cancel, progress_fn=lambda msg: r.observer.check_progress(chk, msg),
         )
-        self.observer.check_started(chk)
-        started_at = utc_now()
-
+        r.observer.check_started(chk)
         box: dict[str, object] = {}
+        wake = r._wake
 
         def target_fn() -> None:
             try:
@@ -200,60 +362,177 @@ class Runner:
                 if not isinstance(obs, chk.observation):
                     raise TypeError(f"{chk.id} observed {type(obs).__name__}, not {chk.observation.__name__}")
                 box["observation"] = obs
-                situation = Situation(target=cctx.target, options=cctx.options, results=dict(cctx.results))
-                box["outcome"] = chk.conclude_fn(obs, situation)  # type: ignore[misc]
             except BaseException as exc:  # noqa: BLE001 - every failure becomes an `error` result
                 box["exc"] = exc
                 box["tb"] = traceback.format_exc()
+            finally:
+                box["ended"] = True
+                wake.set()
 
-        with capture() as check_transcript:
-            worker = threading.Thread(target=check_transcript.bind(target_fn),
-                                      name=f"qrdoctor-check-{chk.id}", daemon=True)
-            worker.start()
-            while worker.is_alive():
-                if self.cancel_event.is_set() or time.monotonic() >= own_deadline:
+        stack = contextlib.ExitStack()
+        transcript = stack.enter_context(capture())
+        worker = threading.Thread(target=transcript.bind(target_fn),
+                                  name=f"qrdoctor-check-{chk.id}", daemon=True)
+        # The checks whose associations may be open at the PACS while this one runs: those running
+        # that hold one, and those that ended a moment ago (the PACS may not have closed theirs).
+        holds = self._slots(chk) > 0
+        others = ({cid for cid, a in self.running.items() if self._slots(a.chk) > 0}
+                  | {cid for cid, t in self.ended_at.items() if now - t < OVERLAP_SETTLE_S}) if holds else set()
+        attempt = _Attempt(chk=chk, cctx=cctx, cancel=check_cancel, started=now, started_at=utc_now(),
+                           deadline=own_deadline, transcript=transcript, stack=stack, worker=worker,
+                           box=box, overlapped=set(others))
+        for cid in others & self.running.keys():
+            self.running[cid].overlapped.add(chk.id)
+        self.running[chk.id] = attempt
+        self.moves += 1
+        worker.start()
+
+    # -- harvesting -------------------------------------------------------------------------------
+    def _harvest(self) -> None:
+        now = time.monotonic()
+        for cid, a in list(self.running.items()):
+            if a.worker.is_alive() and "ended" not in a.box:
+                if a.gave_up_at is None and (self.r.cancel_event.is_set() or now >= a.deadline):
                     # Ask the check to stop (its associations are aborted), give it a moment,
                     # then stop waiting: a blocking call in a check never holds up the run.
-                    check_cancel.set()
-                    worker.join(GRACE_S)
-                    break
-                worker.join(0.05)
-        transcript = check_transcript.close()
-        duration = round(time.monotonic() - now, 3)
+                    a.cancel.set()
+                    a.gave_up_at = now + GRACE_S
+                if a.gave_up_at is None or now < a.gave_up_at:
+                    continue
+            del self.running[cid]
+            self.moves += 1
+            if self._slots(a.chk) > 0:
+                self.ended_at[cid] = time.monotonic()
+            a.stack.close()
+            transcript = a.transcript.close()
+            base = dict(id=cid, stage=a.chk.stage.label, title=a.chk.title,
+                        duration_s=round(time.monotonic() - a.started, 3),
+                        started_at=a.started_at, transcript=transcript)
+            self.done[cid] = _Done(box=dict(a.box), base=base, started=a.started, deadline=a.deadline,
+                                   overlapped=frozenset(a.overlapped))
 
-        base = dict(id=chk.id, stage=chk.stage.label, title=chk.title, duration_s=duration,
-                    started_at=started_at, transcript=transcript)
+    # -- concluding, in the declared order ----------------------------------------------------------
+    def _conclude_in_order(self) -> None:
+        while len(self.results) < len(self.checks):
+            chk = self.checks[len(self.results)]
+            entry = self.done.get(chk.id)
+            if entry is None or chk.id in self.retries:
+                return
+            result, outcome = self._conclude(chk, entry)
+            signs = self._turned_away(chk, entry, result)
+            if signs:
+                self.notes[chk.id] = [
+                    f"--- first run, alongside {', '.join(sorted(entry.overlapped))}: {signs} (the "
+                    "PACS may have turned it away because of qrdoctor's other association) ---",
+                    *result.transcript, SECOND_RUN]
+                self.retries.append(chk.id)
+                return
+            if chk.id in self.notes and entry.result is None:
+                note = self.notes[chk.id]
+                result.transcript = [*note, *result.transcript]
+                if isinstance(result.facts, dict) and note[-1] == SECOND_RUN:
+                    result.facts["retried_serially"] = True
+            self.ctx.results[chk.id] = result
+            if outcome is not None:
+                self.ctx.learned[chk.id] = outcome.learned
+            self.results.append(result)
+            self.moves += 1
+            self.r.observer.check_finished(chk, result)
+
+    def _turned_away(self, chk: Check, entry: _Done, result: CheckResult) -> str:
+        """Why this result may be our own parallelism's doing ("" when it cannot be)."""
+        if (entry.result is not None or not entry.overlapped or chk.id in self.retried
+                or self.r.cancel_event.is_set()):
+            return ""
+        obs = self.observations.get(chk.id)
+        return limit_signs(obs or {}, result)
+
+    def _conclude(self, chk: Check, entry: _Done) -> tuple[CheckResult, Outcome | None]:
+        """The check's result, and its outcome when it concluded."""
+        if entry.result is not None:
+            return entry.result, None
+        box, base = entry.box, entry.base
         if "observation" in box:
-            observations[chk.id] = record_observation(box["observation"])  # type: ignore[arg-type]
-        if "outcome" in box:
+            obs = box["observation"]
+            self.observations[chk.id] = record_observation(obs)  # type: ignore[arg-type]
+            situation = Situation(target=self.r.target, options=self.r.options, results=dict(self.ctx.results))
             try:
-                result = result_from_outcome(chk, box["outcome"], base)  # type: ignore[arg-type]
+                outcome = chk.conclude_fn(obs, situation)  # type: ignore[misc]
+                return result_from_outcome(chk, outcome, base), outcome
             except Exception as exc:  # noqa: BLE001 - a broken conclusion is qrdoctor's error
                 return CheckResult(status=Status.ERROR, reason=crash_reason(exc),
                                    summary=f"qrdoctor error: {type(exc).__name__}",
                                    facts={"exception": type(exc).__name__,
-                                          "traceback": traceback.format_exc()}, **base)
-            ctx.learned[chk.id] = box["outcome"].learned  # type: ignore[attr-defined]
-            return result
+                                          "traceback": traceback.format_exc()}, **base), None
         exc = box.get("exc")
-        if isinstance(exc, Cancelled) or (exc is None and self.cancel_event.is_set()):
-            if self.cancel_event.is_set():
-                reason = "cancelled by the user before it finished"
-                return CheckResult(status=Status.SKIPPED, reason=reason, summary=reason, **base)
+        cancelled = self.r.cancel_event.is_set()
+        if cancelled and (exc is None or isinstance(exc, Cancelled)):
+            reason = "cancelled by the user before it finished"
+            return CheckResult(status=Status.SKIPPED, reason=reason, summary=reason, **base), None
         if exc is None or isinstance(exc, Cancelled):
-            limit = own_deadline - now
+            limit = entry.deadline - entry.started
             reason = (
                 f"qrdoctor stopped this check after {limit:.1f} s, its time limit. "
                 "The peer kept the check waiting longer than any of its own timeouts allow; "
                 "re-run with a larger --timeout if the PACS is known to be slow."
             )
             return CheckResult(status=Status.ERROR, reason=reason, summary="did not finish in time",
-                               facts={"time_limit_s": round(limit, 1)}, **base)
+                               facts={"time_limit_s": round(limit, 1)}, **base), None
         reason = crash_reason(exc)  # type: ignore[arg-type]
         return CheckResult(
             status=Status.ERROR, reason=reason, summary=f"qrdoctor error: {type(exc).__name__}",
             facts={"exception": type(exc).__name__, "traceback": box.get("tb", "")}, **base,
+        ), None
+
+    def _skip(self, chk: Check, blocked_by: str | None, reason: str) -> CheckResult:
+        return CheckResult(
+            id=chk.id, stage=chk.stage.label, title=chk.title, status=Status.SKIPPED,
+            started_at=utc_now(), blocked_by=blocked_by, reason=reason, summary=reason,
         )
+
+
+# A check that ended this long before another started may still have had its association open
+# at the PACS (the PACS closes it on its own time); a check run again alone starts this long
+# after the last other check ended.
+OVERLAP_SETTLE_S = 0.5
+RETRY_SETTLE_S = 0.1
+
+SECOND_RUN = "--- second run, on its own once the other checks had ended: the result is this run's ---"
+NOT_RUN_AGAIN = ("--- not run again on its own: the run's overall time limit was reached; the "
+                 "result is the first run's ---")
+
+# What says that the PACS turned an association away (possibly for a limit on associations):
+# the finding codes of a failed association, and in an observation, a probe that was rejected
+# transiently (result 2) or by the service provider's presentation layer (source 3: temporary
+# congestion, local limit exceeded), aborted, closed or left unanswered.
+TURNED_AWAY_CODES = frozenset(ASSOCIATION_FAILURES) - {"not-dicom", "tls-required"}
+TURNED_AWAY_KINDS = ("aborted", "closed", "silent")
+
+
+def limit_signs(observation: Any, result: CheckResult) -> str:
+    """What in a check's observation or result says the PACS turned an association away; ""
+    when nothing does."""
+    signs: list[str] = [f"finding {f.code}" for f in result.findings if f.code in TURNED_AWAY_CODES]
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            for key, value in node.items():
+                triple = value if isinstance(value, list | tuple) and len(value) == 3 else None
+                if (key.endswith("rejection") and triple and all(isinstance(v, int) for v in triple)
+                        and (triple[0] == 2 or triple[1] == 3)):
+                    signs.append("A-ASSOCIATE-RJ {}/{}/{}".format(*triple))
+                elif key.endswith("abort") and isinstance(value, list | tuple) and len(value) == 2:
+                    signs.append("A-ABORT {}/{}".format(*value))
+                else:
+                    walk(value)
+            if "rejection" in node and node.get("kind") in TURNED_AWAY_KINDS and node.get("abort") is None:
+                signs.append(f"association {node['kind']}")
+        elif isinstance(node, list | tuple):
+            for item in node:
+                walk(item)
+
+    walk(observation)
+    return ", ".join(dict.fromkeys(signs))
 
 
 class UndeclaredCodeError(RuntimeError):

@@ -87,7 +87,8 @@ class RunScreen(Screen):
         self.redacted_ids: set[str] = set()  # results whose evidence may be shown
         self.progress: dict[str, list[str]] = {}
         self.started: dict[str, float] = {}
-        self.running_id: str | None = None
+        # the checks running now, in the order they started (several run at once)
+        self.running_ids: dict[str, None] = {}
         self.report: Report | None = None  # the merged report of every run so far (unredacted)
         self.runner = None
         self.run_id = 0
@@ -172,7 +173,7 @@ class RunScreen(Screen):
         app = self.qapp
         self.run_id += 1
         self.running, self.cancelling = True, False
-        self.running_id = None
+        self.running_ids.clear()
         self.user_moved = False
         self._auto_highlight = only is None
         observer = PostingObserver(self, self.run_id)
@@ -224,11 +225,12 @@ class RunScreen(Screen):
         if not self._current(message):
             return
         cid = message.check_id
-        self.running_id = cid
+        self.running_ids.pop(cid, None)
+        self.running_ids[cid] = None
         self.started[cid] = time.monotonic()
         self.progress[cid] = []
         self._update_row(cid)
-        self._status(f"Running {cid}…")
+        self._running_status()
         if not self.user_moved:
             self._highlight(cid)
         self._show_detail(cid)
@@ -254,8 +256,10 @@ class RunScreen(Screen):
             self.shown[cid] = redact_result(message.result, self.runner.phi_so_far(), self.report,
                                             self.qapp.include_phi)
             self.redacted_ids.add(cid)
-        if self.running_id == cid:
-            self.running_id = None
+        was_running = cid in self.running_ids
+        self.running_ids.pop(cid, None)
+        if was_running and self.running_ids:
+            self._running_status()
         self._update_row(cid)
         self._show_detail(cid)
 
@@ -296,7 +300,7 @@ class RunScreen(Screen):
 
     def _end_run(self) -> None:
         self.running = self.cancelling = False
-        self.running_id = None
+        self.running_ids.clear()
         self.runner = None
         self.refresh_bindings()
 
@@ -310,6 +314,16 @@ class RunScreen(Screen):
             self.start_run(only, target)
 
     # ---- rendering ------------------------------------------------------------------------
+    @property
+    def running_id(self) -> str | None:
+        """The check that started last among those running now (None when none runs)."""
+        return next(reversed(self.running_ids), None)
+
+    def _running_status(self) -> None:
+        ids = list(self.running_ids)
+        self._status(f"Running {', '.join(ids)}…" if len(ids) <= 3
+                     else f"Running {len(ids)} checks: {', '.join(ids[:3])}, …")
+
     def _status(self, text: str) -> None:
         self.query_one("#status", Static).update(for_terminal(text))
 
@@ -338,7 +352,7 @@ class RunScreen(Screen):
         return f"taking longer than usual{tail}"
 
     def _row_state(self, cid: str) -> str:
-        return state_of(self.shown.get(cid), cid == self.running_id)
+        return state_of(self.shown.get(cid), cid in self.running_ids)
 
     def _update_row(self, cid: str) -> None:
         row = self._row(cid)
@@ -383,14 +397,15 @@ class RunScreen(Screen):
             check=self.by_id[cid], state=state, result=self.shown.get(cid),
             progress=list(self.progress.get(cid, [])), elapsed=self._elapsed(cid),
             slow_note=self._slow_note(cid) if state == RUNNING else "",
+            alongside=[other for other in self.running_ids if other != cid] if state == RUNNING else [],
             evidence_ready=self.qapp.include_phi or cid in self.redacted_ids,
             show_timings=self.qapp.show_timings,
         ))
 
     def _tick(self) -> None:
-        if self.running_id is not None:
-            self._update_row(self.running_id)
-            self._show_detail(self.running_id)
+        for cid in list(self.running_ids):
+            self._update_row(cid)
+            self._show_detail(cid)
 
     def _highlight(self, cid: str) -> None:
         for i, c in enumerate(self.checks):

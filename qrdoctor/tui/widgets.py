@@ -73,6 +73,7 @@ class DetailState:
     slow_note: str = ""
     evidence_ready: bool = True  # False while patient data cannot be redacted yet
     show_timings: bool = True
+    alongside: list[str] = field(default_factory=list)  # other checks running at the same time
 
 
 class CheckDetail(Widget):
@@ -122,6 +123,8 @@ class CheckDetail(Widget):
                 text.append(f"Running for {d.elapsed:.0f} s.\n", self._style("running"))
             else:
                 text.append("Running.\n", self._style("running"))
+            if d.alongside:
+                text.append(f"Running alongside {', '.join(d.alongside)}.\n", self._style("dim"))
             if d.slow_note:
                 text.append(d.slow_note + "\n", self._style("warn"))
             for line in d.progress[-12:]:

@@ -191,3 +191,137 @@ def tls_listener(tmp: Path) -> Iterator[int]:
 
     with _listener(start) as port:
         yield port
+
+
+# -- a PACS that limits associations per calling AE title -------------------------------------------
+
+ASSOCIATE_RQ, RELEASE_RP, ABORT = 0x01, 0x06, 0x07
+LOCAL_LIMIT_EXCEEDED = bytes([0x03, 0x00, 0, 0, 0, 4, 0x00, 2, 3, 2])  # A-ASSOCIATE-RJ 2/3/2
+
+
+class AssociationCount:
+    """What an :func:`association_limiter` saw: associations open now and at most, per calling AE
+    title and in all, and how many it rejected."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.open: dict[str, int] = {}
+        self.total = 0
+        self.max_total = 0
+        self.max_by_ae: dict[str, int] = {}
+        self.rejected: list[str] = []
+        self.accepted: list[str] = []
+
+    def try_open(self, calling_ae: str, limit: int | None) -> bool:
+        with self.lock:
+            if limit is not None and self.open.get(calling_ae, 0) >= limit:
+                self.rejected.append(calling_ae)
+                return False
+            self.open[calling_ae] = self.open.get(calling_ae, 0) + 1
+            self.total += 1
+            self.max_total = max(self.max_total, self.total)
+            self.max_by_ae[calling_ae] = max(self.max_by_ae.get(calling_ae, 0), self.open[calling_ae])
+            self.accepted.append(calling_ae)
+            return True
+
+    def close(self, calling_ae: str) -> None:
+        with self.lock:
+            self.open[calling_ae] -= 1
+            self.total -= 1
+
+
+def _read_pdu(sock: socket.socket) -> bytes | None:
+    """One whole PDU (header and body), or None at the end of the stream."""
+    header = b""
+    while len(header) < 6:
+        chunk = sock.recv(6 - len(header))
+        if not chunk:
+            return None
+        header += chunk
+    length = int.from_bytes(header[2:6], "big")
+    body = bytearray()
+    while len(body) < length:
+        chunk = sock.recv(min(length - len(body), 1 << 20))
+        if not chunk:
+            return None
+        body += chunk
+    return header + bytes(body)
+
+
+@contextmanager
+def association_limiter(upstream_port: int, per_ae: int | None = 1,
+                        upstream_host: str = "127.0.0.1") -> Iterator[tuple[int, AssociationCount]]:
+    """A relay in front of a DICOM peer (e.g. the simulated PACS) on 127.0.0.1:<free port> that
+    admits at most ``per_ae`` associations at once per calling AE title -- the next one is
+    rejected with A-ASSOCIATE-RJ 2/3/2 (transient, service provider, local limit exceeded), as
+    many PACS do -- and counts the associations open at once (``per_ae=None``: only counts).
+
+    An association counts from its A-ASSOCIATE-RQ until the peer's A-RELEASE-RP, an A-ABORT
+    either way, or the connection's end, whichever comes first."""
+    count = AssociationCount()
+
+    def relay(src: socket.socket, dst: socket.socket, ended) -> None:
+        try:
+            while (pdu := _read_pdu(src)) is not None:
+                if pdu[0] in (RELEASE_RP, ABORT):
+                    ended()
+                dst.sendall(pdu)
+        except OSError:
+            pass
+        finally:
+            ended()
+            for s in (src, dst):
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+    def serve(conn: socket.socket) -> None:
+        conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        try:
+            first = _read_pdu(conn)
+        except OSError:
+            first = None
+        if first is None or first[0] != ASSOCIATE_RQ or len(first) < 42:
+            conn.close()
+            return
+        calling = first[26:42].decode("ascii", "replace").strip()
+        if not count.try_open(calling, per_ae):
+            try:
+                conn.sendall(LOCAL_LIMIT_EXCEEDED)
+                time.sleep(0.05)
+            except OSError:
+                pass
+            conn.close()
+            return
+        done = threading.Lock()
+        closed = [False]
+
+        def ended() -> None:
+            with done:
+                if not closed[0]:
+                    closed[0] = True
+                    count.close(calling)
+
+        try:
+            up = socket.create_connection((upstream_host, upstream_port), timeout=5)
+        except OSError:
+            ended()
+            conn.close()
+            return
+        up.settimeout(None)
+        up.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        up.sendall(first)
+        back = threading.Thread(target=relay, args=(up, conn, ended), daemon=True)
+        back.start()
+        relay(conn, up, ended)
+        back.join(5)
+        conn.close()
+        up.close()
+
+    def start(conn: socket.socket) -> None:
+        conn.settimeout(None)
+        threading.Thread(target=serve, args=(conn,), daemon=True).start()
+
+    with _listener(start) as port:
+        yield port, count

@@ -246,8 +246,10 @@ def run_session(seed: int, root: Path, counts: dict[str | None, int] | None = No
         with peer:
             target = Target("127.0.0.1", peer.port, CALLED_AE, store_port=store_port, timeout=timeout)
             retrieves = plan.only is None or any(c.startswith("retrieve.") for c in plan.only)
-            runner = Runner(target, only=plan.only, observer=_Aim(plan.strikes),
-                            options={"listen_host": "127.0.0.1"} if retrieves else None)
+            # one check at a time: a strike names the check that receives it, and a seed must
+            # keep meaning the same session
+            options = {"max_associations": 1} | ({"listen_host": "127.0.0.1"} if retrieves else {})
+            runner = Runner(target, only=plan.only, observer=_Aim(plan.strikes), options=options)
             budget = runner.budget()
             t0 = time.monotonic()
             try:
