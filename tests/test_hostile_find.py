@@ -396,3 +396,26 @@ def test_a_run_against_a_64_kb_junk_character_set_reports_it_briefly():
     for f in check.findings:  # (the SERIES query got the same STUDY rows: find-level-nonconformant)
         assert len(f.summary) < 2_000 and len(str(f.evidence)) < 2_000
         assert "\x1b" not in f.summary + str(f.evidence) and "\x00" not in f.summary + str(f.evidence)
+
+
+def test_a_final_response_with_a_data_set_does_not_spill_into_the_next_query():
+    # Measured: Orthanc 1.10.1 (DCMTK-based) answers our C-CANCEL with a 0xFE00 final response
+    # that announces and sends a data set. Read as "final" at its command, the data set stayed in
+    # the socket and became a row of the next query on the association (a STUDY row among the
+    # SERIES rows, which find.conformance then reported as a wrong-level answer).
+    from pynetdicom.dsutils import encode
+
+    from qrdoctor.dicom import dimse, pdu
+    from qrdoctor.dicom.find_responses import FindOutcome, FindRun
+
+    model, data = "1.2.840.10008.5.1.4.1.2.2.1", encode(studies(1)[0], True, True)
+    command, last = pdu.PDV_COMMAND | pdu.PDV_LAST, pdu.PDV_LAST
+    run = FindRun(FindOutcome(), 1, 1, True, 25, None, None)
+    pending = pdu.p_data([(1, command, dimse.response(dimse.C_FIND_RSP, model, 1, 0xFF00, with_data_set=True)),
+                          (1, last, data)])
+    final = pdu.p_data([(1, command, dimse.response(dimse.C_FIND_RSP, model, 1, 0xFE00, with_data_set=True))])
+    assert run.take(pending[6:]) is False
+    assert run.take(final[6:]) is False  # the data set it announced is still to come
+    assert run.take(pdu.p_data([(1, last, data)])[6:]) is True
+    # ... and it is neither a match nor a kept row
+    assert run.out.matches == 1 and len(run.out.identifiers) == 1 and run.out.status == 0xFE00

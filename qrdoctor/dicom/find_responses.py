@@ -207,6 +207,8 @@ class FindRun:
         self.want_data = keep > 0 or self.profile > 0 or on_identifier is not None
         self.command = bytearray()
         self.dataset = bytearray()
+        self.ended = False  # the final response's command arrived
+        self.data_due = False  # the last command announced a data set that has not ended yet
         self.t0 = time.monotonic()
 
     def take(self, body: bytes | bytearray) -> bool:
@@ -220,8 +222,15 @@ class FindRun:
             if control & pdu.PDV_COMMAND:
                 self.command += fragment
                 if control & pdu.PDV_LAST:
-                    final = self._response(bytes(self.command)) or final
+                    self.ended = self._response(bytes(self.command)) or self.ended
                     self.command.clear()
+                    final = self.ended and not self.data_due
+            elif self.ended:
+                # the data set a final response announced (DCMTK-based servers send one with a
+                # 0xFE00 Cancel): read to its end so that it cannot spill into the next query's
+                # answer, and never count or keep it as a match
+                if control & pdu.PDV_LAST:
+                    self.data_due, final = False, True
             elif self.want_data:
                 self.dataset += fragment
                 if control & pdu.PDV_LAST:
@@ -231,6 +240,7 @@ class FindRun:
     def _response(self, command: bytes) -> bool:
         elements = dimse.parse_command(command, strict=True)
         self._check(elements, command[:pdu.EVIDENCE_BYTES])
+        self.data_due = dimse.has_data_set(elements)
         out = self.out
         status = dimse.us_of(elements, dimse.STATUS)
         if out.first_response_ms is None:
