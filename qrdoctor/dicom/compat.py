@@ -250,6 +250,7 @@ def watch_reads(assoc: Association, timeout: float) -> ReadWatch:
         try:
             while len(data) < nr_bytes:
                 try:
+                    pdu.quick_ack(transport.socket)
                     chunk = transport.socket.recv(min(nr_bytes - len(data), 1 << 16))
                 except TimeoutError:
                     watch.note(bytes(data), f"nothing more arrived within {timeout:g} s")

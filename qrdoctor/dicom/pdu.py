@@ -195,6 +195,7 @@ class PDUReader:
 
     def _receive(self, deadline: float) -> None:
         self.sock.settimeout(self._wait_time(deadline))
+        quick_ack(self.sock)
         try:
             chunk = self.sock.recv(self.chunk)
         except TimeoutError:
@@ -552,6 +553,21 @@ def classify_bytes(data: bytes) -> tuple[str, str]:
     if looks_textual(data):
         return "garbage", safe_text(data[:60].strip(), limit=60)
     return "garbage", f"{len(data)} bytes that are not a DICOM PDU"
+
+
+_QUICKACK = getattr(socket, "TCP_QUICKACK", None)  # Linux only
+
+
+def quick_ack(sock: socket.socket) -> None:
+    """TCP_QUICKACK before a read: acknowledge what arrives at once, instead of up to 40 ms
+    later. A peer with Nagle's algorithm on (Orthanc and DCMTK as shipped) holds the second
+    small segment of a response until the first is acknowledged, so a delayed ACK here costs a
+    round trip 40 ms. Linux clears the flag by itself, hence once per read."""
+    if _QUICKACK is not None:
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, _QUICKACK, 1)
+        except OSError:  # not a TCP socket (a test's socketpair)
+            pass
 
 
 def no_delay(sock: socket.socket) -> None:
