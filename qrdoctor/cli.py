@@ -5,8 +5,10 @@ people (errors, progress, where files went) go to stderr. Exit codes are :class:
 
 Start-up is instant: ``--version``, ``--help``, ``explain`` and ``checks`` import neither
 pynetdicom, pydicom nor pydantic (nor Textual). The parser builds the options of the one
-subcommand being run (the checks' option flags come from their Options models), and every
-command imports what it needs when it runs (``tests/test_startup.py`` guards this).
+subcommand being run (the checks' option flags come from the static table of their Options
+fields, :data:`qrdoctor.core.catalog.OPTIONS`), and every command imports what it needs when it
+runs: ``check --only network.tcp`` loads the network checks alone, and the report writers are
+loaded when a report is written, after the run (``tests/test_startup.py`` guards this).
 """
 
 from __future__ import annotations
@@ -171,11 +173,12 @@ def _metavar(field) -> str:
 
 
 def add_check_options(p: argparse.ArgumentParser) -> None:
-    """One flag per field the checks declare in their Options models (a profile may set them too)."""
-    from qrdoctor.core.option_fields import option_fields
+    """One flag per field the checks declare in their Options models (a profile may set them too),
+    from the static table of those fields: building the parser imports no check."""
+    from qrdoctor.core.option_fields import catalog_fields
 
     group = p.add_argument_group("options of the checks", "a saved profile may set these too, under the same names")
-    for field in option_fields():
+    for field in catalog_fields():
         help_text = field.help.replace("%", "%%")
         if field.kind is bool:
             group.add_argument(field.flag, dest=field.name, default=None,
@@ -289,10 +292,10 @@ def _tls(args: argparse.Namespace):
 def _only(value: str | None) -> list[str] | None:
     if not value:
         return None
-    from qrdoctor.core.registry import all_checks
+    from qrdoctor.core.catalog import CHECKS  # the registry's checks, without importing them
 
     ids = [v.strip() for v in value.split(",") if v.strip()]
-    known = {c.id for c in all_checks()}
+    known = {c.id for c in CHECKS}
     unknown = [i for i in ids if i not in known]
     if unknown:
         raise UsageError(f"unknown check id {', '.join(unknown)} in --only (see: qrdoctor checks)")
@@ -300,18 +303,26 @@ def _only(value: str | None) -> list[str] | None:
 
 
 def _options(args: argparse.Namespace, saved: dict | None = None, **fixed: object):
-    """The checks' typed options: a saved profile's values, then the flags, then ``fixed``."""
-    from qrdoctor.core.option_fields import declared_values, option_fields
-    from qrdoctor.core.options import OptionError, RunOptions
+    """The checks' typed options: a saved profile's values, then the flags, then ``fixed``.
 
-    fields = option_fields()
-    models = list(dict.fromkeys(f.model for f in fields))
-    flat = declared_values(saved or {}, fields)
+    Only the option models of the options given are loaded (with their checks): a value left
+    out is its model's default, which :meth:`RunOptions.get` gives all the same.
+    """
+    from qrdoctor.core.option_fields import catalog_fields, declared_values, option_owners
+    from qrdoctor.core.options import OptionError, RunOptions
+    from qrdoctor.core.registry import get_check, option_models
+
+    fields = catalog_fields()
+    from_profile = declared_values(saved or {}, fields)
+    from_flags = declared_values(vars(args), fields)
+    owners = option_owners([*from_profile, *from_flags, *fixed])
+    models = option_models([get_check(cid) for cid in owners])
+    flat = dict(from_profile)
     try:  # a file's values must already be of their type: `true` is not the number 1
         RunOptions.from_flat(flat, models, strict=True)
     except OptionError as exc:
         raise UsageError(f"in the saved profile: {exc}") from None
-    flat.update(declared_values(vars(args), fields))
+    flat.update(from_flags)
     flat.update(fixed)
     try:
         return RunOptions.from_flat(flat, models)
@@ -333,14 +344,14 @@ def _check_report_paths(args: argparse.Namespace) -> None:
 
 def _check_local_resources(target, options, only: list[str] | None) -> None:
     """Before the run: the --keep-files folder, and the store port when a C-MOVE will need it."""
-    from qrdoctor.core.option_fields import option_fields
-    from qrdoctor.core.registry import select
+    from qrdoctor.core.catalog import requirement_closure
+    from qrdoctor.core.option_fields import catalog_fields
     from qrdoctor.preflight import check_keep_folder, check_store_port
 
     flat = options.flat()
-    defaults = {f.name: f.default for f in option_fields()}
+    defaults = {f.name: f.default for f in catalog_fields()}
     check_keep_folder(flat.get("keep_files", defaults.get("keep_files")))
-    if "retrieve.move" in {c.id for c in select(only)}:
+    if not only or "retrieve.move" in requirement_closure(only):
         check_store_port(str(flat.get("listen_host", defaults.get("listen_host")) or "0.0.0.0"), target.store_port)
 
 

@@ -9,6 +9,7 @@ import json
 import os
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -75,8 +76,80 @@ def test_catalog_is_the_registry():
     from qrdoctor.core.catalog import CHECKS
     from qrdoctor.core.registry import all_checks
 
-    registered = [(c.stage.label, c.id, c.title, tuple(c.requires)) for c in all_checks()]
+    registered = [(c.stage.label, c.id, c.title, tuple(c.requires), c.module) for c in all_checks()]
     assert [tuple(e) for e in CHECKS] == registered
+
+
+def test_catalog_options_are_the_checks_options():
+    """``check --help`` and the option flags come from the static table: it must say what the
+    option models declare, in their order, each with the first check declaring its model."""
+    from qrdoctor.core.catalog import OPTIONS
+    from qrdoctor.core.option_fields import catalog_fields, option_fields
+    from qrdoctor.core.registry import all_checks
+
+    owner: dict = {}
+    for c in all_checks():
+        if c.options is not None:
+            owner.setdefault(c.options, c.id)
+    declared = [(f.name, f.kind.__name__, f.optional, f.default, owner.get(f.model, ""), f.description)
+                for f in option_fields()]
+    assert [tuple(e) for e in OPTIONS] == declared
+    assert [(f.name, f.kind, f.optional, f.default, f.description, f.flag, f.help) for f in catalog_fields()] == \
+        [(f.name, f.kind, f.optional, f.default, f.description, f.flag, f.help) for f in option_fields()]
+
+
+# What `check --only network.tcp` must not load before its first TCP probe: the other stages'
+# checks, the report writers (loaded when a report is written, after the run) and the TUI.
+NOT_FOR_TCP = ("qrdoctor.checks.association", "qrdoctor.checks.find", "qrdoctor.checks.match",
+               "qrdoctor.checks.retrieve", "qrdoctor.reports.environment", "qrdoctor.reports.view",
+               "qrdoctor.reports.markdown", "qrdoctor.reports.html", "qrdoctor.reports.bundle",
+               "qrdoctor.tui", "textual", "jinja2")
+
+# As PROBE, listing every module (not only the top-level names) at the end of the run.
+PROBE_ALL = PROBE.replace('{m.split(".")[0] for m, mod', '{m for m, mod')
+
+
+def _loaded_by(args: list[str]) -> tuple[int, str, list[str]]:
+    proc = subprocess.run([sys.executable, "-c", PROBE_ALL, json.dumps(args)], capture_output=True,
+                          text=True, cwd=ROOT, timeout=60)
+    line = [x for x in proc.stderr.splitlines() if x.startswith("MODULES ")]
+    assert line, proc.stderr
+    result = json.loads(line[-1].removeprefix("MODULES "))
+    return result["code"], proc.stdout, result["loaded"]
+
+
+def _under(loaded: list[str], prefixes: tuple[str, ...]) -> list[str]:
+    return [m for m in loaded if any(m == p or m.startswith(p + ".") for p in prefixes)]
+
+
+def test_check_only_tcp_loads_only_what_the_tcp_probe_needs():
+    code, out, loaded = _loaded_by(["check", "X@127.0.0.1:9", "--only", "network.tcp"])
+    assert code == 1 and "network.tcp" in out  # port 9 refuses: the check ran and failed
+    assert "qrdoctor.checks.network" in loaded
+    assert _under(loaded, NOT_FOR_TCP) == []
+
+
+def test_check_only_tcp_loads_the_report_writers_to_write_a_report(tmp_path):
+    report = tmp_path / "r.md"
+    code, out, loaded = _loaded_by(["check", "X@127.0.0.1:9", "--only", "network.tcp", "--md", str(report)])
+    assert code == 1 and report.read_text().startswith("#")
+    assert "qrdoctor.reports.markdown" in loaded
+    assert _under(loaded, ("qrdoctor.checks.retrieve", "qrdoctor.checks.match", "textual")) == []
+
+
+def test_an_option_of_an_unselected_check_is_still_validated(tmp_path):
+    """The option models of the options given are loaded to validate them, selected or not, and
+    only those (with their checks)."""
+    code, out, loaded = _loaded_by(["check", "X@127.0.0.1:9", "--only", "network.tcp", "--probe-limit", "0"])
+    assert code == 2 and "qrdoctor.checks.find.match_limit" in loaded
+    assert _under(loaded, ("qrdoctor.checks.retrieve", "qrdoctor.checks.match")) == []
+    bundle = tmp_path / "r.zip"
+    code, out, loaded = _loaded_by(["check", "X@127.0.0.1:9", "--only", "network.tcp", "--probe-limit", "7",
+                                    "--bundle", str(bundle)])
+    assert code == 1
+    with zipfile.ZipFile(bundle) as zf:
+        name = next(n for n in zf.namelist() if n.endswith("observations.json"))
+        assert json.loads(zf.read(name))["options"] == {"probe_limit": 7}
 
 
 def test_usage_exit_code_is_the_models():
@@ -86,8 +159,12 @@ def test_usage_exit_code_is_the_models():
     assert USAGE == ExitCode.USAGE
 
 
-def test_check_help_still_lists_the_checks_options():
-    proc = subprocess.run([sys.executable, "-m", "qrdoctor", "check", "--help"], capture_output=True,
-                          text=True, cwd=ROOT, timeout=60)
-    assert proc.returncode == 0
-    assert "--timeout" in proc.stdout and "options of the checks" in proc.stdout
+def test_check_help_lists_every_checks_options_without_importing_a_check():
+    from qrdoctor.core.catalog import OPTIONS
+
+    code, out, loaded = _loaded_by(["check", "--help"])
+    assert code == 0
+    assert "--timeout" in out and "options of the checks" in out
+    missing = [e.name for e in OPTIONS if "--" + e.name.replace("_", "-") not in out]
+    assert missing == []
+    assert _under(loaded, ("qrdoctor.checks",)) == []

@@ -106,3 +106,13 @@ def test_a_profile_carries_option_values_under_their_own_names(tmp_path):
     # An option may not take a name the target's keys use
     with pytest.raises(ProfileError, match="clash"):
         save_profile("bad", target, path, options={"timeout": 3.0})
+
+
+def test_the_saved_profile_command_is_quoted_for_a_shell():
+    import shlex
+
+    from qrdoctor.tui.connect import check_command
+
+    assert check_command("main") == "qrdoctor check main"
+    assert check_command("my pacs.1") == "qrdoctor check 'my pacs.1'"
+    assert shlex.split(check_command("it's \"x\"")) == ["qrdoctor", "check", "it's \"x\""]

@@ -132,3 +132,88 @@ def test_next_issue_selects_the_next_problem(snap_compare):
         await pilot.press("n")
 
     assert snap_compare(make_app(), terminal_size=(80, 24), run_before=next_issue)
+
+
+# ---- issue 17: the fix first, whole at 80x24 ----------------------------------------------------
+# Results as long as the real checks' (the demo's move-no-inbound, a PACS rejecting QRDOCTOR), with
+# fixed addresses and ports so that the pictures do not change from run to run.
+
+MOVE_NO_INBOUND = finding(
+    "move-no-inbound", "fail",
+    "The PACS accepted the C-MOVE to QRDOCTOR but answered 0xA702 (Failure: Refused: Out of "
+    "resources, unable to perform sub-operations) (completed 0, failed 1, warning 0) and never "
+    "connected to our Store SCP on port 11113.",
+    actions(pacs="The PACS could not open the connection back to this computer. Check the "
+                 "destination entry for QRDOCTOR on SIMPACS: it must be AE title QRDOCTOR, address "
+                 "10.1.2.3, port 11113; and check that the PACS can open a TCP connection to that "
+                 "address and port through the network firewalls between them.",
+            workstation="This computer must accept TCP connections from the PACS on port 11113, "
+                        "and the workstation's own receiving port the same way: host firewall, NAT "
+                        "or VPN port forwarding, a Docker port that is not published.",
+            tester="This run used qrdoctor's own AE title QRDOCTOR, so it tested that title's "
+                   "registration, not the workstation's: to test as the workstation, re-run with "
+                   "--calling-ae and --move-ae set to its AE titles and --store-port to its "
+                   "receiving port."),
+    "A C-MOVE works in two directions: the PACS opens a second association back to the "
+    "destination it has on file.", status="0xA702", completed=0, failed=1, received=0)
+
+CALLING_AE_REJECTED = finding(
+    "calling-ae-rejected", "fail",
+    "The PACS rejected our calling AE title QRDOCTOR (rejected permanent, source DUL service-user, "
+    "reason Calling AE title not recognised (1/1/3)).",
+    actions(pacs="Register QRDOCTOR as a DICOM node on ORTHANC: AE title QRDOCTOR, address "
+                 "10.1.2.3, port 11113 (10.1.2.3 is a guess at the address this workstation is "
+                 "reached at: it is the address qrdoctor's connection left from as this computer "
+                 "sees it, which NAT or a VPN may translate; ask the workstation's network team "
+                 "for the address the PACS sees). The registered port is where the PACS sends "
+                 "C-MOVE results, not the port the association leaves from (that one changes with "
+                 "every connection). If QRDOCTOR is already registered, the PACS may also compare "
+                 "the address the association comes from with the registered one: the PACS log at "
+                 "the time of this run shows the address it came from (qrdoctor's connections left "
+                 "this computer from 10.1.2.3; behind NAT or a VPN the PACS logs the translated "
+                 "address).",
+            users="Until QRDOCTOR is registered, nothing calling as QRDOCTOR can query or retrieve "
+                  "from ORTHANC.",
+            tester="This run used qrdoctor's own AE title QRDOCTOR, so it tested that title's "
+                   "registration, not the workstation's: to test as the workstation, re-run with "
+                   "--calling-ae and --move-ae set to its AE titles and --store-port to its "
+                   "receiving port."),
+    "The PACS refused the association because it does not recognise the AE title this "
+    "workstation calls itself.", result=1, source=1, reason=3)
+
+
+def long_fix_app(failing: str) -> QRDoctorApp:
+    fails = {"association.echo": CALLING_AE_REJECTED, "retrieve.move": MOVE_NO_INBOUND}
+    checks = []
+    for chk in CHECKS:
+        if chk.id == failing:
+            f = fails[chk.id]
+            fn = outcome("association rejected (1/1/3)" if chk.id == "association.echo"
+                         else "0xA702: completed 0, failed 1, warning 0; 0 arrived of 1 expected",
+                         f, state=Status.FAIL)
+            chk = adhoc_check(chk.id, chk.stage, chk.title, fn, requires=chk.requires)
+        checks.append(chk)
+    target = Target(host="pacs.example.org", port=104, called_ae="ORTHANC", advertise="10.1.2.3",
+                    store_port=11113)
+    return QRDoctorApp(target, title="qrdoctor", checks=checks,
+                       runner_factory=partial(Runner, checks=checks),
+                       show_timings=False, cursor_blink=False)
+
+
+def test_fix_first_move_no_inbound_at_80x24(snap_compare):
+    # The whole fix for the site (PACS administrator, workstation) is on screen, first
+    assert snap_compare(long_fix_app("retrieve.move"), terminal_size=(80, 24), run_before=wait_for_report)
+
+
+def test_fix_first_calling_ae_rejected_at_80x24(snap_compare):
+    # The association fails, every later check is blocked: the rejection and its whole fix show
+    assert snap_compare(long_fix_app("association.echo"), terminal_size=(80, 24), run_before=wait_for_report)
+
+
+def test_problems_only_list_at_80x24(snap_compare):
+    async def problems_only(pilot) -> None:
+        await wait_for_report(pilot)
+        await pilot.press("f")
+        await pilot.pause()
+
+    assert snap_compare(make_app(), terminal_size=(80, 24), run_before=problems_only)

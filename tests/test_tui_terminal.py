@@ -124,7 +124,8 @@ def test_tui_in_a_real_terminal(tmp_path):
             screen = tmux.wait_for(FIX_LEAD)
             text = flat(screen)
             assert "✘ FAIL association.echo" in text
-            assert "The PACS rejected our calling AE title QRDOCTOR" in text
+            # (issue 17: the fix first, then what happened)
+            assert "Do this:" in text and "What happened: association rejected (1/1/3)" in text
             assert re.search(FIX_LEAD + r".*FAULTSCP", text), text
 
             # When the user quits
@@ -145,7 +146,9 @@ def test_demo_in_a_real_terminal(tmp_path):
     tmux(*args, shell)
     try:
         # When the staged run has finished
-        screen = tmux.wait_for(r"Found issues in \d+ check", timeout=40)
+        tmux.wait_for(r"Found issues in \d+ check", timeout=40)
+        # (the list gives rows to the fix and scrolls the selected failure back into view)
+        screen = tmux.wait_for(r"✘ retrieve\.move.*\n(.*\n)*.*Do this:", timeout=5)
         # Then the checks are listed live with their marks, and the failed retrieve is selected
         # with its fix already on screen (no key press needed)
         # (at 24 rows the list scrolls to the selected failure, so the first checks may be hidden)
@@ -155,11 +158,43 @@ def test_demo_in_a_real_terminal(tmp_path):
         screen = tmux.wait_for(FIX_LEAD)
         text = flat(screen)
         assert "move-no-inbound" in text or "could not open the connection back" in text, screen
+        # (issue 17) the fix comes first and whole: "Do this", each part for the site, then what
+        # happened, all on the 24 rows; z and f are in the footer with q Quit
+        assert "Do this:" in text and "What happened:" in text, screen
+        assert text.index("Do this:") < text.index("Fix (PACS administrator):") \
+            < text.index("Fix (workstation):") < text.index("What happened:"), screen
+        footer = screen.splitlines()[-1]
+        assert "z Zoom" in footer and "f Problems" in footer and "q Quit" in footer, screen
         # And the next problem is one key away
         tmux.keys("n")
         text = flat(tmux.wait_for(FIX_LEAD))
         assert re.search(FIX_LEAD, text), text
         # When the user quits, the demo ends cleanly with the check's exit code (1: a check failed)
         assert quit_and_wait(tmux, rc_file) == "1"
+    finally:
+        subprocess.run([*tmux.base, "kill-server"], capture_output=True, timeout=10)
+
+
+def test_demo_cancelled_rerun_in_a_real_terminal(tmp_path):
+    # Given `qrdoctor demo` in a real 80x24 terminal, finished with its retrieve.move failure
+    tmux = Tmux(tmux_path(), tmp_path / "tmux.sock")
+    rc_file = tmp_path / "exit-code"
+    command = shlex.join([sys.executable, "-m", "qrdoctor", "demo"])
+    shell = f"{command}; echo $? > {shlex.quote(str(rc_file))}"
+    args = ["new-session", "-d", "-s", "e2e", "-x", "80", "-y", "24", "-c", os.getcwd(),
+            "-e", "LANG=C.UTF-8", "-e", "TERM=xterm-256color", "-e", f"QRDOCTOR_PROFILES={tmp_path / 'p.toml'}"]
+    tmux(*args, shell)
+    try:
+        tmux.wait_for(r"Found issues in \d+ check", timeout=40)
+        # When the user re-runs and cancels at once (r then x in one burst, as in issue 17; the
+        # second key arrives long before the 1.5 s run can end)
+        tmux("send-keys", "-t", "e2e", "r", "x")
+        screen = tmux.wait_for(r"Cancelled\. ", timeout=20)
+        # Then a cancelled run never reads as "no issues": it says what is unknown, and the
+        # failure found before stays listed, marked as the previous run's
+        assert "No issues" not in screen and "result unknown" in screen, screen
+        assert re.search(r"✘ retrieve\.move .*previous run", screen), screen
+        # And q exits as `qrdoctor check` does when interrupted: 130
+        assert quit_and_wait(tmux, rc_file) == "130"
     finally:
         subprocess.run([*tmux.base, "kill-server"], capture_output=True, timeout=10)

@@ -3,9 +3,11 @@
 Each field of an :class:`~qrdoctor.core.options.Options` model becomes one :class:`OptionField`:
 its flag (``probe_limit`` -> ``--probe-limit``), a label for a form, the kind of value it takes
 (from the annotation: int, float, str or bool, possibly optional), its default and its help text
-(the field's ``description``). The CLI and the TUI both build their inputs from
-:func:`option_fields`, and both turn what was typed into values with :meth:`OptionField.convert`;
-the option models themselves then validate the values (ranges, UIDs, folders).
+(the field's ``description``). The TUI builds its inputs from :func:`option_fields`; the CLI
+builds its flags from :func:`catalog_fields`, the same fields read from the static table in
+:mod:`qrdoctor.core.catalog`, so it lists every check's options without importing the checks.
+Both turn what was typed into values with :meth:`DeclaredField.convert`; the option models
+themselves then validate the values (ranges, UIDs, folders).
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from __future__ import annotations
 import types
 import typing
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import ValidationError
@@ -37,8 +39,9 @@ def kind_of(annotation: Any) -> tuple[type, bool]:
 
 
 @dataclass(frozen=True)
-class OptionField:
-    model: type[Options]
+class DeclaredField:
+    """A declared option as the command line offers it (no model: see :class:`OptionField`)."""
+
     name: str
     kind: type  # int, float, str or bool
     optional: bool
@@ -106,6 +109,13 @@ class OptionField:
                 raise OptionError(f"{text!r} is not a number") from None
         return text
 
+
+@dataclass(frozen=True)
+class OptionField(DeclaredField):
+    """A field of an option model, with the model that validates it."""
+
+    model: type[Options] = field(kw_only=True)
+
     def parse(self, text: str | None) -> Any:
         """:meth:`convert`, then the model's own validation of this one value."""
         value = self.convert(text)
@@ -138,7 +148,25 @@ def option_fields(models: Iterable[type[Options]] | None = None) -> list[OptionF
     return out
 
 
-def declared_values(table: Mapping[str, Any], fields: Iterable[OptionField]) -> dict[str, Any]:
+def catalog_fields() -> list[DeclaredField]:
+    """Every declared option, from the static table (:data:`qrdoctor.core.catalog.OPTIONS`),
+    in the order of :func:`option_fields`, without importing any check."""
+    from qrdoctor.core.catalog import OPTIONS
+
+    kinds = {k.__name__: k for k in KINDS}
+    return [DeclaredField(name=e.name, kind=kinds[e.kind], optional=e.optional, default=e.default,
+                          description=e.description) for e in OPTIONS]
+
+
+def option_owners(names: Iterable[str]) -> list[str]:
+    """The checks whose option models declare these options (run order; none for the run's own)."""
+    from qrdoctor.core.catalog import CHECKS, OPTIONS
+
+    owners = {e.check for e in OPTIONS if e.name in set(names) and e.check}
+    return [c.id for c in CHECKS if c.id in owners]
+
+
+def declared_values(table: Mapping[str, Any], fields: Iterable[DeclaredField]) -> dict[str, Any]:
     """The option values in a table that also holds other settings (a saved profile)."""
     return {f.name: table[f.name] for f in fields if table.get(f.name) is not None}
 

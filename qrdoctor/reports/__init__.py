@@ -13,20 +13,50 @@ export dialog and the bundle's report files come from that list.
 from __future__ import annotations
 
 import contextlib
+import importlib
 import os
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from qrdoctor.core.model import Report
-from qrdoctor.reports.environment import environment_info
-from qrdoctor.reports.formats import REPORT_FORMATS, ReportFormat, UnknownFormatError, get_format
-from qrdoctor.reports.redact import Redactor
-from qrdoctor.reports.redaction import redact_report, renderer_redactor
+if TYPE_CHECKING:
+    from qrdoctor.core.model import Report
+    from qrdoctor.reports.environment import environment_info
+    from qrdoctor.reports.formats import REPORT_FORMATS, ReportFormat, UnknownFormatError
+    from qrdoctor.reports.redact import Redactor
+    from qrdoctor.reports.redaction import redact_report
 
 __all__ = ["FORMATS", "REPORT_FORMATS", "ReportFormat", "UnknownFormatError", "render", "write_report",
            "redact_report", "environment_info", "Redactor"]
 
-FORMATS = tuple(f.name for f in REPORT_FORMATS)  # the names, in the table's order
+# The package's names, each imported from its module when first used: ``qrdoctor check`` loads
+# the report modules it needs while it runs (redaction for the live summary) and the others only
+# when it writes a report, after the run.
+_LAZY = {
+    "REPORT_FORMATS": "qrdoctor.reports.formats",
+    "ReportFormat": "qrdoctor.reports.formats",
+    "UnknownFormatError": "qrdoctor.reports.formats",
+    "environment_info": "qrdoctor.reports.environment",
+    "Redactor": "qrdoctor.reports.redact",
+    "redact_report": "qrdoctor.reports.redaction",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name == "FORMATS":  # the names, in the table's order
+        from qrdoctor.reports.formats import REPORT_FORMATS
+
+        return tuple(f.name for f in REPORT_FORMATS)
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
 
 
 def render(report: Report, fmt: str, include_phi: bool = False) -> str | bytes:
@@ -35,6 +65,9 @@ def render(report: Report, fmt: str, include_phi: bool = False) -> str | bytes:
     Patient data is redacted unless ``include_phi``; ``json`` is the redacted report's
     ``to_json()``, with control and format characters written as ``\\uXXXX`` escapes.
     """
+    from qrdoctor.reports.formats import get_format
+    from qrdoctor.reports.redaction import redact_report, renderer_redactor
+
     renderer = get_format(fmt).render
     safe = redact_report(report, include_phi=include_phi)
     return renderer(safe, None if include_phi else renderer_redactor(report))  # type: ignore[arg-type]

@@ -136,11 +136,24 @@ def readme_text(report: Report, listed: tuple[Member, ...] | None = None) -> str
         "Files\n"
         "-----\n"
         f"{files_section(listed if listed is not None else members())}\n"
+        f"{_registration_part(report)}"
         "Privacy\n"
         "-------\n"
         f"{privacy}\n"
         "Every finding code is explained in detail by `qrdoctor explain CODE`.\n"
     )
+
+
+def _registration_part(report: Report) -> str:
+    """The README's registration request, when a finding asks for a node entry on the PACS."""
+    from qrdoctor.reports.registration import request_text, wanted
+
+    if not wanted(report):
+        return ""
+    wrapped = [textwrap.fill(line, README_WIDTH) for line in request_text(report).splitlines()]
+    return ("Registration request for the PACS administrator\n"
+            "-----------------------------------------------\n"
+            + "\n".join(wrapped) + "\n\n")
 
 
 def _zip_time(report: Report) -> tuple[int, int, int, int, int, int]:

@@ -1,8 +1,8 @@
 """The Markdown report: written to be pasted into a ticket system.
 
 Title with target and time, a table of every check, the problems with their explanation, fix and
-key evidence, one box of what to tell the PACS administrator, the matching profile and brief
-notes. Evidence that is larger than a line goes into a fenced JSON block; the protocol
+key evidence, one box of what to tell the PACS administrator (with the registration request when
+a finding asks for a node entry), the matching profile and brief notes. Evidence that is larger than a line goes into a fenced JSON block; the protocol
 transcripts are left to the HTML report and the bundle.
 """
 
@@ -141,7 +141,16 @@ def _inbound_section(v: ReportView) -> list[str]:
     return lines
 
 
-def render_view(v: ReportView) -> str:
+def _registration_section(request: list[str] | None) -> list[str]:
+    """The node entry to ask the PACS administrator for, ready to paste into their ticket."""
+    if not request:
+        return []
+    lines = ["## Registration request for the PACS administrator", ""]
+    lines += [f"> {prose(line)}" + ("  " if i < len(request) - 1 else "") for i, line in enumerate(request)]
+    return [*lines, ""]
+
+
+def render_view(v: ReportView, request: list[str] | None = None) -> str:
     lines: list[str] = [f"# {prose(v.title)}", ""]
     if v.banner:
         lines += [f"> **{v.banner}** {prose(v.banner_detail or '')}", ""]
@@ -168,6 +177,7 @@ def render_view(v: ReportView) -> str:
             body = _indent(prose(fix.fix), 5).lstrip()
             lines.append(f"> {n}. {body} ({codes})".replace("\n", "\n> "))
         lines.append("")
+    lines += _registration_section(request)
 
     if v.problems:
         lines += ["## Problems", ""]
@@ -201,5 +211,9 @@ def render_view(v: ReportView) -> str:
 
 
 def render_markdown(report: Report) -> str:
-    """Markdown of an already redacted report."""
-    return render_view(build(report))
+    """Markdown of an already redacted report; with the registration request when a finding asks
+    for a node entry on the PACS."""
+    from qrdoctor.reports.registration import registration, request_lines, wanted
+
+    request = request_lines(registration(report)) if wanted(report) else None
+    return render_view(build(report), request)

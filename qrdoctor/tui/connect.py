@@ -3,22 +3,32 @@
 Below the target's fields come the checks' options, one field per field of the checks' declared
 Options models (the same declarations the command-line flags are made from); an empty option
 field means its default, shown as the placeholder.
+
+Keys arriving in a burst (a paste, ``expect``, a slow remote link) land where they were typed.
+Textual's app hands each key to the widget focused *when the app reads it*, into that widget's
+own queue, and runs non-priority bindings only when a key has bubbled back up: so a Tab read
+before the field had handled the letters ahead of it did not move the focus until after the
+rest of the burst had been queued to the old field, and ``ctrl+u`` ran after the digits typed
+behind it. Here Tab and Shift+Tab are priority bindings of the screen (the app moves the focus
+as it reads them), each field runs its own editing keys in its queue (:class:`FormInput`), and
+running or saving waits until every field has handled the keys sent to it.
 """
 
 from __future__ import annotations
 
+import shlex
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 from rich.text import Text
-from textual import on
+from textual import events, on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Grid, Horizontal, VerticalScroll
 from textual.screen import Screen
 from textual.validation import ValidationResult, Validator
-from textual.widgets import Button, Footer, Header, Input, Label, Select, Static
+from textual.widgets import Button, Checkbox, Footer, Header, Input, Label, Select, Static
 
 from qrdoctor.core.option_fields import (
     OptionField,
@@ -34,11 +44,12 @@ from qrdoctor.core.target import (
     DEFAULT_TIMEOUT,
     Target,
     TargetError,
+    TLSOptions,
     check_ae_title,
     check_port,
+    check_readable,
     load_profiles,
     profiles_path,
-    target_from_profile,
 )
 from qrdoctor.tui.render import identity_hint
 
@@ -77,6 +88,13 @@ def _move_ae(value: str) -> str | None:
     return check_ae_title(value, "The move destination AE title") if value.strip() else None
 
 
+def _pem_file(what: str) -> Callable[[str], str | None]:
+    def parse(value: str) -> str | None:
+        value = value.strip()
+        return check_readable(value, what) if value else None
+    return parse
+
+
 @dataclass(frozen=True)
 class Field:
     id: str
@@ -109,6 +127,30 @@ FIELDS = (
 )
 
 
+# Shown while "DICOM over TLS" is ticked; the same checks as --tls-ca, --tls-cert, --tls-key.
+TLS_FIELDS = (
+    Field("tls_ca", "TLS CA file", _pem_file("The TLS CA file"), "system trust store",
+          tooltip="The certificate authority (PEM) that signed the PACS's certificate."),
+    Field("tls_cert", "Client cert", _pem_file("The client certificate"), "none",
+          tooltip="Our client certificate (PEM), when the PACS requires one."),
+    Field("tls_key", "Client key", _pem_file("The client key"), "in the cert file",
+          tooltip="The client certificate's private key (PEM), when not in the certificate file."),
+)
+
+
+def tls_badge(target: Target | None) -> str:
+    """A short marker of the connection's security, for a header or a title: "TLS", "TLS (not
+    verified)", or "" for plain DICOM."""
+    if target is None or target.tls is None:
+        return ""
+    return "TLS" if target.tls.verify else "TLS (not verified)"
+
+
+def check_command(name: str) -> str:
+    """The command line that runs a saved profile, quoted for a POSIX shell."""
+    return f"qrdoctor check {shlex.quote(name)}"
+
+
 def option_field(f: OptionField) -> Field:
     """A form field for one declared option; empty means the default (its placeholder)."""
     return Field(f.name, f.label, f.parse, f.default_text or "default", tooltip=f.help)
@@ -138,6 +180,28 @@ class FieldValidator(Validator):
         return self.success()
 
 
+def tls_values(tls: TLSOptions | None) -> dict[str, str]:
+    return {"tls_ca": (tls.ca_file or "") if tls else "", "tls_cert": (tls.cert_file or "") if tls else "",
+            "tls_key": (tls.key_file or "") if tls else ""}
+
+
+class FormInput(Input):
+    """An input that runs its own editing keys (backspace, ctrl+u, arrows, enter, ...) in the
+    order they reached it, instead of when each has bubbled back to the app: in a burst of keys,
+    ``ctrl+u`` then ``11201`` clears the field and then types, not the other way round."""
+
+    EDIT_KEYS: ClassVar[dict[str, str]] = {b.key: b.action for b in Binding.make_bindings(Input.BINDINGS)}
+
+    async def _on_key(self, event: events.Key) -> None:
+        action = None if event.is_printable else self.EDIT_KEYS.get(event.key)
+        if action is None:
+            await super()._on_key(event)
+            return
+        event.stop()
+        event.prevent_default()
+        await self.run_action(action)
+
+
 def field_values(target: Target | None) -> dict[str, str]:
     if target is None:
         return {"called_ae": "", "host": "", "port": "104", "timeout": f"{DEFAULT_TIMEOUT:g}",
@@ -160,7 +224,16 @@ class ConnectScreen(Screen[Connection | None]):
         Binding("ctrl+s", "save_profile", "Save profile", priority=True),
         Binding("ctrl+d", "delete_profile", "Delete profile", priority=True),
         Binding("escape", "back", "Back"),
+        # priority: the app moves the focus as it reads the key, so the keys behind it in a burst
+        # go to the next field (see the module's docstring)
+        Binding("tab", "app.focus_next", "Next field", show=False, priority=True),
+        Binding("shift+tab", "app.focus_previous", "Previous field", show=False, priority=True),
     ]
+
+    DEFAULT_CSS = """
+    ConnectScreen .form-grid Checkbox { border: none; padding: 0; height: 1; background: transparent; }
+    ConnectScreen .form-grid #tls { column-span: 3; }
+    """
 
     def __init__(self, target: Target | None = None, *, options: RunOptions | None = None,
                  cursor_blink: bool = True) -> None:
@@ -169,9 +242,8 @@ class ConnectScreen(Screen[Connection | None]):
         self.initial_options = options
         self.declared = option_fields()
         self.option_ids = [f.name for f in self.declared]
-        self.fields = (*FIELDS, *(option_field(f) for f in self.declared))
+        self.fields = (*FIELDS, *TLS_FIELDS, *(option_field(f) for f in self.declared))
         self.by_id = {f.id: f for f in self.fields}
-        self.tls = target.tls if target else None  # kept from the target or a chosen profile
         self.cursor_blink = cursor_blink
         self.touched: set[str] = set()
         self.profiles: dict[str, dict] = {}
@@ -185,11 +257,23 @@ class ConnectScreen(Screen[Connection | None]):
                 yield Label("Profile")
                 yield Select([], prompt="saved nodes", id="profile", compact=True, allow_blank=True)
                 yield Label("Save as")
-                yield Input(placeholder="profile name", id="profile_name", compact=True,
-                            select_on_focus=False)
+                yield FormInput(placeholder="profile name", id="profile_name", compact=True,
+                                select_on_focus=False)
                 yield Static("The PACS", classes="form-section")
                 for f in FIELDS[:4]:
                     yield from self._field(f, values[f.id])
+                tls = self.initial.tls if self.initial else None
+                yield Label("TLS")
+                yield Checkbox("DICOM over TLS", tls is not None, id="tls", compact=True)
+                tls_texts = tls_values(tls)
+                for f in TLS_FIELDS:
+                    yield from self._field(f, tls_texts[f.id], classes="tls-detail", shown=tls is not None)
+                verify = Checkbox("PACS certificate", tls is None or tls.verify, id="tls_verify",
+                                  compact=True, classes="tls-detail")
+                verify_label = Label("Verify", classes="tls-detail")
+                verify_label.display = verify.display = tls is not None
+                yield verify_label
+                yield verify
                 yield Static("This workstation", classes="form-section")
                 yield Static("", id="identity-hint", classes="form-hint", markup=False)
                 for f in FIELDS[4:]:
@@ -197,7 +281,7 @@ class ConnectScreen(Screen[Connection | None]):
                 if self.declared:
                     yield Static("Options of the checks", classes="form-section")
                     texts = option_texts(self.initial_options, self.declared)
-                    for f in self.fields[len(FIELDS):]:
+                    for f in self.fields[len(FIELDS) + len(TLS_FIELDS):]:
                         yield from self._field(f, texts[f.id])
         # below the scrolling form, so the errors and the buttons show whatever the terminal size
         yield Static("", id="form-errors", markup=False)
@@ -207,11 +291,13 @@ class ConnectScreen(Screen[Connection | None]):
             yield Button("Delete profile", id="delete", compact=True)
         yield Footer(compact=True)
 
-    def _field(self, f: Field, value: str) -> ComposeResult:
-        yield Label(f.label, classes="field-label")
-        inp = Input(value, placeholder=f.placeholder, id=f.id, compact=True,
-                    validators=[FieldValidator(f)], validate_on=["changed", "submitted"],
-                    select_on_focus=False)
+    def _field(self, f: Field, value: str, classes: str = "", shown: bool = True) -> ComposeResult:
+        label = Label(f.label, classes=f"field-label {classes}".strip())
+        inp = FormInput(value, placeholder=f.placeholder, id=f.id, compact=True,
+                        validators=[FieldValidator(f)], validate_on=["changed", "submitted"],
+                        select_on_focus=False, classes=classes)
+        label.display = inp.display = shown
+        yield label
         inp.tooltip = f.tooltip
         yield inp
 
@@ -219,7 +305,7 @@ class ConnectScreen(Screen[Connection | None]):
         for inp in self.query(Input):
             inp.cursor_blink = self.cursor_blink
         self.title = self.app.title
-        self.sub_title = "connection"
+        self._show_tls()
         self.reload_profiles()
         first = next((f.id for f in FIELDS if not self.query_one(f"#{f.id}", Input).value), FIELDS[0].id)
         self.query_one(f"#{first}", Input).focus()
@@ -259,29 +345,105 @@ class ConnectScreen(Screen[Connection | None]):
         for f in self.declared:
             self.query_one(f"#{f.name}", Input).value = f.text(saved.get(f.name))
             self.touched.add(f.name)
-        self.tls = None
-        try:
-            self.tls = target_from_profile(name, {}, profiles_path()).tls
-        except TargetError as exc:
-            self.notify(str(exc), title="Profile TLS settings", severity="error", markup=False)
-        if self.tls is not None:
-            self.notify("This profile uses DICOM over TLS.", title=name, markup=False)
+        # the files as saved: the form says what is wrong with one that cannot be read
+        self.set_tls(p.get("tls") is True, {key: str(p.get(key) or "") for key in tls_values(None)},
+                     p.get("tls_verify") is not False)
+        if self.tls_on:
+            self.notify("This profile uses DICOM over TLS (see the TLS fields).", title=name, markup=False)
         self.query_one("#profile_name", Input).value = name
 
+    # ---- TLS -------------------------------------------------------------------------------
+    @property
+    def tls_on(self) -> bool:
+        return self.query_one("#tls", Checkbox).value
+
+    def set_tls(self, on_: bool, files: dict[str, str], verify: bool) -> None:
+        """Show a profile's TLS settings: on with its files, or off (and its fields emptied)."""
+        self.query_one("#tls", Checkbox).value = on_
+        for key, text in files.items():
+            self.query_one(f"#{key}", Input).value = text if on_ else ""
+            self.touched.add(key)
+        self.query_one("#tls_verify", Checkbox).value = verify or not on_
+        self._show_tls()
+
+    @on(Checkbox.Changed)
+    def _tls_changed(self, event: Checkbox.Changed) -> None:
+        self._show_tls()
+        self._show_errors()
+
+    def _show_tls(self) -> None:
+        """The TLS fields show while TLS is on; the header says whether the run will use it."""
+        on_ = self.tls_on
+        for widget in self.query(".tls-detail"):
+            widget.display = on_
+        verify_box = self.query_one("#tls_verify", Checkbox)
+        verify = verify_box.value
+        # in words as well: a monochrome terminal shows a ticked and an unticked box alike
+        self.query_one("#tls", Checkbox).label = "on: DICOM over TLS" if on_ else "off: plain DICOM"
+        verify_box.label = "on: PACS certificate" if verify else "off: tests only"
+        self.sub_title = "connection" + ("" if not on_ else " · TLS" if verify else " · TLS (not verified)")
+
+    def tls_options(self) -> TLSOptions | None:
+        """The TLS options the fields describe (TargetError when a file cannot be read)."""
+        if not self.tls_on:
+            return None
+        files = {f.id: f.parse(self.query_one(f"#{f.id}", Input).value) for f in TLS_FIELDS}
+        return TLSOptions(ca_file=files["tls_ca"], cert_file=files["tls_cert"], key_file=files["tls_key"],
+                          verify=self.query_one("#tls_verify", Checkbox).value)
+
     def action_save_profile(self) -> None:
+        self.after_pending_keys(self._save_profile)
+
+    def _save_profile(self) -> None:
+        from qrdoctor.tui.modals import ConfirmScreen
+
         chosen = self.build_connection(show=True)
         if chosen is None:
             return
         try:
             name = check_profile_name(self.query_one("#profile_name", Input).value)
+        except ProfileError as exc:
+            self.notify(str(exc), title="Profile not saved", severity="error", markup=False)
+            self.query_one("#profile_name", Input).focus()
+            return
+        if name not in self.profiles:
+            self._write_profile(name, chosen)
+            return
+
+        def confirmed(yes: bool | None) -> None:
+            if yes:
+                self._write_profile(name, chosen)
+
+        self.app.push_screen(ConfirmScreen(f"Replace the saved profile {name!r} with these settings?",
+                                           yes="Replace"), confirmed)
+
+    def _write_profile(self, name: str, chosen: Connection) -> None:
+        try:
             path = save_profile(name, chosen.target, options=chosen.options.flat())
         except ProfileError as exc:
             self.notify(str(exc), title="Profile not saved", severity="error", markup=False)
             self.query_one("#profile_name", Input).focus()
             return
         self.reload_profiles(select=name)
-        self.notify(f"Saved profile {name} in {path}. Use it with: qrdoctor check {name}",
+        self.notify(f"Saved profile {name} in {path}. Use it with: {check_command(name)}",
                     title="Profile saved", markup=False)
+
+    def after_pending_keys(self, callback: Callable[[], object]) -> None:
+        """Call ``callback`` (on this screen) once every field has handled the keys already sent
+        to it: a run or a save pressed at the end of a burst sees everything typed before it."""
+        fields = list(self.query(Input))
+        left = [len(fields)]
+
+        def handled() -> None:
+            left[0] -= 1
+            if left[0] == 0:
+                self.call_later(callback)
+
+        for inp in fields:
+            if not inp.call_later(handled):  # its queue is closed: nothing is pending there
+                handled()
+        if not fields:
+            self.call_later(callback)
 
     def action_delete_profile(self) -> None:
         from qrdoctor.tui.modals import ConfirmScreen
@@ -316,6 +478,7 @@ class ConnectScreen(Screen[Connection | None]):
     # ---- validation -----------------------------------------------------------------------
     @on(Input.Changed)
     def _changed(self, event: Input.Changed) -> None:
+
         if event.input.id in self.by_id:
             self.touched.add(event.input.id)
             self._show_errors()
@@ -341,8 +504,9 @@ class ConnectScreen(Screen[Connection | None]):
     def errors(self, every: bool = False) -> dict[str, str]:
         """Validation messages by field: the touched fields, or every field."""
         out: dict[str, str] = {}
+        tls_off = not self.tls_on
         for f in self.fields:
-            if not every and f.id not in self.touched:
+            if not every and f.id not in self.touched or tls_off and f in TLS_FIELDS:
                 continue
             inp = self.query_one(f"#{f.id}", Input)
             result = inp.validate(inp.value)
@@ -366,7 +530,7 @@ class ConnectScreen(Screen[Connection | None]):
             return Target(host=v["host"], port=v["port"], called_ae=v["called_ae"],
                           calling_ae=v["calling_ae"], move_ae=v["move_ae"],
                           store_port=v["store_port"], advertise=v["advertise"],
-                          timeout=v["timeout"], tls=self.tls)
+                          timeout=v["timeout"], tls=self.tls_options())
         except TargetError as exc:
             self.query_one("#form-errors", Static).update(str(exc))
             return None
@@ -395,6 +559,9 @@ class ConnectScreen(Screen[Connection | None]):
 
     @on(Button.Pressed, "#run")
     def action_run(self) -> None:
+        self.after_pending_keys(self._run)
+
+    def _run(self) -> None:
         chosen = self.build_connection(show=True)
         if chosen is not None:
             self.dismiss(chosen)

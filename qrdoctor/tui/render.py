@@ -49,6 +49,27 @@ def verdict_text(report: Report, show_timings: bool = True) -> str:
     return f"Found issues in {len(bad)} {noun} ({', '.join(parts)}){took}."
 
 
+def cancelled_verdict(shown: list[CheckResult], unknown: list[str], kept: list[str]) -> str:
+    """The status line after a cancelled run: never "no issues". ``shown`` are the results on
+    screen, ``unknown`` the checks the cancel stopped or never started (this run did not learn
+    their result), ``kept`` those of them that show the result of an earlier run instead."""
+    noun = "check" if len(unknown) == 1 else "checks"
+    parts = [f"{len(unknown)} {noun} did not finish: result unknown" if unknown
+             else "every check had finished"]
+    if kept:
+        parts.append(f"{len(kept)} show{'s' if len(kept) == 1 else ''} the previous run's result")
+    bad = [c for c in shown if c.status in PROBLEMS]
+    if bad:
+        parts.append(f"issues in {len(bad)} {'check' if len(bad) == 1 else 'checks'} so far")
+    return "Cancelled. " + "; ".join(parts) + "."
+
+
+def folded_text(passed: int, skipped: int) -> str:
+    """The problems-only list's one line for the checks it hides."""
+    parts = [f"{n} {word}" for n, word in ((passed, "passed"), (skipped, "skipped")) if n]
+    return ", ".join(parts) if parts else "no passed or skipped checks"
+
+
 def clipboard_summary(report: Report, label: str) -> str:
     """The text 'copy summary' puts on the clipboard: the terminal summary of the run, ending
     with whose registration it tested when that was not the workstation's."""
@@ -187,8 +208,12 @@ def merge_reports(base: Report | None, partial: Report) -> Report:
     new = {c.id: c for c in partial.checks}
     checks = [new.pop(c.id, c) for c in base.checks]
     checks += list(new.values())
+    # the run's own times (issue 17, item 4): the report is as of the latest run
     merged = base.model_copy(update={"checks": checks, "summary": summarise(checks),
-                                     "target": partial.target})
+                                     "target": partial.target, "started_at": partial.started_at,
+                                     "duration_s": partial.duration_s,
+                                     "command_line": partial.command_line,
+                                     "interrupted": partial.interrupted})
     merged._phi = {**base.phi_values, **partial.phi_values}
     return merged
 

@@ -23,6 +23,8 @@ from qrdoctor.core.escape import for_terminal
 from qrdoctor.core.model import CheckResult, Report, Status
 from qrdoctor.core.registry import Check
 from qrdoctor.core.target import Target
+from qrdoctor.tui.connect import tls_badge
+from qrdoctor.tui.fix_first import FixFirstLayout
 from qrdoctor.tui.messages import (
     CheckFinished,
     CheckProgress,
@@ -37,6 +39,7 @@ from qrdoctor.tui.render import (
     PROBLEMS,
     RUNNING,
     WAITING,
+    cancelled_verdict,
     clipboard_summary,
     duration_text,
     identity_notice,
@@ -48,16 +51,17 @@ from qrdoctor.tui.render import (
     state_of,
     verdict_text,
 )
-from qrdoctor.tui.widgets import CheckDetail, CheckRow, DetailScroll, DetailState, row_id
+from qrdoctor.tui.widgets import CheckDetail, CheckList, CheckRow, DetailScroll, DetailState, row_id
 
 if TYPE_CHECKING:
     from qrdoctor.tui.app import QRDoctorApp
 
 
 MAX_PROGRESS = 200  # progress lines kept per running check
+INTERRUPTED = 130  # the exit code of `qrdoctor check` interrupted by SIGINT (Ctrl+C)
 
 
-class RunScreen(Screen):
+class RunScreen(FixFirstLayout, Screen):
     """The staged run, live."""
 
     HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (120, "-wide")]
@@ -68,13 +72,15 @@ class RunScreen(Screen):
         Binding("x", "cancel_run", "Cancel"),
         Binding("n", "next_problem", "Next", tooltip="Select the next check with a problem"),
         Binding("e", "export", "Export"),
-        Binding("y", "copy_summary", "Copy"),
-        Binding("i", "explain", "Explain"),
+        Binding("y", "copy_summary", "Copy", show=False),  # in the help and the palette
+        Binding("i", "explain", "Why"),
+        Binding("z", "zoom", "Zoom", tooltip="Zoom the details to the whole screen"),
+        Binding("f", "problems_only", "Problems", tooltip="Show only the checks with a problem"),
         Binding("question_mark", "help", "Help", key_display="?"),
         Binding("q", "quit", "Quit"),
         Binding("t", "change_target", "Target", show=False),
+        Binding("a", "registration", "Registration request", show=False),
         Binding("p", "transcript", "Transcript", show=False),
-        Binding("z", "zoom", "Zoom details", show=False),
         Binding("escape", "focus_list", "Back to the list", show=False),
     ]
 
@@ -84,6 +90,13 @@ class RunScreen(Screen):
         self.checks: list[Check] = []
         self.by_id: dict[str, Check] = {}
         self.shown: dict[str, CheckResult] = {}  # latest result per check, redacted once the run ends
+        # checks whose shown result is from an earlier run: a re-run has not replaced it (yet), or
+        # was cancelled before it did (issue 17: a cancel never erases a known result)
+        self.stale: set[str] = set()
+        self.completed: set[str] = set()  # checks of the current run that finished before a cancel
+        self.run_ids: list[str] = []  # the checks of the current run
+        self.run_done: set[str] = set()  # those of them that have finished (whatever the result)
+        self.problems_only = False  # the list shows only the checks with a problem (f)
         self.redacted_ids: set[str] = set()  # results whose evidence may be shown
         self.progress: dict[str, list[str]] = {}
         self.started: dict[str, float] = {}
@@ -110,7 +123,8 @@ class RunScreen(Screen):
         yield Header(show_clock=False, icon="")
         with Vertical(id="body"):
             with Vertical(id="left"):
-                yield ListView(id="checks")
+                yield CheckList(id="checks")
+                yield Static("", id="folded", markup=False)
                 yield Static("", id="status", markup=False)
                 yield Static("", id="identity", markup=False)
             with DetailScroll(id="detail-scroll"):
@@ -145,9 +159,11 @@ class RunScreen(Screen):
     def set_target(self, target: Target) -> None:
         self.target = target
         self.title = self.qapp.title
-        self.sub_title = f"{target.label} as {target.calling_ae}"
+        badge = tls_badge(target)
+        self.sub_title = f"{target.label} as {target.calling_ae}" + (f" · {badge}" if badge else "")
         self.report = None
         self.shown.clear()
+        self.stale.clear()
         self.redacted_ids.clear()
         self.progress.clear()
         self.started.clear()
@@ -174,6 +190,7 @@ class RunScreen(Screen):
         self.run_id += 1
         self.running, self.cancelling = True, False
         self.running_ids.clear()
+        self.completed.clear()
         self.user_moved = False
         self._auto_highlight = only is None
         observer = PostingObserver(self, self.run_id)
@@ -212,9 +229,10 @@ class RunScreen(Screen):
     def on_run_started(self, message: RunStarted) -> None:
         if not self._current(message):
             return
+        self.run_ids, self.run_done = list(message.check_ids), set()
         for cid in message.check_ids:
-            self.shown.pop(cid, None)
-            self.redacted_ids.discard(cid)
+            if cid in self.shown:  # shown, marked as the previous run's, until replaced
+                self.stale.add(cid)
             self.progress.pop(cid, None)
             self.started.pop(cid, None)
             self._update_row(cid)
@@ -248,6 +266,21 @@ class RunScreen(Screen):
         if not self._current(message):
             return
         cid = message.check_id
+        self.run_done.add(cid)
+        if self.cancelling and message.result.status in (Status.SKIPPED, Status.ERROR):
+            # stopped by the cancel: its result is unknown; an earlier one stays on screen
+            was_running = cid in self.running_ids
+            self.running_ids.pop(cid, None)
+            if was_running and self.running_ids:
+                self._running_status()
+            if cid not in self.shown:
+                self.shown[cid] = message.result
+            self._update_row(cid)
+            self._show_detail(cid)
+            return
+        if not self.cancelling:
+            self.completed.add(cid)
+        self.stale.discard(cid)
         self.shown[cid] = message.result
         self.redacted_ids.discard(cid)
         if callable(getattr(self.runner, "phi_so_far", None)):
@@ -270,15 +303,30 @@ class RunScreen(Screen):
         self.report = merge_reports(self.report, message.report)
         self._end_run()
         view = redact(self.report, self.qapp.include_phi)
+        ran = {c.id for c in message.report.checks}
+        # what a cancel stopped or never started: this run did not learn its result
+        unknown = [c.id for c in message.report.checks if cancelled and c.id not in self.completed
+                   and c.status in (Status.SKIPPED, Status.ERROR)] if cancelled else []
         for res in view.checks:
-            self.shown[res.id] = res
+            if res.id in unknown and res.id in self.stale:
+                continue  # the earlier result stays, marked as the previous run's
+            if res.id in ran or res.id not in self.shown:
+                self.shown[res.id] = res
+                self.stale.discard(res.id)
             self.redacted_ids.add(res.id)
         for cid in self.by_id:
             self._update_row(cid)
-        self.qapp.exit_status = int(self.report.exit_code)
-        verdict = verdict_text(view, self.qapp.show_timings)
-        self._status(f"Cancelled. {verdict}" if cancelled else verdict)
+        if cancelled and unknown:
+            # exit code as for `qrdoctor check` when it is interrupted (SIGINT)
+            self.qapp.exit_status = INTERRUPTED
+            kept = [cid for cid in unknown if cid in self.stale]
+            self._status(cancelled_verdict([self.shown[c] for c in self.by_id if c in self.shown],
+                                           unknown, kept))
+        else:
+            self.qapp.exit_status = int(self.report.exit_code)
+            self._status(verdict_text(view, self.qapp.show_timings))
         self._identity(view)
+        self._apply_filter()
         if self._auto_highlight and not self.user_moved:
             self._highlight_first_problem()
         self._show_detail()
@@ -320,9 +368,11 @@ class RunScreen(Screen):
         return next(reversed(self.running_ids), None)
 
     def _running_status(self) -> None:
+        """Overall progress: how many of the run's checks are done, and which are running."""
         ids = list(self.running_ids)
-        self._status(f"Running {', '.join(ids)}…" if len(ids) <= 3
-                     else f"Running {len(ids)} checks: {', '.join(ids[:3])}, …")
+        done = f"{len(self.run_done)}/{len(self.run_ids)} done; " if self.run_ids else ""
+        self._status(f"{done}running {', '.join(ids)}…" if len(ids) <= 3
+                     else f"{done}running {len(ids)} checks: {', '.join(ids[:3])}, …")
 
     def _status(self, text: str) -> None:
         self.query_one("#status", Static).update(for_terminal(text))
@@ -373,7 +423,11 @@ class RunScreen(Screen):
             res = self.shown[cid]
             time_text = duration_text(res.duration_s) if timings and res.status is not Status.SKIPPED else ""
             summary = row_summary(res)
-        row.show(state, time_text, summary)
+            if cid in self.stale:
+                summary = f"previous run: {summary}"
+        row.show(state, time_text, summary, stale=cid in self.stale and state != RUNNING)
+        if self.problems_only:
+            self._fold(row)
 
     def _row(self, cid: str) -> CheckRow | None:
         if cid not in self.by_id:
@@ -400,7 +454,11 @@ class RunScreen(Screen):
             alongside=[other for other in self.running_ids if other != cid] if state == RUNNING else [],
             evidence_ready=self.qapp.include_phi or cid in self.redacted_ids,
             show_timings=self.qapp.show_timings,
+            stale=("" if cid not in self.stale or state == RUNNING
+                   else "the current run has not run this check yet." if self.running
+                   else "the latest run was cancelled before this check finished."),
         ))
+        self._fit_fix()
 
     def _tick(self) -> None:
         for cid in list(self.running_ids):
@@ -408,6 +466,9 @@ class RunScreen(Screen):
             self._show_detail(cid)
 
     def _highlight(self, cid: str) -> None:
+        row = self._row(cid)
+        if row is not None and not row.display:
+            return
         for i, c in enumerate(self.checks):
             if c.id == cid:
                 self._auto_index = i
@@ -526,13 +587,23 @@ class RunScreen(Screen):
     def action_change_target(self) -> None:
         self.qapp.open_connection_form(self.target)
 
+    def action_registration(self) -> None:
+        """The node entry to ask the PACS administrator for, ready to copy (issue 17)."""
+        from qrdoctor.tui.modals import RegistrationScreen
+
+        if self.report is None:
+            self.notify("No registration request yet: run the checks first.")
+            return
+        self.app.push_screen(RegistrationScreen(self.report))
+
     def action_export(self) -> None:
         from qrdoctor.tui.modals import ExportScreen
 
         if self.report is None or self.target is None:
             self.notify("Nothing to export yet: run the checks first.")
             return
-        self.app.push_screen(ExportScreen(self.target, self.qapp.include_phi), self._export)
+        # the dialog writes the file itself, so an error keeps it open with the typed path
+        self.app.push_screen(ExportScreen(self.target, self.qapp.include_phi, report=self.report), self._export)
 
     def _export(self, choice: tuple[str, Path] | None) -> None:
         if choice is None or self.report is None:

@@ -8,7 +8,7 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Horizontal, VerticalScroll
 from textual.widget import Widget
-from textual.widgets import Label, ListItem
+from textual.widgets import Label, ListItem, ListView
 
 from qrdoctor.core.escape import for_terminal
 from qrdoctor.core.model import Audience, CheckResult
@@ -41,7 +41,8 @@ class CheckRow(ListItem):
             yield Label("", classes="time", markup=False)
             yield Label(self.check.title, classes="summary", markup=False)
 
-    def show(self, state: str, time_text: str, summary: str) -> None:
+    def show(self, state: str, time_text: str, summary: str, stale: bool = False) -> None:
+        self.set_class(stale, "-stale")
         if state != self.state:
             self.remove_class(f"-{self.state}")
             self.add_class(f"-{state}")
@@ -49,6 +50,29 @@ class CheckRow(ListItem):
         self.query_one(".mark", Label).update(MARKS[state])
         self.query_one(".time", Label).update(time_text)
         self.query_one(".summary", Label).update(for_terminal(summary))
+
+
+class CheckList(ListView):
+    """The list of checks; when its height changes (it gives rows to a long fix), the selected
+    check stays in view."""
+
+    def on_resize(self) -> None:
+        # now, and again once the scroll range follows the new height (it may lag a refresh)
+        self.keep_selected_in_view()
+        self.call_after_refresh(self.keep_selected_in_view)
+        self.set_timer(0.05, self.keep_selected_in_view)
+
+    def keep_selected_in_view(self) -> None:
+        item, height = self.highlighted_child, self.scrollable_content_region.height
+        if item is None or not item.display or height <= 0:
+            return
+        rows = list(self.query_children(ListItem))
+        row = sum(1 for node in rows[:self.index or 0] if node.display)  # a row is one line
+        top = round(self.scroll_y)
+        if row < top:
+            self.scroll_to(y=row, animate=False, immediate=True)
+        elif row >= top + height:
+            self.scroll_to(y=row - height + 1, animate=False, immediate=True)
 
 
 class DetailScroll(VerticalScroll, can_focus=True):
@@ -74,11 +98,13 @@ class DetailState:
     evidence_ready: bool = True  # False while patient data cannot be redacted yet
     show_timings: bool = True
     alongside: list[str] = field(default_factory=list)  # other checks running at the same time
+    stale: str = ""  # when the result is an earlier run's: why the latest has not replaced it
 
 
 class CheckDetail(Widget):
-    """Everything about the selected check: findings (summary, fix, why, evidence), the reason
-    it was skipped or could not complete, its facts and the protocol transcript.
+    """Everything about the selected check, the fix first: "Do this" (each finding's fix, part
+    by part with who acts on it), then what happened (the summary, the reason it was skipped or
+    could not complete, each finding), why, the evidence, its facts and the protocol transcript.
 
     Styled by component classes in the app's stylesheet, so it follows the theme. Every text
     that comes from a check may quote the PACS, so it passes through
@@ -101,6 +127,27 @@ class CheckDetail(Widget):
 
     def _style(self, name: str):
         return self.get_component_rich_style(f"detail--{name}", partial=True)
+
+    def _do_this(self, text: Text, res: CheckResult) -> None:
+        """The "Do this" block: each finding's fix (most severe first), a paragraph per audience
+        that acts at the site (PACS administrator, workstation, users); how to test further with
+        qrdoctor is no fix and follows what happened."""
+        todo = [f for f in sorted_findings(res) if _acts(f)]
+        for f in todo:
+            text.append("Do this", self._style("fix"))
+            text.append(f" ({_safe(f.code)}):\n" if len(todo) > 1 else ":\n", self._style("dim"))
+            for lead, part in _parts(f, site=True):
+                text.append(lead, self._style("fix"))
+                text.append(_safe(part) + "\n")
+
+    def fix_height(self, check: Check, res: CheckResult, width: int) -> int:
+        """How many lines the heading and the "Do this" block of ``res`` take at ``width``."""
+        text = Text(no_wrap=False, overflow="fold")
+        text.append(f"{MARKS[res.status.value]} {STATE_LABELS[res.status.value]}  {check.id}  {check.title}\n")
+        self._do_this(text, res)
+        if not text.plain.strip("\n").count("\n"):
+            return 0
+        return len(text.wrap(self.app.console, max(width, 10)))
 
     def render(self) -> Text:
         d = self.detail
@@ -132,29 +179,39 @@ class CheckDetail(Widget):
             return text
 
         assert res is not None
-        if res.summary:
-            text.append(_safe(res.summary) + "\n")
+        if d.stale:
+            text.append(f"From the previous run ({res.started_at}): {d.stale}\n", self._style("warn"))
+        self._do_this(text, res)
+        text.append("What happened: ", self._style("heading"))
+        text.append(_safe(res.summary or res.reason or "") + "\n")
         if res.status.value == "skipped" and res.reason and res.reason != res.summary:
             text.append(f"{_safe(res.reason)}\n", self._style("dim"))
         if res.blocked_by:
             text.append(f"Fix the problems of {res.blocked_by} first; this check runs after it.\n",
                         self._style("dim"))
         if res.status.value == "error" and res.reason:
-            text.append("\nCould not complete: ", self._style("error"))
+            text.append("Could not complete: ", self._style("error"))
             text.append(_safe(res.reason) + "\n")
-
-        for f in sorted_findings(res):
+        findings = sorted_findings(res)
+        for f in findings:
             sev = f.severity.value
-            text.append(f"\n{SEVERITY_LABELS[sev]} ", self._style(sev))
+            text.append(f"{SEVERITY_LABELS[sev]} ", self._style(sev))
             text.append(_safe(f.code), self._style("heading"))
             text.append(f"  {_safe(f.summary)}\n")
-            for lead, part in [(part_lead(a.audience), a.text) for a in f.actions] or [("Fix: ", f.fix)]:
+            # how to test further (after "Do this"); an information's whole fix ("nothing to change")
+            extra = (_parts(f, site=False) if _acts(f)
+                     else [*_parts(f, site=True), *_parts(f, site=False)] if f.fix else [])
+            for lead, part in extra:
                 text.append(lead, self._style("fix"))
                 text.append(_safe(part) + "\n")
-            text.append("Why: ", self._style("why"))
+        for f in findings:
+            text.append("\nWhy" + (f" ({_safe(f.code)})" if len(findings) > 1 else "") + ": ",
+                        self._style("why"))
             text.append(_safe(f.explanation) + "\n")
+        for f in findings:
             if d.evidence_ready and f.evidence:
-                text.append("Evidence:\n", self._style("why"))
+                text.append("\nEvidence" + (f" ({_safe(f.code)})" if len(findings) > 1 else "") + ":\n",
+                            self._style("why"))
                 text.append(_indent(_safe(key_values(f.evidence))) + "\n", self._style("evidence"))
         if any(f.severity.value != "info" for f in res.findings):
             text.append("\nPress i for the long explanation.\n", self._style("hint"))
@@ -172,6 +229,20 @@ class CheckDetail(Widget):
         else:
             text.append("  (nothing was exchanged with the PACS)", self._style("dim"))
         return text
+
+
+def _acts(f) -> bool:
+    """A finding somebody must act on (an information's fix is usually "nothing to change")."""
+    return f.severity.value != "info" and bool(f.actions or f.fix)
+
+
+def _parts(f, site: bool) -> list[tuple[str, str]]:
+    """(lead, text) of a finding's fix parts: those for the site (``site``: every part but the
+    tester's; a fix not split by audience is all for the site) or the tester's."""
+    if not f.actions:
+        return [("Fix: ", f.fix)] if site else []
+    return [(part_lead(a.audience), a.text) for a in f.actions
+            if (a.audience is not Audience.TESTER) == site]
 
 
 def part_lead(audience: Audience) -> str:
