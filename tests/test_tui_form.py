@@ -265,7 +265,7 @@ async def test_dialogs_show_their_own_keys_not_the_run_screens(tmp_path):
     async with app.run_test(size=SIZE) as pilot:
         await finished(pilot, app)
         await pilot.pause(0.2)
-        assert "Rerun" in screen_lines(app)[-1], screen_lines(app)
+        await wait_for(pilot, lambda: "Rerun" in screen_lines(app)[-1], what="the run screen's footer")
         for dialog, key in ((HelpScreen(), "Close"), (ConfirmScreen("Really?"), "Yes"),
                             (ExportScreen(app.run_screen.target, False, tmp_path), "Cancel")):
             app.push_screen(dialog)

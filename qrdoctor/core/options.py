@@ -28,11 +28,11 @@ class SchedulingOptions(Options):
     """How the run itself proceeds (not a check's option): every run has these."""
 
     max_associations: int = Field(
-        2, ge=1, le=16,
-        description="At most this many associations with the PACS at once: checks whose "
-                    "requirements are met run side by side up to this bound; 1 runs the checks "
-                    "one after another. A check the PACS turned away while another of ours held "
-                    "an association is run again on its own.")
+        1, ge=1, le=16,
+        description="At most this many associations with the PACS at once: with 2 or more, checks "
+                    "whose requirements are met run side by side up to this bound, and a check the "
+                    "PACS turned away while another of ours held an association is run again on "
+                    "its own; 1 (the default) runs the checks one after another.")
 
 
 class OptionError(ValueError):

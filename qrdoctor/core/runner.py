@@ -422,7 +422,7 @@ class _Schedule:
             signs = self._turned_away(chk, entry, result)
             if signs:
                 self.notes[chk.id] = [
-                    f"--- first run, alongside {', '.join(sorted(entry.overlapped))}: {signs} (the "
+                    f"--- first run, alongside {', '.join(sorted(entry.overlapped)) or 'other checks of this run'}: {signs} (the "
                     "PACS may have turned it away because of qrdoctor's other association) ---",
                     *result.transcript, SECOND_RUN]
                 self.retries.append(chk.id)
@@ -441,7 +441,9 @@ class _Schedule:
 
     def _turned_away(self, chk: Check, entry: _Done, result: CheckResult) -> str:
         """Why this result may be our own parallelism's doing ("" when it cannot be)."""
-        if (entry.result is not None or not entry.overlapped or chk.id in self.retried
+        # Any parallel run counts, not only a measured overlap: the PACS may keep an association
+        # of ours open (its release still in progress) for longer than we can see from here.
+        if (entry.result is not None or self.serial or chk.id in self.retried
                 or self.r.cancel_event.is_set()):
             return ""
         obs = self.observations.get(chk.id)
@@ -495,7 +497,7 @@ class _Schedule:
 # at the PACS (the PACS closes it on its own time); a check run again alone starts this long
 # after the last other check ended.
 OVERLAP_SETTLE_S = 0.5
-RETRY_SETTLE_S = 0.1
+RETRY_SETTLE_S = 0.5  # a released association may take the PACS a moment to close
 
 SECOND_RUN = "--- second run, on its own once the other checks had ended: the result is this run's ---"
 NOT_RUN_AGAIN = ("--- not run again on its own: the run's overall time limit was reached; the "
