@@ -110,11 +110,11 @@ OPTIONS: tuple[OptionEntry, ...] = (
     OptionEntry("expect_inbound_ae", "str", True, None, "retrieve.get",
                 "AE title the PACS is expected to call back from on a C-MOVE (a different one "
                 "is a warning)"),
-    OptionEntry("max_associations", "int", False, 2, "",
-                "At most this many associations with the PACS at once: checks whose requirements "
-                "are met run side by side up to this bound; 1 runs the checks one after another. "
-                "A check the PACS turned away while another of ours held an association is run "
-                "again on its own."),
+    OptionEntry("max_associations", "int", False, 1, "",
+                "At most this many associations with the PACS at once: with 2 or more, checks "
+                "whose requirements are met run side by side up to this bound, and a check the "
+                "PACS turned away while another of ours held an association is run again on "
+                "its own; 1 (the default) runs the checks one after another."),
 )
 
 
