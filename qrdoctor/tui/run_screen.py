@@ -35,6 +35,7 @@ from qrdoctor.tui.messages import (
     RunMessage,
     RunStarted,
 )
+from qrdoctor.tui.modals import write_export
 from qrdoctor.tui.render import (
     PROBLEMS,
     RUNNING,
@@ -628,13 +629,5 @@ def sorted_by_severity(res: CheckResult):
     return sorted_findings(res)
 
 
-def export_report(report: Report, fmt: str, path: Path, include_phi: bool) -> tuple[Path | None, str | None]:
-    """Write one report format through the reports module; (path, None) or (None, error text)."""
-    try:
-        from qrdoctor.reports import write_report
-
-        return write_report(report, fmt, path, include_phi=include_phi), None
-    except OSError as exc:
-        return None, f"Cannot write {path}: {exc.strerror or exc}"
-    except Exception as exc:  # a broken format must not take the TUI down
-        return None, f"The {fmt} report could not be written: {type(exc).__name__}: {exc}"
+# one writer for the export dialog and the run screen (a path, or one line saying why not)
+export_report = write_export
