@@ -132,10 +132,10 @@ class CheckDetail(Widget):
         """The "Do this" block: each finding's fix (most severe first), a paragraph per audience
         that acts at the site (PACS administrator, workstation, users); how to test further with
         qrdoctor is no fix and follows what happened."""
-        todo = [f for f in sorted_findings(res) if _acts(f)]
-        for f in todo:
+        to_act_on = [f for f in sorted_findings(res) if _acts(f)]
+        for f in to_act_on:
             text.append("Do this", self._style("fix"))
-            text.append(f" ({_safe(f.code)}):\n" if len(todo) > 1 else ":\n", self._style("dim"))
+            text.append(f" ({_safe(f.code)}):\n" if len(to_act_on) > 1 else ":\n", self._style("dim"))
             for lead, part in _parts(f, site=True):
                 text.append(lead, self._style("fix"))
                 text.append(_safe(part) + "\n")
