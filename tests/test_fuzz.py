@@ -81,6 +81,9 @@ REPRODUCERS: tuple[tuple[int, Pin, str], ...] = (
     (1153, Pin("retrieve.move", 7, "wire_bitflip"),
      "an AC accepting the C-MOVE context with a transfer syntax UID that is not one (a bit flipped): "
      "ValueError 'UID is not a transfer syntax' from pynetdicom's send_c_move ends retrieve.move in error"),
+    (10809, Pin("find.levels", 13, "wire_truncate"),
+     "a C-FIND identifier with an unknown VR, judged for its character set: NotImplementedError from "
+     "pydicom (find_responses.charset_profile) ended find.levels in error"),
 )
 KNOWN: frozenset[str] = frozenset()
 

@@ -288,7 +288,8 @@ class FindRun:
         if keep or profile:
             ds = read_identifier(bytes(self.dataset), self.implicit, out.matches)
             if profile:  # on the raw bytes, before decoding replaces them
-                out.charsets.append(charset_profile(ds))
+                with _decoding(bytes(self.dataset), out.matches):  # a bad VR raises here first
+                    out.charsets.append(charset_profile(ds))
             if keep:
                 decode_all(ds, bytes(self.dataset), out.matches)
                 if len(out.identifiers) < self.keep:
