@@ -271,6 +271,7 @@ async def test_dialogs_show_their_own_keys_not_the_run_screens(tmp_path):
             app.push_screen(dialog)
             await wait_for(pilot, lambda d=dialog: app.screen is d, what="the dialog")
             await pilot.pause(0.2)
+            await wait_for(pilot, lambda k=key: k in (screen_lines(app) or [""])[-1], what="the dialog's footer")
             bottom = screen_lines(app)[-1]
             assert key in bottom and "Rerun" not in bottom, bottom
             dialog.dismiss(None)
