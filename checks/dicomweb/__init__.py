@@ -1,0 +1,1 @@
+"""The DICOMweb stage: dicomweb.qido (QIDO-RS) and dicomweb.wado (WADO-RS)."""

@@ -1,0 +1,1 @@
+"""Many nodes and monitoring: fleet runs over an inventory, Nagios and Prometheus outputs."""
