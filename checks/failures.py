@@ -158,18 +158,13 @@ def rejection_finding(ctx: Situation | Context, rj: Rejection, *, context_note: 
             "calling-ae-rejected", Severity.FAIL,
             f"The PACS rejected our calling AE title {t.calling_ae} ({rj.describe()}){context_note}.",
             actions(
-                pacs=f"Register {t.calling_ae} as a DICOM node on {t.called_ae}: {node_entry(ctx)}. "
-                     f"The registered port is where the PACS sends C-MOVE results, not the port the "
-                     f"association leaves from (that one changes with every connection). If "
-                     f"{t.calling_ae} is already registered, the PACS may also compare the address "
-                     f"the association comes from with the registered one: the PACS log at the time "
-                     f"of this run shows the address it came from{local_address_note(ctx)}.",
+                pacs=_register_calling_ae(ctx),
                 workstation=(f"The workstation's own AE title must be exactly {t.calling_ae} as "
                              "registered: AE titles are compared exactly (case, spelling, spaces)."
                              if own else None),
                 users=f"Until {t.calling_ae} is registered, nothing calling as {t.calling_ae} can "
                       f"query or retrieve from {t.called_ae}.",
-                tester=hints(identity_hint(ctx), advertise_hint(ctx)),
+                tester=_retest_calling_ae(ctx),
             ),
             **ev,
         )
@@ -210,6 +205,47 @@ def rejection_finding(ctx: Situation | Context, rj: Rejection, *, context_note: 
         )
     text, fix = _rejection_reading(ctx, rj)
     return ctx.finding("association-rejected", Severity.FAIL, f"{text}{context_note}.", fix, **ev)
+
+
+def _register_calling_ae(ctx: Situation | Context) -> str:
+    """calling-ae-rejected, the PACS administrator's part: the node entry, what its port is for,
+    and the address check some PACS add. Short enough to be read whole at 80x24 (issue 17)."""
+    t = ctx.target
+    local = ctx.facts("network.tcp").get("local_address")
+    address, guess = receiver_address(t, local)
+    if address is None:
+        entry, note = "address unknown", address_note(ctx)
+    elif guess:
+        entry, note = address, (f" ({address} is a guess: the address qrdoctor's connection left "
+                                "from, which NAT or a VPN may translate; ask the workstation's "
+                                "network team for the address the PACS sees)")
+    else:
+        entry, note = address, ""
+    came_from = (f" (qrdoctor's connections left from {local}; behind NAT or a VPN the log shows "
+                 "the translated address)" if local and local != address else "")
+    return (f"Register {t.calling_ae} as a DICOM node on {t.called_ae}: AE title {t.calling_ae}, "
+            f"address {entry}, port {t.store_port}{note}. The port is where the PACS sends C-MOVE "
+            "results; the port the association leaves from changes with every connection. If "
+            f"{t.calling_ae} is registered already, the PACS may also compare the address the "
+            f"association came from with the registered one: its log for this run shows that "
+            f"address{came_from}.")
+
+
+def _retest_calling_ae(ctx: Situation | Context) -> str:
+    """calling-ae-rejected, the tester's part: which identity and address the run used."""
+    t = ctx.target
+    address, guess = receiver_address(t, ctx.facts("network.tcp").get("local_address"))
+    parts = []
+    if DEFAULT_CALLING_AE in (t.calling_ae, t.move_ae):
+        parts.append(f"Tested as qrdoctor's own AE title {DEFAULT_CALLING_AE}, not as the "
+                     "workstation: re-run on its computer with --calling-ae, --move-ae, --store-port "
+                     "set to its AE titles and receiving port (its own receiver stopped).")
+    if guess:
+        it = "it" if parts else "this workstation"
+        parts.append(f"If the PACS reaches {it} at another address than {address}, add --advertise "
+                     "ADDRESS." if address else
+                     f"Add --advertise ADDRESS with the address the PACS reaches {it} at.")
+    return " ".join(parts)
 
 
 def _rejection_reading(ctx: Situation | Context, rj: Rejection) -> tuple[str, list[Action]]:

@@ -13,7 +13,7 @@ from functools import partial
 import pytest
 
 from qrdoctor.core.context import Cancelled, Context, Outcome
-from qrdoctor.core.model import Audience, Finding, Severity, Stage, Status, actions
+from qrdoctor.core.model import Finding, Severity, Stage, Status, actions
 from qrdoctor.core.runner import Runner
 from qrdoctor.core.target import Target
 from qrdoctor.simulator import DEMO_QUIRKS, demo_pacs
@@ -213,16 +213,16 @@ def fix_is_whole_on_screen(app: QRDoctorApp) -> list[str]:
 
 
 def assert_fix_first(finding: Finding, on_screen: str, detail: str) -> None:
-    """Every part of the fix for the site is in the "Do this" block on screen; how to test further
-    with qrdoctor (no fix) follows what happened."""
-    site = [a for a in finding.actions if a.audience is not Audience.TESTER]
-    assert site
-    for part in site:
-        assert " ".join(part.text.split()) in on_screen
+    """Every part of the fix, how to test further with qrdoctor included, is in the "Do this"
+    block on screen, in reading order, before what happened."""
+    assert finding.actions
+    at = -1
     for part in finding.actions:
-        if part.audience is Audience.TESTER:
-            assert " ".join(part.text.split()) not in on_screen
-            assert detail.index("To test further: ") > detail.index("What happened: ")
+        text = " ".join(part.text.split())
+        assert text in on_screen, (part.audience, on_screen)
+        assert on_screen.index(text) > at
+        at = on_screen.index(text)
+    assert detail.index("What happened: ") > detail.index("Do this:")
 
 
 async def test_demo_move_no_inbound_fix_is_whole_at_80x24():

@@ -157,33 +157,23 @@ MOVE_NO_INBOUND = finding(
     "A C-MOVE works in two directions: the PACS opens a second association back to the "
     "destination it has on file.", status="0xA702", completed=0, failed=1, received=0)
 
-CALLING_AE_REJECTED = finding(
-    "calling-ae-rejected", "fail",
-    "The PACS rejected our calling AE title QRDOCTOR (rejected permanent, source DUL service-user, "
-    "reason Calling AE title not recognised (1/1/3)).",
-    actions(pacs="Register QRDOCTOR as a DICOM node on ORTHANC: AE title QRDOCTOR, address "
-                 "10.1.2.3, port 11113 (10.1.2.3 is a guess at the address this workstation is "
-                 "reached at: it is the address qrdoctor's connection left from as this computer "
-                 "sees it, which NAT or a VPN may translate; ask the workstation's network team "
-                 "for the address the PACS sees). The registered port is where the PACS sends "
-                 "C-MOVE results, not the port the association leaves from (that one changes with "
-                 "every connection). If QRDOCTOR is already registered, the PACS may also compare "
-                 "the address the association comes from with the registered one: the PACS log at "
-                 "the time of this run shows the address it came from (qrdoctor's connections left "
-                 "this computer from 10.1.2.3; behind NAT or a VPN the PACS logs the translated "
-                 "address).",
-            users="Until QRDOCTOR is registered, nothing calling as QRDOCTOR can query or retrieve "
-                  "from ORTHANC.",
-            tester="This run used qrdoctor's own AE title QRDOCTOR, so it tested that title's "
-                   "registration, not the workstation's: to test as the workstation, re-run with "
-                   "--calling-ae and --move-ae set to its AE titles and --store-port to its "
-                   "receiving port."),
-    "The PACS refused the association because it does not recognise the AE title this "
-    "workstation calls itself.", result=1, source=1, reason=3)
+def calling_ae_rejected() -> Finding:
+    """The real calling-ae-rejected finding at its longest: qrdoctor's own AE title, and the
+    workstation's address only guessed from the local end of the connection."""
+    from types import SimpleNamespace
+
+    from qrdoctor.checks.failures import rejection_finding
+    from qrdoctor.core.context import Situation
+    from qrdoctor.dicom.probe import Rejection
+
+    guessed = Target(host="pacs.example.org", port=104, called_ae="ORTHANC", store_port=11113)
+    situation = Situation(target=guessed,
+                          results={"network.tcp": SimpleNamespace(facts={"local_address": "10.1.2.3"})})
+    return rejection_finding(situation, Rejection(1, 1, 3))
 
 
 def long_fix_app(failing: str) -> QRDoctorApp:
-    fails = {"association.echo": CALLING_AE_REJECTED, "retrieve.move": MOVE_NO_INBOUND}
+    fails = {"association.echo": calling_ae_rejected(), "retrieve.move": MOVE_NO_INBOUND}
     checks = []
     for chk in CHECKS:
         if chk.id == failing:

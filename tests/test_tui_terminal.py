@@ -113,8 +113,15 @@ def test_tui_in_a_real_terminal(tmp_path):
             assert re.search(r"✔ network\.tcp .*connected to 127\.0\.0\.1", screen), screen
             assert re.search(r"- network\.tls .*not applicable", screen), screen
             assert re.search(r"✘ association\.echo .*association rejected \(1/1/3\)", screen), screen
-            assert re.search(r"- association\.ae_titles .*skipped: blocked by association\.echo", screen)
             assert "q Quit" in lines[-1] and "x Cancel" in lines[-1], screen
+            # (issue 17) the whole fix is on screen, how to test further included, so the list
+            # keeps a few rows: the later checks are one key away
+            text = flat(screen)
+            assert "Do this:" in text and "To test further:" in text and "--advertise ADDRESS" in text, screen
+            tmux.keys("Down")
+            assert re.search(r"- association\.ae_titles .*skipped: blocked by association\.echo",
+                             tmux.wait_for(r"association\.ae_titles"))
+            tmux.keys("Up")
 
             # When the user moves to another check, the details follow the selection
             tmux.keys("Up", "Up")
@@ -124,8 +131,9 @@ def test_tui_in_a_real_terminal(tmp_path):
             screen = tmux.wait_for(FIX_LEAD)
             text = flat(screen)
             assert "✘ FAIL association.echo" in text
-            # (issue 17: the fix first, then what happened)
-            assert "Do this:" in text and "What happened: association rejected (1/1/3)" in text
+            # (issue 17: the fix first and whole, to its last part for the tester)
+            assert "Do this:" in text and text.rstrip().endswith("q Quit"), text
+            assert re.search(r"To test further: .*--advertise ADDRESS\. r Rerun", text), text
             assert re.search(FIX_LEAD + r".*FAULTSCP", text), text
 
             # When the user quits
@@ -151,20 +159,28 @@ def test_demo_in_a_real_terminal(tmp_path):
         screen = tmux.wait_for(r"✘ retrieve\.move.*\n(.*\n)*.*Do this:", timeout=5)
         # Then the checks are listed live with their marks, and the failed retrieve is selected
         # with its fix already on screen (no key press needed)
-        # (at 24 rows the list scrolls to the selected failure, so the first checks may be hidden)
-        assert len(re.findall(r"^[✔!✘-] [a-z_]+\.[a-z_]+ ", screen, re.M)) >= 8, screen
-        assert re.search(r"! find\.match_limit .*capped at 137", screen), screen
+        # (at 24 rows the list keeps a few rows and scrolls to the selected failure)
+        assert len(re.findall(r"^[▊ ]?[✔!✘-] [a-z_]+\.[a-z_]+ ", screen, re.M)) >= 3, screen
         assert re.search(r"✘ retrieve\.move", screen), screen
         screen = tmux.wait_for(FIX_LEAD)
         text = flat(screen)
         assert "move-no-inbound" in text or "could not open the connection back" in text, screen
-        # (issue 17) the fix comes first and whole: "Do this", each part for the site, then what
-        # happened, all on the 24 rows; z and f are in the footer with q Quit
+        # (issue 17) the fix comes first and whole: "Do this", each part for the site, how to test
+        # further, then what happened, all on the 24 rows; z and f are in the footer with q Quit
         assert "Do this:" in text and "What happened:" in text, screen
         assert text.index("Do this:") < text.index("Fix (PACS administrator):") \
-            < text.index("Fix (workstation):") < text.index("What happened:"), screen
+            < text.index("Fix (workstation):") < text.index("To test further:") \
+            < text.index("What happened:"), screen
         footer = screen.splitlines()[-1]
         assert "z Zoom" in footer and "f Problems" in footer and "q Quit" in footer, screen
+        # the demo's warnings are listed too: the problems-only list (f) shows them with the failure
+        # (g selects the first of them: vim's key for the top of the list)
+        tmux.keys("f")
+        tmux.wait_for(r"press f to show them")
+        tmux.keys("g")
+        screen = tmux.wait_for(r"! find\.match_limit .*capped at 137")
+        assert "WARN  find.match_limit" in screen, screen
+        tmux.keys("f", "n")
         # And the next problem is one key away
         tmux.keys("n")
         text = flat(tmux.wait_for(FIX_LEAD))
@@ -198,3 +214,28 @@ def test_demo_cancelled_rerun_in_a_real_terminal(tmp_path):
         assert quit_and_wait(tmux, rc_file) == "130"
     finally:
         subprocess.run([*tmux.base, "kill-server"], capture_output=True, timeout=10)
+
+
+def test_waiting_on_a_silent_peer_in_a_real_terminal(tmp_path):
+    # Given a peer that accepts TCP connections and never answers, in a real 80x24 terminal
+    from support.faults import silent_listener
+
+    tmux = Tmux(tmux_path(), tmp_path / "tmux.sock")
+    rc_file = tmp_path / "exit-code"
+    with silent_listener() as port:
+        command = shlex.join(tui_command(f"SILENT@127.0.0.1:{port}", 8.0))
+        shell = f"{command}; echo $? > {shlex.quote(str(rc_file))}"
+        args = ["new-session", "-d", "-s", "e2e", "-x", "80", "-y", "24", "-c", os.getcwd(),
+                "-e", "LANG=C.UTF-8", "-e", "TERM=xterm-256color", "-e", f"QRDOCTOR_PROFILES={tmp_path / 'p.toml'}"]
+        tmux(*args, shell)
+        try:
+            # Then the screen says what qrdoctor waits for, since when and for how long at most
+            screen = tmux.wait_for(r"Waiting for the A-ASSOCIATE response, request sent \d+\.\d s ago", timeout=20)
+            assert "timeout at most 8 s" in flat(screen), screen
+            assert re.search(r"» association\.echo .*waiting for the A-ASSOCIATE", screen), screen
+            # When the user cancels, the run ends as interrupted; q leaves with 130
+            tmux.keys("x")
+            tmux.wait_for(r"Cancelled\. ", timeout=15)
+            assert quit_and_wait(tmux, rc_file) == "130"
+        finally:
+            subprocess.run([*tmux.base, "kill-server"], capture_output=True, timeout=10)

@@ -48,6 +48,7 @@ class FixFirstLayout:
         self.refresh_bindings()
 
     def on_resize(self) -> None:
+        self._fit_header()
         self.call_after_refresh(self._fit_fix)
 
     def _fit_fix(self) -> None:

@@ -66,7 +66,9 @@ qrdoctor runs the staged checks against the PACS: network,
 association, query, matching, retrieve. A check whose requirement
 failed is skipped, blocked by that check: start with the first failure.
 
-  ↑ ↓      select a check; its details (fix first) show below
+  ↑ ↓ j k  select a check; its details (fix first) show below
+  home end the first or the last check (also g, G); pgup pgdn a page
+  tab      the next pane (list, details): the focused one has a bar
   n        jump to the next check with a problem
   enter    move into the details to scroll them; esc goes back
   i        the long explanation of the selected check's findings
@@ -76,16 +78,18 @@ failed is skipped, blocked by that check: start with the first failure.
   e        export the report: {listing()}
   y        copy the summary to the clipboard (also in the palette)
   t        change the target (connection form, saved profiles)
-  p        jump to the protocol transcript
+  p        jump to the start of the protocol transcript
   z        zoom the details to the whole screen
   f        show only the checks with a problem (again: all of them)
   a        the registration request for the PACS administrator (c copies it)
-  ctrl+p   command palette: every action, and the theme
+  ctrl+p   command palette: every action, "Run profile NAME", the theme
   ?        this help
   q        quit (exit code as for `qrdoctor check`)
 
 Marks: · waiting  » running  ✔ pass  ! warning  ✘ fail
        ? qrdoctor could not test (not the PACS's fault)  - skipped
+After a re-run, "✘ → ✔ since 10:42" marks a check whose result
+changed since the run of that time.
 
 Patient data in evidence and transcripts is redacted unless
 qrdoctor was started with --include-phi.
@@ -259,7 +263,7 @@ class ExportScreen(ModalScreen[tuple[str, Path] | None]):
             self.query_one("#do-export", Button).disabled = False
             self.query_one("#export-path", Input).focus()
             return
-        self.app.notify(for_terminal(f"{get_format(fmt).title} written to {written}"), markup=False, timeout=8)
+        self.app.notify(for_terminal(f"{get_format(fmt).title} written to {written}"), markup=False, timeout=5)
         self.dismiss(None)
 
     @on(Button.Pressed, "#cancel-export")

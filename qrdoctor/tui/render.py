@@ -27,7 +27,9 @@ def state_of(result: CheckResult | None, running: bool) -> str:
 
 def row_summary(result: CheckResult) -> str:
     """One line for the check list: the summary, and the codes that need attention."""
-    text = result.summary or result.reason or ""
+    from qrdoctor.tui.summaries import shown_summary
+
+    text = shown_summary(result)
     codes = sorted({f.code for f in result.findings if f.severity.value != "info"})
     return f"{text}  [{', '.join(codes)}]" if codes else text
 
@@ -74,7 +76,8 @@ def clipboard_summary(report: Report, label: str) -> str:
     """The text 'copy summary' puts on the clipboard: the terminal summary of the run, ending
     with whose registration it tested when that was not the workstation's."""
     width = max((len(c.id) for c in report.checks), default=10) + 1
-    lines = [f"qrdoctor: {label} as {report.target.calling_ae}"]
+    who = f" as {report.target.calling_ae}" if report.target.dimse else ""
+    lines = [f"qrdoctor: {label}{who}"]
     lines += [check_line(c, width) for c in report.checks]
     lines.append(verdict_text(report))
     note = identity_text(report)
@@ -243,3 +246,23 @@ def redact(report: Report, include_phi: bool) -> Report:
     from qrdoctor.reports import redact_report
 
     return redact_report(report, include_phi=include_phi)
+
+
+# ---- the header (issue 17): the target is never cut ----------------------------------------------
+HEADER_CHROME = 18  # the header's icon (8 columns) and clock space (10) around the title
+HEADER_SEPARATOR = " — "
+
+
+def fit_header(title: str, label: str, calling_ae: str, badge: str | None, width: int) -> tuple[str, str]:
+    """(title, sub-title) for the header at ``width`` columns: the target ``label`` whole, so the
+    title is shortened first (to the part before a colon, to its first word, to nothing), then
+    the calling AE title and the TLS badge are left out, in that order."""
+    room = width - HEADER_CHROME
+    tail = f" · {badge}" if badge else ""
+    subs = [f"{label} as {calling_ae}{tail}", f"{label}{tail}", label]
+    titles = list(dict.fromkeys([title, title.split(":")[0].strip(), title.split()[0] if title else "", ""]))
+    for sub in subs:
+        for head in titles:
+            if len(head) + (len(HEADER_SEPARATOR) if head else 0) + len(sub) <= room:
+                return head, sub
+    return "", label

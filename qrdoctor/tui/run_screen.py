@@ -10,13 +10,12 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
 from textual.screen import Screen
-from textual.widgets import Footer, Header, ListView, Static
+from textual.widgets import Header, ListView, Static
 from textual.worker import Worker, WorkerState
 
 from qrdoctor.core.escape import for_terminal
@@ -25,6 +24,7 @@ from qrdoctor.core.registry import Check
 from qrdoctor.core.target import Target
 from qrdoctor.tui.connect import tls_badge
 from qrdoctor.tui.fix_first import FixFirstLayout
+from qrdoctor.tui.live import LiveView
 from qrdoctor.tui.messages import (
     CheckFinished,
     CheckProgress,
@@ -36,23 +36,25 @@ from qrdoctor.tui.messages import (
     RunStarted,
 )
 from qrdoctor.tui.modals import write_export
+from qrdoctor.tui.peerwatch import PeerWatch
 from qrdoctor.tui.render import (
     PROBLEMS,
-    RUNNING,
-    WAITING,
     cancelled_verdict,
     clipboard_summary,
-    duration_text,
-    identity_notice,
-    identity_text,
+    fit_header,
     merge_reports,
     redact,
     redact_result,
-    row_summary,
-    state_of,
     verdict_text,
 )
-from qrdoctor.tui.widgets import CheckDetail, CheckList, CheckRow, DetailScroll, DetailState, row_id
+from qrdoctor.tui.widgets import (
+    TRANSCRIPT,
+    CheckDetail,
+    CheckList,
+    CheckRow,
+    DetailScroll,
+    RunFooter,
+)
 
 if TYPE_CHECKING:
     from qrdoctor.tui.app import QRDoctorApp
@@ -62,7 +64,7 @@ MAX_PROGRESS = 200  # progress lines kept per running check
 INTERRUPTED = 130  # the exit code of `qrdoctor check` interrupted by SIGINT (Ctrl+C)
 
 
-class RunScreen(FixFirstLayout, Screen):
+class RunScreen(LiveView, FixFirstLayout, Screen):
     """The staged run, live."""
 
     HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (120, "-wide")]
@@ -114,6 +116,11 @@ class RunScreen(FixFirstLayout, Screen):
         self._auto_highlight = False
         self._auto_index: int | None = None  # where the screen itself last moved the cursor
         self.worker_runs: dict[Worker, int] = {}
+        self.peer_watch = PeerWatch()  # what a running check waits for from the PACS
+        # per check, the status of the last completed run of this target and that run's start,
+        # and the checks whose status changed since: (old status, new status, old run's start)
+        self.history: dict[str, tuple[str, str]] = {}
+        self.changes: dict[str, tuple[str, str, str]] = {}
 
     @property
     def qapp(self) -> QRDoctorApp:
@@ -130,7 +137,7 @@ class RunScreen(FixFirstLayout, Screen):
                 yield Static("", id="identity", markup=False)
             with DetailScroll(id="detail-scroll"):
                 yield CheckDetail(id="detail")
-        yield Footer(compact=True, show_command_palette=False)
+        yield RunFooter(compact=True, show_command_palette=False)
 
     @property
     def check_list(self) -> ListView:
@@ -141,6 +148,7 @@ class RunScreen(FixFirstLayout, Screen):
         return self.query_one("#detail", CheckDetail)
 
     async def on_mount(self) -> None:
+        self.peer_watch.attach()
         self.set_class(not self.qapp.show_timings, "-no-timings")
         self.set_interval(0.5, self._tick)
         await self.qapp.run_screen_ready()
@@ -157,11 +165,15 @@ class RunScreen(FixFirstLayout, Screen):
             lv.index = 0
         self._show_detail()
 
+    def on_unmount(self) -> None:
+        self.peer_watch.detach()
+
     def set_target(self, target: Target) -> None:
+        if target != self.target:  # what changed is told for re-runs of the same target
+            self.history.clear()
+            self.changes.clear()
         self.target = target
-        self.title = self.qapp.title
-        badge = tls_badge(target)
-        self.sub_title = f"{target.label} as {target.calling_ae}" + (f" · {badge}" if badge else "")
+        self._fit_header()
         self.report = None
         self.shown.clear()
         self.stale.clear()
@@ -173,6 +185,14 @@ class RunScreen(FixFirstLayout, Screen):
         self._status("")
         self._identity(None)
         self._show_detail()
+
+    def _fit_header(self) -> None:
+        """Title and target in the header; at any width the target shows whole (issue 17)."""
+        t = self.target
+        if t is None:
+            return
+        self.title, self.sub_title = fit_header(self.qapp.title, t.label, t.calling_ae, tls_badge(t),
+                                                self.app.size.width)
 
     # ---- starting and cancelling runs ---------------------------------------------------------
     def start_run(self, only: list[str] | None = None, target: Target | None = None) -> None:
@@ -221,7 +241,7 @@ class RunScreen(FixFirstLayout, Screen):
             self.post_message(RunCrashed(self.worker_runs.pop(worker, -1), error))
         else:
             self.notify(for_terminal(f"{worker.name} failed: {type(error).__name__}: {error}"),
-                        title="qrdoctor error", severity="error", markup=False, timeout=10)
+                        title="qrdoctor error", severity="error", markup=False, timeout=8)
 
     def _current(self, message: RunMessage) -> bool:
         return message.run_id == self.run_id
@@ -246,6 +266,7 @@ class RunScreen(FixFirstLayout, Screen):
         cid = message.check_id
         self.running_ids.pop(cid, None)
         self.running_ids[cid] = None
+        self.peer_watch.running(set(self.running_ids))
         self.started[cid] = time.monotonic()
         self.progress[cid] = []
         self._update_row(cid)
@@ -272,6 +293,7 @@ class RunScreen(FixFirstLayout, Screen):
             # stopped by the cancel: its result is unknown; an earlier one stays on screen
             was_running = cid in self.running_ids
             self.running_ids.pop(cid, None)
+            self.peer_watch.running(set(self.running_ids))
             if was_running and self.running_ids:
                 self._running_status()
             if cid not in self.shown:
@@ -292,6 +314,7 @@ class RunScreen(FixFirstLayout, Screen):
             self.redacted_ids.add(cid)
         was_running = cid in self.running_ids
         self.running_ids.pop(cid, None)
+        self.peer_watch.running(set(self.running_ids))
         if was_running and self.running_ids:
             self._running_status()
         self._update_row(cid)
@@ -308,6 +331,7 @@ class RunScreen(FixFirstLayout, Screen):
         # what a cancel stopped or never started: this run did not learn its result
         unknown = [c.id for c in message.report.checks if cancelled and c.id not in self.completed
                    and c.status in (Status.SKIPPED, Status.ERROR)] if cancelled else []
+        self._note_changes(message.report, cancelled)
         for res in view.checks:
             if res.id in unknown and res.id in self.stale:
                 continue  # the earlier result stays, marked as the previous run's
@@ -345,11 +369,12 @@ class RunScreen(FixFirstLayout, Screen):
         text = for_terminal(f"qrdoctor itself failed: {type(error).__name__}: {error}")
         self._status(text)
         self.notify(text + "\nPlease report this as a bug.", title="qrdoctor error",
-                    severity="error", markup=False, timeout=15)
+                    severity="error", markup=False, timeout=8)
 
     def _end_run(self) -> None:
         self.running = self.cancelling = False
         self.running_ids.clear()
+        self.peer_watch.running(set())
         self.runner = None
         self.refresh_bindings()
 
@@ -361,110 +386,6 @@ class RunScreen(FixFirstLayout, Screen):
             only, target = self.pending
             self.pending = None
             self.start_run(only, target)
-
-    # ---- rendering ------------------------------------------------------------------------
-    @property
-    def running_id(self) -> str | None:
-        """The check that started last among those running now (None when none runs)."""
-        return next(reversed(self.running_ids), None)
-
-    def _running_status(self) -> None:
-        """Overall progress: how many of the run's checks are done, and which are running."""
-        ids = list(self.running_ids)
-        done = f"{len(self.run_done)}/{len(self.run_ids)} done; " if self.run_ids else ""
-        self._status(f"{done}running {', '.join(ids)}…" if len(ids) <= 3
-                     else f"{done}running {len(ids)} checks: {', '.join(ids[:3])}, …")
-
-    def _status(self, text: str) -> None:
-        self.query_one("#status", Static).update(for_terminal(text))
-
-    def _identity(self, report: Report | None) -> None:
-        """Under the verdict: whose registration the finished run tested, when it was not (for
-        certain) the workstation's own; the whole notice is the line's tooltip."""
-        line = self.query_one("#identity", Static)
-        t = report.target if report is not None else None
-        notice = identity_notice(t.calling_ae, t.move_ae, t.store_port or 0) if t is not None else None
-        line.update(notice or "")
-        full = identity_text(report) if notice and report is not None else None
-        line.tooltip = Text(full) if full else None
-        line.display = notice is not None
-
-    def _elapsed(self, cid: str) -> float | None:
-        t = self.started.get(cid)
-        return None if t is None else time.monotonic() - t
-
-    def _slow_note(self, cid: str) -> str:
-        elapsed = self._elapsed(cid)
-        if elapsed is None or elapsed < self.qapp.slow_after:
-            return ""
-        chk = self.by_id[cid]
-        limit = chk.deadline_for(self.target.timeout) if self.target else None
-        tail = f"; qrdoctor stops it after {limit:.0f} s" if limit else ""
-        return f"taking longer than usual{tail}"
-
-    def _row_state(self, cid: str) -> str:
-        return state_of(self.shown.get(cid), cid in self.running_ids)
-
-    def _update_row(self, cid: str) -> None:
-        row = self._row(cid)
-        if row is None:
-            return
-        state = self._row_state(cid)
-        timings = self.qapp.show_timings
-        if state == RUNNING:
-            elapsed = self._elapsed(cid) or 0.0
-            time_text = f"{elapsed:.0f}s" if timings else ""
-            progress = self.progress.get(cid) or ["running…"]
-            note = self._slow_note(cid)
-            summary = f"{progress[-1]}  ({note})" if note else progress[-1]
-        elif state == WAITING:
-            time_text = ""
-            summary = self.by_id[cid].title
-        else:
-            res = self.shown[cid]
-            time_text = duration_text(res.duration_s) if timings and res.status is not Status.SKIPPED else ""
-            summary = row_summary(res)
-            if cid in self.stale:
-                summary = f"previous run: {summary}"
-        row.show(state, time_text, summary, stale=cid in self.stale and state != RUNNING)
-        if self.problems_only:
-            self._fold(row)
-
-    def _row(self, cid: str) -> CheckRow | None:
-        if cid not in self.by_id:
-            return None
-        rows = self.check_list.query(f"#{row_id(cid)}")
-        return rows.first(CheckRow) if rows else None
-
-    def selected_id(self) -> str | None:
-        item = self.check_list.highlighted_child
-        return item.check.id if isinstance(item, CheckRow) else None
-
-    def _show_detail(self, only_if: str | None = None) -> None:
-        cid = self.selected_id()
-        if cid is None:
-            self.detail.show(None)
-            return
-        if only_if is not None and cid != only_if:
-            return
-        state = self._row_state(cid)
-        self.detail.show(DetailState(
-            check=self.by_id[cid], state=state, result=self.shown.get(cid),
-            progress=list(self.progress.get(cid, [])), elapsed=self._elapsed(cid),
-            slow_note=self._slow_note(cid) if state == RUNNING else "",
-            alongside=[other for other in self.running_ids if other != cid] if state == RUNNING else [],
-            evidence_ready=self.qapp.include_phi or cid in self.redacted_ids,
-            show_timings=self.qapp.show_timings,
-            stale=("" if cid not in self.stale or state == RUNNING
-                   else "the current run has not run this check yet." if self.running
-                   else "the latest run was cancelled before this check finished."),
-        ))
-        self._fit_fix()
-
-    def _tick(self) -> None:
-        for cid in list(self.running_ids):
-            self._update_row(cid)
-            self._show_detail(cid)
 
     def _highlight(self, cid: str) -> None:
         row = self._row(cid)
@@ -548,9 +469,14 @@ class RunScreen(FixFirstLayout, Screen):
         self.check_list.focus()
 
     def action_transcript(self) -> None:
+        """Scroll the details to the start of the protocol transcript (its first exchange)."""
         scroll = self.query_one("#detail-scroll", DetailScroll)
         scroll.focus()
-        scroll.scroll_end(animate=False)
+        line = self.detail.line_of(TRANSCRIPT, self.detail.size.width)
+        if line is None:
+            scroll.scroll_end(animate=False)
+        else:
+            scroll.scroll_to(y=line, animate=False)
 
     def action_zoom(self) -> None:
         if self.maximized is not None:
@@ -617,10 +543,10 @@ class RunScreen(FixFirstLayout, Screen):
         written, error = export_report(report, fmt, path, include_phi)
         if error:
             self.app.call_from_thread(self.notify, for_terminal(error), title="Export failed", severity="error",
-                                      markup=False, timeout=12)
+                                      markup=False, timeout=8)
         else:
             self.app.call_from_thread(self.notify, for_terminal(f"{fmt.upper()} report written to {written}"),
-                                      markup=False, timeout=8)
+                                      markup=False, timeout=5)
 
 
 def sorted_by_severity(res: CheckResult):

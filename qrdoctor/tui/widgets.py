@@ -6,9 +6,10 @@ from dataclasses import dataclass, field
 
 from rich.text import Text
 from textual.app import ComposeResult
+from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
 from textual.widget import Widget
-from textual.widgets import Label, ListItem, ListView
+from textual.widgets import Footer, Label, ListItem, ListView
 
 from qrdoctor.core.escape import for_terminal
 from qrdoctor.core.model import Audience, CheckResult
@@ -21,8 +22,10 @@ from qrdoctor.tui.render import (
     key_values,
     sorted_findings,
 )
+from qrdoctor.tui.summaries import shown_summary
 
 STATES = (WAITING, RUNNING, "pass", "warn", "fail", "error", "skipped")
+TRANSCRIPT = "Protocol transcript"  # the heading `p` jumps to
 SEVERITY_LABELS = {"fail": "FAIL", "error": "ERROR", "warn": "WARN", "info": "info"}
 
 
@@ -54,7 +57,49 @@ class CheckRow(ListItem):
 
 class CheckList(ListView):
     """The list of checks; when its height changes (it gives rows to a long fix), the selected
-    check stays in view."""
+    check stays in view. Home/End/PgUp/PgDn (and vim's g/G, j/k) move the selection, not only
+    the view; rows the problems-only list hides are skipped."""
+
+    BINDINGS = [
+        Binding("home,g", "first", "First check", show=False),
+        Binding("end,G", "last", "Last check", show=False),
+        Binding("pageup", "page(-1)", "Page up", show=False),
+        Binding("pagedown", "page(1)", "Page down", show=False),
+        Binding("j", "cursor_down", "Down", show=False),
+        Binding("k", "cursor_up", "Up", show=False),
+    ]
+
+    def _selectable(self) -> list[int]:
+        return [i for i, node in enumerate(self.query_children(ListItem))
+                if node.display and not node.disabled]
+
+    def action_first(self) -> None:
+        rows = self._selectable()
+        if rows:
+            self.index = rows[0]
+
+    def action_last(self) -> None:
+        rows = self._selectable()
+        if rows:
+            self.index = rows[-1]
+
+    def action_page(self, direction: int) -> None:
+        """Move the selection by a page (the rows in view, less one), stopping at either end."""
+        rows = self._selectable()
+        if not rows:
+            return
+        step = max(self.scrollable_content_region.height - 1, 1)
+        at = rows.index(self.index) if self.index in rows else 0
+        self.index = rows[min(max(at + direction * step, 0), len(rows) - 1)]
+
+    def watch_index(self, old_index: int | None, new_index: int | None) -> None:
+        super().watch_index(old_index, new_index)
+        # ListView scrolls to a row out of view after the next refresh, and that scroll itself
+        # lands a refresh later, computed for the layout the list had when the row was chosen;
+        # when the list shrinks meanwhile (a long fix), it leaves the row out of view: look
+        # again after both
+        self.call_after_refresh(self.call_after_refresh, self.keep_selected_in_view)
+        self.set_timer(0.1, self.keep_selected_in_view)
 
     def on_resize(self) -> None:
         # now, and again once the scroll range follows the new height (it may lag a refresh)
@@ -73,6 +118,17 @@ class CheckList(ListView):
             self.scroll_to(y=row, animate=False, immediate=True)
         elif row >= top + height:
             self.scroll_to(y=row - height + 1, animate=False, immediate=True)
+
+
+class RunFooter(Footer):
+    """The run screen's footer: `q Quit` is docked at its right end, so a narrow terminal cuts
+    other keys first, never the way out (issue 17)."""
+
+    def compose(self) -> ComposeResult:
+        for widget in super().compose():
+            if getattr(widget, "action", None) == "quit":  # the key of the quit binding
+                widget.add_class("-quit")
+            yield widget
 
 
 class DetailScroll(VerticalScroll, can_focus=True):
@@ -95,9 +151,11 @@ class DetailState:
     progress: list[str] = field(default_factory=list)
     elapsed: float | None = None
     slow_note: str = ""
+    waiting: str = ""  # what the running check waits for from the PACS (see PeerWatch)
     evidence_ready: bool = True  # False while patient data cannot be redacted yet
     show_timings: bool = True
     alongside: list[str] = field(default_factory=list)  # other checks running at the same time
+    change: str = ""  # how the status changed since the previous completed run (issue 17)
     stale: str = ""  # when the result is an earlier run's: why the latest has not replaced it
 
 
@@ -130,14 +188,18 @@ class CheckDetail(Widget):
 
     def _do_this(self, text: Text, res: CheckResult) -> None:
         """The "Do this" block: each finding's fix (most severe first), a paragraph per audience
-        that acts at the site (PACS administrator, workstation, users); how to test further with
-        qrdoctor is no fix and follows what happened."""
+        in reading order (PACS administrator, workstation, users), then how to test further with
+        qrdoctor (its lead styled as no fix): the person at the keyboard is often the tester
+        (issue 17: the whole fix is on screen at 80x24)."""
         to_act_on = [f for f in sorted_findings(res) if _acts(f)]
         for f in to_act_on:
             text.append("Do this", self._style("fix"))
             text.append(f" ({_safe(f.code)}):\n" if len(to_act_on) > 1 else ":\n", self._style("dim"))
             for lead, part in _parts(f, site=True):
                 text.append(lead, self._style("fix"))
+                text.append(_safe(part) + "\n")
+            for lead, part in _parts(f, site=False):
+                text.append(lead, self._style("heading"))
                 text.append(_safe(part) + "\n")
 
     def fix_height(self, check: Check, res: CheckResult, width: int) -> int:
@@ -148,6 +210,12 @@ class CheckDetail(Widget):
         if not text.plain.strip("\n").count("\n"):
             return 0
         return len(text.wrap(self.app.console, max(width, 10)))
+
+    def line_of(self, prefix: str, width: int) -> int | None:
+        """The first line (wrapped at ``width``) that starts with ``prefix``, e.g. the start of
+        the protocol transcript; None when the details have no such line."""
+        lines = self.render().wrap(self.app.console, max(width, 10))
+        return next((i for i, line in enumerate(lines) if line.plain.startswith(prefix)), None)
 
     def render(self) -> Text:
         d = self.detail
@@ -170,6 +238,8 @@ class CheckDetail(Widget):
                 text.append(f"Running for {d.elapsed:.0f} s.\n", self._style("running"))
             else:
                 text.append("Running.\n", self._style("running"))
+            if d.waiting:
+                text.append(f"{d.waiting[0].upper()}{d.waiting[1:]}.\n", self._style("running"))
             if d.alongside:
                 text.append(f"Running alongside {', '.join(d.alongside)}.\n", self._style("dim"))
             if d.slow_note:
@@ -179,11 +249,13 @@ class CheckDetail(Widget):
             return text
 
         assert res is not None
+        if d.change:
+            text.append(d.change + "\n", self._style("dim"))
         if d.stale:
             text.append(f"From the previous run ({res.started_at}): {d.stale}\n", self._style("warn"))
         self._do_this(text, res)
         text.append("What happened: ", self._style("heading"))
-        text.append(_safe(res.summary or res.reason or "") + "\n")
+        text.append(_safe(shown_summary(res)) + "\n")
         if res.status.value == "skipped" and res.reason and res.reason != res.summary:
             text.append(f"{_safe(res.reason)}\n", self._style("dim"))
         if res.blocked_by:
@@ -198,8 +270,8 @@ class CheckDetail(Widget):
             text.append(f"{SEVERITY_LABELS[sev]} ", self._style(sev))
             text.append(_safe(f.code), self._style("heading"))
             text.append(f"  {_safe(f.summary)}\n")
-            # how to test further (after "Do this"); an information's whole fix ("nothing to change")
-            extra = (_parts(f, site=False) if _acts(f)
+            # an information's whole fix ("nothing to change"); the others are in "Do this"
+            extra = ([] if _acts(f)
                      else [*_parts(f, site=True), *_parts(f, site=False)] if f.fix else [])
             for lead, part in extra:
                 text.append(lead, self._style("fix"))
@@ -220,10 +292,15 @@ class CheckDetail(Widget):
             text.append("\nEvidence, facts and the protocol transcript appear when the run has "
                         "finished (patient data is redacted first).\n", self._style("dim"))
             return text
+        from qrdoctor.reports.reproduce import check_lines  # the DCMTK commands of this check
+
+        if reproduce := check_lines(getattr(self.screen, "target", None), res):
+            text.append("\nReproduce with DCMTK\n", self._style("heading"))
+            text.append(_indent(_safe("\n".join(reproduce))) + "\n", self._style("evidence"))
         if res.facts:
             text.append("\nFacts\n", self._style("heading"))
             text.append(_indent(_safe(key_values(res.facts))) + "\n", self._style("evidence"))
-        text.append(f"\nProtocol transcript ({len(res.transcript)} lines)\n", self._style("heading"))
+        text.append(f"\n{TRANSCRIPT} ({len(res.transcript)} lines)\n", self._style("heading"))
         if res.transcript:
             text.append("\n".join(for_terminal(line) for line in res.transcript), self._style("transcript"))
         else:
