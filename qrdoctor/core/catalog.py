@@ -57,6 +57,10 @@ CHECKS: tuple[CheckEntry, ...] = (
                ("network.tcp", "find.levels"), "qrdoctor.checks.retrieve.get"),
     CheckEntry("retrieve", "retrieve.move", "C-MOVE round trip",
                ("network.tcp", "find.levels"), "qrdoctor.checks.retrieve.move"),
+    CheckEntry("dicomweb", "dicomweb.qido", "QIDO-RS queries",
+               (), "qrdoctor.checks.dicomweb.qido"),
+    CheckEntry("dicomweb", "dicomweb.wado", "WADO-RS retrieval",
+               ("dicomweb.qido",), "qrdoctor.checks.dicomweb.wado"),
 )
 
 
@@ -110,11 +114,23 @@ OPTIONS: tuple[OptionEntry, ...] = (
     OptionEntry("expect_inbound_ae", "str", True, None, "retrieve.get",
                 "AE title the PACS is expected to call back from on a C-MOVE (a different one "
                 "is a warning)"),
-    OptionEntry("max_associations", "int", False, 1, "",
-                "At most this many associations with the PACS at once: with 2 or more, checks "
-                "whose requirements are met run side by side up to this bound, and a check the "
-                "PACS turned away while another of ours held an association is run again on "
-                "its own; 1 (the default) runs the checks one after another."),
+    OptionEntry("dicomweb", "str", True, None, "dicomweb.qido",
+                "DICOMweb base URL (http or https) to check QIDO-RS and WADO-RS at, e.g. "
+                "https://pacs.example.org/dicom-web/; without it no dicomweb check runs"),
+    OptionEntry("dicomweb_user", "str", True, None, "dicomweb.qido",
+                "user for HTTP Basic authentication at --dicomweb; the password is read from the "
+                "environment variable QRDOCTOR_DICOMWEB_PASSWORD, never from the command line"),
+    OptionEntry("dicomweb_token_file", "str", True, None, "dicomweb.qido",
+                "file holding a bearer token (OAuth 2 / JWT) for --dicomweb"),
+    OptionEntry("dicomweb_ca", "str", True, None, "dicomweb.qido",
+                "certificate authority (PEM) to trust for an https --dicomweb URL (default: the "
+                "system's)"),
+    OptionEntry("max_associations", "int", False, 2, "",
+                "At most this many associations with the PACS at once (default 2): checks whose "
+                "requirements are met run side by side up to this bound; when the PACS turns "
+                "one of them away while another of ours is open, that check is run again on "
+                "its own, the report says so, and the rest of the run takes one at a time. "
+                "1 runs the checks one after another."),
 )
 
 

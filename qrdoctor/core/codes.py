@@ -98,7 +98,32 @@ RETRIEVE = (
     "get-suboperations-failed",
 )
 
-CODES: tuple[str, ...] = NETWORK + ASSOCIATION_FAILURES + ASSOCIATION + QUERY + MATCHING + RETRIEVE
+DICOMWEB_QIDO = (
+    "dicomweb-unreachable",
+    "dicomweb-tls-failed",
+    "dicomweb-not-dicomweb",
+    "dicomweb-wrong-root",
+    "dicomweb-auth-required",
+    "dicomweb-auth-rejected",
+    "dicomweb-forbidden",
+    "dicomweb-server-error",
+    "dicomweb-truncated",
+    "dicomweb-paging-ignored",
+    "dicomweb-limit-refused",
+    "dicomweb-includefield-ignored",
+    "dicomweb-parity",
+)
+
+DICOMWEB_WADO = (
+    "dicomweb-metadata-failed",
+    "dicomweb-format-refused",
+    "dicomweb-multipart-malformed",
+    "dicomweb-retrieve-url-mismatch",
+    "dicomweb-instance-unreadable",
+)
+
+CODES: tuple[str, ...] = (NETWORK + ASSOCIATION_FAILURES + ASSOCIATION + QUERY + MATCHING + RETRIEVE + DICOMWEB_QIDO
+                          + DICOMWEB_WADO)
 """Every code a check may emit today."""
 
 RETIRED: tuple[str, ...] = ()

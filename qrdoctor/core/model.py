@@ -40,6 +40,7 @@ class Stage(IntEnum):
     QUERY = 3
     MATCHING = 4
     RETRIEVE = 5
+    DICOMWEB = 6
 
     @property
     def label(self) -> str:
@@ -189,6 +190,24 @@ class TargetInfo(BaseModel):
     advertise: str | None = None
     timeout_s: float | None = None
     tls: dict[str, Any] | None = Field(default=None, description="TLS options when DICOM TLS was used.")
+    dimse: bool = Field(default=True, description=(
+        "False in a DICOMweb-only run (no DIMSE target given): then `host` and `port` are the "
+        "DICOMweb base URL's, and the AE title fields are empty strings."))
+    dicomweb: str | None = Field(default=None, description=(
+        "The DICOMweb base URL checked (never with credentials), when one was given."))
+
+    @property
+    def label(self) -> str:
+        """How outputs name the target: ``AE@host:port``, or the DICOMweb base URL in a
+        DICOMweb-only run."""
+        if not self.dimse:
+            return f"DICOMweb {self.dicomweb or f'{self.host}:{self.port}'}"
+        return f"{self.called_ae}@{self.host}:{self.port}"
+
+    @property
+    def calling_label(self) -> str:
+        """Our calling AE title, or what stands for it in a DICOMweb-only run."""
+        return self.calling_ae if self.dimse else "none (DICOMweb only, no DIMSE association)"
 
 
 class Summary(BaseModel):

@@ -60,6 +60,12 @@ class Check:
     stage: Stage
     title: str
     requires: tuple[str, ...] = ()
+    # Checks that run before this one when they are in the run, without blocking it when they
+    # failed or are absent (e.g. dicomweb.qido reads association.models to compare with C-FIND).
+    after: tuple[str, ...] = ()
+    # The option (a field of ``options``) without which the check does not run at all (e.g.
+    # ``dicomweb``: the DICOMweb checks run only when a base URL is given).
+    enabled_by: str | None = None
     codes: tuple[str, ...] = ()  # finding codes this check can emit; the runner refuses others
     budget: float = 4.0  # deadline, in multiples of the target's network timeout, plus slack
     observation: type[Observation] = Observation
@@ -118,12 +124,18 @@ def define(
     budget: float = 4.0,
     peer_associations: int | None = None,
     resources: Iterable[str] | None = None,
+    after: Iterable[str] = (),
+    enabled_by: str | None = None,
 ) -> Check:
     """Declare a check; attach its steps with ``@chk.observe`` and ``@chk.conclude``.
 
     ``peer_associations`` and ``resources`` tell the scheduler what the check holds while it
-    runs; left out, they follow from the stage (:func:`scheduling_defaults`).
+    runs; left out, they follow from the stage (:func:`scheduling_defaults`). ``after`` are
+    checks it reads when they ran, without requiring them; ``enabled_by`` names the option of
+    ``options`` without which it does not run.
     """
+    if enabled_by is not None and (options is None or enabled_by not in options.model_fields):
+        raise TypeError(f"check {id!r}: enabled_by={enabled_by!r} is not a field of its options")
     if id in _CHECKS:
         # A second copy of a module (e.g. `import checks.x` next to `qrdoctor.checks.x`)
         # would otherwise register the same check twice and run it twice.
@@ -133,6 +145,7 @@ def define(
                 budget=budget, observation=observation, facts=facts, options=options,
                 peer_associations=default_assocs if peer_associations is None else int(peer_associations),
                 resources=default_resources if resources is None else tuple(resources),
+                after=tuple(after), enabled_by=enabled_by,
                 order=_RUN_ORDER.get(id, len(_RUN_ORDER) + len(_CHECKS)))
     _CHECKS[id] = chk
     return chk
@@ -154,17 +167,26 @@ def scheduling_defaults(stage: Stage) -> tuple[int, tuple[str, ...]]:
 
 
 def requirement_closure(check: Check, by_id: dict[str, Check]) -> set[str]:
-    """Every check ``check`` requires, directly or through its requirements."""
+    """Every check ``check`` requires or reads (``after``), directly or through them."""
     seen: set[str] = set()
-    pending = list(check.requires)
+    pending = [*check.requires, *check.after]
     while pending:
         cid = pending.pop()
         if cid in seen:
             continue
         seen.add(cid)
         if cid in by_id:
-            pending.extend(by_id[cid].requires)
+            pending.extend([*by_id[cid].requires, *by_id[cid].after])
     return seen
+
+
+def enabled(check: Check, options: Any) -> bool:
+    """Whether the run's options enable ``check`` (always, unless it declares ``enabled_by``).
+    ``options`` is the run's :class:`~qrdoctor.core.options.RunOptions`."""
+    if check.enabled_by is None or check.options is None:
+        return True
+    value = getattr(options.get(check.options), check.enabled_by, None)
+    return value is not None and value != "" and value is not False
 
 
 def load(ids: Iterable[str] | None = None) -> None:
@@ -232,14 +254,17 @@ class UnknownCheckError(KeyError):
     pass
 
 
-def select(ids: Iterable[str] | None) -> list[Check]:
-    """The checks to run for ``--only``: the named ones plus everything they require.
+def select(ids: Iterable[str] | None, *, optional: bool = False) -> list[Check]:
+    """The checks to run for ``--only``: the named ones plus everything they require; without
+    ids, every check but those an option must enable (``enabled_by``: the DICOMweb checks), unless
+    ``optional`` (the runner then keeps those the run's options enable).
 
     Only their modules are imported (and what those import): ``--only network.tcp`` loads no
     C-FIND, matching or retrieve check."""
     ids = list(ids or ())
     if not ids:
-        return all_checks()
+        every = all_checks()
+        return every if optional else [c for c in every if c.enabled_by is None]
     load(catalog.requirement_closure(ids))
     wanted: dict[str, Check] = {}
     pending = list(ids)

@@ -53,9 +53,12 @@ def target_of(report: Report) -> Target:
         for name, value in (("ca_file", t.tls.get("ca_file")), ("cert_file", t.tls.get("client_certificate")),
                             ("key_file", None), ("verify", bool(t.tls.get("verify", True)))):
             object.__setattr__(tls, name, value)
+    if not t.dimse:  # a DICOMweb-only run
+        return Target(host=t.host, port=t.port, called_ae="", calling_ae="", move_ae="",
+                      timeout=t.timeout_s or 10.0, dimse=False, dicomweb=t.dicomweb)
     return Target(host=t.host, port=t.port, called_ae=t.called_ae, calling_ae=t.calling_ae,
                   move_ae=t.move_ae, store_port=t.store_port or 0, advertise=t.advertise,
-                  timeout=t.timeout_s or 10.0, tls=tls)
+                  timeout=t.timeout_s or 10.0, tls=tls, dicomweb=t.dicomweb)
 
 
 def conclude_recorded(chk: Check, observation: dict, situation: Situation,

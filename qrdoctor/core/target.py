@@ -153,8 +153,17 @@ class Target:
     advertise: str | None = None
     timeout: float = DEFAULT_TIMEOUT
     tls: TLSOptions | None = None  # DICOM over TLS to the PACS
+    # False in a DICOMweb-only run: no DIMSE target was given, host and port are the DICOMweb
+    # base URL's (for display), the AE titles are empty and only the DICOMweb checks run.
+    dimse: bool = True
+    dicomweb: str | None = None  # the DICOMweb base URL, when one is checked (display only)
 
     def __post_init__(self) -> None:
+        if not self.dimse:
+            object.__setattr__(self, "host", check_host(self.host, "The DICOMweb host"))
+            object.__setattr__(self, "port", check_port(self.port, "The DICOMweb port"))
+            object.__setattr__(self, "timeout", check_timeout(self.timeout))
+            return
         object.__setattr__(self, "called_ae", check_ae_title(self.called_ae, "The PACS AE title"))
         object.__setattr__(self, "calling_ae", check_ae_title(self.calling_ae, "The calling AE title"))
         move = self.move_ae if self.move_ae is not None else self.calling_ae
@@ -168,8 +177,23 @@ class Target:
             object.__setattr__(self, "advertise", check_host(self.advertise, "The advertised address"))
         object.__setattr__(self, "timeout", check_timeout(self.timeout))
 
+    @classmethod
+    def dicomweb_only(cls, url: str, timeout: float = DEFAULT_TIMEOUT) -> Target:
+        """The target of a run with a DICOMweb base URL and no DIMSE target."""
+        from urllib.parse import urlsplit
+
+        try:
+            parts = urlsplit(url)
+            port = parts.port or (443 if parts.scheme == "https" else 80)
+        except ValueError:
+            raise TargetError("The DICOMweb URL is not a valid URL") from None
+        return cls(host=parts.hostname or "", port=port, called_ae="", calling_ae="", move_ae="",
+                   timeout=timeout, dimse=False, dicomweb=url)
+
     @property
     def label(self) -> str:
+        if not self.dimse:
+            return f"DICOMweb {self.dicomweb or self.host}"
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"{self.called_ae}@{host}:{self.port}"
 

@@ -45,7 +45,7 @@ def transcript_text(report: Report) -> str:
     t = report.target
     out = [
         f"qrdoctor {report.tool.version} protocol transcript",
-        f"target {t.called_ae}@{t.host}:{t.port}, calling AE {t.calling_ae}, started {report.started_at}",
+        f"target {t.label}, calling AE {t.calling_label}, started {report.started_at}",
         *([f"command {for_terminal(report.command_line)}"] if report.command_line else []),
         "",
     ]
@@ -128,8 +128,8 @@ def readme_text(report: Report, listed: tuple[Member, ...] | None = None) -> str
     return (
         "qrdoctor support bundle\n"
         "=======================\n\n"
-        f"Diagnosis of DICOM Query/Retrieve against {t.called_ae}@{t.host}:{t.port}, calling AE\n"
-        f"{t.calling_ae}, run {format_time(report.started_at)} with qrdoctor {report.tool.version}.\n"
+        f"Diagnosis of DICOM Query/Retrieve against {t.label}, calling AE\n"
+        f"{t.calling_label}, run {format_time(report.started_at)} with qrdoctor {report.tool.version}.\n"
         f"Result: {s.pass_} passed, {s.warn} warnings, {s.fail} failed, {s.error} could not complete,\n"
         f"{s.skipped} skipped.\n"
         f"{INTERRUPTED_LINE if report.interrupted else ''}\n"

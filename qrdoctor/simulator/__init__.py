@@ -7,6 +7,9 @@ real products, one by one or combined::
     with SimulatedPACS(studies=200, quirks="silent-cap=100,no-get") as pacs:
         print(pacs.ae_title, pacs.host, pacs.port)
 
+``dicomweb=True`` (or any ``web-*`` quirk) also serves the archive over DICOMweb
+(:mod:`.web`): ``pacs.dicomweb_url`` is the URL a user would configure.
+
 The test suite and ``qrdoctor demo`` / ``qrdoctor simulate`` use it as their peer.
 """
 
@@ -29,12 +32,14 @@ from qrdoctor.simulator.quirks import (
     DEMO_QUIRKS,
     DEMO_STUDIES,
     QUIRKS,
+    WEB_QUIRKS,
     QuirkInfo,
     Quirks,
     describe_quirks,
     parse_quirks,
 )
 from qrdoctor.simulator.scp import QRService, SimAssociationServer, unbind_standard_logging
+from qrdoctor.simulator.web import DEFAULT_ROOT, DicomwebServer
 
 __all__ = [
     "SimulatedPACS",
@@ -42,6 +47,7 @@ __all__ = [
     "QUIRKS",
     "QuirkInfo",
     "Quirks",
+    "WEB_QUIRKS",
     "parse_quirks",
     "describe_quirks",
     "DEMO_QUIRKS",
@@ -66,6 +72,9 @@ class SimulatedPACS:
     ``destinations`` maps move destination AE titles to ``(host, port)``; ``known_aes`` are
     further AE titles the PACS knows (for the allowlist and ``query-*-unknown`` quirks).
     ``archive`` may pass a prebuilt :class:`Archive` (then ``studies`` and ``seed`` are unused).
+    ``dicomweb=True`` (implied by any ``web-*`` quirk) starts the DICOMweb face on ``host`` and
+    ``dicomweb_port`` (0 = a free port): see :attr:`dicomweb_url` and :attr:`dicomweb_root`;
+    a DICOMweb connection silent for ``dicomweb_timeout`` seconds is closed.
     """
 
     def __init__(
@@ -81,6 +90,9 @@ class SimulatedPACS:
         *,
         archive: Archive | None = None,
         protocol_log: bool = False,
+        dicomweb: bool = False,
+        dicomweb_port: int = 0,
+        dicomweb_timeout: float = 10.0,
     ) -> None:
         self.quirks: Quirks = parse_quirks(quirks)
         self.ae_title = ae_title
@@ -97,6 +109,10 @@ class SimulatedPACS:
         self._server: SimAssociationServer | None = None
         self._thread: threading.Thread | None = None
         self._stopped = threading.Event()
+        self.dicomweb = bool(dicomweb) or self.quirks.dicomweb
+        self._requested_web_port = int(dicomweb_port)
+        self._web_timeout = float(dicomweb_timeout)
+        self._web: DicomwebServer | None = None
 
     # ---- configuration ------------------------------------------------------------------------
 
@@ -157,6 +173,35 @@ class SimulatedPACS:
         return (self.host, self.port)
 
     @property
+    def dicomweb_port(self) -> int | None:
+        """The DICOMweb face's port once started (None without DICOMweb)."""
+        if not self.dicomweb:
+            return None
+        return self._web.port if self._web is not None else self._requested_web_port
+
+    @property
+    def dicomweb_url(self) -> str | None:
+        """What a user would configure: ``http://HOST:PORT/dicom-web/``, whatever root is served
+        (so it is wrong under the ``web-root`` quirk). None without DICOMweb."""
+        if not self.dicomweb:
+            return None
+        return f"http://{_url_host(self.host)}:{self.dicomweb_port}{DEFAULT_ROOT}/"
+
+    @property
+    def dicomweb_root(self) -> str | None:
+        """The URL path actually served, ending with "/" (``/dicom-web/`` unless ``web-root``)."""
+        if not self.dicomweb:
+            return None
+        return self.quirks.web_root + "/"
+
+    @property
+    def dicomweb_served_url(self) -> str | None:
+        """The base URL that works: :attr:`dicomweb_url` with :attr:`dicomweb_root`."""
+        if not self.dicomweb:
+            return None
+        return f"http://{_url_host(self.host)}:{self.dicomweb_port}{self.dicomweb_root}"
+
+    @property
     def running(self) -> bool:
         return self._server is not None and not self._stopped.is_set()
 
@@ -183,6 +228,13 @@ class SimulatedPACS:
         )
         if not self.protocol_log:
             unbind_standard_logging(server)
+        if self.dicomweb:
+            try:
+                self._web = DicomwebServer(self, (self.host, self._requested_web_port),
+                                           request_timeout=self._web_timeout)
+            except OSError:
+                server.server_close()
+                raise
         self._server = server
         # A new thread starts without any check's transcript (qrdoctor.core.transcript), and so
         # do the threads it starts: what the simulated PACS logs stays out of the transcripts.
@@ -191,8 +243,13 @@ class SimulatedPACS:
             name=f"SimulatedPACS-{self.ae_title}@{self.port}", daemon=True,
         )
         self._thread.start()
+        if self._web is not None:
+            self._web.start()
         LOGGER.info("SimulatedPACS %s listening on %s:%d (%s; quirks: %s)", self.ae_title,
                     self.host, self.port, self.archive, self.quirks or "none")
+        if self._web is not None:
+            LOGGER.info("SimulatedPACS %s serves DICOMweb at %s", self.ae_title,
+                        self.dicomweb_served_url)
         return self
 
     def stop(self) -> None:
@@ -202,6 +259,8 @@ class SimulatedPACS:
             return
         self._stopped.set()
         self._service.stopping.set()
+        if self._web is not None:
+            self._web.stop()
         server.shutdown()  # stops serve_forever, closes the listening socket
         if self._thread is not None:
             self._thread.join(timeout=5)
@@ -249,6 +308,15 @@ class SimulatedPACS:
                 f"studies={self.archive.num_studies}, quirks={str(self.quirks)!r})")
 
 
+def _url_host(host: str) -> str:
+    """``host`` as written in a URL: an IPv6 address in brackets, a wildcard as loopback."""
+    if host in ("", "0.0.0.0"):
+        return "127.0.0.1"
+    if host == "::":
+        return "[::1]"
+    return f"[{host}]" if ":" in host else host
+
+
 def _cut_connection(assoc: Any) -> None:
     """Shut the association's TCP connection down: its network thread sees the end and stops."""
     raw = getattr(getattr(assoc.dul, "socket", None), "socket", None)
@@ -262,10 +330,10 @@ def _cut_connection(assoc: Any) -> None:
 
 def demo_pacs(store_port: int, *, calling_ae: str = "QRDOCTOR", host: str = "127.0.0.1",
               port: int = 0, quirks: str = DEMO_QUIRKS, studies: int = DEMO_STUDIES,
-              seed: int = 1) -> SimulatedPACS:
+              seed: int = 1, dicomweb: bool = True) -> SimulatedPACS:
     """The PACS of ``qrdoctor demo`` (not started): :data:`DEMO_QUIRKS`, ``calling_ae`` known
-    and registered as move destination at ``host:store_port``."""
+    and registered as move destination at ``host:store_port``, DICOMweb on a free port."""
     return SimulatedPACS(
         ae_title="SIMPACS", host=host, port=port, studies=studies, seed=seed, quirks=quirks,
-        destinations={calling_ae: (host, store_port)}, known_aes=[calling_ae],
+        destinations={calling_ae: (host, store_port)}, known_aes=[calling_ae], dicomweb=dicomweb,
     )

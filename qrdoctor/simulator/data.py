@@ -585,5 +585,6 @@ def build_dataset(instance: Instance) -> Dataset:
         ds.RescaleIntercept = "-1024" if series.modality == "CT" else "0"
         ds.RescaleSlope = "1"
         ds.RescaleType = "HU" if series.modality == "CT" else "US"
-    ds.PixelData = _pixels(study.number * 131 + series.number_in_study * 17 + instance.number)
+    # OW, not the ambiguous "OB or OW": 16 bits allocated (DICOM JSON needs a real VR too)
+    ds.add_new(0x7FE00010, "OW", _pixels(study.number * 131 + series.number_in_study * 17 + instance.number))
     return ds

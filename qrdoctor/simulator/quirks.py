@@ -21,6 +21,7 @@ __all__ = [
     "describe_quirks",
     "DEMO_QUIRKS",
     "DEMO_STUDIES",
+    "WEB_QUIRKS",
 ]
 
 
@@ -169,7 +170,73 @@ QUIRKS: dict[str, QuirkInfo] = {
         "More than N simultaneous associations are rejected 2/3/2 (transient, local limit "
         "exceeded).",
     ),
+    # ---- DICOMweb (any web-* quirk starts the DICOMweb face, see simulator.web) ----
+    "web-root": QuirkInfo(
+        "/PATH",
+        "DICOMweb is served under /PATH instead of /dicom-web (every product has its own root: "
+        "/dicomweb, /wado-rs, /dcm4chee-arc/aets/AET/rs, ...); any other path answers 404 with "
+        "an empty body.",
+    ),
+    "web-auth": QuirkInfo(
+        "basic|bearer",
+        "DICOMweb needs authentication. basic: HTTP Basic, realm \"SIMPACS\", user radiology with "
+        "password sim-secret (user guest with the same password is authenticated but answered "
+        "403). bearer: RFC 6750, realm \"SIMPACS\"; the token SIMULATED-TOKEN and the JWT "
+        "simulator.web.BEARER_JWT (iss https://idp.simpacs.local/realms/pacs, aud simpacs-dicomweb, "
+        "exp 2100-01-01, scope dicomweb.read) are accepted, BEARER_JWT_EXPIRED is answered 401 "
+        "invalid_token and BEARER_JWT_NO_SCOPE 403 insufficient_scope.",
+    ),
+    "web-cap": QuirkInfo(
+        "N",
+        "QIDO-RS answers at most N results and says nothing about the rest (no Warning, status "
+        "200), as reported of the Azure DICOM service's 100 (Weasis#436) and of Google's DICOM "
+        "adapter (adapter#42).",
+    ),
+    "web-warning": QuirkInfo(
+        None,
+        "With web-cap: a capped QIDO-RS answer carries Warning: 299 SIMPACS \"There are K "
+        "additional results that can be requested\" (the agent is the PACS's AE title), as "
+        "dcm4chee-arc does at its QidoMaxNumberOfResults.",
+    ),
+    "web-offset-ignored": QuirkInfo(
+        None,
+        "QIDO-RS ignores offset and always answers from the first match, so a client that pages "
+        "gets the same page again and again.",
+    ),
+    "web-limit-max": QuirkInfo(
+        "N",
+        "QIDO-RS answers 400 Bad Request to a limit above N instead of returning at most N.",
+    ),
+    "web-includefield-ignored": QuirkInfo(
+        None,
+        "QIDO-RS ignores includefield (all or named attributes) and returns its default "
+        "attributes only.",
+    ),
+    "web-406-compressed": QuirkInfo(
+        None,
+        "WADO-RS answers 406 Not Acceptable to any transfer syntax other than Explicit or Implicit "
+        "VR Little Endian and *, as archives that cannot transcode do (dcm4chee-arc#1715); "
+        "without it the simulator also transcodes to RLE Lossless.",
+    ),
+    "web-multipart-bad": QuirkInfo(
+        None,
+        "WADO-RS multipart/related answers lack the closing boundary delimiter (--boundary--), "
+        "so strict parsers cannot tell whether the last part is complete.",
+    ),
+    "web-internal-url": QuirkInfo(
+        None,
+        "QIDO-RS RetrieveURL values point at http://pacs-internal.local:8080/dicom-web/..., the "
+        "archive's own address behind a reverse proxy, which clients outside cannot reach.",
+    ),
+    "web-case-sensitive": QuirkInfo(
+        None,
+        "QIDO-RS matches PatientName case-sensitively while C-FIND on the same PACS does not "
+        "(two query engines over one database).",
+    ),
 }
+
+#: The DICOMweb quirks: any of them starts the simulator's DICOMweb face.
+WEB_QUIRKS = frozenset(name for name in QUIRKS if name.startswith("web-"))
 
 # Quirks that cannot be combined with each other (they answer the same question differently).
 _EXCLUSIVE_GROUPS = (
@@ -182,12 +249,14 @@ _EXCLUSIVE_GROUPS = (
 )
 
 _INT_QUIRKS = {"silent-cap", "cap-cancel", "cap-warning", "cap-refuse", "cap-abort",
-               "max-associations"}
+               "max-associations", "web-cap", "web-limit-max"}
 
 #: A realistic combination for ``qrdoctor demo``: a silent cap at an odd number, family-name-only
 #: wildcards, a key returned empty, no C-GET, and the demo's move destination (QRDOCTOR)
-#: registered with the wrong port. Every stage still runs; several of them find something.
-DEMO_QUIRKS = "silent-cap=137,family-name-wildcards,empty-keys=ReferringPhysicianName,no-get,wrong-port"
+#: registered with the wrong port; over DICOMweb, QIDO-RS capped at another number than C-FIND
+#: (100) with a Warning header. Every stage still runs; several of them find something.
+DEMO_QUIRKS = ("silent-cap=137,family-name-wildcards,empty-keys=ReferringPhysicianName,no-get,"
+               "wrong-port,web-cap=100,web-warning")
 #: Archive size for the demo: large enough for the cap to bite.
 DEMO_STUDIES = 400
 
@@ -214,6 +283,22 @@ class Quirks:
     move_outcome: str | None = None  # one of the move-outcome quirk names
     slow: float = 0.0
     max_associations: int | None = None
+    web_root: str = "/dicom-web"  # the DICOMweb root path served, no trailing "/" ("" = "/")
+    web_auth: str | None = None  # "basic" | "bearer"
+    web_cap: int | None = None
+    web_warning: bool = False
+    web_offset_ignored: bool = False
+    web_limit_max: int | None = None
+    web_includefield_ignored: bool = False
+    web_406_compressed: bool = False
+    web_multipart_bad: bool = False
+    web_internal_url: bool = False
+    web_case_sensitive: bool = False
+
+    @property
+    def dicomweb(self) -> bool:
+        """A DICOMweb quirk is on (it implies the DICOMweb face)."""
+        return any(name in WEB_QUIRKS for name in self.names)
 
     @property
     def names(self) -> list[str]:
@@ -269,6 +354,12 @@ def _parse_value(name: str, raw: str | None) -> object:
         if not 0 <= seconds <= 600:
             raise _bad(name, f"needs 0 to 600 seconds, not {raw}")
         return seconds
+    if name == "web-root":
+        return _web_root(raw)
+    if name == "web-auth":
+        if raw.lower() not in ("basic", "bearer"):
+            raise _bad(name, f"{raw!r} is neither basic nor bearer")
+        return raw.lower()
     values = tuple(v.strip() for v in raw.split("+"))
     if any(not v for v in values):
         raise _bad(name, f"empty item in {raw!r}")
@@ -283,6 +374,23 @@ def _parse_value(name: str, raw: str | None) -> object:
                 raise _bad(name, f"{keyword!r} is not a DICOM keyword (e.g. StudyDescription)")
         return values
     raise AssertionError(name)  # pragma: no cover - every quirk with a value is handled above
+
+
+_WEB_ROOT_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-._~/")
+
+
+def _web_root(raw: str) -> str:
+    """``/PATH`` of web-root: absolute, plain characters, no dot segments; "/" alone serves at the
+    server's root. Returned without a trailing "/" (except "/" itself)."""
+    name = "web-root"
+    if not raw.startswith("/") or len(raw) > 100:
+        raise _bad(name, f"{raw!r} is not a path starting with / (at most 100 characters)")
+    if not set(raw) <= _WEB_ROOT_CHARS:
+        raise _bad(name, f"{raw!r} may hold only letters, digits and - . _ ~ /")
+    segments = [s for s in raw.split("/") if s]
+    if any(s in (".", "..") for s in segments) or "//" in raw:
+        raise _bad(name, f"{raw!r} has an empty, . or .. segment")
+    return "".join("/" + s for s in segments) or "/"
 
 
 def parse_quirks(spec: str | Iterable[str] | Quirks | None) -> Quirks:
@@ -328,6 +436,8 @@ def parse_quirks(spec: str | Iterable[str] | Quirks | None) -> Quirks:
         unknown = "refuse"
     elif "query-abort-unknown" in values:
         unknown = "abort"
+    if "web-warning" in values and "web-cap" not in values:
+        raise ValueError("quirk 'web-warning' needs web-cap=N (it warns about the capped results)")
     allow = values.get("calling-ae-allowlist")  # None when the quirk is off
     return Quirks(
         items=tuple(items),
@@ -348,6 +458,17 @@ def parse_quirks(spec: str | Iterable[str] | Quirks | None) -> Quirks:
         move_outcome=next((n for n in _EXCLUSIVE_GROUPS[3] if n in values), None),
         slow=float(values.get("slow", 0.0)),  # type: ignore[arg-type]
         max_associations=values.get("max-associations"),  # type: ignore[arg-type]
+        web_root=str(values.get("web-root", "/dicom-web")).rstrip("/"),
+        web_auth=values.get("web-auth"),  # type: ignore[arg-type]
+        web_cap=values.get("web-cap"),  # type: ignore[arg-type]
+        web_warning="web-warning" in values,
+        web_offset_ignored="web-offset-ignored" in values,
+        web_limit_max=values.get("web-limit-max"),  # type: ignore[arg-type]
+        web_includefield_ignored="web-includefield-ignored" in values,
+        web_406_compressed="web-406-compressed" in values,
+        web_multipart_bad="web-multipart-bad" in values,
+        web_internal_url="web-internal-url" in values,
+        web_case_sensitive="web-case-sensitive" in values,
     )
 
 
