@@ -47,10 +47,12 @@ def verdict(report: Report) -> str:
     return f"Found issues in {len(bad)} {noun} ({', '.join(parts)}) in {report.duration_s:.2g} s."
 
 
-def details(report: Report) -> list[str]:
-    """The findings that need action, with their fixes (for the demo and --details)."""
+def details(report: Report, reproduce: dict[str, list[str]] | None = None) -> list[str]:
+    """The findings that need action, with their fixes (for the demo and --details); with
+    ``reproduce`` (check id -> DCMTK command lines), each such check's commands after them."""
     out: list[str] = []
     for c in report.checks:
+        shown = len(out)
         for f in c.findings:
             if f.severity.value == "info":
                 continue
@@ -63,6 +65,9 @@ def details(report: Report) -> list[str]:
                 out.append(f"    Fix: {for_terminal(f.fix)}")
         if c.status is Status.ERROR and c.reason:
             out.append(for_terminal(f"[error] {c.id}: {c.reason}"))
+        if len(out) > shown and reproduce and reproduce.get(c.id):
+            out.append(f"    Reproduce with DCMTK ({for_terminal(c.id)}):")
+            out += [f"      {for_terminal(line)}" for line in reproduce[c.id]]
     return out
 
 

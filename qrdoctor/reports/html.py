@@ -68,9 +68,12 @@ def overall_status(report: Report) -> str:
 
 
 def render_view(v: ReportView, report: Report) -> str:
+    from qrdoctor.reports.reproduce import reproductions
+
     template = environment().get_template("report.html.j2")
+    reproduce = {k: "\n".join(r.lines()) for k, r in reproductions(report).items()}
     return template.render(v=v, overall=overall_status(report), sequence=sequence_svg(report),
-                           report_json=embeddable_json(report.to_json()))
+                           report_json=embeddable_json(report.to_json()), reproduce=reproduce)
 
 
 def render_html(report: Report) -> str:
