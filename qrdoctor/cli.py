@@ -40,7 +40,14 @@ if TYPE_CHECKING:
 USAGE = 2
 
 # The subcommands, in the order --help lists them.
-COMMANDS = ("check", "tui", "explain", "checks", "schema", "replay", "simulate", "demo")
+COMMANDS = ("check", "tui", "explain", "checks", "schema", "replay", "simulate", "demo", "diff", "fleet",
+            "serve-metrics")
+
+EPILOG_DIFF = """exit status:
+  0  nothing got worse
+  1  something got worse (a status, a new problem, a fact, a latency)
+  2  a report cannot be read, or the reports are of different targets (see --force)
+"""
 
 EPILOG_CHECK = """exit status:
   0  no check failed
@@ -208,7 +215,8 @@ def build_parser(commands: set[str] | frozenset[str] | None = None) -> argparse.
     build = {
         "check": _check_parser, "tui": _tui_parser, "explain": _explain_parser,
         "checks": lambda p: None, "schema": lambda p: None, "replay": _replay_parser,
-        "simulate": _simulate_parser, "demo": _demo_parser,
+        "simulate": _simulate_parser, "demo": _demo_parser, "diff": _diff_parser,
+        "fleet": _fleet_parser, "serve-metrics": _serve_metrics_parser,
     }
     for name in COMMANDS:
         help_text, extra = _COMMAND_HELP[name]
@@ -228,14 +236,37 @@ _COMMAND_HELP: dict[str, tuple[str, dict]] = {
     "replay": ("re-run the conclusions of a support bundle with this qrdoctor, offline", {}),
     "simulate": ("run the embedded simulated PACS in the foreground", {}),
     "demo": ("diagnose the embedded simulated PACS, which has a few typical problems", {}),
+    "diff": ("what changed between two reports of the same target",
+             {"epilog": EPILOG_DIFF, "formatter_class": argparse.RawDescriptionHelpFormatter}),
+    "fleet": ("check every node of an inventory, concurrently (see README: Monitoring many nodes)",
+              {"epilog": EPILOG_CHECK.replace("no check failed", "no check failed on any node"),
+               "formatter_class": argparse.RawDescriptionHelpFormatter}),
+    "serve-metrics": ("serve a --prometheus metrics file at http://127.0.0.1:PORT/metrics", {}),
 }
 
 
 def _check_parser(p: argparse.ArgumentParser) -> None:
-    p.add_argument("target", help="AE@host:port (e.g. ORTHANC@127.0.0.1:4242) or a saved profile name")
+    p.add_argument("target", nargs="?", default=None,
+                   help="AE@host:port (e.g. ORTHANC@127.0.0.1:4242) or a saved profile name; may be "
+                        "left out with --dicomweb URL (a DICOMweb-only run)")
     add_target_options(p)
     add_report_options(p)
     add_check_options(p)
+    from qrdoctor.monitor.command import add_monitoring_options
+
+    add_monitoring_options(p)
+
+
+def _fleet_parser(p: argparse.ArgumentParser) -> None:
+    from qrdoctor.monitor.command import fleet_parser
+
+    fleet_parser(p, _timeout, TIMEOUT_HELP % "10")
+
+
+def _serve_metrics_parser(p: argparse.ArgumentParser) -> None:
+    from qrdoctor.monitor.command import serve_metrics_parser
+
+    serve_metrics_parser(p)
 
 
 def _tui_parser(p: argparse.ArgumentParser) -> None:
@@ -256,6 +287,10 @@ def _replay_parser(p: argparse.ArgumentParser) -> None:
     p.set_defaults(include_phi=False)
 
 
+def _web_port(value: str) -> int:
+    return 0 if value.strip() == "0" else _port("The DICOMweb port")(value)
+
+
 def _simulate_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     p.add_argument("--port", type=_store_port, default=11112, help="port to listen on (default 11112; 0 = any free port)")
@@ -265,6 +300,31 @@ def _simulate_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=1, help="seed of the synthetic data (default 1)")
     p.add_argument("--destination", action="append", default=[], metavar="AE=HOST:PORT",
                    help="a C-MOVE destination it knows (default QRDOCTOR=127.0.0.1:11113); repeatable")
+    p.add_argument("--dicomweb", action="store_true",
+                   help="also serve the archive over DICOMweb (QIDO-RS, WADO-RS); any web-* quirk implies it")
+    p.add_argument("--dicomweb-port", type=_web_port, default=0, metavar="PORT",
+                   help="port of the DICOMweb face (default 0 = any free port; the URL is printed)")
+
+
+def _diff_parser(p: argparse.ArgumentParser) -> None:
+    p.add_argument("old", metavar="OLD.json", help="the earlier report (JSON, or an HTML report)")
+    p.add_argument("new", metavar="NEW.json", help="the later report of the same target")
+    fmt = p.add_mutually_exclusive_group()
+    fmt.add_argument("--md", dest="diff_format", action="store_const", const="md", help="print Markdown")
+    fmt.add_argument("--json", dest="diff_format", action="store_const", const="json", help="print JSON")
+    p.add_argument("--latency-threshold", metavar="PCT", type=_percent, default=50.0,
+                   help="report a latency that moved by more than PCT percent (and 10 ms; default 50)")
+    p.add_argument("--force", action="store_true", help="compare reports of different targets")
+
+
+def _percent(value: str) -> float:
+    try:
+        pct = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a percentage") from None
+    if not math.isfinite(pct) or pct < 0:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a percentage of 0 or more")
+    return pct
 
 
 def _demo_parser(p: argparse.ArgumentParser) -> None:
@@ -386,25 +446,72 @@ def _stdout_is_data(args: argparse.Namespace) -> bool:
     """Whether a report goes to stdout, so the summary for people must go to stderr."""
     from qrdoctor.reports.formats import REPORT_FORMATS
 
-    return any(getattr(args, f.name, None) == "-" for f in REPORT_FORMATS)
+    return getattr(args, "nagios", False) or any(getattr(args, f.name, None) == "-" for f in REPORT_FORMATS)
 
 
 def target_and_options(args: argparse.Namespace):
-    """The target (AE@host:port or a saved profile) and the checks' options for it."""
+    """The target (AE@host:port or a saved profile) and the checks' options for it; without a
+    target, a DICOMweb-only run (``--dicomweb URL``)."""
+    if not getattr(args, "target", None):
+        options = _options(args)
+        url = options.flat().get("dicomweb")
+        if not url:
+            raise UsageError("give a TARGET (AE@host:port or a saved profile), or --dicomweb URL "
+                             "for a DICOMweb-only run")
+        from qrdoctor.core.target import DEFAULT_TIMEOUT, Target
+
+        return Target.dicomweb_only(url, timeout=args.timeout or DEFAULT_TIMEOUT), options
     target = resolve_target(
         args.target, calling_ae=args.calling_ae, move_ae=args.move_ae, store_port=args.store_port,
         advertise=args.advertise, timeout=args.timeout, tls=_tls(args),
     )
-    return target, _options(args, saved=profile_settings(args.target))
+    options = _options(args, saved=profile_settings(args.target))
+    url = options.flat().get("dicomweb")
+    return (target.replace(dicomweb=url) if url else target), options
+
+
+def _check_selection(target, options, only: list[str] | None) -> None:
+    """Every check --only names must be able to run: a DICOMweb check needs --dicomweb URL, and
+    a DICOMweb-only run has no DIMSE check to run."""
+    from qrdoctor.core.option_fields import option_owners
+    from qrdoctor.core.registry import enabled, get_check, option_models
+
+    for model in option_models([get_check(cid) for cid in option_owners(options.flat())]):
+        local = getattr(options.get(model), "check_local", None)
+        if callable(local):  # files and environment variables this computer must provide
+            try:
+                local()
+            except ValueError as exc:
+                raise UsageError(str(exc)) from None
+    for name in options.flat():  # an option of a check that this run cannot enable
+        for cid in option_owners([name]):
+            chk = get_check(cid)
+            if not enabled(chk, options):
+                raise UsageError(f"--{name.replace('_', '-')} needs --{str(chk.enabled_by).replace('_', '-')} URL")
+    if not only:
+        return
+    for cid in only:
+        chk = get_check(cid)
+        if not enabled(chk, options):
+            flag = "--" + str(chk.enabled_by).replace("_", "-")
+            raise UsageError(f"{cid} needs {flag} URL (the DICOMweb base URL)")
+        if not target.dimse and chk.stage.label != "dicomweb":
+            raise UsageError(f"{cid} needs a DIMSE TARGET (AE@host:port); this run has only --dicomweb")
 
 
 def run_check(args: argparse.Namespace) -> int:
     target, options = target_and_options(args)
     only = _only(args.only)
+    _check_selection(target, options, only)
     _check_report_paths(args)
-    _check_local_resources(target, options, only)
+    from qrdoctor.monitor.command import check_monitoring_args
+
+    check_monitoring_args(args)
+    if target.dimse:
+        _check_local_resources(target, options, only)
     out = sys.stderr if _stdout_is_data(args) else sys.stdout
-    print(f"qrdoctor {__version__}: checking {target.label} as {target.calling_ae}", file=out, flush=True)
+    who = f" as {target.calling_ae}" if target.dimse else ""
+    print(for_terminal(f"qrdoctor {__version__}: checking {target.label}{who}"), file=out, flush=True)
     return run_and_report(target, only, options, args, out)
 
 
@@ -416,8 +523,7 @@ def run_and_report(target, only: list[str] | None, options, args: argparse.Names
     130 or 143.
     """
     from qrdoctor.console import details
-    from qrdoctor.core.model import TargetInfo
-    from qrdoctor.core.runner import Runner
+    from qrdoctor.core.runner import Runner, target_info
     from qrdoctor.interrupt import (
         FinishedChecks,
         Interrupts,
@@ -427,9 +533,7 @@ def run_and_report(target, only: list[str] | None, options, args: argparse.Names
     from qrdoctor.reports.live import RedactedLiveSummary
 
     runners: list[Runner] = []
-    info = TargetInfo(host=target.host, port=target.port, called_ae=target.called_ae,
-                      calling_ae=target.calling_ae, move_ae=target.move_ae or target.calling_ae,
-                      store_port=target.store_port, advertise=target.advertise)
+    info = target_info(target)
     live = RedactedLiveSummary(out, info, lambda: runners[0].phi_so_far(), bool(args.include_phi))
     with Interrupts() as interrupts:
         runner = Runner(target, only=only, observer=FinishedChecks(live, interrupts), options=options,
@@ -444,12 +548,21 @@ def run_and_report(target, only: list[str] | None, options, args: argparse.Names
                   "skipped", file=sys.stderr, flush=True)
         if args.details:
             from qrdoctor.reports import redact_report
+            from qrdoctor.reports.reproduce import reproductions
 
-            for line in details(redact_report(report, include_phi=args.include_phi)):
+            shown = redact_report(report, include_phi=args.include_phi)
+            commands = {k: r.lines() for k, r in reproductions(shown).items()}
+            for line in details(shown, commands):
                 print(line, file=out)
         if getattr(args, "command", None) == "check":
             print_tested_identity(report, out)
         write_reports(report, args)
+        if getattr(args, "nagios", False) or getattr(args, "prometheus", None):
+            from qrdoctor.monitor.command import after_check
+
+            plugin_state = after_check(report, args)
+            if plugin_state is not None:
+                return plugin_state
     return interrupts.exit_code if interrupts.interrupted else int(report.exit_code)
 
 
@@ -458,12 +571,12 @@ def print_tested_identity(report: Report, out) -> None:
     rather than the workstation's."""
     import textwrap
 
-    from qrdoctor.reports.runinfo import tested_identity
+    from qrdoctor.reports.runinfo import serial_retries, tested_identity
 
-    note = tested_identity(report)
-    if note:
-        print("", file=out)
-        print(textwrap.fill(f"Note: {note}", width=100, break_on_hyphens=False), file=out)
+    for note in (tested_identity(report), serial_retries(report)):
+        if note:
+            print("", file=out)
+            print(textwrap.fill(f"Note: {note}", width=100, break_on_hyphens=False), file=out)
 
 
 def run_replay(args: argparse.Namespace) -> int:
@@ -497,6 +610,27 @@ def run_replay(args: argparse.Namespace) -> int:
             print(line, file=out)
     write_reports(report, args)
     return int(report.exit_code)
+
+
+def run_diff(args: argparse.Namespace) -> int:
+    """Compare two reports; exit 1 when something got worse, 2 when one cannot be read."""
+    from qrdoctor.reports.diff import (
+        DiffInputError,
+        TargetMismatchError,
+        diff,
+        render_markdown,
+        render_text,
+    )
+
+    try:
+        result = diff(args.old, args.new, latency_threshold=args.latency_threshold, force=args.force)
+    except (DiffInputError, TargetMismatchError) as exc:
+        raise UsageError(str(exc)) from None
+    if args.diff_format == "json":
+        _to_stdout(result.to_json())
+    else:
+        _to_stdout(render_markdown(result) if args.diff_format == "md" else render_text(result))
+    return result.exit_code
 
 
 def run_tui_command(args: argparse.Namespace) -> int:
@@ -548,17 +682,24 @@ def run_simulate(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     pacs = SimulatedPACS(ae_title=args.ae, host=args.host, port=args.port, studies=args.studies,
-                         seed=args.seed, quirks=quirks, destinations=_destinations(args.destination))
+                         seed=args.seed, quirks=quirks, destinations=_destinations(args.destination),
+                         dicomweb=args.dicomweb, dicomweb_port=args.dicomweb_port)
     try:
         pacs.start()
     except OSError as exc:
-        raise UsageError(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}") from None
+        where = f"{args.host}:{args.port}" + (f" and {args.dicomweb_port}" if pacs.dicomweb and args.dicomweb_port else "")
+        raise UsageError(f"cannot listen on {where}: {exc.strerror or exc}") from None
     host = args.host if args.host not in ("0.0.0.0", "::") else "127.0.0.1"
     print(f"Simulated PACS {args.ae} listening on {args.host}:{pacs.port} "
           f"({args.studies} studies; quirks: {args.quirks or 'none'})", flush=True)
     for ae, (h, p) in pacs.destinations.items():
         print(f"  knows the C-MOVE destination {ae} at {h}:{p}", flush=True)
-    print(f"Diagnose it with:  qrdoctor check {args.ae}@{host}:{pacs.port}", flush=True)
+    if pacs.dicomweb:
+        print(f"  serves DICOMweb at {pacs.dicomweb_served_url}", flush=True)
+        print(f"Diagnose it with:  qrdoctor check {args.ae}@{host}:{pacs.port} --dicomweb {pacs.dicomweb_url}",
+              flush=True)
+    else:
+        print(f"Diagnose it with:  qrdoctor check {args.ae}@{host}:{pacs.port}", flush=True)
     print("Press Ctrl+C to stop.", file=sys.stderr, flush=True)
     pacs.serve_forever()
     return 0
@@ -589,7 +730,9 @@ def run_demo(args: argparse.Namespace) -> int:
     try:
         target = Target(host="127.0.0.1", port=pacs.port, called_ae=pacs.ae_title, store_port=store_port,
                         advertise="127.0.0.1", timeout=args.timeout)
-        options = _options(args, listen_host="127.0.0.1")
+        # The demo checks the simulator's DICOMweb face too, at the URL a user would configure.
+        options = _options(args, listen_host="127.0.0.1", dicomweb=pacs.dicomweb_url)
+        target = target.replace(dicomweb=pacs.dicomweb_url)
         if not args.headless and sys.stdout.isatty() and sys.stdin.isatty():
             from qrdoctor.tui import run_tui
 
@@ -666,10 +809,24 @@ def main(argv: list[str] | None = None) -> int:
             return run_replay(args)
         if args.command == "demo":
             return run_demo(args)
+        if args.command == "diff":
+            return run_diff(args)
+        if args.command == "fleet":
+            from qrdoctor.monitor.command import run_fleet
+
+            return run_fleet(args)
+        if args.command == "serve-metrics":
+            from qrdoctor.monitor.command import run_serve_metrics
+
+            return run_serve_metrics(args)
         parser.print_help()
         return USAGE
     except (UsageError, TargetError, LocalResourceError) as exc:
         print(f"qrdoctor: error: {for_terminal(str(exc))}", file=sys.stderr)
+        if getattr(args, "nagios", False):
+            from qrdoctor.monitor.command import nagios_usage_error
+
+            return nagios_usage_error(str(exc))
         return USAGE
     except BrokenPipeError:
         return 0

@@ -28,11 +28,12 @@ class SchedulingOptions(Options):
     """How the run itself proceeds (not a check's option): every run has these."""
 
     max_associations: int = Field(
-        1, ge=1, le=16,
-        description="At most this many associations with the PACS at once: with 2 or more, checks "
-                    "whose requirements are met run side by side up to this bound, and a check the "
-                    "PACS turned away while another of ours held an association is run again on "
-                    "its own; 1 (the default) runs the checks one after another.")
+        2, ge=1, le=16,
+        description="At most this many associations with the PACS at once (default 2): checks whose "
+                    "requirements are met run side by side up to this bound; when the PACS turns "
+                    "one of them away while another of ours is open, that check is run again on "
+                    "its own, the report says so, and the rest of the run takes one at a time. "
+                    "1 runs the checks one after another.")
 
 
 class OptionError(ValueError):

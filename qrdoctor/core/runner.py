@@ -17,8 +17,10 @@ serial run. Results and the report keep the declared order.
 
 A check the PACS turned away at association time (a rejection such as 2/3/2 "local limit
 exceeded", an abort, a closed connection) while another of our checks held an association may
-have been turned away because of us: it is run again on its own once nothing else runs, and its
-result is that of the second run (fact ``retried_serially``, and a note in its transcript).
+have been turned away because of us: it is run again on its own once nothing else runs (and
+nothing else starts beside it), and its result is that of the second run (fact
+``retried_serially``, and a note in its transcript); from then on the run holds one association at
+a time.
 """
 
 from __future__ import annotations
@@ -37,16 +39,18 @@ from typing import Any, Protocol
 from qrdoctor import __version__
 from qrdoctor.core.codes import ASSOCIATION_FAILURES
 from qrdoctor.core.context import NOT_APPLICABLE, Cancelled, Context, Outcome, Situation
-from qrdoctor.core.model import CheckResult, Report, Status, TargetInfo, ToolInfo, summarise
+from qrdoctor.core.model import CheckResult, Report, Stage, Status, TargetInfo, ToolInfo, summarise
 from qrdoctor.core.options import RunOptions, SchedulingOptions
 from qrdoctor.core.registry import (
     Check,
     Facts,
     Observation,
+    enabled,
     option_models,
     requirement_closure,
     select,
 )
+from qrdoctor.core.secrets import SecretScrubber, run_secrets
 from qrdoctor.core.target import Target
 from qrdoctor.core.transcript import Transcript, capture
 
@@ -154,14 +158,18 @@ class Runner:
         command_line: str | None = None,
     ) -> None:
         self.target = target
-        self.command_line = command_line
-        self.checks = checks if checks is not None else select(only)
+        selected = checks if checks is not None else select(only, optional=True)
         self.observer: Observer = observer or NullObserver()
         self.run_budget = run_budget
         self.cancel_event = threading.Event()
         if not isinstance(options, RunOptions):
-            options = RunOptions.from_flat(options, option_models(self.checks))
+            options = RunOptions.from_flat(options, option_models(selected))
         self.options = options
+        self.checks = applicable(selected, target, options)
+        # passwords and tokens the options hold: removed from every result, observation and
+        # the command line before anything else sees them
+        self.scrubber = SecretScrubber(run_secrets(options.get(m) for m in option_models(selected)))
+        self.command_line = self.scrubber.text(command_line) if command_line else command_line
         self.max_associations = options.get(SchedulingOptions).max_associations
         # patient data the user typed (--patient-id) is redacted from the start, whatever runs
         self._phi: dict[str, str] = dict(options.phi())
@@ -190,15 +198,9 @@ class Runner:
         observations: dict[str, dict] = {}
         self.observer.run_started(self.checks)
         results = _Schedule(self, ctx, t0 + self.budget(), observations).run()
-        t = self.target
         report = Report(
             tool=tool_info(),
-            target=TargetInfo(
-                host=t.host, port=t.port, called_ae=t.called_ae, calling_ae=t.calling_ae,
-                move_ae=t.move_ae or t.calling_ae, store_port=t.store_port,
-                advertise=t.advertise, timeout_s=t.timeout,
-                tls=t.tls.describe() if t.tls is not None else None,  # type: ignore[attr-defined]
-            ),
+            target=target_info(self.target, self.options, self.checks),
             started_at=started_wall.isoformat(timespec="seconds"),
             duration_s=round(time.monotonic() - t0, 3),
             command_line=self.command_line,
@@ -210,6 +212,39 @@ class Runner:
         report._options.update(self.options.flat())
         self.observer.run_finished(report)
         return report
+
+
+def applicable(checks: list[Check], target: Target, options: RunOptions) -> list[Check]:
+    """The checks this run can do: those the options enable (the DICOMweb checks need a base
+    URL), and in a run without a DIMSE target (DICOMweb only) the DICOMweb checks alone."""
+    dimse = getattr(target, "dimse", True)
+    return [c for c in checks if enabled(c, options) and (dimse or c.stage is Stage.DICOMWEB)]
+
+
+def dicomweb_url(options: RunOptions, checks: Iterable[Check]) -> str | None:
+    """The DICOMweb base URL the run's options give (None without one)."""
+    for c in checks:
+        if c.enabled_by and c.options is not None:
+            value = getattr(options.get(c.options), c.enabled_by, None)
+            if isinstance(value, str) and value:
+                return value
+    return None
+
+
+def target_info(t: Target, options: RunOptions | None = None, checks: Iterable[Check] = ()) -> TargetInfo:
+    """The report's description of the target; in a DICOMweb-only run (``t.dimse`` false) the
+    AE title fields are empty and host and port are the base URL's."""
+    web = getattr(t, "dicomweb", None) or (dicomweb_url(options, checks) if options is not None else None)
+    if not getattr(t, "dimse", True):
+        return TargetInfo(host=t.host, port=t.port, called_ae="", calling_ae="", move_ae="",
+                          store_port=None, timeout_s=t.timeout, dimse=False, dicomweb=web)
+    return TargetInfo(
+        host=t.host, port=t.port, called_ae=t.called_ae, calling_ae=t.calling_ae,
+        move_ae=t.move_ae or t.calling_ae, store_port=t.store_port,
+        advertise=t.advertise, timeout_s=t.timeout,
+        tls=t.tls.describe() if t.tls is not None else None,  # type: ignore[attr-defined]
+        dicomweb=web,
+    )
 
 
 class _Schedule:
@@ -226,6 +261,7 @@ class _Schedule:
         by_id = {c.id: c for c in self.checks}
         self.visible = {c.id: requirement_closure(c, by_id) for c in self.checks}
         self.serial = runner.max_associations <= 1
+        self.bound = runner.max_associations  # 1 from the moment the PACS turned one of ours away
         self.pending: list[Check] = list(self.checks)  # not started yet, in declared order
         self.running: dict[str, _Attempt] = {}
         self.done: dict[str, _Done] = {}
@@ -265,6 +301,9 @@ class _Schedule:
         for req in chk.requires:
             if req not in self.index or self.index[req] > own:
                 return False, self._skip(chk, req, f"skipped: requires {req}, which did not run")
+        for req in chk.after:  # read when in the run: wait for it, whatever its result
+            if req in self.index and self.index[req] < own and self._final(req) is None:
+                return True, None
         for req in chk.requires:
             r = self._final(req)
             if r is None:
@@ -279,15 +318,19 @@ class _Schedule:
         return sum(self._slots(a.chk) for a in self.running.values())
 
     def _slots(self, chk: Check) -> int:
-        return min(max(chk.peer_associations, 0), self.r.max_associations)
+        return min(max(chk.peer_associations, 0), self.bound)
 
     def _fits(self, chk: Check) -> bool:
-        if self._slots_used() + self._slots(chk) > self.r.max_associations:
+        if self._slots_used() + self._slots(chk) > self.bound:
             return False
         held = {res for a in self.running.values() for res in a.chk.resources}
         return not held.intersection(chk.resources)
 
     def _start_ready(self) -> None:
+        if self.retried.intersection(self.running):
+            # A check run again alone stays alone until it ends: a check started beside it could
+            # be what the PACS turns away this time too.
+            return
         if self.retries:
             # A check turned away while others ran is run again alone: nothing new starts
             # until it has been, and the PACS is given a moment to close the others' associations.
@@ -426,7 +469,11 @@ class _Schedule:
                     "PACS may have turned it away because of qrdoctor's other association) ---",
                     *result.transcript, SECOND_RUN]
                 self.retries.append(chk.id)
+                # The PACS takes fewer associations from us than we opened: the rest of the run
+                # holds one at a time, so it is not turned away again.
+                self.bound = 1
                 return
+            result = self.r.scrubber.result(result)
             if chk.id in self.notes and entry.result is None:
                 note = self.notes[chk.id]
                 result.transcript = [*note, *result.transcript]
@@ -441,10 +488,11 @@ class _Schedule:
 
     def _turned_away(self, chk: Check, entry: _Done, result: CheckResult) -> str:
         """Why this result may be our own parallelism's doing ("" when it cannot be)."""
-        # Any parallel run counts, not only a measured overlap: the PACS may keep an association
-        # of ours open (its release still in progress) for longer than we can see from here.
+        # Only a run that overlapped another of our associations (one open while it ran, or
+        # released less than OVERLAP_SETTLE_S before it started -- the PACS may still be closing
+        # it) can have been turned away because of us; the first association of a run cannot.
         if (entry.result is not None or self.serial or chk.id in self.retried
-                or self.r.cancel_event.is_set()):
+                or not entry.overlapped or self.r.cancel_event.is_set()):
             return ""
         obs = self.observations.get(chk.id)
         return limit_signs(obs or {}, result)
@@ -456,7 +504,7 @@ class _Schedule:
         box, base = entry.box, entry.base
         if "observation" in box:
             obs = box["observation"]
-            self.observations[chk.id] = record_observation(obs)  # type: ignore[arg-type]
+            self.observations[chk.id] = self.r.scrubber.data(record_observation(obs))  # type: ignore[arg-type]
             situation = Situation(target=self.r.target, options=self.r.options, results=dict(self.ctx.results))
             try:
                 outcome = chk.conclude_fn(obs, situation)  # type: ignore[misc]
@@ -496,7 +544,7 @@ class _Schedule:
 # A check that ended this long before another started may still have had its association open
 # at the PACS (the PACS closes it on its own time); a check run again alone starts this long
 # after the last other check ended.
-OVERLAP_SETTLE_S = 0.5
+OVERLAP_SETTLE_S = 1.0  # a released association may take the PACS a moment to forget
 RETRY_SETTLE_S = 0.5  # a released association may take the PACS a moment to close
 
 SECOND_RUN = "--- second run, on its own once the other checks had ended: the result is this run's ---"

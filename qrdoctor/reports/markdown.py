@@ -150,7 +150,24 @@ def _registration_section(request: list[str] | None) -> list[str]:
     return [*lines, ""]
 
 
-def render_view(v: ReportView, request: list[str] | None = None) -> str:
+def _reproduce_section(report: Report | None) -> list[str]:
+    """Each check's exchange as DCMTK command lines, for the PACS administrator's side."""
+    if report is None:
+        return []
+    from qrdoctor.reports.reproduce import reproductions
+
+    found = reproductions(report)
+    if not found:
+        return []
+    lines = ["## Reproduce with DCMTK", "",
+             "Each check's exchange with the PACS as DCMTK 3.6.7 command lines, with this run's "
+             "values, to repeat it from another computer.", ""]
+    for check_id, rep in found.items():
+        lines += [f"### {code(check_id)}", "", fenced("\n".join(rep.lines()), "sh"), ""]
+    return lines
+
+
+def render_view(v: ReportView, request: list[str] | None = None, report: Report | None = None) -> str:
     lines: list[str] = [f"# {prose(v.title)}", ""]
     if v.banner:
         lines += [f"> **{v.banner}** {prose(v.banner_detail or '')}", ""]
@@ -161,6 +178,7 @@ def render_view(v: ReportView, request: list[str] | None = None) -> str:
         f"**{prose(v.verdict)}**",
         "",
         *([f"> **Whose registration was tested.** {prose(v.tested_identity)}", ""] if v.tested_identity else []),
+        *([f"> **Checks run again on their own.** {prose(v.serial_retries)}", ""] if v.serial_retries else []),
         *([f"> **Interrupted.** {prose(v.interrupted)}", ""] if v.interrupted else []),
         "| | Check | Status | Summary |" + (" Started (UTC) |" if v.timed else ""),
         "|---|---|---|---|" + ("---|" if v.timed else ""),
@@ -199,6 +217,7 @@ def render_view(v: ReportView, request: list[str] | None = None) -> str:
         lines.append("")
 
     lines += _inbound_section(v)
+    lines += _reproduce_section(report)
     lines += _run_section(v)
     lines += ["---", ""]
     if v.redaction_note:
@@ -216,4 +235,4 @@ def render_markdown(report: Report) -> str:
     from qrdoctor.reports.registration import registration, request_lines, wanted
 
     request = request_lines(registration(report)) if wanted(report) else None
-    return render_view(build(report), request)
+    return render_view(build(report), request, report)

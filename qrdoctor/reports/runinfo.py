@@ -69,6 +69,23 @@ def tested_identity(report: Report) -> str | None:
             "port is free).")
 
 
+def serial_retries(report: Report) -> str | None:
+    """What the run did when the PACS turned away one of its parallel associations: which checks
+    were run again on their own (their results are those runs')."""
+    retried = [c.id for c in report.checks if c.facts.get("retried_serially")]
+    if not retried:
+        return None
+    n = len(retried)
+    return (f"The PACS turned away an association of qrdoctor's while another of its associations "
+            f"was open. {n} check{'s' if n > 1 else ''} ({', '.join(retried)}) "
+            f"{'were' if n > 1 else 'was'} run again on {'their' if n > 1 else 'its'} own, and "
+            f"{'their results are those' if n > 1 else 'its result is that'} of the second "
+            f"run{'s' if n > 1 else ''}; the rest of the run held one association at a time. A PACS "
+            "may limit how many associations it accepts at once from one AE title: a workstation "
+            "that opens several at once (querying while it fetches priors) may be turned away the "
+            "same way.")
+
+
 def _advertised(report: Report) -> str:
     """Where the PACS must reach qrdoctor's receiver: --advertise, else qrdoctor's guess (the
     ``receiver_address`` of ``network.tcp``, or the address the retrieve's Store SCP used)."""
@@ -121,12 +138,23 @@ def _versions(report: Report) -> str:
 def run_info(report: Report) -> list[tuple[str, str]]:
     """(label, value) rows: the run's facts for a support ticket, in the order they are asked."""
     t = report.target
-    uid = _fact(report, "association.echo", "peer_implementation_class_uid")
-    version_name = peer_version_name(report)
     return [
         ("Command line", report.command_line or NOT_RECORDED),
         ("Started", _utc(report.started_at)),
-        ("PACS", f"{t.called_ae} at {t.host}:{t.port}"),
+        ("PACS", f"{t.called_ae} at {t.host}:{t.port}" if t.dimse else t.label),
+        *([("DICOMweb base URL", t.dicomweb)] if t.dicomweb else []),
+        *(_dimse_rows(report) if t.dimse else []),
+        ("Versions", _versions(report)),
+        ("Operating system", report.tool.os or NOT_RECORDED),
+    ]
+
+
+def _dimse_rows(report: Report) -> list[tuple[str, str]]:
+    """The rows about the DIMSE side (none in a DICOMweb-only run)."""
+    t = report.target
+    uid = _fact(report, "association.echo", "peer_implementation_class_uid")
+    version_name = peer_version_name(report)
+    return [
         ("Calling AE title", t.calling_ae),
         ("Move destination AE title", t.move_ae),
         ("Store SCP port", str(t.store_port) if t.store_port else "chosen at run time"),
@@ -135,8 +163,6 @@ def run_info(report: Report) -> list[tuple[str, str]]:
         ("PACS Implementation Class UID", uid if isinstance(uid, str) and uid else NOT_RECORDED),
         ("PACS Implementation Version Name", version_name or NOT_RECORDED),
         ("Maximum PDU length", _max_pdu(report)),
-        ("Versions", _versions(report)),
-        ("Operating system", report.tool.os or NOT_RECORDED),
     ]
 
 

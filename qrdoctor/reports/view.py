@@ -22,6 +22,7 @@ from qrdoctor.reports.runinfo import (
     note_summary,
     peer_version_name,
     run_info,
+    serial_retries,
     tested_identity,
     toolkit_note,
 )
@@ -140,6 +141,7 @@ class ReportView:
     run_info: list[tuple[str, str]] = field(default_factory=list)  # the run's facts for a support desk
     identity_note: str | None = None  # the peer's version name names a toolkit, not the product
     tested_identity: str | None = None  # the run tested QRDOCTOR's registration, not the workstation's
+    serial_retries: str | None = None  # checks run again alone after the PACS turned one away
     inbound: list[InboundSection] = field(default_factory=list)  # retrieve's inbound associations
 
 
@@ -327,13 +329,13 @@ def matching_profile(report: Report) -> list[tuple[str, str]]:
 def build(report: Report) -> ReportView:
     """The view of an (already redacted) report."""
     t = report.target
-    target = f"{t.called_ae}@{t.host}:{t.port}"
+    target = t.label
     s = report.summary
     started = format_time(report.started_at)
     return ReportView(
         title=f"qrdoctor report: {target}, {started}",
         target=target,
-        calling_ae=t.calling_ae,
+        calling_ae=t.calling_label,
         started_at=started,
         duration_s=report.duration_s,
         tool_version=report.tool.version,
@@ -363,5 +365,6 @@ def build(report: Report) -> ReportView:
         run_info=run_info(report),
         identity_note=toolkit_note(peer_version_name(report)),
         tested_identity=tested_identity(report),
+        serial_retries=serial_retries(report),
         inbound=sections(report),
     )
