@@ -3,7 +3,7 @@
     python scripts/sample_reports.py            # all three: demo simulator, Orthanc, dcmqrscp
     python scripts/sample_reports.py --only demo
 
-Every report is redacted (no patient data). The Orthanc and dcmqrscp runs start private
+The demo and Orthanc runs include the DICOMweb stage. Every report is redacted (no patient data). The Orthanc and dcmqrscp runs start private
 servers on loopback with the test harness (tests/support/); they need Debian's orthanc and
 dcmtk packages. tests/test_sample_reports.py checks that the simulator's samples still match
 what qrdoctor reports today.
@@ -31,7 +31,8 @@ def demo_target() -> Iterator[tuple]:
 
     store = free_port()
     with demo_pacs(store).start() as pacs:
-        yield Target("127.0.0.1", pacs.port, pacs.ae_title, store_port=store, advertise="127.0.0.1", timeout=5)
+        yield (Target("127.0.0.1", pacs.port, pacs.ae_title, store_port=store, advertise="127.0.0.1", timeout=5),
+               {"dicomweb": pacs.dicomweb_url})
 
 
 @contextmanager
@@ -44,9 +45,10 @@ def orthanc_target() -> Iterator[tuple]:
     store = free_port()
     config = {"DicomAlwaysAllowFind": True, "DicomAlwaysAllowMove": True, "DicomAlwaysAllowGet": True,
               "DicomModalities": {"qrdoctor": ["QRDOCTOR", "127.0.0.1", store]}}
-    with OrthancServer(aet="ORTHANC", config=config) as pacs:
+    with OrthancServer(aet="ORTHANC", config=config, dicomweb=True) as pacs:
         pacs.upload(make_corpus(30, series_per_study=2, instances_per_series=3, seed=5))
-        yield Target("127.0.0.1", pacs.dicom_port, "ORTHANC", store_port=store, advertise="127.0.0.1", timeout=5)
+        yield (Target("127.0.0.1", pacs.dicom_port, "ORTHANC", store_port=store, advertise="127.0.0.1", timeout=5),
+               {"dicomweb": pacs.dicomweb_url})
 
 
 @contextmanager
@@ -59,7 +61,7 @@ def dcmqrscp_target() -> Iterator[tuple]:
     store = free_port()
     with DcmqrscpServer(aet="DCMQRSCP", peers={"QRDOCTOR": ("QRDOCTOR", "127.0.0.1", store)}) as pacs:
         pacs.store(make_corpus(30, series_per_study=2, instances_per_series=3, seed=5))
-        yield Target("127.0.0.1", pacs.port, "DCMQRSCP", store_port=store, advertise="127.0.0.1", timeout=5)
+        yield Target("127.0.0.1", pacs.port, "DCMQRSCP", store_port=store, advertise="127.0.0.1", timeout=5), {}
 
 
 TARGETS = {"demo": demo_target, "orthanc": orthanc_target, "dcmqrscp": dcmqrscp_target}
@@ -70,8 +72,8 @@ def generate(name: str, out: Path = OUT) -> dict[str, Path]:
     from qrdoctor.reports import write_report
 
     out.mkdir(parents=True, exist_ok=True)
-    with TARGETS[name]() as target:
-        report = Runner(target, options={"listen_host": "127.0.0.1"}).run()
+    with TARGETS[name]() as (target, options):
+        report = Runner(target, options={"listen_host": "127.0.0.1", **options}).run()
     return {fmt: write_report(report, fmt, out / f"{name}.{fmt}") for fmt in ("json", "md", "html")}
 
 
