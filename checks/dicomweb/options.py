@@ -15,6 +15,7 @@ from pydantic import Field, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
 from qrdoctor.core.options import Options
+from qrdoctor.core.target import check_readable
 from qrdoctor.dicomweb.auth import PASSWORD_ENV, Credentials, CredentialsError
 
 URL_FIELD = "dicomweb"  # the option whose value enables the stage
@@ -52,17 +53,6 @@ def normalise_base_url(text: str) -> str:
 def _error(message: str) -> PydanticCustomError:
     """A validation error whose message is ours alone (no "Value error, " before it)."""
     return PydanticCustomError("dicomweb_option", message)
-
-
-def _readable(path: str, flag: str) -> str:
-    if not os.path.isfile(path):
-        raise ValueError(f"{flag} {path}: no such file")
-    try:
-        with open(path, "rb") as fh:
-            fh.read(1)
-    except OSError as exc:
-        raise ValueError(f"{flag} {path}: cannot be read ({exc.strerror or exc})") from None
-    return path
 
 
 class DicomwebOptions(Options):
@@ -124,7 +114,7 @@ class DicomwebOptions(Options):
             raise ValueError(f"--dicomweb-user needs the password in the environment variable {PASSWORD_ENV}")
         for flag, path in (("--dicomweb-token-file", self.dicomweb_token_file), ("--dicomweb-ca", self.dicomweb_ca)):
             if path:
-                _readable(path, flag)
+                check_readable(path, flag)  # a TargetError is a ValueError
         try:
             self.credentials()
         except CredentialsError as exc:
