@@ -18,6 +18,12 @@ run, every figure as a whole process (interpreter start and imports included), m
 * a dead peer: a socket on loopback that accepts and never answers, full default run with
   ``--timeout 3``; also when qrdoctor's first TCP connection arrived after the process started.
 
+qrdoctor's processes run with compiled bytecode, as an installed qrdoctor does (pip compiles the
+modules it installs): a ``PYTHONDONTWRITEBYTECODE`` in the environment would otherwise make every
+process of a source checkout compile qrdoctor's modules anew (0.05-0.1 s a process here). The
+bytecode is cached in the run's temporary folder (``PYTHONPYCACHEPREFIX``) and written by the
+warm-up runs; ``--bytecode source`` measures the other way.
+
 Every DCMTK reference is measured twice: as shipped (DCMTK 3.6.7 leaves Nagle's algorithm on, and
 its PDU writes then meet the peer's delayed ACKs) and with ``TCP_NODELAY=1`` in its environment
 (as the test suite runs it). Orthanc and dcmqrscp run with ``TCP_NODELAY=1``, as in the tests,
@@ -34,6 +40,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import socket
 import subprocess
@@ -412,7 +419,7 @@ def header(result: dict) -> str:
             f"corpus: {result['corpus']['orthanc_instances']} instances in Orthanc, "
             f"{result['corpus']['dcmqrscp_instances']} in dcmqrscp; servers: "
             f"{result['peers']}; median of {result['runs']} runs (after one warm-up each, "
-            f"interleaved)")
+            f"interleaved); qrdoctor's bytecode: {result.get('bytecode', 'source')}")
 
 
 def main() -> None:
@@ -429,6 +436,10 @@ def main() -> None:
                          "built on DCMTK runs unless told otherwise); default: as the tests do")
     ap.add_argument("--json", type=Path, help="save every sample and the medians here")
     ap.add_argument("--text", type=Path, help="save the printed table here")
+    ap.add_argument("--bytecode", choices=("cached", "source"), default="cached",
+                    help="cached: qrdoctor's processes use compiled bytecode, as an installed "
+                         "qrdoctor does (default); source: as the environment says (with "
+                         "PYTHONDONTWRITEBYTECODE, every process compiles qrdoctor's modules)")
     ap.add_argument("--show", type=Path, metavar="JSON",
                     help="print the table of a run saved with --json, and measure nothing")
     args = ap.parse_args()
@@ -441,7 +452,7 @@ def main() -> None:
     result: dict = {"machine": wp.machine(), "tools": wp.tool_versions(),
                     "qrdoctor": wp.qrdoctor_source(args.python), "runs": args.runs,
                     "peers": "as shipped (Nagle on)" if args.peers_as_shipped else "TCP_NODELAY=1",
-                    "measures": {}}
+                    "bytecode": args.bytecode, "measures": {}}
     qr_port, dcmtk_port = free_ports(2)
     corpus = make_corpus(args.studies, series_per_study=2, instances_per_series=2, seed=20261130)
     small = [ds for ds in corpus if ds.StudyInstanceUID in
@@ -451,6 +462,9 @@ def main() -> None:
     keys = series_keys(corpus)
     modalities = {QR_AE: [QR_AE, LOOPBACK, qr_port], STORESCP_AE: [STORESCP_AE, LOOPBACK, dcmtk_port]}
     tmp = Path(tempfile.mkdtemp(prefix="qrdoctor-bench-full-"))
+    if args.bytecode == "cached":  # for every child process started from here on
+        os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
+        os.environ["PYTHONPYCACHEPREFIX"] = str(tmp / "pycache")
     bench = Bench(args.python, qr_port, dcmtk_port, tmp)
     print(header(result).split("\n")[0], flush=True)
     orthanc_cls, dcmqrscp_cls = ((ShippedOrthanc, ShippedDcmqrscp) if args.peers_as_shipped

@@ -168,3 +168,37 @@ def test_check_help_lists_every_checks_options_without_importing_a_check():
     missing = [e.name for e in OPTIONS if "--" + e.name.replace("_", "-") not in out]
     assert missing == []
     assert _under(loaded, ("qrdoctor.checks",)) == []
+
+
+def test_titles_are_validated_without_pynetdicom():
+    """The target's AE titles are checked before anything runs, by a local copy of pynetdicom's
+    rule (tests/test_target_ae.py proves both agree): reading the target imports no pynetdicom."""
+    code = ("import sys\nfrom qrdoctor.core.target import parse_target\n"
+            "t = parse_target('PACS@127.0.0.1:104', calling_ae='WS1', move_ae='WS1')\n"
+            "assert t.called_ae == 'PACS'\n"
+            "print(sorted(m for m in ('pynetdicom', 'pydicom') if m in sys.modules))\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "[]"
+
+
+def test_a_run_without_dicomweb_url_loads_no_dicomweb_check():
+    """The DICOMweb checks need --dicomweb URL to run; without it their modules and the HTTP
+    client (httpx) are not imported: the first probe does not wait for them."""
+    code, out, loaded = _loaded_by(["check", "X@127.0.0.1:9"])
+    assert code == 1 and "retrieve.move" in out
+    assert "qrdoctor.checks.retrieve.move" in loaded
+    assert _under(loaded, ("qrdoctor.checks.dicomweb", "qrdoctor.dicomweb", "httpx")) == []
+    code, out, loaded = _loaded_by(["check", "X@127.0.0.1:9", "--dicomweb", "http://127.0.0.1:9/dicom-web/",
+                                    "--timeout", "2"])
+    assert "dicomweb.qido" in out and "dicomweb.wado" in out
+    assert "qrdoctor.checks.dicomweb.qido" in loaded and "qrdoctor.checks.dicomweb.wado" in loaded
+
+
+def test_a_dicomweb_only_run_loads_no_dimse_check():
+    """Without a DIMSE target only the DICOMweb checks can run: the others are not imported."""
+    code, out, loaded = _loaded_by(["check", "--dicomweb", "http://127.0.0.1:9/dicom-web/", "--timeout", "2"])
+    assert "dicomweb.qido" in out
+    assert "qrdoctor.checks.dicomweb.qido" in loaded
+    assert _under(loaded, ("qrdoctor.checks.association", "qrdoctor.checks.find", "qrdoctor.checks.match",
+                           "qrdoctor.checks.retrieve")) == []

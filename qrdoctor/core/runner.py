@@ -37,6 +37,7 @@ from importlib import metadata
 from typing import Any, Protocol
 
 from qrdoctor import __version__
+from qrdoctor.core import catalog
 from qrdoctor.core.codes import ASSOCIATION_FAILURES
 from qrdoctor.core.context import NOT_APPLICABLE, Cancelled, Context, Outcome, Situation
 from qrdoctor.core.model import CheckResult, Report, Stage, Status, TargetInfo, ToolInfo, summarise
@@ -158,7 +159,7 @@ class Runner:
         command_line: str | None = None,
     ) -> None:
         self.target = target
-        selected = checks if checks is not None else select(only, optional=True)
+        selected = checks if checks is not None else _selection(only, options, getattr(target, "dimse", True))
         self.observer: Observer = observer or NullObserver()
         self.run_budget = run_budget
         self.cancel_event = threading.Event()
@@ -212,6 +213,27 @@ class Runner:
         report._options.update(self.options.flat())
         self.observer.run_finished(report)
         return report
+
+
+# The checks an option must enable (``define(enabled_by=...)``) are the DICOMweb stage's, each
+# enabled by --dicomweb URL: stage label -> that option (tests/test_runner_loading.py proves it
+# against the registry). A run whose options leave the option unset has none of those checks to
+# run, so their modules -- and the HTTP client they import, a tenth of a second before the first
+# probe -- are not loaded. Results and report are those of a run that loaded them and left them out.
+OPTION_ENABLED_STAGES = {"dicomweb": "dicomweb"}
+
+
+def _selection(only: Iterable[str] | None, options: RunOptions | dict | None, dimse: bool) -> list[Check]:
+    """The checks a run selects (see :func:`select`), without loading, when no --only names
+    them, those its options cannot enable, nor in a DICOMweb-only run (no DIMSE target) those
+    :func:`applicable` would leave out."""
+    if only:
+        return select(only, optional=True)
+    given = options.flat() if isinstance(options, RunOptions) else dict(options or {})
+    ids = [e.id for e in catalog.CHECKS
+           if (e.stage not in OPTION_ENABLED_STAGES or OPTION_ENABLED_STAGES[e.stage] in given)
+           and (dimse or e.stage == Stage.DICOMWEB.label)]
+    return select(ids, optional=True)
 
 
 def applicable(checks: list[Check], target: Target, options: RunOptions) -> list[Check]:

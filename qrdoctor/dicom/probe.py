@@ -15,8 +15,6 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from pynetdicom.sop_class import Verification
-
 from qrdoctor.dicom import pdu
 from qrdoctor.dicom.ac import AssociateAC, read_associate_ac
 from qrdoctor.dicom.pdu import Abort, PeerProtocolError, Rejection
@@ -27,6 +25,7 @@ __all__ = ["Abort", "ProbeResult", "Rejection", "association_request", "probe_as
 log = logging.getLogger("qrdoctor.dicom.probe")
 
 RELEASE_RQ = pdu.RELEASE_RQ_PDU
+VERIFICATION = "1.2.840.10008.1.1"  # the Verification SOP Class UID (PS3.4 annex A, PS3.6)
 PROBE_MAX_PDU = 1 << 20  # an answer announcing more than this is not read as a PDU
 
 
@@ -79,7 +78,7 @@ def association_request(calling_ae: str, called_ae: str, abstract_syntaxes: list
     """An A-ASSOCIATE-RQ proposing each abstract syntax (Verification by default); we declare
     :data:`OUR_MAX_PDU` unless told otherwise."""
     max_pdu = max_pdu or OUR_MAX_PDU
-    uids = [str(u) for u in (abstract_syntaxes or [Verification])]
+    uids = [str(u) for u in (abstract_syntaxes or [VERIFICATION])]
     return pdu.associate_rq(calling_ae, called_ae, pdu.proposed_contexts(uids), max_pdu)
 
 
@@ -245,7 +244,7 @@ def probe_association(host: str, port: int, calling_ae: str, called_ae: str, tim
     """Send one A-ASSOCIATE-RQ (for Verification by default) and classify the first answer."""
     from qrdoctor.dicom.tls import connect
 
-    uids = [str(u) for u in (abstract_syntaxes or [Verification])]
+    uids = [str(u) for u in (abstract_syntaxes or [VERIFICATION])]
     t0 = time.monotonic()
     try:
         sock = connect(host, port, timeout, tls)  # type: ignore[arg-type]
