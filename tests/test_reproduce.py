@@ -47,9 +47,9 @@ def test_find_and_retrieve_commands_carry_the_model_level_keys_and_subject():
     report = _sample()
     limit = [c.line for c in reproduction(report, "find.match_limit").commands]
     assert limit[0] == ("findscu -v -aet QRDOCTOR -aec ORTHANC -S -k QueryRetrieveLevel=STUDY "
-                        "-k StudyInstanceUID 127.0.0.1 51073")
+                        f"-k StudyInstanceUID 127.0.0.1 {report.target.port}")
     assert any("-k StudyDate=-20120917" in line for line in limit)
-    subject = report.checks[-1].facts["subject"]
+    subject = next(c for c in report.checks if c.id == "retrieve.move").facts["subject"]
     move = reproduction(report, "retrieve.move").commands
     argv = move[0].argv
     assert argv[0] == "movescu" and argv[argv.index("-aem") + 1] == "QRDOCTOR"
@@ -102,9 +102,10 @@ def test_markdown_html_and_details_show_the_commands():
     report = _sample()
     md = render(report, "md")
     assert "## Reproduce with DCMTK" in md
-    assert "echoscu -v -aet QRDOCTOR -aec ORTHANC 127.0.0.1 51073" in md
+    echo = f"echoscu -v -aet QRDOCTOR -aec ORTHANC 127.0.0.1 {report.target.port}"
+    assert echo in md
     html = render(report, "html")
-    assert "Reproduce with DCMTK" in html and "echoscu -v -aet QRDOCTOR -aec ORTHANC 127.0.0.1 51073" in html
+    assert "Reproduce with DCMTK" in html and echo in html
     demo = _sample("demo")
     lines = details(demo, {k: r.lines() for k, r in reproductions(demo).items()})
     at = lines.index("    Reproduce with DCMTK (retrieve.move):")
