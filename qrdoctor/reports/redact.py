@@ -201,6 +201,7 @@ class Redactor:
         # Values found where the text labels them as patient data, to be looked for everywhere
         # on a second pass (see :func:`~qrdoctor.reports.redaction.redactor_for`).
         self.discovered: dict[str, str] = {}
+        self._done: dict[str, str] = {}  # string -> its redacted form (see text())
         groups: dict[str, list[str]] = {"cjk": [], "names": [], "others": [], "long": []}
         for value, kind in items:
             text = " ".join(str(value).split())
@@ -315,13 +316,23 @@ class Redactor:
 
     # .. strings ................................................................................
     def text(self, s: str) -> str:
-        """Redact one string; a string that cannot be redacted is removed, never kept."""
+        """Redact one string; a string that cannot be redacted is removed, never kept.
+
+        A report repeats most of its strings (keys such as ``status``, UIDs, AE titles): each
+        distinct string is redacted once per redactor and the result reused. Nothing that
+        decides a result changes after construction (the only later change, ``discovered``,
+        is recorded on the first pass over a string), so the reused result is the same."""
         if not s or not isinstance(s, str):
             return s
+        done = self._done.get(s)
+        if done is not None:
+            return done
         try:
-            return self._text(s)
+            out = self._text(s)
         except Exception:  # noqa: BLE001 - redact by removing, whatever went wrong
-            return self.removed(s)
+            out = self.removed(s)
+        self._done[s] = out
+        return out
 
     def _text(self, s: str) -> str:
         if len(s) > MAX_TEXT:

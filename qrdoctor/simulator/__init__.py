@@ -239,8 +239,8 @@ class SimulatedPACS:
         # A new thread starts without any check's transcript (qrdoctor.core.transcript), and so
         # do the threads it starts: what the simulated PACS logs stays out of the transcripts.
         self._thread = threading.Thread(
-            target=server.serve_forever, kwargs={"poll_interval": 0.05},
-            name=f"SimulatedPACS-{self.ae_title}@{self.port}", daemon=True,
+            target=server.serve_forever, name=f"SimulatedPACS-{self.ae_title}@{self.port}",
+            daemon=True,
         )
         self._thread.start()
         if self._web is not None:

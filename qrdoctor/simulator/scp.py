@@ -14,7 +14,8 @@ configuration is changed.
 from __future__ import annotations
 
 import logging
-import socketserver
+import selectors
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -531,7 +532,16 @@ def unbind_standard_logging(target: Any) -> None:
 
 
 class SimAssociationServer(ThreadedAssociationServer):
-    """A pynetdicom association server whose associations are served by :class:`QRService`."""
+    """A pynetdicom association server whose associations are served by :class:`QRService`.
+
+    Its accept loop sleeps until a connection arrives or :meth:`shutdown` wakes it: it does not
+    poll. Many simulated PACSes share one process (a fleet benchmark runs 200), and a polling
+    loop per listener -- socketserver's, which wakes every ``poll_interval`` and then runs
+    pynetdicom's ``service_actions``, a full ``gc.collect()`` every 60th wake-up -- costs CPU and
+    the GIL in proportion to the number of listeners times the size of the heap, so the
+    associations being served got slower with every listener added. Ended associations are
+    still collected by the interpreter's own garbage collector.
+    """
 
     daemon_threads = True
 
@@ -540,13 +550,67 @@ class SimAssociationServer(ThreadedAssociationServer):
         self.service = service
         handlers = [(evt.EVT_CONN_OPEN, service.on_connection), *(evt_handlers or [])]
         super().__init__(ae, address, ae_title, contexts, evt_handlers=handlers)
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._stop_requested = False
+        self._loop_ended = threading.Event()
+        self._loop_ended.set()  # no loop running yet
+
+    def serve_forever(self, poll_interval: float | None = None) -> None:
+        """Accept connections until :meth:`shutdown`; ``poll_interval`` is ignored (nothing
+        is polled: the loop waits on the listening socket and on a wake-up socket)."""
+        self._loop_ended.clear()
+        try:
+            with selectors.DefaultSelector() as selector:
+                try:
+                    selector.register(self.socket, selectors.EVENT_READ)
+                    selector.register(self._wake_r, selectors.EVENT_READ)
+                except (OSError, ValueError):
+                    if self._stop_requested:  # shut down (sockets closed) before the loop began
+                        return
+                    raise
+                while not self._stop_requested:
+                    ready = {key.fileobj for key, _ in selector.select()}
+                    if self._stop_requested:
+                        break
+                    if self.socket in ready:
+                        self._accept_one()
+        finally:
+            self._loop_ended.set()
+
+    def _accept_one(self) -> None:
+        """One connection request: accept it and hand it to a new association thread."""
+        try:
+            request, client_address = self.get_request()
+        except OSError:  # the client went away before accept(), or the socket is closing
+            return
+        if not self.verify_request(request, client_address):
+            self.shutdown_request(request)
+            return
+        try:
+            self.process_request(request, client_address)
+        except Exception:
+            self.handle_error(request, client_address)
+            self.shutdown_request(request)
+
+    def service_actions(self) -> None:
+        """Nothing between connections (pynetdicom's runs a full garbage collection)."""
 
     def shutdown(self) -> None:
         """Stop serving and close the listening socket.
 
         pynetdicom's own version also takes the server off its AE's list of servers, where only
-        ``AE.start_server()`` puts one; SimulatedPACS runs this server itself (with a shorter
-        poll interval, so that it stops quickly), so there is nothing to take off.
+        ``AE.start_server()`` puts one; SimulatedPACS runs this server itself, so there is
+        nothing to take off.
         """
-        socketserver.TCPServer.shutdown(self)
+        self._stop_requested = True
+        try:
+            self._wake_w.send(b"x")
+        except OSError:  # already closed
+            pass
+        self._loop_ended.wait()
         self.server_close()
+
+    def server_close(self) -> None:
+        super().server_close()
+        for sock in (self._wake_r, self._wake_w):
+            sock.close()
