@@ -136,6 +136,17 @@ def strip_userinfo(url: str) -> str:
     return urlunsplit(parts._replace(netloc=parts.netloc.rsplit("@", 1)[1]))
 
 
+def _join(base: str, location: str) -> str | None:
+    """``location`` resolved against ``base``; None when it is not a valid URL (an unclosed
+    IPv6 bracket, a port that is not a number)."""
+    try:
+        target = urljoin(base, location)
+        urlsplit(target).port  # noqa: B018 - raises ValueError for an invalid host or port
+    except ValueError:
+        return None
+    return target
+
+
 def origin(url: str) -> tuple[str, str, int | None]:
     """(scheme, host, port) with the scheme's default port filled in."""
     parts = urlsplit(url)
@@ -397,9 +408,19 @@ class WebClient:
     def get(self, path_or_url: str, params: dict[str, Any] | list[tuple[str, Any]] | None = None,
             accept: str | None = None) -> WebResponse:
         start = time.monotonic()
+        try:
+            url = self.url_for(path_or_url)
+            urlsplit(url).port  # noqa: B018 - raises ValueError for an invalid host or port
+        except ValueError:
+            # a URL the PACS wrote (a RetrieveURL, a BulkDataURI) that cannot be requested
+            shown = strip_userinfo(str(path_or_url))[:200]
+            resp = WebResponse(url=shown, status=None, error=WebError("protocol", "the URL is not valid "
+                                                                                    "(its host or port cannot be read)"))
+            self._record(resp, accept, False, 0.0)
+            return resp
         self._deadline.at = start + self.timeout
         try:
-            return self._get(self.url_for(path_or_url), params, accept, start)
+            return self._get(url, params, accept, start)
         finally:
             self._deadline.at = None
 
@@ -412,10 +433,12 @@ class WebClient:
             if resp.status is None or not (300 <= resp.status < 400) or resp.status == 304:
                 return resp
             location = resp.header("location")
-            target = urljoin(resp.url, location) if location else None
+            target = _join(resp.url, location) if location else None
             reason = ""
             if not location:
                 reason = "no Location header"
+            elif target is None:
+                reason = "the Location header is not a valid URL"
             elif len(redirects) >= MAX_REDIRECTS:
                 reason = f"more than {MAX_REDIRECTS} redirects"
             elif origin(target)[:2] != origin(resp.url)[:2]:  # type: ignore[arg-type]

@@ -41,6 +41,7 @@ from qrdoctor.core.target import (
 )
 
 NODE_KEYS = frozenset({"group", "checks"})
+MAX_INVENTORY_BYTES = 16 * 1024 * 1024  # 10,000 nodes take about 1 MB
 GROUP_KEYS = frozenset({"checks"})
 
 
@@ -85,6 +86,13 @@ def expand_checks(words: Any, where: str) -> list[str]:
     return out
 
 
+def _keys(keys: list[str]) -> str:
+    """Key names as written in an error: quoted, so that one holding a line break or a control
+    character stays on the one line of the message; at most five."""
+    shown = ", ".join(k if k.isprintable() else repr(k) for k in keys[:5])
+    return shown + (f" and {len(keys) - 5} more" if len(keys) > 5 else "")
+
+
 def _option_names() -> set[str]:
     from qrdoctor.core.option_fields import catalog_fields
 
@@ -111,7 +119,7 @@ def _node(name: str, table: Any, groups: dict[str, list[str]], known: set[str], 
         raise InventoryError(f"{where} must be a table of settings ([profiles.{name}])")
     unknown = sorted(set(table) - known)
     if unknown:
-        raise InventoryError(f"{where}: unknown key{'s' if len(unknown) > 1 else ''} {', '.join(unknown)} "
+        raise InventoryError(f"{where}: unknown key{'s' if len(unknown) > 1 else ''} {_keys(unknown)} "
                              "(a node takes the keys of a saved profile, group and checks)")
     from pydantic import ValidationError
 
@@ -147,6 +155,13 @@ def load_inventory(path: str | Path, only: list[str] | None = None, **overrides:
     if not path.is_file():
         raise InventoryError(f"Inventory {path}: no such file")
     try:
+        size = path.stat().st_size
+    except OSError as exc:
+        raise InventoryError(f"Inventory {path}: cannot be read ({exc.strerror or exc})") from None
+    if size > MAX_INVENTORY_BYTES:
+        raise InventoryError(f"Inventory {path}: too large ({size} bytes; qrdoctor reads up to "
+                             f"{MAX_INVENTORY_BYTES // (1024 * 1024)} MB)")
+    try:
         data = read_toml(path)
     except TargetError as exc:
         raise InventoryError(str(exc).replace("the profiles file", "the inventory", 1)) from None
@@ -162,7 +177,7 @@ def load_inventory(path: str | Path, only: list[str] | None = None, **overrides:
             raise InventoryError(f"group {gname!r} must be a table ([groups.{gname}])")
         unknown = sorted(set(gtable) - GROUP_KEYS)
         if unknown:
-            raise InventoryError(f"group {gname!r}: unknown key {', '.join(unknown)} (a group takes checks)")
+            raise InventoryError(f"group {gname!r}: unknown key {_keys(unknown)} (a group takes checks)")
         if "checks" in gtable:
             groups[gname] = expand_checks(gtable["checks"], f"group {gname!r}")
     known = set(PROFILE_TARGET_KEYS) | NODE_KEYS | _option_names()

@@ -24,6 +24,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from qrdoctor.core.escape import for_terminal
 from qrdoctor.core.model import Report
 from qrdoctor.monitor.metrics import Measure, first_problem, measures
 
@@ -106,9 +107,16 @@ def perfdatum(name: str, value: float, uom: str = "", warn: str = "", crit: str 
     return f"{label(name)}={number(value)}{uom}" + (f";{tail}" if tail else "")
 
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
 def _text(text: str) -> str:
-    """Plugin text: one line, no ``|`` (it starts the performance data)."""
-    return " ".join(str(text).replace("|", "/").split())
+    """Plugin text: one line, no ``|`` (it starts the performance data), no control or format
+    characters (a summary may quote the PACS; the monitoring system shows or stores the line as
+    it is) and no undecodable bytes (lone surrogates, which cannot be written as UTF-8)."""
+    one_line = " ".join(str(text).split())
+    clean = _SURROGATE.sub("\ufffd", for_terminal(one_line))
+    return " ".join(clean.replace("|", "/").split())
 
 
 @dataclass

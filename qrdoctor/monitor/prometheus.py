@@ -25,6 +25,7 @@ Metrics (gauges):
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Iterable
 
 from qrdoctor.core.model import Report, Status
@@ -43,6 +44,15 @@ _MEASURE_METRICS = {
     "match_limit": ("qrdoctor_match_limit", "the cap on C-FIND matches the PACS was proven to apply", ()),
     "objects_per_s": ("qrdoctor_retrieve_objects_per_second", "objects received per second in a retrieve", ()),
 }
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _value(text: str) -> str:
+    """A label value that can be written as UTF-8: undecodable bytes (kept by Python as lone
+    surrogates) become U+FFFD (prometheus_client escapes the rest)."""
+    return _SURROGATE.sub("\ufffd", str(text))
 
 
 def _started(report: Report) -> float | None:
@@ -69,7 +79,7 @@ def registry_for(runs: Iterable[tuple[str, Report]]):
               for name, (metric, doc, extra) in _MEASURE_METRICS.items()}
     for node, report in runs:
         t = report.target
-        base = {"node": node, "ae": t.called_ae, "host": t.host, "port": str(t.port)}
+        base = {"node": _value(node), "ae": _value(t.called_ae), "host": _value(t.host), "port": str(t.port)}
         for c in report.checks:
             for s in Status:
                 status.labels(**base, check=c.id, status=s.value).set(1 if c.status == s else 0)

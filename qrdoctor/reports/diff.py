@@ -11,6 +11,7 @@ neither; :attr:`Diff.worse` decides the command's exit status.
 from __future__ import annotations
 
 import json
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -82,24 +83,52 @@ class Diff(BaseModel):
 # -- reading ---------------------------------------------------------------------------------
 
 
-def load_report(path: str | Path) -> Report:
-    """A report from a JSON file (or the JSON embedded in an HTML report)."""
+MAX_INPUT_BYTES = 64 * 1024 * 1024  # a report with a long transcript is a few MB
+
+
+def _read_text(path: str | Path) -> str:
+    """A file the user was sent, read only when it is a regular file of a bounded size (not a
+    FIFO or a device, which would block or never end)."""
+    p = Path(path)
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        st = p.stat()
+        if not stat.S_ISREG(st.st_mode):
+            raise DiffInputError(f"cannot read {path}: not a regular file")
+        if st.st_size > MAX_INPUT_BYTES:
+            raise DiffInputError(f"cannot read {path}: too large ({st.st_size} bytes; qrdoctor reads up to "
+                                 f"{MAX_INPUT_BYTES // (1024 * 1024)} MB)")
+        return p.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise DiffInputError(f"cannot read {path}: {getattr(exc, 'strerror', None) or exc}") from None
-    if text.lstrip().startswith("<"):
-        from qrdoctor.reports.html import embedded_report
 
-        try:
-            data: Any = embedded_report(text)
-        except (ValueError, json.JSONDecodeError):
-            raise DiffInputError(f"{path} is an HTML file without an embedded qrdoctor report") from None
+
+def _json(text: str, path: str | Path) -> Any:
+    """JSON read from untrusted text: nesting too deep for the parser and integers too long to
+    convert are errors of the file like any syntax error."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise DiffInputError(f"{path} is not JSON ({exc.msg} at line {exc.lineno})") from None
+    except RecursionError:
+        raise DiffInputError(f"{path} is not a qrdoctor report (JSON nested too deeply)") from None
+    except ValueError:
+        raise DiffInputError(f"{path} is not a qrdoctor report (a number too long to read)") from None
+
+
+def load_report(path: str | Path) -> Report:
+    """A report from a JSON file (or the JSON embedded in an HTML report)."""
+    text = _read_text(path)
+    if text.lstrip().startswith("<"):
+        from qrdoctor.reports.html import EMBED_ID
+
+        start_tag = f'<script type="application/json" id="{EMBED_ID}">'
+        start = text.find(start_tag)
+        end = text.find("</script>", start + len(start_tag)) if start >= 0 else -1
+        if end < 0:
+            raise DiffInputError(f"{path} is an HTML file without an embedded qrdoctor report")
+        data: Any = _json(text[start + len(start_tag):end], path)
     else:
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise DiffInputError(f"{path} is not JSON ({exc.msg} at line {exc.lineno})") from None
+        data = _json(text, path)
     return report_from(data, str(path))
 
 
@@ -109,15 +138,9 @@ FLEET_SCHEMA_PREFIX = "qrdoctor.fleet/"
 def load_document(path: str | Path) -> Report | FleetDocument:
     """A report, or a fleet JSON (``qrdoctor fleet --json``) with the folder its node reports
     are relative to."""
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise DiffInputError(f"cannot read {path}: {getattr(exc, 'strerror', None) or exc}") from None
+    text = _read_text(path)
     if not text.lstrip().startswith("<"):
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise DiffInputError(f"{path} is not JSON ({exc.msg} at line {exc.lineno})") from None
+        data = _json(text, path)
         if isinstance(data, dict) and str(data.get("schema", "")).startswith(FLEET_SCHEMA_PREFIX):
             nodes = data.get("nodes")
             if not isinstance(nodes, list) or not all(isinstance(n, dict) and n.get("name") for n in nodes):
@@ -388,7 +411,13 @@ def compare(old: Report, new: Report, *, latency_threshold: float = DEFAULT_LATE
         fa, fb = _facts(a), _facts(b)
         rule = FACT_RULES.get(cid)
         if rule is not None:
-            rule(col, cid, fa, fb)
+            try:
+                rule(col, cid, fa, fb)
+            except (TypeError, AttributeError, ValueError, KeyError) as exc:
+                # facts that failed their check's types were read untyped: a report that was
+                # edited, or damaged, is refused rather than compared half-way
+                raise DiffInputError(f"the facts of {cid[:80]} in one report are not of the types qrdoctor "
+                                     f"writes ({type(exc).__name__}); the reports cannot be compared") from None
         for check, path, label in LATENCIES:
             if check == cid:
                 col.latency(cid, label, _path(fa, path), _path(fb, path))
@@ -472,9 +501,10 @@ def compare_fleets(old: FleetDocument, new: FleetDocument, *,
         col.latency(name, "C-ECHO round trip", a.get("echo_rtt_ms"), b.get("echo_rtt_ms"))
 
     def ref(doc: FleetDocument) -> RunRef:
+        tool = doc.data.get("tool")
         return RunRef(target=f"fleet {doc.data.get('inventory') or doc.name}",
                       started_at=str(doc.data.get("started_at", "")),
-                      tool_version=str((doc.data.get("tool") or {}).get("version", "")))
+                      tool_version=str(tool.get("version", "") if isinstance(tool, dict) else ""))
 
     return Diff(old=ref(old), new=ref(new), latency_threshold_pct=latency_threshold, changes=col.changes)
 
