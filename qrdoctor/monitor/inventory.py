@@ -2,14 +2,14 @@
 
 ::
 
-    [groups.modalities]
-    checks = ["association.echo", "find"]      # check ids, or a family: "find" = find.*
+    [groups.archives]
+    checks = ["association.echo", "find.levels"]  # check ids, or a family: "find" = find.*
 
-    [profiles.CT1]
-    called_ae = "CT1"
-    host = "10.1.2.31"
+    [profiles.VNA]
+    called_ae = "VNA1"
+    host = "10.1.2.4"
     port = 104
-    group = "modalities"
+    group = "archives"
 
     [profiles.MAINPACS]
     called_ae = "PACS"
