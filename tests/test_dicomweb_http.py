@@ -267,3 +267,19 @@ def test_warning_values_follow_rfc7234_and_the_dicomweb_wordings():
                               "server. Additional results can be requested."])
     assert legacy.agent == "{service}" and legacy.additional is None and legacy.mentions_additional_results
     assert parse_warning(["garbage", "", "12 x y"]) == []
+
+
+def test_a_kept_alive_connection_the_server_closed_is_not_taken_for_a_broken_server():
+    # Given a server that closes each connection right after its answer (as servers do when their
+    # idle-connection timeout ends), so the client may send its next request on a dead connection
+    with WebPeer() as peer:
+        peer.route("/first", raw_bytes(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"))
+        peer.route("/next", Reply(200, [], b"fine"))
+        with WebClient(peer.url, timeout=5) as client:
+            # When the next request follows at once, again and again
+            answers = []
+            for _ in range(300):
+                client.get("/first")
+                answers.append(client.get("/next"))
+    # Then every one was answered (a GET is sent again once on a new connection)
+    assert all(r.status == 200 and r.body == b"fine" for r in answers), [r.error for r in answers if r.error]

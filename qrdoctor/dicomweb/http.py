@@ -429,6 +429,12 @@ class WebClient:
         first = True
         while True:
             resp = self._once(url, params if first else None, accept, start, redirects)
+            if (resp.status is None and resp.error is not None and resp.error.kind == "reset"
+                    and time.monotonic() < start + self.timeout):
+                # A kept-alive connection the server had closed meanwhile fails before any answer;
+                # a GET is sent again once, on a new connection (as browsers do), so that a
+                # server's idle-connection timeout is not taken for a broken server.
+                resp = self._once(url, params if first else None, accept, start, redirects)
             first = False
             if resp.status is None or not (300 <= resp.status < 400) or resp.status == 304:
                 return resp
