@@ -114,9 +114,17 @@ def _timeout(value: str) -> float:
 
 
 class Parser(argparse.ArgumentParser):
-    """argparse that exits with our usage code and a one-line message."""
+    """argparse that exits with our usage code and a one-line message (with --nagios, as the
+    Monitoring Plugins API wants: an UNKNOWN line on stdout and exit status 3)."""
+
+    nagios = False  # set by main() when the command line asks for plugin output
 
     def error(self, message: str) -> None:  # type: ignore[override]
+        if Parser.nagios:
+            from qrdoctor.monitor.command import nagios_usage_error
+
+            sys.stderr.write(f"qrdoctor: error: {message}\n")
+            self.exit(nagios_usage_error(message))
         self.exit(USAGE, f"qrdoctor: error: {message}\n(see: {self.prog} --help)\n")
 
 
@@ -785,6 +793,7 @@ def main(argv: list[str] | None = None) -> int:
     words = sys.argv[1:] if argv is None else list(argv)
     command = command_of(words)
     parser = build_parser({command} if command else set())
+    Parser.nagios = command in ("check", "fleet") and "--nagios" in words
     args = parser.parse_args(words)
     args.command_line = command_line(argv)
     try:

@@ -151,8 +151,15 @@ def test_thresholds_need_nagios(capsys):
 def test_a_malformed_threshold_is_a_usage_error(capsys):
     with pytest.raises(SystemExit) as exc:
         main(["check", "P@127.0.0.1:1", "--nagios", "--warning", "20:10"])
+    # the Monitoring Plugins API: invalid arguments are UNKNOWN (3), with the plugin's line on stdout
+    assert exc.value.code == 3
+    captured = capsys.readouterr()
+    assert "greater than the end" in captured.err
+    assert captured.out.startswith("QRDOCTOR UNKNOWN - usage error: ") and "greater than the end" in captured.out
+    # without --nagios, the same mistake is an ordinary usage error
+    with pytest.raises(SystemExit) as exc:
+        main(["check", "P@127.0.0.1:1", "--only", "network.tcp", "--no-such-flag"])
     assert exc.value.code == 2
-    assert "greater than the end" in capsys.readouterr().err
 
 
 def test_the_plugin_text_is_redacted_like_the_reports(capsys):
