@@ -171,3 +171,35 @@ def test_fleet_nagios_prints_one_line_for_the_fleet(sim_pacs_factory, tmp_path, 
     assert "2 nodes: 1 OK, 1 CRITICAL; CRITICAL: closed" in parsed.text
     assert parsed.perfdata["nodes_ok"].value == 1 and parsed.perfdata["nodes_critical"].value == 1
     assert parsed.perfdata["echo_rtt_max"].uom == "s" and parsed.perfdata["echo_rtt_max"].crit == "5"
+
+
+def test_sigterm_cancels_the_fleet_and_still_writes_its_report(silent_listener, tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    # Given a fleet whose one node accepts connections and never answers (a long timeout)
+    inventory = tmp_path / "fleet.toml"
+    inventory.write_text(_node("hung", "HUNG", silent_listener, checks=["association.echo"]))
+    out = tmp_path / "fleet.json"
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "qrdoctor", "fleet", str(inventory), "--timeout", "60",
+                             "--json", str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    try:
+        # When it is sent SIGTERM while the node waits
+        assert proc.stderr is not None
+        assert proc.stderr.readline().startswith(b"qrdoctor fleet: 1 node")
+        time.sleep(1.0)
+        t0 = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    # Then it stops soon, says why, exits 143 as `check` does, and the fleet JSON was written
+    assert time.monotonic() - t0 < 10
+    assert proc.returncode == 143, err.decode(errors="replace")
+    assert b"interrupted by SIGTERM" in err
+    node = json.loads(out.read_text())["nodes"][0]
+    assert node["name"] == "hung" and node["status"] != "pass"

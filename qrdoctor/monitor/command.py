@@ -141,6 +141,7 @@ def run_fleet(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from qrdoctor.core.escape import for_terminal
+    from qrdoctor.interrupt import Interrupts
     from qrdoctor.monitor.fleet import Fleet
     from qrdoctor.monitor.fleetreport import (
         atomic_write,
@@ -164,7 +165,11 @@ def run_fleet(args: argparse.Namespace) -> int:
           file=sys.stderr, flush=True)
     fleet = Fleet(nodes, parallel=args.parallel, include_phi=bool(args.include_phi),
                   node_deadline=args.node_deadline, progress=_progress(sys.stderr))
-    runs = fleet.run()
+    # SIGINT and SIGTERM cancel every node, as they cancel a check: the reports of what ran are
+    # written all the same, and the exit status is 130 or 143 (a second signal stops at once).
+    with Interrupts() as interrupts:
+        interrupts.watch(fleet)
+        runs = fleet.run()
     base = Path(args.json).parent if args.json and args.json != "-" else None
     if args.out_dir:
         write_node_reports(runs, args.out_dir, private=bool(args.include_phi))
@@ -196,6 +201,10 @@ def run_fleet(args: argparse.Namespace) -> int:
         out = fleet_output([(r.node.name, r.report, r.error) for r in runs], thresholds(args), fleet.duration_s)
         sys.stdout.write(out.render())
         return out.state
+    if interrupts.interrupted:
+        print(f"qrdoctor fleet: interrupted by {interrupts.name}; the nodes that had not finished are "
+              "reported as cancelled", file=sys.stderr, flush=True)
+        return interrupts.exit_code
     return int(doc["exit_code"])
 
 

@@ -43,6 +43,7 @@ class NodeRun:
     report: Report | None = None
     error: str | None = None  # the run could not produce a report
     timed_out: bool = False
+    interrupted: bool = False  # the fleet run was interrupted while this node's checks ran
     queued_s: float = 0.0  # waiting for a free worker or for the store port
     started_at: str = ""
     duration_s: float = 0.0
@@ -50,8 +51,8 @@ class NodeRun:
 
     @property
     def status(self) -> str:
-        if self.report is None:
-            return "error"
+        if self.report is None or self.interrupted:
+            return "error"  # not checked to the end: no verdict on this node
         return node_status(self.report)
 
     @property
@@ -62,6 +63,9 @@ class NodeRun:
 
     @property
     def first_problem(self) -> dict[str, str] | None:
+        if self.interrupted:
+            return {"check": "", "status": "error", "code": "",
+                    "summary": "the fleet run was interrupted before this node's checks had ended"}
         if self.report is None:
             return {"check": "", "status": "error", "code": "", "summary": self.error or "not run"}
         return first_problem(self.report)
@@ -168,6 +172,7 @@ class Fleet:
             run.duration_s = round(time.monotonic() - t0, 3)
             with self._lock:
                 self._runners.remove(runner)
+                run.interrupted = self.cancelled.is_set()
         report = box.get("report")
         if isinstance(report, Report):
             run.report = redact_report(report, include_phi=self.include_phi, salt=self.salt)
