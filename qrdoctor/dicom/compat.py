@@ -48,8 +48,9 @@ def validate_ae(value: str) -> tuple[bool, str]:
     """(valid, why not) for an AE title, by pynetdicom's own rule.
 
     Why the private function: pynetdicom applies exactly this rule when it builds our
-    association requests; validating the user's titles with the same function means a title we
-    accept is never refused later, deep inside a check, with a less helpful message.
+    association requests. ``core.target.ae_title_problem`` applies the same rule without importing
+    pynetdicom (start-up time); ``tests/test_target_ae.py`` proves the two agree through this
+    function, so a pynetdicom upgrade that changes the rule fails the suite.
     """
     return _pynetdicom_validate_ae(value)
 

@@ -149,12 +149,13 @@ class _Aim(NullObserver):
 
 
 @contextlib.contextmanager
-def _escapes(problems: list[Problem]):
-    """Exceptions that escape any thread, and the unraisable ones, become problems."""
+def escapes(problems: list[Problem], peer_threads: str = "fuzzpeer"):
+    """Exceptions that escape any thread (but the hostile peer's own, named ``peer_threads...``),
+    and the unraisable ones, become problems."""
     old_thread, old_unraisable = threading.excepthook, sys.unraisablehook
 
     def on_thread(args) -> None:
-        if args.thread is not None and args.thread.name.startswith("fuzzpeer"):
+        if args.thread is not None and args.thread.name.startswith(peer_threads):
             return
         tb = "".join(traceback.format_exception(args.exc_type, args.exc_value, args.exc_traceback))
         problems.append(Problem("traceback", args.exc_type.__name__, top_frame(tb), tb))
@@ -240,7 +241,7 @@ def run_session(seed: int, root: Path, counts: dict[str | None, int] | None = No
     before = set(threading.enumerate())
     store_port = free_port()
     report, seconds, budget = None, 0.0, 0.0
-    with _escapes(problems), _private_tempdir(root) as tmp:
+    with escapes(problems), _private_tempdir(root) as tmp:
         peer = FuzzPACS(plan.strikes, ae_title=CALLED_AE, store_port=store_port, explicit=plan.explicit,
                         together=plan.together, max_pdu=plan.max_pdu)
         with peer:

@@ -13,11 +13,9 @@ for the categories ``traceback``, ``error``, ``hang``, ``render``, ``peer``), pl
 
 from __future__ import annotations
 
-import contextlib
 import random
 import re
 import resource
-import sys
 import threading
 import time
 import traceback
@@ -33,6 +31,7 @@ from support.fuzzsession import (
     Problem,
     Verdict,
     check_problems,
+    escapes,
     render_problems,
     top_frame,
 )
@@ -74,27 +73,6 @@ def make_plan(seed: int, count: int, pin: tuple[int, str] | None = None) -> WebP
     return WebPlan(seed, WebStrikes(seed, at={rng.randrange(max(1, count))}))
 
 
-@contextlib.contextmanager
-def _escapes(problems: list[Problem]):
-    old_thread, old_unraisable = threading.excepthook, sys.unraisablehook
-
-    def on_thread(args) -> None:
-        if args.thread is not None and args.thread.name.startswith("fuzzweb"):
-            return
-        tb = "".join(traceback.format_exception(args.exc_type, args.exc_value, args.exc_traceback))
-        problems.append(Problem("traceback", args.exc_type.__name__, top_frame(tb), tb))
-
-    def on_unraisable(args) -> None:
-        tb = "".join(traceback.format_exception(args.exc_type, args.exc_value, args.exc_traceback))
-        problems.append(Problem("traceback", args.exc_type.__name__, top_frame(tb), f"{args.err_msg}\n{tb}"))
-
-    threading.excepthook, sys.unraisablehook = on_thread, on_unraisable
-    try:
-        yield
-    finally:
-        threading.excepthook, sys.unraisablehook = old_thread, old_unraisable
-
-
 def _lingering(before: set[threading.Thread]) -> list[threading.Thread]:
     end = time.monotonic() + EXIT_GRACE_S
     while True:
@@ -133,7 +111,7 @@ def run_web_session(seed: int, count: int = 0, *, plan: WebPlan | None = None, t
     before = set(threading.enumerate())
     report, seconds, budget = None, 0.0, 0.0
     rss0 = _rss_mb()
-    with _escapes(problems):
+    with escapes(problems, peer_threads="fuzzweb"):
         peer = WebFuzzPeer(plan.strikes)
         with peer:
             runner = Runner(Target.dicomweb_only(peer.url, timeout=timeout), only=CHECKS,
