@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import time
-
-from pynetdicom import sop_class as sc
+from functools import cache
 
 from qrdoctor.checks.failures import (
     ProbeRecord,
@@ -21,9 +19,14 @@ from qrdoctor.checks.failures import (
 from qrdoctor.core.context import Context, Outcome, Situation
 from qrdoctor.core.model import Action, Finding, Severity, Stage, actions
 from qrdoctor.core.registry import Facts, Observation, define
-from qrdoctor.dicom.assoc import Opened, association, describe_status, hex_status
-from qrdoctor.dicom.peer import Peer
-from qrdoctor.dicom.probe import Abort, ProbeResult, Rejection, probe_association
+from qrdoctor.dicom.dimse import describe_status, hex_status
+from qrdoctor.dicom.probe import (
+    Abort,
+    EchoExchange,
+    ProbeResult,
+    Rejection,
+    probe_association,
+)
 
 WRONG_CALLED_AE = "QRD-NO-SUCH-AE"
 UNKNOWN_CALLING_AE = "QRD-UNKNOWN-AE"
@@ -36,21 +39,27 @@ HTTP_NUDGE_S = 0.5
 
 
 def _probe(ctx: Context, timeout: float, calling_ae: str, called_ae: str,
-           abstract_syntaxes: list[str] | None = None) -> tuple[ProbeResult, float]:
+           abstract_syntaxes: list[str] | None = None, echo: bool = False) -> tuple[ProbeResult, float]:
     """An association request that ends within ``timeout`` whatever the peer does; returns the
-    probe and how long it waited for an answer to the request (``timeout`` less the nudge)."""
+    probe and how long it waited for an answer to the request (``timeout`` less the nudge).
+    ``echo``: an association that accepts Verification also carries a C-ECHO, whose response is
+    waited for as long as the association was."""
     t = ctx.target
     nudge = min(HTTP_NUDGE_S, timeout / 10)
     wait = round(timeout - nudge, 3)
     probe = probe_association(t.host, t.port, calling_ae, called_ae, wait, http_nudge=nudge,
-                              abstract_syntaxes=abstract_syntaxes, cancel=ctx.cancel_event, tls=t.tls)
+                              abstract_syntaxes=abstract_syntaxes, cancel=ctx.cancel_event, tls=t.tls,
+                              echo=echo)
     return probe, wait
 
 
 class EchoObservation(Observation):
     probe: ProbeRecord
     timeout_s: float
-    second: str | None = None  # the pynetdicom association for C-ECHO: established | rejected | failed
+    # The association the C-ECHO went over: established | rejected | failed. Since qrdoctor 0.1
+    # the C-ECHO goes over the probe's own association (one association, as echoscu does); the
+    # rejected/failed values come from reports recorded when it opened a second association.
+    second: str | None = None
     second_rejection: tuple[int, int, int] | None = None
     second_abort: tuple[int, int] | None = None
     echo_status: int | None = None
@@ -83,49 +92,27 @@ echo = define(
 def observe_echo(ctx: Context) -> EchoObservation:
     t = ctx.target
     timeout = ctx.timeout()
-    probe, waited = _probe(ctx, timeout, t.calling_ae, t.called_ae)
+    probe, waited = _probe(ctx, timeout, t.calling_ae, t.called_ae, echo=True)
     ctx.raise_if_cancelled()
     obs = EchoObservation(probe=record_probe(ctx, probe, waited), timeout_s=timeout)
-    if probe.kind != "accepted" or (probe.decoded and str(sc.Verification) not in probe.accepted_contexts):
-        return obs
-    ctx.raise_if_cancelled()
-    obs.timeout_s = ctx.timeout()
-    with association(Peer.of(ctx.target, obs.timeout_s, ctx.cancel_event), [sc.Verification]) as op:
-        _echo_on(ctx, op, obs)
-    violation = op.events.protocol_error
-    if violation is not None:
-        obs.protocol_error, obs.protocol_bytes_hex = violation.what, violation.data.hex(" ")
+    if probe.echo is not None:
+        _record_echo(obs, probe.echo, waited)
     return obs
 
 
-def _echo_on(ctx: Context, op: Opened, obs: EchoObservation) -> None:
-    """The C-ECHO on the pynetdicom association (or how that association failed)."""
-    assoc = op.assoc
-    if not assoc.is_established:
-        rj, ab = op.events.rejection, op.events.abort
-        obs.second = "rejected" if rj else "failed"
-        obs.second_rejection = (rj.result, rj.source, rj.reason) if rj else None
-        obs.second_abort = (ab.source, ab.reason) if ab else None
-        return
-    obs.second = "established"
-    t0 = time.monotonic()
-    rsp = assoc.send_c_echo()
-    rtt = round((time.monotonic() - t0) * 1000, 2)
-    ctx.raise_if_cancelled()  # an abort we caused is not the PACS's doing
-    obs.echo_status = _status(rsp)
-    obs.rtt_ms = rtt if obs.echo_status is not None else None
-    ab = op.events.abort
-    obs.echo_aborted = bool(ab) or op.events.closed_by_peer
-    obs.second_abort = (ab.source, ab.reason) if ab else None
-
-
-def _status(rsp: object) -> int | None:
-    """The Status of a C-ECHO response (None when there is none, or none that can be read:
-    the association's events then say what was wrong)."""
-    try:
-        return int(rsp.Status) if rsp is not None and "Status" in rsp else None  # type: ignore[attr-defined,operator]
-    except Exception:  # noqa: BLE001 - a malformed Status is the PACS's protocol error
-        return None
+def _record_echo(obs: EchoObservation, ex: EchoExchange, waited: float) -> None:
+    """What the C-ECHO on the probe's association showed, as the observation records it."""
+    obs.timeout_s = waited
+    if ex.outcome == "protocol-error" and not ex.sent:
+        obs.second = "failed"  # the A-ASSOCIATE-AC itself is refused by strict implementations
+    else:
+        obs.second = "established"
+    if ex.error is not None:
+        obs.protocol_error, obs.protocol_bytes_hex = ex.error.what, ex.error.data.hex(" ")
+    obs.echo_status = ex.status if ex.outcome == "answered" else None
+    obs.rtt_ms = ex.rtt_ms if ex.outcome == "answered" else None
+    obs.echo_aborted = ex.outcome in ("aborted", "closed")
+    obs.second_abort = (ex.abort.source, ex.abort.reason) if ex.abort else None
 
 
 @echo.conclude
@@ -314,23 +301,30 @@ def conclude_ae_titles(obs: AeTitlesObservation, s: Situation) -> Outcome:
 
 # ----------------------------------------------------------------------------------------------
 
-MODELS = {
-    "patient_root": ("Patient Root", {
-        "find": sc.PatientRootQueryRetrieveInformationModelFind,
-        "move": sc.PatientRootQueryRetrieveInformationModelMove,
-        "get": sc.PatientRootQueryRetrieveInformationModelGet,
-    }),
-    "study_root": ("Study Root", {
-        "find": sc.StudyRootQueryRetrieveInformationModelFind,
-        "move": sc.StudyRootQueryRetrieveInformationModelMove,
-        "get": sc.StudyRootQueryRetrieveInformationModelGet,
-    }),
-    "patient_study_only": ("Patient/Study Only", {
-        "find": sc.PatientStudyOnlyQueryRetrieveInformationModelFind,
-        "move": sc.PatientStudyOnlyQueryRetrieveInformationModelMove,
-        "get": sc.PatientStudyOnlyQueryRetrieveInformationModelGet,
-    }),
-}
+@cache
+def q_r_models() -> dict[str, tuple[str, dict[str, str]]]:
+    """model key -> (its name, operation -> SOP Class UID), from pynetdicom's table of SOP
+    classes (imported when the models check runs, not when the echo of a monitoring run does)."""
+    from pynetdicom import sop_class as sc
+
+    return {
+        "patient_root": ("Patient Root", {
+            "find": str(sc.PatientRootQueryRetrieveInformationModelFind),
+            "move": str(sc.PatientRootQueryRetrieveInformationModelMove),
+            "get": str(sc.PatientRootQueryRetrieveInformationModelGet),
+        }),
+        "study_root": ("Study Root", {
+            "find": str(sc.StudyRootQueryRetrieveInformationModelFind),
+            "move": str(sc.StudyRootQueryRetrieveInformationModelMove),
+            "get": str(sc.StudyRootQueryRetrieveInformationModelGet),
+        }),
+        "patient_study_only": ("Patient/Study Only", {
+            "find": str(sc.PatientStudyOnlyQueryRetrieveInformationModelFind),
+            "move": str(sc.PatientStudyOnlyQueryRetrieveInformationModelMove),
+            "get": str(sc.PatientStudyOnlyQueryRetrieveInformationModelGet),
+        }),
+    }
+
 
 CONTEXT_RESULT = {
     0: "acceptance",
@@ -370,7 +364,7 @@ def observe_models(ctx: Context) -> ModelsObservation:
     # A raw association request: pynetdicom aborts when no context is accepted, and then the
     # per-context results (the capability map) would be lost.
     t = ctx.target
-    uids = [str(uid) for _label, ops in MODELS.values() for uid in ops.values()]
+    uids = [str(uid) for _label, ops in q_r_models().values() for uid in ops.values()]
     timeout = ctx.timeout()
     probe, waited = _probe(ctx, timeout, t.calling_ae, t.called_ae, abstract_syntaxes=uids)
     ctx.raise_if_cancelled()
@@ -407,7 +401,7 @@ def conclude_models(obs: ModelsObservation, s: Situation) -> Outcome:
 
     table: dict[str, dict[str, bool]] = {}
     rows = []
-    for key, (_label, ops) in MODELS.items():
+    for key, (_label, ops) in q_r_models().items():
         table[key] = {}
         for op_name, uid in ops.items():
             row = by_uid.get(str(uid), {})
@@ -494,7 +488,7 @@ def conclude_models(obs: ModelsObservation, s: Situation) -> Outcome:
                         tester=advertise_hint(s)),
                 missing=[missing("patient_root", "get"), missing("study_root", "get")],
             ))
-    offered = [f"{MODELS[k][0]} {'/'.join(o.upper() for o, ok in v.items() if ok)}"
+    offered = [f"{q_r_models()[k][0]} {'/'.join(o.upper() for o, ok in v.items() if ok)}"
                for k, v in table.items() if any(v.values())]
     summary = "; ".join(offered) if offered else "no Q/R model accepted"
     return Outcome(summary=summary, facts=facts, findings=findings, learned=table)

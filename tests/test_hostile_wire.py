@@ -26,6 +26,7 @@ from support.hostile import (
     echo_rsp,
     hostile_peer,
     pdu,
+    rsp,
     truncated,
     truncated_reply,
     user_information,
@@ -142,17 +143,50 @@ def test_an_association_answer_cut_short_is_a_protocol_finding(then, words):
     assert "A-ASSOCIATE-AC PDU cut short" in f.summary and words in f.summary, f.summary
 
 
-def test_a_truncated_ac_on_the_echo_association_is_not_called_an_abort():
-    # The raw probe gets a valid AC; pynetdicom's association for C-ECHO gets one cut short
-    requests = iter(range(100))
+def test_an_echo_response_cut_short_by_a_close_is_not_called_an_abort():
+    # The C-ECHO goes over the probe's own association; its response is cut short, then the
+    # peer closes the connection
+    script = Script(messages=[lambda rq: [truncated(echo_rsp()(rq), 30), CLOSE]])
+    f = protocol_finding(echo_run(script, timeout=1.0))
+    assert "P-DATA-TF PDU cut short" in f.summary and "then the peer closed the connection" in f.summary
+    assert f.evidence["when"] == "on the association for C-ECHO"
 
-    def answer(rq):
-        return [truncated(accept()(rq), 50), CLOSE] if next(requests) == 1 else accept()(rq)
 
-    with hostile_peer(Script(associate=answer)) as peer:
-        report = run(peer.port, called_ae=AE, only=["association.echo"], timeout=1.0)
-    f = protocol_finding(report)
-    assert "A-ASSOCIATE-AC PDU cut short" in f.summary and f.evidence["when"] == "on the association for C-ECHO"
+MALFORMED_ECHO_RESPONSES = {
+    "a C-FIND-RSP instead": (lambda rq: rsp(rq, 0x8020, 0x0000), "Command Field 8020H in answer to our C-ECHO-RQ"),
+    "a response to another message": (echo_rsp(message_id=7), "C-ECHO-RSP to message 7"),
+    "on a context we never proposed": (echo_rsp(context_id=3),
+                                       "came on presentation context 3, not on 1"),
+    "with a data set": (echo_rsp(data_set=b"\x08\x00\x05\x00\x00\x00\x00\x00"),
+                        "a C-ECHO-RSP announcing a data set (Command Data Set Type 0001H)"),
+    # one PDV of 8 data set bytes (control header 02H: data set, last fragment) on context 1
+    "a data set before the response": (lambda rq: pdu(0x04, b"\x00\x00\x00\x0a\x01\x02" + bytes(8)),
+                                       "a data set fragment in answer to our C-ECHO-RQ"),
+    "an A-ASSOCIATE-AC again": (lambda rq: ac_pdu([(1, 0, "1.2.840.10008.1.2")]),
+                                "A-ASSOCIATE-AC PDU (type 02H) received in answer to our C-ECHO-RQ"),
+}
+
+
+@pytest.mark.parametrize("reply, named", MALFORMED_ECHO_RESPONSES.values(), ids=MALFORMED_ECHO_RESPONSES.keys())
+def test_a_malformed_c_echo_response_on_the_probe_association_is_a_protocol_finding(reply, named):
+    f = protocol_finding(echo_run(Script(messages=[reply]), timeout=1.0))
+    assert named in f.summary, f.summary
+    assert f.evidence["when"] == "on the association for C-ECHO"
+
+
+def test_a_peer_that_releases_instead_of_answering_the_echo_is_told_apart_from_silence():
+    # An A-RELEASE-RQ in answer to the C-ECHO-RQ: the association ended without a response
+    report = echo_run(Script(messages=[lambda rq: [pdu(0x05, bytes(4)), CLOSE]]), timeout=1.0)
+    echo = result(report, "association.echo")
+    assert echo.status is Status.FAIL and echo.summary == "aborted after C-ECHO request", echo.summary
+
+
+def test_the_c_echo_needs_one_association_only():
+    # echoscu's exchange: one association, one C-ECHO, one release (was two associations)
+    with hostile_peer(Script(messages=[echo_rsp()], release=(RELEASE_RP_PDU, CLOSE))) as peer:
+        report = run(peer.port, called_ae=AE, only=["association.echo"], timeout=2.0)
+    assert result(report, "association.echo").status is Status.PASS
+    assert len(peer.requests("associate")) == 1, peer.requests("associate")
 
 
 def test_a_tiny_but_usable_maximum_pdu_length_still_works():

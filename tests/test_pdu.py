@@ -146,6 +146,50 @@ def test_the_association_request_is_what_pynetdicom_decodes():
     assert pdu.decode_associate_rq(raw[6:]).called_ae_title == "ANYPACS"
 
 
+def _pynetdicom_rq(calling: str, called: str, contexts, max_pdu: int) -> bytes:
+    """The A-ASSOCIATE-RQ pynetdicom itself encodes for the same request."""
+    import pynetdicom
+    from pynetdicom.pdu_primitives import (
+        A_ASSOCIATE,
+        ImplementationClassUIDNotification,
+        ImplementationVersionNameNotification,
+        MaximumLengthNotification,
+    )
+    from pynetdicom.presentation import build_context
+
+    prim = A_ASSOCIATE()
+    prim.application_context_name = pdu.APPLICATION_CONTEXT
+    prim.calling_ae_title, prim.called_ae_title = calling, called
+    built = []
+    for cx in contexts:
+        b = build_context(cx.abstract_syntax, list(cx.transfer_syntax))
+        b.context_id = cx.context_id
+        built.append(b)
+    prim.presentation_context_definition_list = built
+    max_len = MaximumLengthNotification()
+    max_len.maximum_length_received = max_pdu
+    impl = ImplementationClassUIDNotification()
+    impl.implementation_class_uid = pynetdicom.PYNETDICOM_IMPLEMENTATION_UID
+    ver = ImplementationVersionNameNotification()
+    ver.implementation_version_name = pynetdicom.PYNETDICOM_IMPLEMENTATION_VERSION
+    prim.user_information = [max_len, impl, ver]
+    rq = A_ASSOCIATE_RQ()
+    rq.from_primitive(prim)
+    return rq.encode()
+
+
+@pytest.mark.parametrize("calling,called,syntaxes,max_pdu", [
+    ("QRDOCTOR", "ANYPACS", ["1.2.840.10008.1.1"], 16382),
+    ("A", "SIXTEEN-CHARS-AE", [STUDY_FIND, "1.2.840.10008.5.1.4.1.2.2.2", "1.2.840.10008.5.1.4.1.2.2.3"], 0),
+    ("WS 01", "PACS", ["1.2.840.10008.5.1.4.1.1.2"] * 40, 1 << 20),
+])
+def test_our_association_request_is_byte_for_byte_pynetdicoms(calling, called, syntaxes, max_pdu):
+    """qrdoctor writes its A-ASSOCIATE-RQ itself (no pynetdicom import before the first packet);
+    it must stay what pynetdicom would have sent, implementation UID and version included."""
+    contexts = pdu.proposed_contexts(syntaxes)
+    assert pdu.associate_rq(calling, called, contexts, max_pdu) == _pynetdicom_rq(calling, called, contexts, max_pdu)
+
+
 def test_rejections_and_aborts_round_trip():
     rj = pdu.Rejection(2, 3, 2)
     assert rj.pdu() == bytes([0x03, 0, 0, 0, 0, 4, 0, 2, 3, 2])

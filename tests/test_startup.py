@@ -65,9 +65,9 @@ def test_check_never_imports_numpy(tmp_path):
     (fake / "__init__.py").write_text(
         f"open({str(mark)!r}, 'a').write('imported\\n')\nraise ImportError('stand-in numpy')\n")
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(tmp_path / "site"), str(ROOT)]))
-    code, out, loaded = _run(["check", "X@127.0.0.1:9", "--only", "network.tcp"], env=env)
+    code, out, loaded = _run(["check", "X@127.0.0.1:9", "--only", "find.levels"], env=env)
     assert "pydicom" in loaded and "pynetdicom" in loaded  # the run did import the DICOM stack
-    assert "network.tcp" in out
+    assert "find.levels" in out
     assert not mark.exists(), "numpy was imported"
     assert "numpy" not in loaded
 
@@ -202,3 +202,16 @@ def test_a_dicomweb_only_run_loads_no_dimse_check():
     assert "qrdoctor.checks.dicomweb.qido" in loaded
     assert _under(loaded, ("qrdoctor.checks.association", "qrdoctor.checks.find", "qrdoctor.checks.match",
                            "qrdoctor.checks.retrieve")) == []
+
+
+def test_a_monitoring_echo_imports_no_dicom_library():
+    """``check --only association.echo``, every minute on every node: the association and its
+    C-ECHO are written and read by qrdoctor itself, so neither pynetdicom nor pydicom (a tenth
+    of a second of imports, more than the exchange) is loaded -- against a peer that answers."""
+    from support.hostile import CLOSE, RELEASE_RP_PDU, Script, echo_rsp, hostile_peer
+
+    with hostile_peer(Script(messages=[echo_rsp()], release=(RELEASE_RP_PDU, CLOSE))) as peer:
+        code, out, loaded = _run(["check", f"HOSTILE@127.0.0.1:{peer.port}", "--only", "association.echo"])
+    assert code == 0, out
+    assert "C-ECHO ok" in out
+    assert [m for m in ("pynetdicom", "pydicom", "numpy", "textual", "httpx") if m in loaded] == []

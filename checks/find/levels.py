@@ -35,7 +35,7 @@ from qrdoctor.core.context import Context, Outcome, Situation
 from qrdoctor.core.model import Action, Finding, Severity, Stage, actions
 from qrdoctor.core.registry import Observation, define
 from qrdoctor.core.target import DEFAULT_CALLING_AE
-from qrdoctor.dicom.assoc import describe_status
+from qrdoctor.dicom.dimse import describe_status
 from qrdoctor.dicom.find import AssociationFailed
 
 SAMPLE = 25  # matches read per level; the query is cancelled after that

@@ -37,7 +37,7 @@ from qrdoctor.core.context import Context, Outcome, Situation
 from qrdoctor.core.model import Finding, Severity, Stage, actions
 from qrdoctor.core.options import Options
 from qrdoctor.core.registry import Observation, define
-from qrdoctor.dicom.assoc import describe_status
+from qrdoctor.dicom.dimse import describe_status
 from qrdoctor.dicom.find import AssociationFailed
 
 DEFAULT_PROBE_LIMIT = 5000  # how many matches find.match_limit counts before it stops looking

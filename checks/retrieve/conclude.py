@@ -39,7 +39,7 @@ from qrdoctor.checks.retrieve.model import (
 from qrdoctor.checks.shared import MODEL_LABELS
 from qrdoctor.core.context import Outcome, Situation
 from qrdoctor.core.model import Finding, Severity, actions
-from qrdoctor.dicom.assoc import describe_status, hex_status
+from qrdoctor.dicom.dimse import describe_status, hex_status
 from qrdoctor.dicom.probe import Abort
 from qrdoctor.dicom.storescp import uid_name
 

@@ -35,7 +35,8 @@ from qrdoctor.checks.shared import ASSOCIATION_CODES, MODEL_LABELS
 from qrdoctor.core.context import Context, Outcome, Situation
 from qrdoctor.core.model import Finding, Severity, Stage, Status, actions
 from qrdoctor.core.registry import Observation, define
-from qrdoctor.dicom.assoc import DEFAULT_TS, association, hex_status
+from qrdoctor.dicom.assoc import DEFAULT_TS, association
+from qrdoctor.dicom.dimse import hex_status
 from qrdoctor.dicom.find import AssociationFailed
 from qrdoctor.dicom.inbound import (
     CONTEXT_RESULTS,

@@ -13,7 +13,7 @@ from typing import Any
 from qrdoctor.checks.retrieve.model import ContextFact, Inbound, InboundFact, StoreTallyFact
 from qrdoctor.core.context import Situation
 from qrdoctor.core.model import Finding, Severity, actions
-from qrdoctor.dicom.assoc import hex_status
+from qrdoctor.dicom.dimse import hex_status
 from qrdoctor.dicom.inbound import (
     AssociationRecord,
     InboundRecord,

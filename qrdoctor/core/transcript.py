@@ -3,7 +3,8 @@
 Each check gets its own :class:`Transcript`. A log record belongs to the transcript of the thread
 that emitted it: the check's worker thread runs with the transcript in a context variable, and
 the threads its associations start inherit it (pynetdicom copies its creator's context into its
-association and DUL threads, see :func:`qrdoctor.dicom.compat.pass_context_to_threads`). Threads
+association and DUL threads, see :func:`qrdoctor.dicom.compat.pass_context_to_threads`, applied
+when qrdoctor first imports pynetdicom). Threads
 that no check started -- the embedded simulator, a test's fault-injection SCP, our own Store SCP
 -- carry no transcript, so what the acceptor side logs stays out: the transcript is what
 qrdoctor, as the client, sent and received.
@@ -23,13 +24,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from qrdoctor.dicom.compat import keep_identifiers_out_of_logs, pass_context_to_threads
-
 PROTOCOL_LOGGERS = ("pynetdicom", "qrdoctor.dicom.probe")
 MAX_LINES = 4000
-
-keep_identifiers_out_of_logs()
-pass_context_to_threads()
 
 wire_log = logging.getLogger("qrdoctor.dicom.probe")
 

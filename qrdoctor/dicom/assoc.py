@@ -18,9 +18,10 @@ from pynetdicom.association import Association
 from pynetdicom.pdu import A_ABORT_RQ, A_ASSOCIATE_RJ
 from pynetdicom.presentation import PresentationContext
 
-from qrdoctor.dicom import compat, dimse
+from qrdoctor.dicom import compat
 from qrdoctor.dicom import pdu as wire
 from qrdoctor.dicom.ac import read_associate_ac, version_name_problem
+from qrdoctor.dicom.dimse import check_response
 from qrdoctor.dicom.pdu import PeerProtocolError
 from qrdoctor.dicom.peer import Peer
 from qrdoctor.dicom.probe import PDU_NAMES, Abort, Rejection
@@ -131,19 +132,6 @@ class PeerEvents:
         return self.reads is not None and self.reads.closed_by_peer
 
 
-def check_response(command: bytes) -> None:
-    """A DIMSE response's command set must parse, and carry a two-byte Status (PS3.7 9.3)."""
-    elements = dimse.parse_command(command, strict=True)
-    field_ = dimse.us_of(elements, dimse.COMMAND_FIELD)
-    if field_ is None or not field_ & 0x8000:
-        return
-    status = elements.get(dimse.STATUS)
-    if status is None or len(status) != 2:
-        what = "no Status (0000,0900)" if status is None else f"a Status of {len(status)} bytes instead of 2"
-        raise PeerProtocolError(f"a response (Command Field {field_:04X}H) with {what}; every DIMSE "
-                                "response carries a two-byte Status (PS3.7 9.3)", command)
-
-
 def make_ae(calling_ae: str, timeout: float) -> AE:
     ae = AE(ae_title=calling_ae)
     ae.acse_timeout = timeout
@@ -219,31 +207,3 @@ def association(
             except Exception:
                 assoc.abort()
         ae.shutdown()
-
-
-def describe_status(code: int, service: str = "general") -> tuple[str, str]:
-    """(category, description) of a DIMSE status code, from pynetdicom's status tables."""
-    from pynetdicom import status as st
-
-    tables = {
-        "find": st.QR_FIND_SERVICE_CLASS_STATUS,
-        "move": st.QR_MOVE_SERVICE_CLASS_STATUS,
-        "get": st.QR_GET_SERVICE_CLASS_STATUS,
-        "store": st.STORAGE_SERVICE_CLASS_STATUS,
-        "general": st.GENERAL_STATUS,
-        "echo": st.VERIFICATION_SERVICE_CLASS_STATUS,
-    }
-    table = tables.get(service, st.GENERAL_STATUS)
-    if code in table:
-        category, text = table[code]
-        return category, text
-    if code in st.GENERAL_STATUS:
-        return st.GENERAL_STATUS[code]
-    category = st.code_to_category(code)
-    if 0xC000 <= code <= 0xCFFF:
-        return category, "Unable to process (vendor-specific failure)"
-    return category, "status not defined by the standard"
-
-
-def hex_status(code: int | None) -> str | None:
-    return None if code is None else f"0x{code:04X}"

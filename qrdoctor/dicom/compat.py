@@ -125,6 +125,10 @@ def no_delay_on_association_sockets() -> None:
 
 
 no_delay_on_association_sockets()
+# Applied here, where pynetdicom is first imported by qrdoctor, rather than by the transcript
+# module: a run that never opens a pynetdicom association (a monitoring echo) never imports it.
+keep_identifiers_out_of_logs()
+pass_context_to_threads()
 
 
 # The exception pynetdicom's threads could not get past, per association (see below).

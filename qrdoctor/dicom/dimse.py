@@ -137,6 +137,36 @@ def find_rq(sop_class: str, message_id: int, priority: int = PRIORITY_LOW) -> by
     ])
 
 
+def echo_rq(message_id: int, sop_class: str = "1.2.840.10008.1.1") -> bytes:
+    """The command set of a C-ECHO-RQ (Verification; no data set follows)."""
+    return encode_command([
+        (AFFECTED_SOP_CLASS, sop_class.encode("ascii")),
+        (COMMAND_FIELD, us(C_ECHO_RQ)),
+        (MESSAGE_ID, us(message_id)),
+        (DATA_SET_TYPE, us(NO_DATA_SET)),
+    ])
+
+
+def check_response(command: bytes, elements: dict[int, bytes] | None = None) -> None:
+    """A DIMSE response's command set must parse, and carry a two-byte Status (PS3.7 9.3);
+    :class:`~qrdoctor.dicom.pdu.PeerProtocolError` says which rule it breaks."""
+    if elements is None:
+        elements = parse_command(command, strict=True)
+    field_ = us_of(elements, COMMAND_FIELD)
+    if field_ is None or not field_ & 0x8000:
+        return
+    status = elements.get(STATUS)
+    if status is None or len(status) != 2:
+        what = "no Status (0000,0900)" if status is None else f"a Status of {len(status)} bytes instead of 2"
+        raise PeerProtocolError(f"a response (Command Field {field_:04X}H) with {what}; every DIMSE "
+                                "response carries a two-byte Status (PS3.7 9.3)", command)
+
+
+def hex_status(code: int | None) -> str | None:
+    """A DIMSE status as reports write it (0x0000); None stays None."""
+    return None if code is None else f"0x{code:04X}"
+
+
 def cancel_rq(message_id: int) -> bytes:
     """The command set of a C-CANCEL-RQ for the request ``message_id``."""
     return encode_command([
@@ -159,3 +189,28 @@ def response(command_field: int, sop_class: str | bytes, message_id: int | bytes
     if sop_instance is not None:
         items.append((AFFECTED_SOP_INSTANCE, _as_bytes(sop_instance)))
     return encode_command(items)
+
+
+def describe_status(code: int, service: str = "general") -> tuple[str, str]:
+    """(category, description) of a DIMSE status code, from pynetdicom's status tables
+    (imported here, when a status needs describing)."""
+    from pynetdicom import status as st
+
+    tables = {
+        "find": st.QR_FIND_SERVICE_CLASS_STATUS,
+        "move": st.QR_MOVE_SERVICE_CLASS_STATUS,
+        "get": st.QR_GET_SERVICE_CLASS_STATUS,
+        "store": st.STORAGE_SERVICE_CLASS_STATUS,
+        "general": st.GENERAL_STATUS,
+        "echo": st.VERIFICATION_SERVICE_CLASS_STATUS,
+    }
+    table = tables.get(service, st.GENERAL_STATUS)
+    if code in table:
+        category, text = table[code]
+        return category, text
+    if code in st.GENERAL_STATUS:
+        return st.GENERAL_STATUS[code]
+    category = st.code_to_category(code)
+    if 0xC000 <= code <= 0xCFFF:
+        return category, "Unable to process (vendor-specific failure)"
+    return category, "status not defined by the standard"

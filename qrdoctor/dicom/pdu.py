@@ -5,10 +5,14 @@ the C-FIND client and the temporary Store SCP read with :class:`PDUReader` and w
 functions below; the simulator sends its pre-encoded C-FIND responses with the PDV flags and
 command sets defined here and in :mod:`qrdoctor.dicom.dimse`.
 
-A-ASSOCIATE-RQ/AC are encoded and decoded with pynetdicom's PDU classes (their items are
-many and fiddly); everything else is a handful of fixed bytes or a length-prefixed list of
-PDVs and is written directly. What a peer sends that is not a PDU at all (an HTTP server, a
-TLS-only port) is classified by :func:`classify_bytes`.
+The A-ASSOCIATE-RQ qrdoctor sends is written here, item by item (PS3.8 9.3.2): the raw probe
+and the C-FIND client send it before anything else, and importing pynetdicom for it would cost
+a monitoring echo more than the whole exchange (a test keeps it byte-equal to pynetdicom's
+encoding). The A-ASSOCIATE-RQ our Store SCP receives and the A-ASSOCIATE-AC it answers with are
+decoded and encoded with pynetdicom's PDU classes, imported when a receiver needs them; a peer's
+A-ASSOCIATE-AC is read by :mod:`qrdoctor.dicom.ac`. Everything else is a handful of fixed bytes
+or a length-prefixed list of PDVs. What a peer sends that is not a PDU at all (an HTTP server,
+a TLS-only port) is classified by :func:`classify_bytes`.
 """
 
 from __future__ import annotations
@@ -18,18 +22,11 @@ import struct
 import threading
 import time
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
-from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
-from pynetdicom import PYNETDICOM_IMPLEMENTATION_UID, PYNETDICOM_IMPLEMENTATION_VERSION
-from pynetdicom.pdu import A_ABORT_RQ, A_ASSOCIATE_AC, A_ASSOCIATE_RJ, A_ASSOCIATE_RQ
-from pynetdicom.pdu_primitives import (
-    A_ASSOCIATE,
-    ImplementationClassUIDNotification,
-    ImplementationVersionNameNotification,
-    MaximumLengthNotification,
-)
-from pynetdicom.presentation import PresentationContext, build_context
+if TYPE_CHECKING:
+    from pynetdicom.pdu_primitives import A_ASSOCIATE
 
 # PDU types (PS3.8 table 9-11)
 ASSOCIATE_RQ = 0x01
@@ -46,6 +43,12 @@ PDV_COMMAND = 0x01  # the fragment is (part of) a command set, else of a data se
 PDV_LAST = 0x02  # the last fragment of that command or data set
 
 APPLICATION_CONTEXT = "1.2.840.10008.3.1.1.1"
+IMPLICIT_VR_LE = "1.2.840.10008.1.2"
+EXPLICIT_VR_LE = "1.2.840.10008.1.2.1"
+# The implementation we announce: pynetdicom's (the library behind every association qrdoctor
+# does not write itself), kept equal to pynetdicom's own constants by a test.
+IMPLEMENTATION_UID = "1.2.826.0.1.3680043.9.3811.3.0.4"
+IMPLEMENTATION_VERSION = "PYNETDICOM_304"
 DEFAULT_MAX_PDU = 16384  # what a peer that states no maximum is assumed to take
 _PDU_OVERHEAD = 12  # PDU header (6) + PDV header (6): what a fragment must leave room for
 _DIRECT_READ = 1 << 16  # bodies at least this large are received straight into their buffer
@@ -309,49 +312,78 @@ RELEASE_RP_PDU = header(RELEASE_RP, 4) + bytes(4)
 
 
 def user_information(max_pdu: int, extra: Iterable = ()) -> list:
-    """The user-information items we send: maximum length, implementation UID and version."""
+    """The user-information items we send (pynetdicom primitives, for the Store SCP's
+    A-ASSOCIATE-AC): maximum length, implementation UID and version, then ``extra``."""
+    from pynetdicom.pdu_primitives import (
+        ImplementationClassUIDNotification,
+        ImplementationVersionNameNotification,
+        MaximumLengthNotification,
+    )
+
     max_len = MaximumLengthNotification()
     max_len.maximum_length_received = max_pdu
     impl = ImplementationClassUIDNotification()
-    impl.implementation_class_uid = PYNETDICOM_IMPLEMENTATION_UID
+    impl.implementation_class_uid = IMPLEMENTATION_UID
     ver = ImplementationVersionNameNotification()
-    ver.implementation_version_name = PYNETDICOM_IMPLEMENTATION_VERSION
+    ver.implementation_version_name = IMPLEMENTATION_VERSION
     return [max_len, impl, ver, *extra]
 
 
-def proposed_contexts(abstract_syntaxes: Iterable[str]) -> list[PresentationContext]:
+@dataclass(frozen=True)
+class ProposedContext:
+    """A presentation context we propose: its id, abstract syntax and transfer syntaxes (the
+    attribute names are pynetdicom's, so its PresentationContext does as well)."""
+
+    context_id: int
+    abstract_syntax: str
+    transfer_syntax: list[str] = field(default_factory=lambda: [IMPLICIT_VR_LE, EXPLICIT_VR_LE])
+
+
+def proposed_contexts(abstract_syntaxes: Iterable[str]) -> list[ProposedContext]:
     """One context per abstract syntax (ids 1, 3, 5, ...), Implicit and Explicit VR LE."""
-    contexts = []
-    for i, uid in enumerate(abstract_syntaxes):
-        cx = build_context(uid, [ImplicitVRLittleEndian, ExplicitVRLittleEndian])
-        cx.context_id = 2 * i + 1
-        contexts.append(cx)
-    return contexts
+    return [ProposedContext(2 * i + 1, str(uid)) for i, uid in enumerate(abstract_syntaxes)]
 
 
 def proposed_syntaxes(abstract_syntaxes: Iterable[str]) -> dict[int, list[str]]:
     """Context id -> the transfer syntaxes :func:`proposed_contexts` proposes for it."""
-    return {cx.context_id: [str(ts) for ts in cx.transfer_syntax]  # type: ignore[misc]
-            for cx in proposed_contexts(abstract_syntaxes)}
+    return {cx.context_id: list(cx.transfer_syntax) for cx in proposed_contexts(abstract_syntaxes)}
 
 
-def associate_rq(calling_ae: str, called_ae: str, contexts: list[PresentationContext],
-                 max_pdu: int) -> bytes:
-    """An A-ASSOCIATE-RQ PDU proposing ``contexts``."""
-    prim = A_ASSOCIATE()
-    prim.application_context_name = APPLICATION_CONTEXT
-    prim.calling_ae_title = calling_ae
-    prim.called_ae_title = called_ae
-    prim.presentation_context_definition_list = contexts
-    prim.user_information = user_information(max_pdu)
-    pdu = A_ASSOCIATE_RQ()
-    pdu.from_primitive(prim)
-    return pdu.encode()
+_ITEM_HEADER = struct.Struct(">BBH")
 
 
-def associate_ac(request: A_ASSOCIATE, results: list[PresentationContext], max_pdu: int,
-                 roles: Iterable = ()) -> bytes:
+def _item(item_type: int, value: bytes) -> bytes:
+    """A variable item or sub-item of an association PDU (PS3.8 9.3.2.x): type, length, value."""
+    return _ITEM_HEADER.pack(item_type, 0, len(value)) + value
+
+
+def _ae_field(title: str) -> bytes:
+    """An AE title in its 16-byte field, padded with spaces (PS3.8 9.3.2)."""
+    return title.encode("ascii").ljust(16, b" ")[:16]
+
+
+def associate_rq(calling_ae: str, called_ae: str, contexts: Iterable[Any], max_pdu: int) -> bytes:
+    """An A-ASSOCIATE-RQ PDU proposing ``contexts`` (anything with ``context_id``,
+    ``abstract_syntax`` and ``transfer_syntax``), declaring ``max_pdu``, our implementation
+    class UID and version name (PS3.8 9.3.2, PS3.7 annex D.3.3)."""
+    items = [_item(0x10, APPLICATION_CONTEXT.encode("ascii"))]
+    for cx in contexts:
+        sub = _item(0x30, str(cx.abstract_syntax).encode("ascii"))
+        sub += b"".join(_item(0x40, str(ts).encode("ascii")) for ts in cx.transfer_syntax)
+        items.append(_item(0x20, bytes([cx.context_id, 0, 0, 0]) + sub))
+    items.append(_item(0x50, _item(0x51, struct.pack(">I", max_pdu))
+                       + _item(0x52, IMPLEMENTATION_UID.encode("ascii"))
+                       + _item(0x55, IMPLEMENTATION_VERSION.encode("ascii"))))
+    body = (struct.pack(">HH", 1, 0) + _ae_field(called_ae) + _ae_field(calling_ae) + bytes(32)
+            + b"".join(items))
+    return header(ASSOCIATE_RQ, len(body)) + body
+
+
+def associate_ac(request: A_ASSOCIATE, results: list, max_pdu: int, roles: Iterable = ()) -> bytes:
     """An A-ASSOCIATE-AC PDU answering ``request`` with the negotiated ``results``."""
+    from pynetdicom.pdu import A_ASSOCIATE_AC
+    from pynetdicom.pdu_primitives import A_ASSOCIATE
+
     ac = A_ASSOCIATE()
     ac.application_context_name = request.application_context_name
     ac.calling_ae_title = request.calling_ae_title
@@ -366,6 +398,8 @@ def associate_ac(request: A_ASSOCIATE, results: list[PresentationContext], max_p
 
 def decode_associate_rq(body: bytes | bytearray) -> A_ASSOCIATE:
     """The A-ASSOCIATE primitive of a received A-ASSOCIATE-RQ body."""
+    from pynetdicom.pdu import A_ASSOCIATE_RQ
+
     pdu = A_ASSOCIATE_RQ()
     pdu.decode(header(ASSOCIATE_RQ, len(body)) + bytes(body))
     return pdu.to_primitive()
@@ -373,6 +407,8 @@ def decode_associate_rq(body: bytes | bytearray) -> A_ASSOCIATE:
 
 def decode_associate_ac(body: bytes | bytearray) -> A_ASSOCIATE:
     """The A-ASSOCIATE primitive of a received A-ASSOCIATE-AC body."""
+    from pynetdicom.pdu import A_ASSOCIATE_AC
+
     pdu = A_ASSOCIATE_AC()
     pdu.decode(header(ASSOCIATE_AC, len(body)) + bytes(body))
     return pdu.to_primitive()
@@ -380,6 +416,8 @@ def decode_associate_ac(body: bytes | bytearray) -> A_ASSOCIATE:
 
 def peer_max_pdu(prim: A_ASSOCIATE) -> int:
     """The maximum PDU length the peer stated in its user information (0: no limit)."""
+    from pynetdicom.pdu_primitives import MaximumLengthNotification
+
     for item in prim.user_information:
         if isinstance(item, MaximumLengthNotification):
             return int(item.maximum_length_received or 0)
@@ -388,6 +426,8 @@ def peer_max_pdu(prim: A_ASSOCIATE) -> int:
 
 def peer_implementation(prim: A_ASSOCIATE) -> str | None:
     """The implementation version name the peer stated, if any."""
+    from pynetdicom.pdu_primitives import ImplementationVersionNameNotification
+
     for item in prim.user_information:
         if isinstance(item, ImplementationVersionNameNotification):
             return str(item.implementation_version_name)
@@ -421,7 +461,10 @@ class Rejection:
         _fixed_body("A-ASSOCIATE-RJ", ASSOCIATE_RJ, body)
         return cls(result=body[1], source=body[2], reason=body[3])
 
-    def _pdu(self) -> A_ASSOCIATE_RJ:
+    def _pdu(self) -> Any:
+        """pynetdicom's A-ASSOCIATE-RJ, for its strings (imported only when a peer rejects)."""
+        from pynetdicom.pdu import A_ASSOCIATE_RJ
+
         pdu = A_ASSOCIATE_RJ()
         pdu.result, pdu.source, pdu.reason_diagnostic = self.result, self.source, self.reason
         return pdu
@@ -485,7 +528,10 @@ class Abort:
         _fixed_body("A-ABORT", ABORT, body)
         return cls(source=body[2], reason=body[3])
 
-    def _pdu(self) -> A_ABORT_RQ:
+    def _pdu(self) -> Any:
+        """pynetdicom's A-ABORT, for its strings (imported only when a peer aborts)."""
+        from pynetdicom.pdu import A_ABORT_RQ
+
         pdu = A_ABORT_RQ()
         pdu.source, pdu.reason_diagnostic = self.source, self.reason
         return pdu

@@ -4,6 +4,11 @@ pynetdicom hides the difference between a peer that never answers, an HTTP serve
 port and a peer that closes the connection. These probes send one real A-ASSOCIATE-RQ and read
 the answer with the one PDU layer (:mod:`qrdoctor.dicom.pdu`), then classify it. Rejections and
 aborts keep their raw numbers, with pynetdicom's strings where the values are standard.
+
+Asked to, a probe whose association is accepted with the Verification service also sends a
+C-ECHO on it (:class:`EchoExchange`) before it releases: the association check then needs one
+association and no pynetdicom at all, which is what keeps a monitoring echo as quick as DCMTK's
+``echoscu``.
 """
 
 from __future__ import annotations
@@ -15,11 +20,11 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from qrdoctor.dicom import pdu
-from qrdoctor.dicom.ac import AssociateAC, read_associate_ac
+from qrdoctor.dicom import dimse, pdu
+from qrdoctor.dicom.ac import AssociateAC, read_associate_ac, version_name_problem
 from qrdoctor.dicom.pdu import Abort, PeerProtocolError, Rejection
 
-__all__ = ["Abort", "ProbeResult", "Rejection", "association_request", "probe_association",
+__all__ = ["Abort", "EchoExchange", "ProbeResult", "Rejection", "association_request", "probe_association",
            "probe_tls", "RELEASE_RQ"]
 
 log = logging.getLogger("qrdoctor.dicom.probe")
@@ -27,6 +32,27 @@ log = logging.getLogger("qrdoctor.dicom.probe")
 RELEASE_RQ = pdu.RELEASE_RQ_PDU
 VERIFICATION = "1.2.840.10008.1.1"  # the Verification SOP Class UID (PS3.4 annex A, PS3.6)
 PROBE_MAX_PDU = 1 << 20  # an answer announcing more than this is not read as a PDU
+
+
+ECHO_MESSAGE_ID = 1
+
+
+@dataclass
+class EchoExchange:
+    """A C-ECHO sent on the probe's own association, and how it ended.
+
+    ``outcome``: answered (``status`` holds the response's Status), aborted (the peer sent an
+    A-ABORT, ``abort``), closed (the peer closed the connection or asked to release instead of
+    answering), silent (no response within the timeout), protocol-error (``error`` says what the
+    peer sent that breaks the protocol; an A-ASSOCIATE-AC that strict implementations refuse
+    counts, and the C-ECHO is then not sent), cancelled."""
+
+    outcome: str
+    status: int | None = None
+    rtt_ms: float | None = None
+    abort: Abort | None = None
+    error: PeerProtocolError | None = None
+    sent: bool = False  # the C-ECHO-RQ went out
 
 
 @dataclass
@@ -53,6 +79,7 @@ class ProbeResult:
     our_max_pdu: int | None = None  # the longest PDU we said we take
     local_address: str | None = None
     tls: dict | None = None
+    echo: EchoExchange | None = None  # the C-ECHO on this association, when one was asked for
 
     def evidence(self) -> dict:
         ev: dict = {"probe_result": self.kind, "elapsed_ms": round(self.elapsed_ms, 1)}
@@ -86,10 +113,11 @@ class _Probe:
     """One probe: the connection, its reader and the clock; each step returns a ProbeResult."""
 
     def __init__(self, sock: socket.socket, abstract_syntaxes: list[str], timeout: float,
-                 cancel: threading.Event | None, t0: float) -> None:
+                 cancel: threading.Event | None, t0: float, echo: bool = False) -> None:
         self.sock = sock
         self.abstract_syntaxes = abstract_syntaxes
         self.timeout = timeout
+        self.echo = echo
         self.t0 = t0
         self.local = sock.getsockname()[0]
         self.reader = pdu.PDUReader(sock, PROBE_MAX_PDU, cancel=cancel, poll=0.1)
@@ -182,13 +210,20 @@ class _Probe:
         result.peer_implementation = ac.implementation_version
         result.peer_implementation_uid = ac.implementation_uid
         result.peer_max_pdu, result.our_max_pdu = ac.max_pdu, OUR_MAX_PDU
+        if self.echo and VERIFICATION in result.accepted_contexts:
+            result.echo = _Echo(self, raw, body, ac).run()
+            if result.echo.outcome not in ("answered", "silent"):
+                return result  # aborted, closed or broken: nothing to release
         log.debug("probe: A-ASSOCIATE-AC; releasing")
+        self.release()
+        return result
+
+    def release(self) -> None:
         try:
             self.sock.sendall(pdu.RELEASE_RQ_PDU)
             self.reader.read(time.monotonic() + min(self.timeout, 2.0))
         except (TimeoutError, InterruptedError, OSError, pdu.PDUError):
             pass
-        return result
 
     def read_contexts(self, result: ProbeResult, ac: AssociateAC) -> None:
         # The AC does not repeat abstract syntaxes: map them back by context id.
@@ -202,6 +237,113 @@ class _Probe:
         for row in result.context_results:
             log.debug("probe: context %s -> result %s %s", row["abstract_syntax"],
                       row["result"], row["transfer_syntax"] or "")
+
+
+class _Echo:
+    """A C-ECHO-RQ on the probe's accepted association and the reading of its response, every
+    PDU checked as the peer's protocol (PS3.7 9.3, 9.1.5; PS3.8 9.3)."""
+
+    def __init__(self, probe: _Probe, raw_ac: bytes, ac_body: bytes | bytearray, ac: AssociateAC) -> None:
+        self.probe, self.raw_ac, self.ac_body, self.ac = probe, raw_ac, ac_body, ac
+        self.context_id = 2 * probe.abstract_syntaxes.index(VERIFICATION) + 1
+
+    def run(self) -> EchoExchange:
+        problem = version_name_problem(self.ac.version_bytes)
+        if problem:
+            # What a strict implementation (pynetdicom, DCMTK) does with such an AC: it aborts.
+            self.probe.abort()
+            return EchoExchange("protocol-error", error=PeerProtocolError(
+                f"A-ASSOCIATE-AC: the Implementation Version Name '{self.ac.implementation_version}' "
+                f"{problem} (PS3.7 annex D.3.3.2); strict DICOM implementations refuse such an association",
+                self.raw_ac))
+        command = dimse.echo_rq(ECHO_MESSAGE_ID)
+        log.debug("probe: sending C-ECHO-RQ on context %d", self.context_id)
+        t0 = time.monotonic()
+        try:
+            self.probe.sock.sendall(pdu.message(self.context_id, command, None, self.ac.max_pdu))
+        except OSError:
+            return EchoExchange("closed")
+        try:
+            exchange = self.response(t0, time.monotonic() + self.probe.timeout)
+        except PeerProtocolError as exc:
+            self.probe.abort()  # PS3.8 9.2: an invalid PDU ends the association with an A-ABORT
+            exchange = EchoExchange("protocol-error", error=exc)
+        exchange.sent = True
+        return exchange
+
+    def response(self, t0: float, deadline: float) -> EchoExchange:
+        reader, command = self.probe.reader, bytearray()
+        while True:
+            try:
+                pdu_type, body = reader.read(deadline)
+            except InterruptedError:
+                return EchoExchange("cancelled")
+            except TimeoutError:
+                cut = truncated_pdu(reader, f"nothing more arrived within {self.probe.timeout:g} s")
+                if cut:
+                    raise cut from None
+                return EchoExchange("silent")
+            except pdu.PeerClosed as exc:
+                cut = closed_mid_pdu(exc.data) if exc.data else None
+                if cut:
+                    raise cut from None
+                return EchoExchange("closed")
+            except pdu.PDUTooLarge as exc:
+                raise PeerProtocolError(f"a PDU of {exc.length} bytes announced in answer to our C-ECHO-RQ, "
+                                        f"more than the {exc.limit} bytes we accept", exc.data) from None
+            except pdu.PDUError as exc:
+                raise PeerProtocolError(f"bytes that are not a DICOM PDU in answer to our C-ECHO-RQ ({exc})",
+                                        exc.data) from None
+            except OSError:
+                return EchoExchange("closed")
+            raw = pdu.header(pdu_type, len(body)) + bytes(body[:pdu.EVIDENCE_BYTES])
+            if pdu_type == pdu.ABORT:
+                return EchoExchange("aborted", abort=Abort.from_body(body))
+            if pdu_type == pdu.RELEASE_RQ:
+                self._release_rp()
+                return EchoExchange("closed")
+            if pdu_type != pdu.P_DATA_TF:
+                raise unexpected_pdu(pdu_type, raw, "our C-ECHO-RQ")
+            for context_id, control, fragment in pdu.iter_pdvs(body, strict=True):
+                if not control & pdu.PDV_COMMAND:
+                    raise PeerProtocolError("P-DATA-TF: a data set fragment in answer to our C-ECHO-RQ, "
+                                            "whose response has a command set only (PS3.7 9.3.5.2)", raw)
+                if context_id != self.context_id:
+                    raise PeerProtocolError(f"P-DATA-TF: the C-ECHO response came on presentation context "
+                                            f"{context_id}, not on {self.context_id} where we sent the "
+                                            "request (PS3.8 9.3.5.1)", raw)
+                command += fragment
+                if control & pdu.PDV_LAST:
+                    return self.answered(bytes(command), t0)
+
+    def answered(self, command: bytes, t0: float) -> EchoExchange:
+        rtt = round((time.monotonic() - t0) * 1000, 2)
+        elements = dimse.parse_command(command, strict=True)
+        dimse.check_response(command, elements)
+        field_ = dimse.us_of(elements, dimse.COMMAND_FIELD)
+        if field_ != dimse.C_ECHO_RSP:
+            raise PeerProtocolError(f"a command set with Command Field {field_:04X}H in answer to our "
+                                    f"C-ECHO-RQ, not a C-ECHO-RSP (8030H; PS3.7 9.3.5.2)"
+                                    if field_ is not None else "a command set without a Command Field "
+                                    "(0000,0100) in answer to our C-ECHO-RQ (PS3.7 9.3.5.2)", command)
+        answered_id = dimse.us_of(elements, dimse.MESSAGE_ID_BEING_RESPONDED_TO)
+        if answered_id != ECHO_MESSAGE_ID:
+            raise PeerProtocolError(f"a C-ECHO-RSP to message {answered_id}, but our C-ECHO-RQ was message "
+                                    f"{ECHO_MESSAGE_ID} (Message ID Being Responded To, PS3.7 9.3.5.2)",
+                                    command)
+        if dimse.has_data_set(elements):
+            raise PeerProtocolError(f"a C-ECHO-RSP announcing a data set (Command Data Set Type "
+                                    f"{dimse.us_of(elements, dimse.DATA_SET_TYPE):04X}H); a C-ECHO "
+                                    "response has none (0101H, PS3.7 9.3.5.2)", command)
+        status = dimse.us_of(elements, dimse.STATUS)
+        log.debug("probe: C-ECHO-RSP status 0x%04X in %.1f ms", status or 0, rtt)
+        return EchoExchange("answered", status=status, rtt_ms=rtt)
+
+    def _release_rp(self) -> None:
+        try:
+            self.probe.sock.sendall(pdu.RELEASE_RP_PDU)
+        except OSError:
+            pass
 
 
 def truncated_pdu(reader: pdu.PDUReader, then: str) -> PeerProtocolError | None:
@@ -240,8 +382,11 @@ def _pdu_name(data: bytes) -> str:
 
 def probe_association(host: str, port: int, calling_ae: str, called_ae: str, timeout: float,
                       http_nudge: float = 0.5, abstract_syntaxes: list[str] | None = None,
-                      cancel: threading.Event | None = None, tls: object | None = None) -> ProbeResult:
-    """Send one A-ASSOCIATE-RQ (for Verification by default) and classify the first answer."""
+                      cancel: threading.Event | None = None, tls: object | None = None,
+                      echo: bool = False) -> ProbeResult:
+    """Send one A-ASSOCIATE-RQ (for Verification by default) and classify the first answer;
+    with ``echo``, an association that accepted Verification also carries one C-ECHO (its
+    response waited for ``timeout``), in ``result.echo``."""
     from qrdoctor.dicom.tls import connect
 
     uids = [str(u) for u in (abstract_syntaxes or [VERIFICATION])]
@@ -253,7 +398,7 @@ def probe_association(host: str, port: int, calling_ae: str, called_ae: str, tim
     except OSError as exc:
         return ProbeResult("connect-failed", (time.monotonic() - t0) * 1000, detail=f"{type(exc).__name__}: {exc}")
     with sock:
-        return _Probe(sock, uids, timeout, cancel, t0).run(calling_ae, called_ae, http_nudge)
+        return _Probe(sock, uids, timeout, cancel, t0, echo).run(calling_ae, called_ae, http_nudge)
 
 
 def probe_tls(host: str, port: int, timeout: float) -> dict | None:
