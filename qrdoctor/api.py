@@ -65,7 +65,7 @@ def _run_options(saved: dict[str, Any], given: dict[str, Any]):
     from qrdoctor.core.option_fields import catalog_fields, declared_values, option_owners
     from qrdoctor.core.options import OptionError as CoreOptionError
     from qrdoctor.core.options import RunOptions
-    from qrdoctor.core.registry import get_check, option_models
+    from qrdoctor.core.registry import declared_option_models
 
     known = {f.name for f in catalog_fields()}
     unknown = sorted(set(given) - known)
@@ -73,7 +73,7 @@ def _run_options(saved: dict[str, Any], given: dict[str, Any]):
         raise OptionError(f"unknown option {', '.join(unknown)} (the command line's options, e.g. "
                           "probe_limit=100 for --probe-limit 100)")
     flat = {**declared_values(saved, catalog_fields()), **given}
-    models = option_models([get_check(cid) for cid in option_owners(flat)])
+    models = declared_option_models(option_owners(flat))
     try:
         return RunOptions.from_flat(flat, models)
     except CoreOptionError as exc:

@@ -373,18 +373,18 @@ def _only(value: str | None) -> list[str] | None:
 def _options(args: argparse.Namespace, saved: dict | None = None, **fixed: object):
     """The checks' typed options: a saved profile's values, then the flags, then ``fixed``.
 
-    Only the option models of the options given are loaded (with their checks): a value left
-    out is its model's default, which :meth:`RunOptions.get` gives all the same.
+    Only the option models of the options given are loaded (from their own modules, not their
+    checks'): a value left out is its model's default, which :meth:`RunOptions.get` gives all the same.
     """
     from qrdoctor.core.option_fields import catalog_fields, declared_values, option_owners
     from qrdoctor.core.options import OptionError, RunOptions
-    from qrdoctor.core.registry import get_check, option_models
+    from qrdoctor.core.registry import declared_option_models
 
     fields = catalog_fields()
     from_profile = declared_values(saved or {}, fields)
     from_flags = declared_values(vars(args), fields)
     owners = option_owners([*from_profile, *from_flags, *fixed])
-    models = option_models([get_check(cid) for cid in owners])
+    models = declared_option_models(owners)
     flat = dict(from_profile)
     try:  # a file's values must already be of their type: `true` is not the number 1
         RunOptions.from_flat(flat, models, strict=True)
@@ -481,29 +481,30 @@ def target_and_options(args: argparse.Namespace):
 def _check_selection(target, options, only: list[str] | None) -> None:
     """Every check --only names must be able to run: a DICOMweb check needs --dicomweb URL, and
     a DICOMweb-only run has no DIMSE check to run."""
+    from qrdoctor.core.catalog import CHECKS, ENABLED_BY
     from qrdoctor.core.option_fields import option_owners
-    from qrdoctor.core.registry import enabled, get_check, option_models
+    from qrdoctor.core.registry import declared_option_models, enabled_by_options
 
-    for model in option_models([get_check(cid) for cid in option_owners(options.flat())]):
+    flat = options.flat()
+    for model in declared_option_models(option_owners(flat)):
         local = getattr(options.get(model), "check_local", None)
         if callable(local):  # files and environment variables this computer must provide
             try:
                 local()
             except ValueError as exc:
                 raise UsageError(str(exc)) from None
-    for name in options.flat():  # an option of a check that this run cannot enable
+    for name in flat:  # an option of a check that this run cannot enable
         for cid in option_owners([name]):
-            chk = get_check(cid)
-            if not enabled(chk, options):
-                raise UsageError(f"--{name.replace('_', '-')} needs --{str(chk.enabled_by).replace('_', '-')} URL")
+            if not enabled_by_options(cid, flat):
+                raise UsageError(f"--{name.replace('_', '-')} needs --{ENABLED_BY[cid].replace('_', '-')} URL")
     if not only:
         return
+    stages = {e.id: e.stage for e in CHECKS}
     for cid in only:
-        chk = get_check(cid)
-        if not enabled(chk, options):
-            flag = "--" + str(chk.enabled_by).replace("_", "-")
+        if not enabled_by_options(cid, flat):
+            flag = "--" + ENABLED_BY[cid].replace("_", "-")
             raise UsageError(f"{cid} needs {flag} URL (the DICOMweb base URL)")
-        if not target.dimse and chk.stage.label != "dicomweb":
+        if not target.dimse and stages.get(cid) != "dicomweb":
             raise UsageError(f"{cid} needs a DIMSE TARGET (AE@host:port); this run has only --dicomweb")
 
 

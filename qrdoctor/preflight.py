@@ -12,7 +12,6 @@ import errno
 import os
 import socket
 import stat
-import tempfile
 from pathlib import Path
 
 
@@ -37,6 +36,8 @@ def _stat(path: Path) -> os.stat_result | None:
 
 def _probe_folder(folder: Path) -> None:
     """Create and remove a file in the folder: the one test that answers "can I write here"."""
+    import tempfile  # (only when a folder is checked: not on every run's start)
+
     fd, tmp = tempfile.mkstemp(prefix=".qrdoctor-", suffix=".probe", dir=folder)
     os.close(fd)
     os.unlink(tmp)

@@ -26,7 +26,7 @@ from pydantic import ValidationError
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian
 from pynetdicom import AE
 
-from qrdoctor.checks.retrieve import RetrieveOptions
+from qrdoctor.checks.retrieve.options import RetrieveOptions
 from qrdoctor.dicom import dimse, pdu
 from qrdoctor.dicom.peek import identity
 from qrdoctor.dicom.storescp import (

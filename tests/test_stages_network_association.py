@@ -67,7 +67,8 @@ def test_healthy_scp_passes_with_facts():
     assert echo.status is Status.PASS and echo.facts["accepted"] is True
     assert echo.facts["rtt_ms"] > 0
     # The transcript shows our side of the association, not the SCP's
-    assert any("Requesting Association" in line for line in echo.transcript)
+    assert any("sending A-ASSOCIATE-RQ" in line for line in echo.transcript)
+    assert any("C-ECHO-RSP status 0x0000" in line for line in echo.transcript)
     assert not any("Accepting Association" in line for line in echo.transcript)
 
 

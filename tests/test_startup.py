@@ -76,8 +76,34 @@ def test_catalog_is_the_registry():
     from qrdoctor.core.catalog import CHECKS
     from qrdoctor.core.registry import all_checks
 
-    registered = [(c.stage.label, c.id, c.title, tuple(c.requires), c.module) for c in all_checks()]
+    registered = [(c.stage.label, c.id, c.title, tuple(c.requires), c.module, c.budget, tuple(c.after))
+                  for c in all_checks()]
     assert [tuple(e) for e in CHECKS] == registered
+
+
+def test_catalog_knows_where_each_option_model_lives_and_what_options_enable():
+    from qrdoctor.core.catalog import ENABLED_BY, OPTION_MODELS, OPTIONS
+    from qrdoctor.core.registry import all_checks
+
+    checks = {c.id: c for c in all_checks()}
+    assert OPTION_MODELS == {c.id: f"{c.options.__module__}:{c.options.__qualname__}"
+                             for c in checks.values() if c.options is not None}
+    assert {e.check for e in OPTIONS if e.check} <= set(OPTION_MODELS)
+    assert ENABLED_BY == {c.id: c.enabled_by for c in checks.values() if c.enabled_by}
+
+
+def test_option_model_modules_import_no_dicom_library():
+    """The command line validates options before any check is loaded: the modules of the option
+    models must not pull in what the checks themselves need."""
+    from qrdoctor.core.catalog import OPTION_MODELS
+
+    modules = sorted({path.partition(":")[0] for path in OPTION_MODELS.values()})
+    code = ("import importlib, json, sys\n"
+            f"for m in {modules!r}: importlib.import_module(m)\n"
+            "print(json.dumps(sorted(m for m in ('pynetdicom', 'pydicom', 'httpx', 'numpy') if m in sys.modules)))\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout) == []
 
 
 def test_catalog_options_are_the_checks_options():
@@ -139,10 +165,15 @@ def test_check_only_tcp_loads_the_report_writers_to_write_a_report(tmp_path):
 
 def test_an_option_of_an_unselected_check_is_still_validated(tmp_path):
     """The option models of the options given are loaded to validate them, selected or not, and
-    only those (with their checks)."""
+    only those -- from their own modules, without their checks."""
     code, out, loaded = _loaded_by(["check", "X@127.0.0.1:9", "--only", "network.tcp", "--probe-limit", "0"])
-    assert code == 2 and "qrdoctor.checks.find.match_limit" in loaded
-    assert _under(loaded, ("qrdoctor.checks.retrieve", "qrdoctor.checks.match")) == []
+    assert code == 2 and "qrdoctor.checks.find.options" in loaded
+    assert _under(loaded, ("qrdoctor.checks.find.match_limit", "qrdoctor.checks.retrieve", "qrdoctor.checks.match",
+                           "pydicom", "pynetdicom")) == []
+    code, out, loaded = _loaded_by(["check", "X@127.0.0.1:9", "--only", "network.tcp", "--listen-host", "127.0.0.1"])
+    assert code == 1 and "qrdoctor.checks.retrieve.options" in loaded
+    assert _under(loaded, ("qrdoctor.checks.retrieve.get", "qrdoctor.checks.retrieve.move", "pydicom",
+                           "pynetdicom")) == []
     bundle = tmp_path / "r.zip"
     code, out, loaded = _loaded_by(["check", "X@127.0.0.1:9", "--only", "network.tcp", "--probe-limit", "7",
                                     "--bundle", str(bundle)])
@@ -186,8 +217,7 @@ def test_a_run_without_dicomweb_url_loads_no_dicomweb_check():
     """The DICOMweb checks need --dicomweb URL to run; without it their modules and the HTTP
     client (httpx) are not imported: the first probe does not wait for them."""
     code, out, loaded = _loaded_by(["check", "X@127.0.0.1:9"])
-    assert code == 1 and "retrieve.move" in out
-    assert "qrdoctor.checks.retrieve.move" in loaded
+    assert code == 1 and "retrieve.move" in out and "qrdoctor.checks.network" in loaded
     assert _under(loaded, ("qrdoctor.checks.dicomweb", "qrdoctor.dicomweb", "httpx")) == []
     code, out, loaded = _loaded_by(["check", "X@127.0.0.1:9", "--dicomweb", "http://127.0.0.1:9/dicom-web/",
                                     "--timeout", "2"])

@@ -18,6 +18,7 @@ from pydicom import Dataset
 
 from qrdoctor.checks.failures import ProbeRecord
 from qrdoctor.checks.find.levels import LevelsLearned, level_actions
+from qrdoctor.checks.find.options import DEFAULT_PROBE_LIMIT, MatchLimitOptions
 from qrdoctor.checks.shared import (
     ANSWER_CODES,
     ASSOCIATION_CODES,
@@ -35,19 +36,12 @@ from qrdoctor.checks.shared import (
 )
 from qrdoctor.core.context import Context, Outcome, Situation
 from qrdoctor.core.model import Finding, Severity, Stage, actions
-from qrdoctor.core.options import Options
 from qrdoctor.core.registry import Observation, define
 from qrdoctor.dicom.dimse import describe_status
 from qrdoctor.dicom.find import AssociationFailed
 
-DEFAULT_PROBE_LIMIT = 5000  # how many matches find.match_limit counts before it stops looking
 BISECTION_QUERIES = 24  # date ranges tried on a PACS that refuses broad queries
 CAP_STATUSES = (0x0000, 0xFE00, 0xB001)  # final statuses a capped answer may end with
-
-
-class MatchLimitOptions(Options):
-    probe_limit: int = Field(DEFAULT_PROBE_LIMIT, ge=1, le=1_000_000,
-                             description="how many matches find.match_limit counts before it stops looking")
 
 
 # -- what is observed -------------------------------------------------------------------------

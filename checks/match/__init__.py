@@ -2,11 +2,6 @@
 
 Every probe is derived from data the PACS itself returned and is restricted to one patient (by
 Patient ID) or one study, so its expected answer is known exactly and the probe stays cheap.
-Importing the package registers match.wildcards, match.ranges and match.lists, in that order.
+Importing this package registers nothing: the registry imports match.wildcards, match.ranges
+and match.lists by name when a run selects them, and runs them in the catalog's order.
 """
-
-from qrdoctor.checks.match import wildcards  # noqa: I001 - registration order is the run order
-from qrdoctor.checks.match import ranges
-from qrdoctor.checks.match import lists
-
-__all__ = ["lists", "ranges", "wildcards"]

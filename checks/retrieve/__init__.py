@@ -11,15 +11,8 @@ what the PACS reports it sent, and what arrived. Nothing is ever sent to the PAC
 - :mod:`.conclude` holds the reconciliation and the conclusions both share (pure);
 - :mod:`.observe` turns what the DICOM layer saw into plain observation data;
 - :mod:`.model` declares the observations and the facts; :mod:`.options` the options.
+
+Importing this package registers nothing: the registry imports :mod:`.move` and :mod:`.get` by
+name when a run selects them. :mod:`.options` imports no DICOM library, so that the command line
+validates the retrieve options before either check's module is loaded.
 """
-
-from qrdoctor.checks.retrieve.options import RetrieveOptions
-
-# Importing registers the checks: retrieve.move first, so that it runs before retrieve.get.
-# isort: split
-from qrdoctor.checks.retrieve import move
-
-# isort: split
-from qrdoctor.checks.retrieve import get
-
-__all__ = ["RetrieveOptions", "get", "move"]

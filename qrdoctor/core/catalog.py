@@ -9,7 +9,9 @@ checks; so this module keeps
 * :data:`CHECKS`: each check's id, stage, title, requirements and the module whose import
   registers it, in the order they run (the registry loads only the modules a run selects);
 * :data:`OPTIONS`: each field of the checks' option models (and of the run's own
-  ``SchedulingOptions``), as the command line offers it, with the first check declaring it.
+  ``SchedulingOptions``), as the command line offers it, with the first check declaring it;
+* :data:`OPTION_MODELS` and :data:`ENABLED_BY`: where each option model lives and which checks
+  an option enables, so that options are validated without loading any check.
 
 ``tests/test_startup.py`` proves both equal the registry, so a check or an option added, renamed
 or re-ordered without updating these tables fails the suite.
@@ -26,43 +28,59 @@ class CheckEntry(NamedTuple):
     title: str
     requires: tuple[str, ...] = ()
     module: str = ""  # importing it registers the check (and the checks it imports)
+    # What the runner schedules with before the check's module is in (see core/runner.py):
+    budget: float = 4.0  # the check's deadline, in multiples of the network timeout (+2 s)
+    after: tuple[str, ...] = ()  # checks it reads when they are in the run (Check.after)
 
 
 CHECKS: tuple[CheckEntry, ...] = (
     CheckEntry("network", "network.tcp", "TCP reachability",
-               (), "qrdoctor.checks.network"),
+               (), "qrdoctor.checks.network", 3.0),
     CheckEntry("network", "network.tls", "TLS handshake",
-               ("network.tcp",), "qrdoctor.checks.network"),
+               ("network.tcp",), "qrdoctor.checks.network", 2.0),
     CheckEntry("association", "association.echo", "DICOM association and C-ECHO",
-               ("network.tcp", "network.tls"), "qrdoctor.checks.association"),
+               ("network.tcp", "network.tls"), "qrdoctor.checks.association", 3.0),
     CheckEntry("association", "association.ae_titles", "AE title checks",
-               ("association.echo",), "qrdoctor.checks.association"),
+               ("association.echo",), "qrdoctor.checks.association", 3.0),
     CheckEntry("association", "association.models", "Query/Retrieve information models",
-               ("association.echo",), "qrdoctor.checks.association"),
+               ("association.echo",), "qrdoctor.checks.association", 2.0),
     CheckEntry("query", "find.levels", "C-FIND at every level",
-               ("association.models",), "qrdoctor.checks.find.levels"),
+               ("association.models",), "qrdoctor.checks.find.levels", 6.0),
     CheckEntry("query", "find.conformance", "Shape of the C-FIND answers",
-               ("find.levels",), "qrdoctor.checks.find.conformance"),
+               ("find.levels",), "qrdoctor.checks.find.conformance", 2.0),
     CheckEntry("query", "find.return_keys", "Returned keys",
-               ("find.levels",), "qrdoctor.checks.find.return_keys"),
+               ("find.levels",), "qrdoctor.checks.find.return_keys", 1.0),
     CheckEntry("query", "find.match_limit", "Match limit",
-               ("find.levels",), "qrdoctor.checks.find.match_limit"),
+               ("find.levels",), "qrdoctor.checks.find.match_limit", 8.0),
     CheckEntry("matching", "match.wildcards", "Patient name wildcards and case",
-               ("find.levels",), "qrdoctor.checks.match.wildcards"),
+               ("find.levels",), "qrdoctor.checks.match.wildcards", 5.0),
     CheckEntry("matching", "match.ranges", "Date and time range matching",
-               ("find.levels",), "qrdoctor.checks.match.ranges"),
+               ("find.levels",), "qrdoctor.checks.match.ranges", 4.0),
     CheckEntry("matching", "match.lists", "List matching (CS and UI)",
-               ("find.levels",), "qrdoctor.checks.match.lists"),
+               ("find.levels",), "qrdoctor.checks.match.lists", 4.0),
     CheckEntry("retrieve", "retrieve.get", "C-GET round trip",
-               ("network.tcp", "find.levels"), "qrdoctor.checks.retrieve.get"),
+               ("network.tcp", "find.levels"), "qrdoctor.checks.retrieve.get", 10.0),
     CheckEntry("retrieve", "retrieve.move", "C-MOVE round trip",
-               ("network.tcp", "find.levels"), "qrdoctor.checks.retrieve.move"),
+               ("network.tcp", "find.levels"), "qrdoctor.checks.retrieve.move", 10.0),
     CheckEntry("dicomweb", "dicomweb.qido", "QIDO-RS queries",
-               (), "qrdoctor.checks.dicomweb.qido"),
+               (), "qrdoctor.checks.dicomweb.qido", 8.0, ("association.models",)),
     CheckEntry("dicomweb", "dicomweb.wado", "WADO-RS retrieval",
-               ("dicomweb.qido",), "qrdoctor.checks.dicomweb.wado"),
+               ("dicomweb.qido",), "qrdoctor.checks.dicomweb.wado", 12.0),
 )
 
+
+# What the command line needs of the checks before it loads any of them (both equal to the
+# registry, tests/test_startup.py): the checks an option must enable (``define(enabled_by=...)``)
+# and the option model of every check declaring one, as "module:Class" of a module that imports
+# no DICOM library.
+ENABLED_BY: dict[str, str] = {"dicomweb.qido": "dicomweb", "dicomweb.wado": "dicomweb"}
+OPTION_MODELS: dict[str, str] = {
+    "find.match_limit": "qrdoctor.checks.find.options:MatchLimitOptions",
+    "retrieve.get": "qrdoctor.checks.retrieve.options:RetrieveOptions",
+    "retrieve.move": "qrdoctor.checks.retrieve.options:RetrieveOptions",
+    "dicomweb.qido": "qrdoctor.checks.dicomweb.options:DicomwebOptions",
+    "dicomweb.wado": "qrdoctor.checks.dicomweb.options:DicomwebOptions",
+}
 
 class OptionEntry(NamedTuple):
     name: str  # the field's name; its flag is --name-with-dashes

@@ -20,6 +20,7 @@ network, and a test can replay observations recorded from real servers.
 from __future__ import annotations
 
 import importlib
+import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -37,7 +38,7 @@ if TYPE_CHECKING:
 class Observation(BaseModel):
     """Base class of what a check's ``observe`` step saw: typed and JSON-serialisable."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
 
 class Facts(BaseModel):
@@ -47,7 +48,7 @@ class Facts(BaseModel):
     Unknown keys are kept, so a newer report still validates against an older type.
     """
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", defer_build=True)
 
 
 ObserveFn = Callable[["Context"], Observation]
@@ -90,12 +91,59 @@ class Check:
         return fn
 
     def deadline_for(self, timeout: float) -> float:
-        return self.budget * timeout + 2.0
+        return deadline(self.budget, timeout)
 
     @property
     def module(self) -> str:
         fn = self.observe_fn or self.conclude_fn
         return fn.__module__ if fn else "?"
+
+
+def deadline(budget: float, timeout: float) -> float:
+    """A check's time limit: its budget in multiples of the network timeout, plus 2 s."""
+    return budget * timeout + 2.0
+
+
+class DeferredCheck:
+    """A selected check whose module is still being imported in the background (see
+    :class:`qrdoctor.core.runner.Runner`): what the catalog says of it is there at once -- id,
+    stage, title, requirements, budget, the option that enables it -- and anything else is the
+    registered :class:`Check`'s, waited for (:meth:`resolve`) once asked for."""
+
+    def __init__(self, entry: catalog.CheckEntry, loaded: threading.Event) -> None:
+        self.id = entry.id
+        self.stage = Stage[entry.stage.upper()]
+        self.title = entry.title
+        self.requires = tuple(entry.requires)
+        self.after = tuple(entry.after)
+        self.budget = entry.budget
+        self.enabled_by = catalog.ENABLED_BY.get(entry.id)
+        self.module_name = entry.module
+        self._loaded = loaded
+        self._check: Check | None = None
+
+    def ready(self) -> bool:
+        """Its module is in (or its import failed: :meth:`resolve` then raises the error)."""
+        return self._check is not None or self._loaded.is_set()
+
+    def resolve(self) -> Check:
+        """The registered check, waiting for the background import of its module if need be."""
+        if self._check is None:
+            self._loaded.wait()
+            importlib.import_module(self.module_name)  # raises here what the import raised there
+            self._check = get_check(self.id)
+        return self._check
+
+    def deadline_for(self, timeout: float) -> float:
+        return deadline(self.budget, timeout)
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__") or name in ("_check", "_loaded"):
+            raise AttributeError(name)
+        return getattr(self.resolve(), name)
+
+    def __repr__(self) -> str:
+        return f"DeferredCheck({self.id!r}, {'ready' if self.ready() else 'loading'})"
 
 
 class DuplicateCheckError(RuntimeError):
@@ -241,6 +289,31 @@ def option_models(checks: Iterable[Check] | None = None) -> list[type[Options]]:
             owner[name] = c.options
         models.append(c.options)
     return [*models, SchedulingOptions]
+
+
+def declared_option_models(check_ids: Iterable[str]) -> list[type[Options]]:
+    """The option models of these checks (each the first check declaring it, as
+    :func:`~qrdoctor.core.option_fields.option_owners` gives them), imported from their own modules
+    (:data:`catalog.OPTION_MODELS`) without loading the checks, then :class:`SchedulingOptions`."""
+    models: list[type[Options]] = []
+    for cid in check_ids:
+        path = catalog.OPTION_MODELS.get(cid)
+        if path is None:
+            continue
+        module, _, name = path.partition(":")
+        model = getattr(importlib.import_module(module), name)
+        if model not in models:
+            models.append(model)
+    return [*models, SchedulingOptions]
+
+
+def enabled_by_options(check_id: str, flat: dict[str, Any]) -> bool:
+    """:func:`enabled`, from the catalog and the run's flat option values, without loading the check."""
+    option = catalog.ENABLED_BY.get(check_id)
+    if option is None:
+        return True
+    value = flat.get(option)
+    return value is not None and value != "" and value is not False
 
 
 def typed_facts(check_id: str, facts: dict[str, Any]) -> Facts:

@@ -15,6 +15,12 @@ results of the checks it requires (directly or through them) and nothing else, a
 steps run in the declared order, each with the results of every check before it -- as in a
 serial run. Results and the report keep the declared order.
 
+Loading. The checks of the first stages (network, association) are written without the DICOM
+libraries and are loaded before the run; the modules of the later checks, which import pydicom and
+pynetdicom (a tenth of a second or more), are imported by a background thread while the first
+checks talk to the PACS (:class:`~qrdoctor.core.registry.DeferredCheck`): the first TCP
+connection does not wait for them, and a later check starts once its module is in.
+
 A check the PACS turned away at association time (a rejection such as 2/3/2 "local limit
 exceeded", an abort, a closed connection) while another of our checks held an association may
 have been turned away because of us: it is run again on its own once nothing else runs (and
@@ -28,11 +34,12 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime as dt
+import importlib
 import platform
 import threading
 import time
 import traceback
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from importlib import metadata
 from typing import Any, Protocol
 
@@ -44,9 +51,12 @@ from qrdoctor.core.model import CheckResult, Report, Stage, Status, TargetInfo, 
 from qrdoctor.core.options import RunOptions, SchedulingOptions
 from qrdoctor.core.registry import (
     Check,
+    DeferredCheck,
     Facts,
     Observation,
+    declared_option_models,
     enabled,
+    enabled_by_options,
     option_models,
     requirement_closure,
     select,
@@ -159,22 +169,25 @@ class Runner:
         command_line: str | None = None,
     ) -> None:
         self.target = target
-        selected = checks if checks is not None else _selection(only, options, getattr(target, "dimse", True))
+        self._wake = threading.Event()
+        self.loader = _Loader(self._wake.set)
+        selected = checks if checks is not None else _selection(
+            only, options, getattr(target, "dimse", True), self.loader)
         self.observer: Observer = observer or NullObserver()
         self.run_budget = run_budget
         self.cancel_event = threading.Event()
+        models = declared_option_models([c.id for c in selected]) if checks is None else option_models(selected)
         if not isinstance(options, RunOptions):
-            options = RunOptions.from_flat(options, option_models(selected))
+            options = RunOptions.from_flat(options, models)
         self.options = options
         self.checks = applicable(selected, target, options)
         # passwords and tokens the options hold: removed from every result, observation and
         # the command line before anything else sees them
-        self.scrubber = SecretScrubber(run_secrets(options.get(m) for m in option_models(selected)))
+        self.scrubber = SecretScrubber(run_secrets(options.get(m) for m in models))
         self.command_line = self.scrubber.text(command_line) if command_line else command_line
         self.max_associations = options.get(SchedulingOptions).max_associations
         # patient data the user typed (--patient-id) is redacted from the start, whatever runs
         self._phi: dict[str, str] = dict(options.phi())
-        self._wake = threading.Event()
 
     def phi_so_far(self) -> dict[str, str]:
         """The patient-identifying values the checks have registered so far (value -> kind), so
@@ -198,7 +211,10 @@ class Runner:
                       phi=self._phi)
         observations: dict[str, dict] = {}
         self.observer.run_started(self.checks)
-        results = _Schedule(self, ctx, t0 + self.budget(), observations).run()
+        try:
+            results = _Schedule(self, ctx, t0 + self.budget(), observations).run()
+        finally:
+            self.loader.finish()
         report = Report(
             tool=tool_info(),
             target=target_info(self.target, self.options, self.checks),
@@ -223,24 +239,86 @@ class Runner:
 OPTION_ENABLED_STAGES = {"dicomweb": "dicomweb"}
 
 
-def _selection(only: Iterable[str] | None, options: RunOptions | dict | None, dimse: bool) -> list[Check]:
+# The stages whose checks' modules import no DICOM library (tests/test_runner_loading.py proves
+# it): loaded before the run starts; the later stages' modules are loaded while these run.
+EARLY_STAGES = frozenset({Stage.NETWORK.label, Stage.ASSOCIATION.label})
+
+
+def _selection(only: Iterable[str] | None, options: RunOptions | dict | None, dimse: bool,
+               loader: _Loader | None = None) -> list[Check | DeferredCheck]:
     """The checks a run selects (see :func:`select`), without loading, when no --only names
     them, those its options cannot enable, nor in a DICOMweb-only run (no DIMSE target) those
-    :func:`applicable` would leave out."""
+    :func:`applicable` would leave out. With a ``loader``, only the early stages' modules are
+    loaded here; the later checks are :class:`DeferredCheck` whose modules the loader imports."""
+    known = {e.id for e in catalog.CHECKS}
     if only:
-        return select(only, optional=True)
-    given = options.flat() if isinstance(options, RunOptions) else dict(options or {})
-    ids = [e.id for e in catalog.CHECKS
-           if (e.stage not in OPTION_ENABLED_STAGES or OPTION_ENABLED_STAGES[e.stage] in given)
-           and (dimse or e.stage == Stage.DICOMWEB.label)]
-    return select(ids, optional=True)
+        if loader is None or not set(only) <= known:
+            return select(only, optional=True)  # (an unknown id raises there)
+        ids = catalog.requirement_closure(list(only))
+    else:
+        given = options.flat() if isinstance(options, RunOptions) else dict(options or {})
+        ids = [e.id for e in catalog.CHECKS
+               if (e.stage not in OPTION_ENABLED_STAGES or OPTION_ENABLED_STAGES[e.stage] in given)
+               and (dimse or e.stage == Stage.DICOMWEB.label)]
+        if loader is None:
+            return select(ids, optional=True)
+    entries = [e for e in catalog.CHECKS if e.id in set(ids)]
+    early = [e.id for e in entries if e.stage in EARLY_STAGES]
+    loaded = {c.id: c for c in select(early, optional=True)} if early else {}
+    later = [e for e in entries if e.id not in loaded]
+    events = loader.load(dict.fromkeys(e.module for e in later))
+    return [loaded[e.id] if e.id in loaded else DeferredCheck(e, events[e.module]) for e in entries]
+
+
+class _Loader:
+    """Imports the later checks' modules in a background thread, in run order, each module's
+    event set once it is in (or its import failed); ``wake`` is called after each. :meth:`finish`
+    (at the end of the run) lets the module being imported complete and skips the rest: no
+    import is left half done when the process exits."""
+
+    def __init__(self, wake: Callable[[], None]) -> None:
+        self.wake = wake
+        self.thread: threading.Thread | None = None
+        self._stop = threading.Event()
+
+    def finish(self) -> None:
+        self._stop.set()
+        if self.thread is not None:
+            self.thread.join()
+
+    def load(self, modules: Iterable[str]) -> dict[str, threading.Event]:
+        events = {m: threading.Event() for m in modules}
+        if events:
+            self.thread = threading.Thread(target=self._run, args=(list(events.items()),),
+                                           name="qrdoctor-check-loader", daemon=True)
+            self.thread.start()
+        return events
+
+    def _run(self, events: list[tuple[str, threading.Event]]) -> None:
+        for module, event in events:
+            if self._stop.is_set():
+                event.set()  # not needed any more: a late resolve() imports it itself
+                continue
+            try:
+                importlib.import_module(module)
+            except BaseException:  # noqa: BLE001 - DeferredCheck.resolve() raises it in the runner
+                pass
+            finally:
+                event.set()
+                self.wake()
+
+
+def _enabled(c: Check | DeferredCheck, options: RunOptions) -> bool:
+    if isinstance(c, DeferredCheck):
+        return enabled_by_options(c.id, options.flat())
+    return enabled(c, options)
 
 
 def applicable(checks: list[Check], target: Target, options: RunOptions) -> list[Check]:
     """The checks this run can do: those the options enable (the DICOMweb checks need a base
     URL), and in a run without a DIMSE target (DICOMweb only) the DICOMweb checks alone."""
     dimse = getattr(target, "dimse", True)
-    return [c for c in checks if enabled(c, options) and (dimse or c.stage is Stage.DICOMWEB)]
+    return [c for c in checks if _enabled(c, options) and (dimse or c.stage is Stage.DICOMWEB)]
 
 
 def dicomweb_url(options: RunOptions, checks: Iterable[Check]) -> str | None:
@@ -374,7 +452,7 @@ class _Schedule:
         # Checks that hold a local resource alone (the retrieve checks and the store port) run one
         # after another whatever the bound: they start first, so that they do not end the run
         # alone. (When a check starts changes nothing it sees: see the module's docstring.)
-        order = list(self.pending) if self.serial else sorted(self.pending, key=lambda c: not c.resources)
+        order = list(self.pending) if self.serial else sorted(self.pending, key=lambda c: not _resources(c))
         for chk in order:
             if self.serial and (self.running or chk.id != self._next_id()):
                 return
@@ -385,8 +463,8 @@ class _Schedule:
             if skip is not None:
                 self._settle(chk, skip)
                 continue
-            if waiting:
-                continue
+            if waiting or (isinstance(chk, DeferredCheck) and not chk.ready()):
+                continue  # (its module is still being imported: the loader wakes the loop)
             if time.monotonic() >= self.run_deadline:
                 self._settle(chk, self._skip(chk, None, "skipped: the run's overall time limit was reached"))
                 continue
@@ -394,7 +472,7 @@ class _Schedule:
                 self.pending.remove(chk)
                 self._start(chk)
 
-    def _settle(self, chk: Check, result: CheckResult) -> None:
+    def _settle(self, chk: Check | DeferredCheck, result: CheckResult) -> None:
         self.moves += 1
         self.pending.remove(chk)
         self.done[chk.id] = _Done(result=result)
@@ -561,6 +639,13 @@ class _Schedule:
             id=chk.id, stage=chk.stage.label, title=chk.title, status=Status.SKIPPED,
             started_at=utc_now(), blocked_by=blocked_by, reason=reason, summary=reason,
         )
+
+
+def _resources(chk: Check | DeferredCheck) -> tuple[str, ...]:
+    """The local resources a check holds alone (none known yet for one still loading)."""
+    if isinstance(chk, DeferredCheck) and not chk.ready():
+        return ()
+    return tuple(chk.resources)
 
 
 # A check that ended this long before another started may still have had its association open

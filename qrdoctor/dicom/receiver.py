@@ -36,10 +36,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from pydicom.uid import UID
-from pynetdicom import PYNETDICOM_IMPLEMENTATION_UID
-
 from qrdoctor.dicom.dimse import element, text
+from qrdoctor.dicom.pdu import IMPLEMENTATION_UID
 from qrdoctor.dicom.peek import Identity, identity_of_file
 
 log = logging.getLogger("qrdoctor.dicom.storescp")
@@ -187,6 +185,8 @@ def _file_name(uid: str) -> str:
 
 def uid_name(uid: str) -> str:
     """A readable name for a UID (``CT Image Storage``), or the UID itself."""
+    from pydicom.uid import UID
+
     try:
         name = UID(uid).name
     except Exception:  # noqa: BLE001 - a malformed UID from the peer is shown as it came
@@ -202,7 +202,7 @@ def file_meta(sop_class: str, sop_instance: str, transfer_syntax: str,
         element(0x00020002, "UI", text(sop_class), explicit=True),
         element(0x00020003, "UI", text(sop_instance), explicit=True),
         element(0x00020010, "UI", text(transfer_syntax), explicit=True),
-        element(0x00020012, "UI", text(str(PYNETDICOM_IMPLEMENTATION_UID)), explicit=True),
+        element(0x00020012, "UI", text(IMPLEMENTATION_UID), explicit=True),
         element(0x00020013, "SH", text(_IMPLEMENTATION_VERSION, b" "), explicit=True),
         element(0x00020016, "AE", text(source_ae, b" "), explicit=True) if source_ae else b"",
     ])

@@ -34,10 +34,11 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import cache
+from typing import TYPE_CHECKING, Any
 
-from pydicom.uid import UID_dictionary
-from pynetdicom.presentation import PresentationContext
-from pynetdicom.sop_class import uid_to_service_class
+if TYPE_CHECKING:
+    from pynetdicom.presentation import PresentationContext
 
 IMPLICIT_VR_LE = "1.2.840.10008.1.2"
 EXPLICIT_VR_LE = "1.2.840.10008.1.2.1"
@@ -65,9 +66,29 @@ GROUPS: dict[str, tuple[str, ...]] = {
 ALL = "all"
 _NOT_FOR_NETWORK = frozenset({"1.2.840.10008.1.2.6.1", "1.2.840.10008.1.2.6.2", "1.2.840.10008.1.20"})
 _EXTRA_NAMES = {DEFLATED_IMAGE_FRAME: "Deflated Image Frame Compression"}
-STANDARD: tuple[str, ...] = tuple(
-    [uid for uid, entry in UID_dictionary.items() if entry[1] == "Transfer Syntax" and uid not in _NOT_FOR_NETWORK]
-    + [uid for uid in _EXTRA_NAMES if uid not in UID_dictionary])
+
+
+def _uid_dictionary() -> dict[str, Any]:
+    """pydicom's table of UIDs, imported when a UID needs naming or checking (not when the
+    option models that use this module are loaded: see ``qrdoctor check``'s start-up)."""
+    from pydicom.uid import UID_dictionary
+
+    return UID_dictionary
+
+
+@cache
+def standard() -> tuple[str, ...]:
+    """Every transfer syntax the standard defines for the network (pydicom's table, without the
+    ones for media only), with those pydicom does not name yet."""
+    table = _uid_dictionary()
+    return tuple(
+        [uid for uid, entry in table.items() if entry[1] == "Transfer Syntax" and uid not in _NOT_FOR_NETWORK]
+        + [uid for uid in _EXTRA_NAMES if uid not in table])
+
+
+@cache
+def _standard_set() -> frozenset[str]:
+    return frozenset(standard())
 
 # PS3.8 9.3.3.2: the result/reason of a presentation context in the A-ASSOCIATE-AC
 ACCEPTANCE, USER_REJECTION, NO_REASON, ABSTRACT_SYNTAX_NOT_SUPPORTED, TRANSFER_SYNTAXES_NOT_SUPPORTED = 0, 1, 2, 3, 4
@@ -88,7 +109,7 @@ def syntax_label(uid: str) -> str:
     """A transfer syntax's name in words, or "" when neither pydicom nor we know it."""
     if uid in _EXTRA_NAMES:
         return _EXTRA_NAMES[uid]
-    entry = UID_dictionary.get(uid)
+    entry = _uid_dictionary().get(uid)
     if entry is None:
         return ""
     return str(entry[0]).split(":")[0].strip()
@@ -123,11 +144,11 @@ class Profile:
 
     def accepted(self) -> tuple[str, ...]:
         """Every transfer syntax this profile accepts (``all``: the standard's)."""
-        return STANDARD if self.syntaxes is None else self.syntaxes
+        return standard() if self.syntaxes is None else self.syntaxes
 
     def accepts(self, uid: str) -> bool:
         if self.syntaxes is None:
-            return uid in _STANDARD_SET
+            return uid in _standard_set()
         return uid in self.syntaxes
 
     def choose(self, proposed: Iterable[str]) -> str | None:
@@ -137,11 +158,10 @@ class Profile:
     def describe(self) -> list[str]:
         """Each accepted syntax in words and UID (``all`` is not spelled out)."""
         if self.syntaxes is None:
-            return [f"every standard transfer syntax ({len(STANDARD)})"]
+            return [f"every standard transfer syntax ({len(standard())})"]
         return [syntax_name(uid) for uid in self.syntaxes]
 
 
-_STANDARD_SET = frozenset(STANDARD)
 DEFAULT_PROFILE = Profile()
 
 
@@ -184,7 +204,7 @@ def parse_profile(text: str | None) -> Profile:
 def _checked_uid(part: str) -> str:
     if not _valid_uid(part):
         raise ProfileError(f"{part!r} is not a valid UID (digits and dots, at most 64 characters)")
-    entry = UID_dictionary.get(part)
+    entry = _uid_dictionary().get(part)
     if entry is not None and entry[1] != "Transfer Syntax":
         raise ProfileError(f"{part} is {entry[0]} ({entry[1]}), not a transfer syntax")
     return part
@@ -208,10 +228,12 @@ def storage_class_verdict(uid: str, policy: str = SOP_CLASSES_ANY) -> str | None
         return "not a valid UID"
     if uid == VERIFICATION:
         return None
+    from pynetdicom.sop_class import uid_to_service_class
+
     service = uid_to_service_class(uid).__name__
     if service == "StorageServiceClass":
         return None
-    entry = UID_dictionary.get(uid)
+    entry = _uid_dictionary().get(uid)
     if entry is not None:
         return f"not a storage SOP class ({entry[0]})"
     if policy == SOP_CLASSES_STANDARD:
@@ -267,6 +289,8 @@ def negotiate(proposed: Iterable[PresentationContext], profile: Profile,
     No SCP/SCU role selection item is answered: the PACS is the Storage SCU and we the SCP,
     which are the default roles (PS3.7 D.3.3.4), whatever it proposed.
     """
+    from pynetdicom.presentation import PresentationContext
+
     decisions, results = [], []
     for cx in proposed:
         d = decide(int(cx.context_id), str(cx.abstract_syntax), [str(ts) for ts in cx.transfer_syntax],

@@ -15,7 +15,6 @@ from __future__ import annotations
 import contextlib
 import importlib
 import os
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -89,6 +88,8 @@ def write_report(report: Report, fmt: str, path: str | Path, include_phi: bool =
             fh.write(content)
         return dest
     mode = dest.stat().st_mode & 0o777 if dest.exists() else (0o600 if include_phi else 0o644)
+    import tempfile  # (when a report is written: not on every run's start)
+
     fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
     try:
         with os.fdopen(fd, "wb") as fh:
