@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from functools import cache
-
 from qrdoctor.checks.failures import (
     ProbeRecord,
     abort_finding,
@@ -301,29 +299,26 @@ def conclude_ae_titles(obs: AeTitlesObservation, s: Situation) -> Outcome:
 
 # ----------------------------------------------------------------------------------------------
 
-@cache
-def q_r_models() -> dict[str, tuple[str, dict[str, str]]]:
-    """model key -> (its name, operation -> SOP Class UID), from pynetdicom's table of SOP
-    classes (imported when the models check runs, not when the echo of a monitoring run does)."""
-    from pynetdicom import sop_class as sc
-
-    return {
-        "patient_root": ("Patient Root", {
-            "find": str(sc.PatientRootQueryRetrieveInformationModelFind),
-            "move": str(sc.PatientRootQueryRetrieveInformationModelMove),
-            "get": str(sc.PatientRootQueryRetrieveInformationModelGet),
-        }),
-        "study_root": ("Study Root", {
-            "find": str(sc.StudyRootQueryRetrieveInformationModelFind),
-            "move": str(sc.StudyRootQueryRetrieveInformationModelMove),
-            "get": str(sc.StudyRootQueryRetrieveInformationModelGet),
-        }),
-        "patient_study_only": ("Patient/Study Only", {
-            "find": str(sc.PatientStudyOnlyQueryRetrieveInformationModelFind),
-            "move": str(sc.PatientStudyOnlyQueryRetrieveInformationModelMove),
-            "get": str(sc.PatientStudyOnlyQueryRetrieveInformationModelGet),
-        }),
-    }
+# The Query/Retrieve information models and their SOP Class UIDs (PS3.4 C.6, PS3.6 annex A),
+# written here so that probing them needs no DICOM library: tests/test_association_models.py
+# proves them equal to pynetdicom's table.
+MODELS: dict[str, tuple[str, dict[str, str]]] = {
+    "patient_root": ("Patient Root", {
+        "find": "1.2.840.10008.5.1.4.1.2.1.1",
+        "move": "1.2.840.10008.5.1.4.1.2.1.2",
+        "get": "1.2.840.10008.5.1.4.1.2.1.3",
+    }),
+    "study_root": ("Study Root", {
+        "find": "1.2.840.10008.5.1.4.1.2.2.1",
+        "move": "1.2.840.10008.5.1.4.1.2.2.2",
+        "get": "1.2.840.10008.5.1.4.1.2.2.3",
+    }),
+    "patient_study_only": ("Patient/Study Only", {
+        "find": "1.2.840.10008.5.1.4.1.2.3.1",
+        "move": "1.2.840.10008.5.1.4.1.2.3.2",
+        "get": "1.2.840.10008.5.1.4.1.2.3.3",
+    }),
+}
 
 
 CONTEXT_RESULT = {
@@ -364,7 +359,7 @@ def observe_models(ctx: Context) -> ModelsObservation:
     # A raw association request: pynetdicom aborts when no context is accepted, and then the
     # per-context results (the capability map) would be lost.
     t = ctx.target
-    uids = [str(uid) for _label, ops in q_r_models().values() for uid in ops.values()]
+    uids = [str(uid) for _label, ops in MODELS.values() for uid in ops.values()]
     timeout = ctx.timeout()
     probe, waited = _probe(ctx, timeout, t.calling_ae, t.called_ae, abstract_syntaxes=uids)
     ctx.raise_if_cancelled()
@@ -401,7 +396,7 @@ def conclude_models(obs: ModelsObservation, s: Situation) -> Outcome:
 
     table: dict[str, dict[str, bool]] = {}
     rows = []
-    for key, (_label, ops) in q_r_models().items():
+    for key, (_label, ops) in MODELS.items():
         table[key] = {}
         for op_name, uid in ops.items():
             row = by_uid.get(str(uid), {})
@@ -488,7 +483,7 @@ def conclude_models(obs: ModelsObservation, s: Situation) -> Outcome:
                         tester=advertise_hint(s)),
                 missing=[missing("patient_root", "get"), missing("study_root", "get")],
             ))
-    offered = [f"{q_r_models()[k][0]} {'/'.join(o.upper() for o, ok in v.items() if ok)}"
+    offered = [f"{MODELS[k][0]} {'/'.join(o.upper() for o, ok in v.items() if ok)}"
                for k, v in table.items() if any(v.values())]
     summary = "; ".join(offered) if offered else "no Q/R model accepted"
     return Outcome(summary=summary, facts=facts, findings=findings, learned=table)

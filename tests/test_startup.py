@@ -65,9 +65,13 @@ def test_check_never_imports_numpy(tmp_path):
     (fake / "__init__.py").write_text(
         f"open({str(mark)!r}, 'a').write('imported\\n')\nraise ImportError('stand-in numpy')\n")
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(tmp_path / "site"), str(ROOT)]))
-    code, out, loaded = _run(["check", "X@127.0.0.1:9", "--only", "find.levels"], env=env)
+    from qrdoctor.simulator import SimulatedPACS
+
+    with SimulatedPACS(port=0, studies=3) as pacs:  # a peer that gets the run to its C-FINDs
+        code, out, loaded = _run(["check", f"{pacs.ae_title}@127.0.0.1:{pacs.port}", "--only", "find.levels"],
+                                 env=env)
     assert "pydicom" in loaded and "pynetdicom" in loaded  # the run did import the DICOM stack
-    assert "find.levels" in out
+    assert "find.levels" in out and code == 0, out
     assert not mark.exists(), "numpy was imported"
     assert "numpy" not in loaded
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from pydantic import Field, field_validator, model_validator
 
+from qrdoctor.core.imports import library
 from qrdoctor.core.options import Options
 from qrdoctor.core.target import TargetError, check_readable
 from qrdoctor.dicom.receiver import MIB, Limits
@@ -87,9 +88,7 @@ class RetrieveOptions(Options):
     @field_validator("study", "series")
     @classmethod
     def _uid(cls, v: str | None) -> str | None:
-        from pydicom.uid import UID
-
-        if v is not None and not UID(v).is_valid:
+        if v is not None and not library("pydicom.uid").UID(v).is_valid:
             raise ValueError(f"{v!r} is not a valid DICOM UID")
         return v
 

@@ -20,7 +20,6 @@ network, and a test can replay observations recorded from real servers.
 from __future__ import annotations
 
 import importlib
-import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -105,12 +104,12 @@ def deadline(budget: float, timeout: float) -> float:
 
 
 class DeferredCheck:
-    """A selected check whose module is still being imported in the background (see
-    :class:`qrdoctor.core.runner.Runner`): what the catalog says of it is there at once -- id,
-    stage, title, requirements, budget, the option that enables it -- and anything else is the
-    registered :class:`Check`'s, waited for (:meth:`resolve`) once asked for."""
+    """A selected check whose module is not loaded yet (see :class:`qrdoctor.core.runner.Runner`):
+    what the catalog says of it is there at once -- id, stage, title, requirements, budget, the
+    option that enables it -- and anything else is the registered :class:`Check`'s, whose module
+    ``loader`` imports (with the run's other later checks) when it is asked for."""
 
-    def __init__(self, entry: catalog.CheckEntry, loaded: threading.Event) -> None:
+    def __init__(self, entry: catalog.CheckEntry, loader: Any) -> None:
         self.id = entry.id
         self.stage = Stage[entry.stage.upper()]
         self.title = entry.title
@@ -119,18 +118,18 @@ class DeferredCheck:
         self.budget = entry.budget
         self.enabled_by = catalog.ENABLED_BY.get(entry.id)
         self.module_name = entry.module
-        self._loaded = loaded
+        self._loader = loader
         self._check: Check | None = None
 
     def ready(self) -> bool:
-        """Its module is in (or its import failed: :meth:`resolve` then raises the error)."""
-        return self._check is not None or self._loaded.is_set()
+        """Its module is loaded."""
+        return self._check is not None or bool(self._loader.loaded)
 
     def resolve(self) -> Check:
-        """The registered check, waiting for the background import of its module if need be."""
+        """The registered check, its module (and the run's other later checks') loaded first."""
         if self._check is None:
-            self._loaded.wait()
-            importlib.import_module(self.module_name)  # raises here what the import raised there
+            self._loader.load()
+            importlib.import_module(self.module_name)
             self._check = get_check(self.id)
         return self._check
 
@@ -138,12 +137,12 @@ class DeferredCheck:
         return deadline(self.budget, timeout)
 
     def __getattr__(self, name: str) -> Any:
-        if name.startswith("__") or name in ("_check", "_loaded"):
+        if name.startswith("__") or name in ("_check", "_loader"):
             raise AttributeError(name)
         return getattr(self.resolve(), name)
 
     def __repr__(self) -> str:
-        return f"DeferredCheck({self.id!r}, {'ready' if self.ready() else 'loading'})"
+        return f"DeferredCheck({self.id!r}, {'loaded' if self.ready() else 'not loaded'})"
 
 
 class DuplicateCheckError(RuntimeError):

@@ -16,10 +16,13 @@ steps run in the declared order, each with the results of every check before it 
 serial run. Results and the report keep the declared order.
 
 Loading. The checks of the first stages (network, association) are written without the DICOM
-libraries and are loaded before the run; the modules of the later checks, which import pydicom and
-pynetdicom (a tenth of a second or more), are imported by a background thread while the first
-checks talk to the PACS (:class:`~qrdoctor.core.registry.DeferredCheck`): the first TCP
-connection does not wait for them, and a later check starts once its module is in.
+libraries, and only their modules are loaded before the run: the first TCP connection does not
+wait for pydicom and pynetdicom (a tenth of a second or more). The later checks are
+:class:`~qrdoctor.core.registry.DeferredCheck` (what the catalog says of them) until the first of
+them is ready to start; their modules are imported then, while no check runs, so that loading
+never overlaps a measurement (a round trip timed while another thread imports would include the
+wait for the interpreter). A run that ends in the first stages (a dead peer, a refused
+association) skips the later checks without loading them.
 
 A check the PACS turned away at association time (a rejection such as 2/3/2 "local limit
 exceeded", an abort, a closed connection) while another of our checks held an association may
@@ -39,7 +42,7 @@ import platform
 import threading
 import time
 import traceback
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from importlib import metadata
 from typing import Any, Protocol
 
@@ -47,6 +50,7 @@ from qrdoctor import __version__
 from qrdoctor.core import catalog
 from qrdoctor.core.codes import ASSOCIATION_FAILURES
 from qrdoctor.core.context import NOT_APPLICABLE, Cancelled, Context, Outcome, Situation
+from qrdoctor.core.imports import LIBRARIES
 from qrdoctor.core.model import CheckResult, Report, Stage, Status, TargetInfo, ToolInfo, summarise
 from qrdoctor.core.options import RunOptions, SchedulingOptions
 from qrdoctor.core.registry import (
@@ -170,7 +174,7 @@ class Runner:
     ) -> None:
         self.target = target
         self._wake = threading.Event()
-        self.loader = _Loader(self._wake.set)
+        self.loader = Loader()
         selected = checks if checks is not None else _selection(
             only, options, getattr(target, "dimse", True), self.loader)
         self.observer: Observer = observer or NullObserver()
@@ -211,10 +215,7 @@ class Runner:
                       phi=self._phi)
         observations: dict[str, dict] = {}
         self.observer.run_started(self.checks)
-        try:
-            results = _Schedule(self, ctx, t0 + self.budget(), observations).run()
-        finally:
-            self.loader.finish()
+        results = _Schedule(self, ctx, t0 + self.budget(), observations).run()
         report = Report(
             tool=tool_info(),
             target=target_info(self.target, self.options, self.checks),
@@ -245,11 +246,12 @@ EARLY_STAGES = frozenset({Stage.NETWORK.label, Stage.ASSOCIATION.label})
 
 
 def _selection(only: Iterable[str] | None, options: RunOptions | dict | None, dimse: bool,
-               loader: _Loader | None = None) -> list[Check | DeferredCheck]:
+               loader: Loader | None = None) -> list[Check | DeferredCheck]:
     """The checks a run selects (see :func:`select`), without loading, when no --only names
     them, those its options cannot enable, nor in a DICOMweb-only run (no DIMSE target) those
     :func:`applicable` would leave out. With a ``loader``, only the early stages' modules are
-    loaded here; the later checks are :class:`DeferredCheck` whose modules the loader imports."""
+    loaded here; the later checks are :class:`DeferredCheck` whose modules the loader imports
+    when the runner first needs one."""
     known = {e.id for e in catalog.CHECKS}
     if only:
         if loader is None or not set(only) <= known:
@@ -266,46 +268,29 @@ def _selection(only: Iterable[str] | None, options: RunOptions | dict | None, di
     early = [e.id for e in entries if e.stage in EARLY_STAGES]
     loaded = {c.id: c for c in select(early, optional=True)} if early else {}
     later = [e for e in entries if e.id not in loaded]
-    events = loader.load(dict.fromkeys(e.module for e in later))
-    return [loaded[e.id] if e.id in loaded else DeferredCheck(e, events[e.module]) for e in entries]
+    loader.modules = list(dict.fromkeys(e.module for e in later))
+    return [loaded[e.id] if e.id in loaded else DeferredCheck(e, loader) for e in entries]
 
 
-class _Loader:
-    """Imports the later checks' modules in a background thread, in run order, each module's
-    event set once it is in (or its import failed); ``wake`` is called after each. :meth:`finish`
-    (at the end of the run) lets the module being imported complete and skips the rest: no
-    import is left half done when the process exits."""
+class Loader:
+    """The modules of a run's later checks, imported all at once, in run order, when
+    :meth:`load` is first called (by the runner, or by a :class:`DeferredCheck` asked for more
+    than the catalog knows). Under :data:`~qrdoctor.core.imports.LIBRARIES`: runs of a fleet
+    share the process, and two threads must not import pydicom at the same time."""
 
-    def __init__(self, wake: Callable[[], None]) -> None:
-        self.wake = wake
-        self.thread: threading.Thread | None = None
-        self._stop = threading.Event()
+    def __init__(self) -> None:
+        self.modules: list[str] = []
+        self.loaded = False
+        self.seconds: float | None = None  # how long the import took
 
-    def finish(self) -> None:
-        self._stop.set()
-        if self.thread is not None:
-            self.thread.join()
-
-    def load(self, modules: Iterable[str]) -> dict[str, threading.Event]:
-        events = {m: threading.Event() for m in modules}
-        if events:
-            self.thread = threading.Thread(target=self._run, args=(list(events.items()),),
-                                           name="qrdoctor-check-loader", daemon=True)
-            self.thread.start()
-        return events
-
-    def _run(self, events: list[tuple[str, threading.Event]]) -> None:
-        for module, event in events:
-            if self._stop.is_set():
-                event.set()  # not needed any more: a late resolve() imports it itself
-                continue
-            try:
+    def load(self) -> None:
+        if self.loaded:
+            return
+        t0 = time.monotonic()
+        with LIBRARIES:
+            for module in self.modules:
                 importlib.import_module(module)
-            except BaseException:  # noqa: BLE001 - DeferredCheck.resolve() raises it in the runner
-                pass
-            finally:
-                event.set()
-                self.wake()
+        self.loaded, self.seconds = True, time.monotonic() - t0
 
 
 def _enabled(c: Check | DeferredCheck, options: RunOptions) -> bool:
@@ -463,8 +448,12 @@ class _Schedule:
             if skip is not None:
                 self._settle(chk, skip)
                 continue
-            if waiting or (isinstance(chk, DeferredCheck) and not chk.ready()):
-                continue  # (its module is still being imported: the loader wakes the loop)
+            if waiting:
+                continue
+            if isinstance(chk, DeferredCheck) and not chk.ready():
+                if self.running:
+                    continue  # the later checks are loaded once nothing runs (see the module's docstring)
+                self.r.loader.load()
             if time.monotonic() >= self.run_deadline:
                 self._settle(chk, self._skip(chk, None, "skipped: the run's overall time limit was reached"))
                 continue

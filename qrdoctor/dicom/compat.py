@@ -24,6 +24,7 @@ from pynetdicom.association import Association
 from pynetdicom.dul import DULServiceProvider
 from pynetdicom.transport import AssociationSocket
 
+from qrdoctor.core.imports import library
 from qrdoctor.dicom import pdu
 
 _log = logging.getLogger("qrdoctor.dicom")
@@ -359,6 +360,4 @@ def lookup(dotted: str) -> Any:
 
 
 def _fresh_association() -> Association:
-    from pynetdicom import AE
-
-    return Association(AE(), "requestor")  # not started: no thread, no socket
+    return Association(library("pynetdicom").AE(), "requestor")  # not started: no thread, no socket

@@ -12,6 +12,7 @@ from __future__ import annotations
 import struct
 from collections.abc import Iterable
 
+from qrdoctor.core.imports import library
 from qrdoctor.dicom.pdu import PeerProtocolError
 
 # Command Field values (PS3.7 annex E)
@@ -194,7 +195,7 @@ def response(command_field: int, sop_class: str | bytes, message_id: int | bytes
 def describe_status(code: int, service: str = "general") -> tuple[str, str]:
     """(category, description) of a DIMSE status code, from pynetdicom's status tables
     (imported here, when a status needs describing)."""
-    from pynetdicom import status as st
+    st = library("pynetdicom.status")
 
     tables = {
         "find": st.QR_FIND_SERVICE_CLASS_STATUS,

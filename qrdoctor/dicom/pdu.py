@@ -25,6 +25,8 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from qrdoctor.core.imports import library
+
 if TYPE_CHECKING:
     from pynetdicom.pdu_primitives import A_ASSOCIATE
 
@@ -314,17 +316,12 @@ RELEASE_RP_PDU = header(RELEASE_RP, 4) + bytes(4)
 def user_information(max_pdu: int, extra: Iterable = ()) -> list:
     """The user-information items we send (pynetdicom primitives, for the Store SCP's
     A-ASSOCIATE-AC): maximum length, implementation UID and version, then ``extra``."""
-    from pynetdicom.pdu_primitives import (
-        ImplementationClassUIDNotification,
-        ImplementationVersionNameNotification,
-        MaximumLengthNotification,
-    )
-
-    max_len = MaximumLengthNotification()
+    items = library("pynetdicom.pdu_primitives")
+    max_len = items.MaximumLengthNotification()
     max_len.maximum_length_received = max_pdu
-    impl = ImplementationClassUIDNotification()
+    impl = items.ImplementationClassUIDNotification()
     impl.implementation_class_uid = IMPLEMENTATION_UID
-    ver = ImplementationVersionNameNotification()
+    ver = items.ImplementationVersionNameNotification()
     ver.implementation_version_name = IMPLEMENTATION_VERSION
     return [max_len, impl, ver, *extra]
 
@@ -381,55 +378,44 @@ def associate_rq(calling_ae: str, called_ae: str, contexts: Iterable[Any], max_p
 
 def associate_ac(request: A_ASSOCIATE, results: list, max_pdu: int, roles: Iterable = ()) -> bytes:
     """An A-ASSOCIATE-AC PDU answering ``request`` with the negotiated ``results``."""
-    from pynetdicom.pdu import A_ASSOCIATE_AC
-    from pynetdicom.pdu_primitives import A_ASSOCIATE
-
-    ac = A_ASSOCIATE()
+    ac = library("pynetdicom.pdu_primitives").A_ASSOCIATE()
     ac.application_context_name = request.application_context_name
     ac.calling_ae_title = request.calling_ae_title
     ac.called_ae_title = request.called_ae_title
     ac.result = 0x00
     ac.presentation_context_definition_results_list = results
     ac.user_information = user_information(max_pdu, roles)
-    pdu = A_ASSOCIATE_AC()
+    pdu = library("pynetdicom.pdu").A_ASSOCIATE_AC()
     pdu.from_primitive(ac)
     return pdu.encode()
 
 
 def decode_associate_rq(body: bytes | bytearray) -> A_ASSOCIATE:
     """The A-ASSOCIATE primitive of a received A-ASSOCIATE-RQ body."""
-    from pynetdicom.pdu import A_ASSOCIATE_RQ
-
-    pdu = A_ASSOCIATE_RQ()
+    pdu = library("pynetdicom.pdu").A_ASSOCIATE_RQ()
     pdu.decode(header(ASSOCIATE_RQ, len(body)) + bytes(body))
     return pdu.to_primitive()
 
 
 def decode_associate_ac(body: bytes | bytearray) -> A_ASSOCIATE:
     """The A-ASSOCIATE primitive of a received A-ASSOCIATE-AC body."""
-    from pynetdicom.pdu import A_ASSOCIATE_AC
-
-    pdu = A_ASSOCIATE_AC()
+    pdu = library("pynetdicom.pdu").A_ASSOCIATE_AC()
     pdu.decode(header(ASSOCIATE_AC, len(body)) + bytes(body))
     return pdu.to_primitive()
 
 
 def peer_max_pdu(prim: A_ASSOCIATE) -> int:
     """The maximum PDU length the peer stated in its user information (0: no limit)."""
-    from pynetdicom.pdu_primitives import MaximumLengthNotification
-
     for item in prim.user_information:
-        if isinstance(item, MaximumLengthNotification):
+        if isinstance(item, library("pynetdicom.pdu_primitives").MaximumLengthNotification):
             return int(item.maximum_length_received or 0)
     return 0
 
 
 def peer_implementation(prim: A_ASSOCIATE) -> str | None:
     """The implementation version name the peer stated, if any."""
-    from pynetdicom.pdu_primitives import ImplementationVersionNameNotification
-
     for item in prim.user_information:
-        if isinstance(item, ImplementationVersionNameNotification):
+        if isinstance(item, library("pynetdicom.pdu_primitives").ImplementationVersionNameNotification):
             return str(item.implementation_version_name)
     return None
 
@@ -463,9 +449,7 @@ class Rejection:
 
     def _pdu(self) -> Any:
         """pynetdicom's A-ASSOCIATE-RJ, for its strings (imported only when a peer rejects)."""
-        from pynetdicom.pdu import A_ASSOCIATE_RJ
-
-        pdu = A_ASSOCIATE_RJ()
+        pdu = library("pynetdicom.pdu").A_ASSOCIATE_RJ()
         pdu.result, pdu.source, pdu.reason_diagnostic = self.result, self.source, self.reason
         return pdu
 
@@ -530,9 +514,7 @@ class Abort:
 
     def _pdu(self) -> Any:
         """pynetdicom's A-ABORT, for its strings (imported only when a peer aborts)."""
-        from pynetdicom.pdu import A_ABORT_RQ
-
-        pdu = A_ABORT_RQ()
+        pdu = library("pynetdicom.pdu").A_ABORT_RQ()
         pdu.source, pdu.reason_diagnostic = self.source, self.reason
         return pdu
 

@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from qrdoctor.core.imports import library
 from qrdoctor.dicom.dimse import element, text
 from qrdoctor.dicom.pdu import IMPLEMENTATION_UID
 from qrdoctor.dicom.peek import Identity, identity_of_file
@@ -185,10 +186,8 @@ def _file_name(uid: str) -> str:
 
 def uid_name(uid: str) -> str:
     """A readable name for a UID (``CT Image Storage``), or the UID itself."""
-    from pydicom.uid import UID
-
     try:
-        name = UID(uid).name
+        name = library("pydicom.uid").UID(uid).name
     except Exception:  # noqa: BLE001 - a malformed UID from the peer is shown as it came
         return uid
     return name if name and name != uid else uid

@@ -37,6 +37,8 @@ from dataclasses import dataclass
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
+from qrdoctor.core.imports import library
+
 if TYPE_CHECKING:
     from pynetdicom.presentation import PresentationContext
 
@@ -71,9 +73,7 @@ _EXTRA_NAMES = {DEFLATED_IMAGE_FRAME: "Deflated Image Frame Compression"}
 def _uid_dictionary() -> dict[str, Any]:
     """pydicom's table of UIDs, imported when a UID needs naming or checking (not when the
     option models that use this module are loaded: see ``qrdoctor check``'s start-up)."""
-    from pydicom.uid import UID_dictionary
-
-    return UID_dictionary
+    return library("pydicom.uid").UID_dictionary
 
 
 @cache
@@ -228,9 +228,7 @@ def storage_class_verdict(uid: str, policy: str = SOP_CLASSES_ANY) -> str | None
         return "not a valid UID"
     if uid == VERIFICATION:
         return None
-    from pynetdicom.sop_class import uid_to_service_class
-
-    service = uid_to_service_class(uid).__name__
+    service = library("pynetdicom.sop_class").uid_to_service_class(uid).__name__
     if service == "StorageServiceClass":
         return None
     entry = _uid_dictionary().get(uid)
@@ -289,14 +287,13 @@ def negotiate(proposed: Iterable[PresentationContext], profile: Profile,
     No SCP/SCU role selection item is answered: the PACS is the Storage SCU and we the SCP,
     which are the default roles (PS3.7 D.3.3.4), whatever it proposed.
     """
-    from pynetdicom.presentation import PresentationContext
-
+    context = library("pynetdicom.presentation").PresentationContext
     decisions, results = [], []
     for cx in proposed:
         d = decide(int(cx.context_id), str(cx.abstract_syntax), [str(ts) for ts in cx.transfer_syntax],
                    profile, policy)
         decisions.append(d)
-        item = PresentationContext()
+        item = context()
         item.context_id = d.context_id
         item.abstract_syntax = cx.abstract_syntax
         # A rejected item still carries a transfer syntax sub-item, whose value is ignored.

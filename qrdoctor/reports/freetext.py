@@ -94,9 +94,9 @@ COMMON_SHORT_WORDS = frozenset(
 @cache
 def dicom_keywords() -> frozenset[str]:
     """The DICOM data dictionary's keywords (``StudyInstanceUID``), casefolded."""
-    from pydicom.datadict import keyword_dict
+    from qrdoctor.core.imports import library
 
-    return frozenset(k.casefold() for k in keyword_dict)
+    return frozenset(k.casefold() for k in library("pydicom.datadict").keyword_dict)
 
 
 def field_class(key: str) -> str | None:
