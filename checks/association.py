@@ -41,13 +41,13 @@ def _probe(ctx: Context, timeout: float, calling_ae: str, called_ae: str,
     """An association request that ends within ``timeout`` whatever the peer does; returns the
     probe and how long it waited for an answer to the request (``timeout`` less the nudge).
     ``echo``: an association that accepts Verification also carries a C-ECHO, whose response is
-    waited for as long as the association was."""
+    waited for ``timeout``."""
     t = ctx.target
     nudge = min(HTTP_NUDGE_S, timeout / 10)
     wait = round(timeout - nudge, 3)
     probe = probe_association(t.host, t.port, calling_ae, called_ae, wait, http_nudge=nudge,
                               abstract_syntaxes=abstract_syntaxes, cancel=ctx.cancel_event, tls=t.tls,
-                              echo=echo)
+                              echo=timeout if echo else None)
     return probe, wait
 
 
@@ -94,13 +94,13 @@ def observe_echo(ctx: Context) -> EchoObservation:
     ctx.raise_if_cancelled()
     obs = EchoObservation(probe=record_probe(ctx, probe, waited), timeout_s=timeout)
     if probe.echo is not None:
-        _record_echo(obs, probe.echo, waited)
+        _record_echo(obs, probe.echo)
     return obs
 
 
-def _record_echo(obs: EchoObservation, ex: EchoExchange, waited: float) -> None:
-    """What the C-ECHO on the probe's association showed, as the observation records it."""
-    obs.timeout_s = waited
+def _record_echo(obs: EchoObservation, ex: EchoExchange) -> None:
+    """What the C-ECHO on the probe's association showed, as the observation records it (its
+    response was waited for ``obs.timeout_s``)."""
     if ex.outcome == "protocol-error" and not ex.sent:
         obs.second = "failed"  # the A-ASSOCIATE-AC itself is refused by strict implementations
     else:

@@ -252,3 +252,22 @@ def test_an_ac_accepting_a_transfer_syntax_never_proposed_is_a_protocol_error():
         read_associate_ac(flipped, proposed)
     # a refused context carries no transfer syntax worth checking
     assert read_associate_ac(ac_pdu([(1, 3, "")])[6:], proposed).accepted() == {}
+
+
+def test_a_peer_silent_after_the_c_echo_request_is_aborted_not_released():
+    # Given a peer that accepts the association and never answers the C-ECHO
+    with hostile_peer(Script(messages=[HOLD])) as peer:
+        t0 = time.monotonic()
+        report = run(peer.port, called_ae=AE, only=["association.echo"], timeout=1.0)
+        elapsed = time.monotonic() - t0
+        deadline = time.monotonic() + 2
+        while not peer.requests("abort") and time.monotonic() < deadline:
+            time.sleep(0.02)
+        # Then the association is aborted, as a DIMSE timeout ends one (no release handshake
+        # with a peer that does not answer) ...
+        assert peer.requests("abort") and not peer.requests("release")
+    echo = result(report, "association.echo")
+    (f,) = echo.findings
+    assert f.code == "echo-failed" and "did not answer the C-ECHO within 1 s" in f.summary, f.summary
+    # ... and the check took the association's wait and the C-ECHO's, nothing more
+    assert elapsed < 0.9 + 1.0 + 0.8, elapsed

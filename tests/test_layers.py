@@ -69,8 +69,8 @@ SOURCES = _sources()
 
 # layer -> the qrdoctor packages it may import (besides itself)
 ALLOWED = {
-    "qrdoctor.core": {"qrdoctor.core", "qrdoctor.dicom.compat"},
-    "qrdoctor.dicom": {"qrdoctor.core.target", "qrdoctor.core.transcript", "qrdoctor.dicom"},
+    "qrdoctor.core": {"qrdoctor.core"},
+    "qrdoctor.dicom": {"qrdoctor.core.target", "qrdoctor.core.transcript", "qrdoctor.core.imports", "qrdoctor.dicom"},
     "qrdoctor.reports": {"qrdoctor.core", "qrdoctor.reports", "qrdoctor.console"},
     "qrdoctor.console": {"qrdoctor.core"},
     "qrdoctor.tui": {"qrdoctor.core", "qrdoctor.reports", "qrdoctor.console", "qrdoctor.tui"},

@@ -113,11 +113,11 @@ class _Probe:
     """One probe: the connection, its reader and the clock; each step returns a ProbeResult."""
 
     def __init__(self, sock: socket.socket, abstract_syntaxes: list[str], timeout: float,
-                 cancel: threading.Event | None, t0: float, echo: bool = False) -> None:
+                 cancel: threading.Event | None, t0: float, echo: float | None = None) -> None:
         self.sock = sock
         self.abstract_syntaxes = abstract_syntaxes
         self.timeout = timeout
-        self.echo = echo
+        self.echo = echo  # how long to wait for the C-ECHO response (None: send no C-ECHO)
         self.t0 = t0
         self.local = sock.getsockname()[0]
         self.reader = pdu.PDUReader(sock, PROBE_MAX_PDU, cancel=cancel, poll=0.1)
@@ -210,10 +210,12 @@ class _Probe:
         result.peer_implementation = ac.implementation_version
         result.peer_implementation_uid = ac.implementation_uid
         result.peer_max_pdu, result.our_max_pdu = ac.max_pdu, OUR_MAX_PDU
-        if self.echo and VERIFICATION in result.accepted_contexts:
+        if self.echo is not None and VERIFICATION in result.accepted_contexts:
             result.echo = _Echo(self, raw, body, ac).run()
-            if result.echo.outcome not in ("answered", "silent"):
-                return result  # aborted, closed or broken: nothing to release
+            if result.echo.outcome == "silent":
+                self.abort()  # as a DIMSE timeout ends an association: no release handshake with it
+            if result.echo.outcome != "answered":
+                return result  # aborted, closed, silent or broken: nothing to release
         log.debug("probe: A-ASSOCIATE-AC; releasing")
         self.release()
         return result
@@ -245,6 +247,7 @@ class _Echo:
 
     def __init__(self, probe: _Probe, raw_ac: bytes, ac_body: bytes | bytearray, ac: AssociateAC) -> None:
         self.probe, self.raw_ac, self.ac_body, self.ac = probe, raw_ac, ac_body, ac
+        self.wait = float(probe.echo or 0.0)
         self.context_id = 2 * probe.abstract_syntaxes.index(VERIFICATION) + 1
 
     def run(self) -> EchoExchange:
@@ -264,7 +267,7 @@ class _Echo:
         except OSError:
             return EchoExchange("closed")
         try:
-            exchange = self.response(t0, time.monotonic() + self.probe.timeout)
+            exchange = self.response(t0, time.monotonic() + self.wait)
         except PeerProtocolError as exc:
             self.probe.abort()  # PS3.8 9.2: an invalid PDU ends the association with an A-ABORT
             exchange = EchoExchange("protocol-error", error=exc)
@@ -279,7 +282,7 @@ class _Echo:
             except InterruptedError:
                 return EchoExchange("cancelled")
             except TimeoutError:
-                cut = truncated_pdu(reader, f"nothing more arrived within {self.probe.timeout:g} s")
+                cut = truncated_pdu(reader, f"nothing more arrived within {self.wait:g} s")
                 if cut:
                     raise cut from None
                 return EchoExchange("silent")
@@ -383,10 +386,10 @@ def _pdu_name(data: bytes) -> str:
 def probe_association(host: str, port: int, calling_ae: str, called_ae: str, timeout: float,
                       http_nudge: float = 0.5, abstract_syntaxes: list[str] | None = None,
                       cancel: threading.Event | None = None, tls: object | None = None,
-                      echo: bool = False) -> ProbeResult:
+                      echo: float | None = None) -> ProbeResult:
     """Send one A-ASSOCIATE-RQ (for Verification by default) and classify the first answer;
-    with ``echo``, an association that accepted Verification also carries one C-ECHO (its
-    response waited for ``timeout``), in ``result.echo``."""
+    with ``echo`` (seconds), an association that accepted Verification also carries one C-ECHO,
+    whose response is waited for that long, in ``result.echo``."""
     from qrdoctor.dicom.tls import connect
 
     uids = [str(u) for u in (abstract_syntaxes or [VERIFICATION])]
