@@ -151,11 +151,14 @@ class Bench:
 
     # -- qrdoctor -------------------------------------------------------------------------------
 
-    def qrdoctor_check(self, target: str, *extra: str) -> tuple[wp.Timed, dict]:
+    def qrdoctor_check(self, target: str, *extra: str, receiver: bool = True) -> tuple[wp.Timed, dict]:
+        """``qrdoctor check TARGET ... --json FILE``; with ``receiver``, the temporary Store SCP
+        listens on loopback only, on the port Orthanc and dcmqrscp know (a run without a
+        retrieve check -- the monitoring echo -- is measured as a monitoring job types it)."""
         self.n += 1
         report = self.tmp / f"report-{self.n}.json"
-        t = wp.run_timed([self.python, "-m", "qrdoctor", "check", target,
-                          "--listen-host", LOOPBACK, "--store-port", str(self.qr_port),
+        where = ["--listen-host", LOOPBACK, "--store-port", str(self.qr_port)] if receiver else []
+        t = wp.run_timed([self.python, "-m", "qrdoctor", "check", target, *where,
                           "--json", str(report), *extra])
         if t.returncode not in (0, 1) or not report.exists():
             raise RuntimeError(f"qrdoctor check {target} {' '.join(extra)} ended with "
@@ -269,7 +272,7 @@ def measure_server(bench: Bench, name: str, target: str, port: int, aet: str, ke
                                          lambda: bench.dcmtk_sequence(port, aet, keys, True))
 
     def qr_echo() -> dict:
-        t, report = bench.qrdoctor_check(target, "--only", "association.echo")
+        t, report = bench.qrdoctor_check(target, "--only", "association.echo", receiver=False)
         return timed_dict(t, **check_summary(report))
 
     def echoscu(nodelay: bool) -> dict:

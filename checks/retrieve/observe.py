@@ -28,8 +28,9 @@ from qrdoctor.core.context import Context
 from qrdoctor.core.target import Target
 from qrdoctor.dicom.assoc import Opened
 from qrdoctor.dicom.find import AssociationFailed
+from qrdoctor.dicom.limits import Limits
 from qrdoctor.dicom.probe import ProbeResult
-from qrdoctor.dicom.receiver import REASONS, Expectation, Limits, Receiver
+from qrdoctor.dicom.receiver import REASONS, Expectation, Receiver
 from qrdoctor.dicom.retrieve import Followed, Watch
 
 DEADLINE_MARGIN_S = 2.5  # left of the check's time for what follows the retrieve

@@ -11,7 +11,7 @@ from pydantic import Field, field_validator, model_validator
 from qrdoctor.core.imports import library
 from qrdoctor.core.options import Options
 from qrdoctor.core.target import TargetError, check_readable
-from qrdoctor.dicom.receiver import MIB, Limits
+from qrdoctor.dicom.limits import MIB, Limits
 from qrdoctor.dicom.syntaxes import GROUPS, Profile, ProfileError, parse_profile
 from qrdoctor.dicom.tls import StoreTLSOptions, server_context
 

@@ -38,13 +38,13 @@ from typing import Any, BinaryIO
 
 from qrdoctor.core.imports import library
 from qrdoctor.dicom.dimse import element, text
+from qrdoctor.dicom.limits import MIB, Limits
 from qrdoctor.dicom.pdu import IMPLEMENTATION_UID
 from qrdoctor.dicom.peek import Identity, identity_of_file
 
 log = logging.getLogger("qrdoctor.dicom.storescp")
 
 PREAMBLE = b"\x00" * 128 + b"DICM"
-MIB = 1 << 20
 _UID_FILE = re.compile(r"^[0-9.]{1,64}$")
 _IMPLEMENTATION_VERSION = "QRDOCTOR"
 _FILE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0)
@@ -131,22 +131,6 @@ class Expectation:
         if self.sop_instance_uids is not None and uid not in self.sop_instance_uids:
             return NOT_REQUESTED
         return COUNTED
-
-
-@dataclass(frozen=True)
-class Limits:
-    """What one retrieve may deliver: objects (C-STORE requests) and bytes, per object and in all."""
-
-    max_objects: int | None = None
-    max_object_bytes: int = 512 * MIB
-    max_total_bytes: int = 4096 * MIB
-
-    @staticmethod
-    def objects_for(expected: int | None, unknown: int = 1000) -> int:
-        """The object bound for ``expected`` instances: twice as many, or 20 more, whichever is larger."""
-        if expected is None:
-            return unknown
-        return max(expected * 2, expected + 20)
 
 
 @dataclass(frozen=True)
