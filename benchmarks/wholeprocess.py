@@ -163,7 +163,7 @@ COUNT_CHILD = """
 import sys
 from pydicom import Dataset
 from qrdoctor.dicom.find import FindAssociation
-from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelFind as M
+M = "1.2.840.10008.5.1.4.1.2.2.1"  # Study Root Query/Retrieve Information Model - FIND
 ds = Dataset(); ds.QueryRetrieveLevel = "IMAGE"; ds.SOPInstanceUID = ""
 with FindAssociation("127.0.0.1", int(sys.argv[1]), "QRDOCTOR", sys.argv[2], [M], 30) as fa:
     print(fa.find(M, ds).matches)

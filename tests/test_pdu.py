@@ -233,3 +233,26 @@ def test_command_sets_parse_into_their_elements():
     assert dimse.text_of(elements, dimse.AFFECTED_SOP_CLASS) == STUDY_FIND
     assert dimse.has_data_set(elements)
     assert dimse.us_of(elements, dimse.MOVE_ORIGINATOR_ID) is None
+
+
+@pytest.mark.parametrize("implicit", [True, False])
+def test_the_query_identifier_is_encoded_as_pynetdicom_would(implicit):
+    """The C-FIND client writes its identifiers with pydicom's writer (no pynetdicom import in a
+    process that only queries): byte for byte what pynetdicom's encoder gives."""
+    from pydicom import Dataset
+    from pydicom.sequence import Sequence
+    from pynetdicom.dsutils import encode
+
+    from qrdoctor.dicom.find import encode_identifier
+
+    item = Dataset()
+    item.CodeValue, item.CodingSchemeDesignator = "", ""
+    ds = Dataset()
+    ds.SpecificCharacterSet = "ISO_IR 192"
+    ds.QueryRetrieveLevel = "STUDY"
+    ds.PatientName = "MÜLLER*"
+    ds.StudyDate = "20200101-20201231"
+    ds.ModalitiesInStudy = ["CT", "MR"]
+    ds.ProcedureCodeSequence = Sequence([item])
+    ds.StudyInstanceUID = ""
+    assert encode_identifier(ds, implicit) == encode(ds, implicit, True)

@@ -22,8 +22,9 @@ import time
 from collections.abc import Callable
 
 from pydicom import Dataset
+from pydicom.filebase import DicomBytesIO
+from pydicom.filewriter import write_dataset
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
-from pynetdicom.dsutils import encode
 
 from qrdoctor.dicom import dimse, pdu
 from qrdoctor.dicom.ac import read_associate_ac
@@ -261,7 +262,7 @@ class FindAssociation:
         self.message_id = (self.message_id % 0xFFFF) + 1
         message_id = self.message_id
         run = FindRun(FindOutcome(), message_id, context_id, implicit, keep, on_identifier, progress, charsets)
-        if self._sent(run, dimse.find_rq(model, message_id), encode(identifier, implicit, True)):
+        if self._sent(run, dimse.find_rq(model, message_id), encode_identifier(identifier, implicit)):
             log.debug("C-FIND-RQ sent (model %s, message %d, level %s)", model, message_id,
                       getattr(identifier, "QueryRetrieveLevel", ""))
             _Collect(self, run, max_matches, deadline or float("inf")).run()
@@ -452,6 +453,16 @@ class _Collect:
         self.out.closed = True
         log.debug("C-FIND: connection closed by the peer after %d matches", self.out.matches)
         self.fa._close()
+
+
+def encode_identifier(ds: Dataset, implicit: bool) -> bytes:
+    """A query identifier in Little Endian, Implicit or Explicit VR, by pydicom's writer (what
+    pynetdicom's ``dsutils.encode`` does, without importing pynetdicom into a process that only
+    queries)."""
+    fp = DicomBytesIO()
+    fp.is_implicit_VR, fp.is_little_endian = implicit, True
+    write_dataset(fp, ds)
+    return fp.getvalue()
 
 
 def too_large(exc: pdu.PDUTooLarge) -> PeerProtocolError:
