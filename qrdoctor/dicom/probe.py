@@ -211,7 +211,7 @@ class _Probe:
         result.peer_implementation_uid = ac.implementation_uid
         result.peer_max_pdu, result.our_max_pdu = ac.max_pdu, OUR_MAX_PDU
         if self.echo is not None and VERIFICATION in result.accepted_contexts:
-            result.echo = _Echo(self, raw, body, ac).run()
+            result.echo = _Echo(self, raw, ac).run()
             if result.echo.outcome == "silent":
                 self.abort()  # as a DIMSE timeout ends an association: no release handshake with it
             if result.echo.outcome != "answered":
@@ -245,8 +245,8 @@ class _Echo:
     """A C-ECHO-RQ on the probe's accepted association and the reading of its response, every
     PDU checked as the peer's protocol (PS3.7 9.3, 9.1.5; PS3.8 9.3)."""
 
-    def __init__(self, probe: _Probe, raw_ac: bytes, ac_body: bytes | bytearray, ac: AssociateAC) -> None:
-        self.probe, self.raw_ac, self.ac_body, self.ac = probe, raw_ac, ac_body, ac
+    def __init__(self, probe: _Probe, raw_ac: bytes, ac: AssociateAC) -> None:
+        self.probe, self.raw_ac, self.ac = probe, raw_ac, ac
         self.wait = float(probe.echo or 0.0)
         self.context_id = 2 * probe.abstract_syntaxes.index(VERIFICATION) + 1
 
