@@ -390,6 +390,10 @@ def test_what_is_awaited_after_each_protocol_line():
     assert awaited("Association Accepted") == ""
     assert awaited("Received Echo Response (Status: Success)") == ""
     assert awaited("Abstract Syntax: 1.2.840.10008.1.1") is None
+    # the C-ECHO qrdoctor sends on its probe's association, and how it ends
+    assert awaited("probe: sending C-ECHO-RQ on context 1") == "the C-ECHO response"
+    assert awaited("probe: C-ECHO-RSP status 0x0000 in 0.2 ms") == ""
+    assert awaited("probe: no response within 3 s to our C-ECHO-RQ; aborting") == ""
 
 
 # ---- what changed since the previous completed run ------------------------------------------------

@@ -213,10 +213,13 @@ class _Probe:
         if self.echo is not None and VERIFICATION in result.accepted_contexts:
             result.echo = _Echo(self, raw, ac).run()
             if result.echo.outcome == "silent":
+                log.debug("probe: no response within %g s to our C-ECHO-RQ; aborting", self.echo)
                 self.abort()  # as a DIMSE timeout ends an association: no release handshake with it
             if result.echo.outcome != "answered":
                 return result  # aborted, closed, silent or broken: nothing to release
-        log.debug("probe: A-ASSOCIATE-AC; releasing")
+            log.debug("probe: releasing the association")
+        else:
+            log.debug("probe: A-ASSOCIATE-AC; releasing")
         self.release()
         return result
 

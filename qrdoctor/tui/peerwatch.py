@@ -28,12 +28,13 @@ REQUESTS: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"C-FIND-RQ sent"), "the C-FIND response"),
     (re.compile(r"(Find|Move|Get) SCP Response: .*Pending"), "the next C-{0} response"),
     (re.compile(r"Sending (Echo|Find|Move|Get) Request"), "the C-{0} response"),
+    (re.compile(r"sending C-(ECHO)-RQ"), "the C-{0} response"),
     (re.compile(r"Releasing Association|Sending Association Release Request"), "the A-RELEASE response"),
 )
 # an answer (or the end of waiting for one): nothing is awaited any more
 ANSWERS = re.compile(
     r"A-ASSOCIATE-(AC|RJ)|A-ABORT|Association (Accepted|Rejected|Aborted|Released)|Received \w+ Response"
-    r"|SCP Response|no answer within|no response within|C-FIND ended|final status|connection closed"
+    r"|SCP Response|C-ECHO-RSP|no answer within|no response within|C-FIND ended|final status|connection closed"
     r"|protocol error|Aborting Association|sending failed")
 
 
