@@ -550,6 +550,7 @@ def run_and_report(target, only: list[str] | None, options, args: argparse.Names
                         command_line=getattr(args, "command_line", None))
         runners.append(runner)
         interrupts.watch(runner)
+        gc.freeze()  # what start-up made lives as long as the process: never scan it again
         gc.enable()  # (paused for the start-up, see main)
         report = runner.run()
         if interrupts.interrupted:
@@ -793,12 +794,14 @@ def keep_numpy_out() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     # Start-up creates many long-lived objects (modules, the report models' schemas) and no
-    # garbage worth a collection pass: the cyclic collector waits until the run starts (a few
-    # ms of a monitoring echo's start-up); see run_and_report, and the finally below.
+    # garbage worth a collection pass: the cyclic collector waits until the run starts, and
+    # then leaves them out of its passes (gc.freeze; a few ms of a monitoring echo's start-up);
+    # see run_and_report, and the finally below (for callers that run main() in-process).
     gc.disable()
     try:
         return _main(argv)
     finally:
+        gc.unfreeze()
         gc.enable()
 
 
