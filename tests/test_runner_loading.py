@@ -18,6 +18,8 @@ from qrdoctor.core.registry import DeferredCheck, all_checks, get_check
 from qrdoctor.core.runner import EARLY_STAGES, OPTION_ENABLED_STAGES, Runner
 from qrdoctor.core.target import Target
 
+from support.fresh import heavy_after_importing
+
 
 def test_every_check_an_option_enables_is_in_a_stage_the_runner_skips_without_it():
     enabled_by = {(c.stage.label, c.enabled_by) for c in all_checks() if c.enabled_by is not None}
@@ -48,13 +50,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def test_the_early_stages_modules_import_no_dicom_library():
     """What the runner loads before the first TCP connection must be quick to load."""
-    modules = sorted({e.module for e in catalog.CHECKS if e.stage in EARLY_STAGES})
-    code = ("import importlib, json, sys\n"
-            f"for m in {modules!r}: importlib.import_module(m)\n"
-            "print(json.dumps(sorted(m for m in ('pynetdicom', 'pydicom', 'httpx', 'numpy') if m in sys.modules)))\n")
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=60)
-    assert proc.returncode == 0, proc.stderr
-    assert json.loads(proc.stdout) == []
+    assert heavy_after_importing({e.module for e in catalog.CHECKS if e.stage in EARLY_STAGES}) == []
 
 
 def test_a_full_run_defers_the_later_stages_and_loads_them_when_needed():
