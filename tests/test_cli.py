@@ -172,7 +172,7 @@ def test_check_that_overruns_its_deadline_is_stopped():
 
 
 def test_every_declared_option_is_a_flag_with_its_help_and_default():
-    from qrdoctor.cli import build_parser
+    from qrdoctor.cliargs import build_parser
     from qrdoctor.core.option_fields import option_fields
 
     for command in ("check", "tui", "demo"):
@@ -187,7 +187,8 @@ def test_every_declared_option_is_a_flag_with_its_help_and_default():
 
 
 def test_flags_become_typed_options_and_override_the_profile(tmp_path, monkeypatch):
-    from qrdoctor.cli import build_parser, target_and_options
+    from qrdoctor.cli import target_and_options
+    from qrdoctor.cliargs import build_parser
 
     limit_model, retrieve_model = option_model("find.match_limit"), option_model("retrieve.move")
 

@@ -74,7 +74,7 @@ def test_findings_are_built_through_the_explain_module_at_call_time(monkeypatch)
 
 def test_option_names_are_unique_and_never_clash_with_other_settings():
     # One flat namespace: CLI flags, TUI form ids and profile keys use the option's name
-    from qrdoctor.cli import build_parser
+    from qrdoctor.cliargs import build_parser
     from qrdoctor.core.option_fields import option_fields
     from qrdoctor.core.target import PROFILE_TARGET_KEYS
     from qrdoctor.reports.formats import REPORT_FORMATS

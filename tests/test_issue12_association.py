@@ -30,7 +30,7 @@ from test_retrieve_sim import DATA, fault_pacs
 from test_retrieve_sim import diagnose as retrieve_diagnose
 
 from qrdoctor.checks.retrieve.model import Aborted
-from qrdoctor.cli import build_parser
+from qrdoctor.cliargs import build_parser
 from qrdoctor.core.context import Situation
 from qrdoctor.core.explain import get
 from qrdoctor.core.model import Audience, CheckResult, Status

@@ -378,7 +378,8 @@ def test_bundle_carries_each_format_as_its_renderer_makes_it():
 
 def test_a_new_format_is_its_renderer_plus_one_table_entry(monkeypatch, tmp_path):
     # Given one more entry in the table of formats (and nothing else)
-    from qrdoctor.cli import build_parser, write_reports
+    from qrdoctor.cli import write_reports
+    from qrdoctor.cliargs import build_parser
     from qrdoctor.reports import formats
     from qrdoctor.tui.modals import ExportScreen
 

@@ -184,7 +184,7 @@ def test_an_option_of_an_unselected_check_is_still_validated(tmp_path):
 
 
 def test_usage_exit_code_is_the_models():
-    from qrdoctor.cli import USAGE
+    from qrdoctor.cliargs import USAGE
     from qrdoctor.core.model import ExitCode
 
     assert USAGE == ExitCode.USAGE

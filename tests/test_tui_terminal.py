@@ -30,7 +30,7 @@ def tmux_path() -> str:
 
 def tui_command(target: str, timeout: float) -> list[str]:
     """``qrdoctor tui TARGET`` once the CLI has it; until then the documented entry point."""
-    from qrdoctor.cli import build_parser
+    from qrdoctor.cliargs import build_parser
 
     parser = build_parser()
     commands = next((a.choices for a in parser._actions if getattr(a, "choices", None)
