@@ -96,10 +96,11 @@ def test_sample_facts_compared_through_their_types():
 
 
 def test_latency_threshold():
-    old = _sample("orthanc")
-    data = old.model_dump(by_alias=True)
+    data = _sample("orthanc").model_dump(by_alias=True)
     echo = next(c for c in data["checks"] if c["id"] == "association.echo")
-    echo["facts"]["rtt_ms"] = 40.0  # from 3.63 ms
+    echo["facts"]["rtt_ms"] = 3.63
+    old = Report.model_validate(data)
+    echo["facts"]["rtt_ms"] = 40.0  # +1002 %
     new = Report.model_validate(data)
     d = compare(old, new)
     (change,) = d.changes
