@@ -55,22 +55,22 @@ class UsageError(Exception):
     pass
 
 
-def _ae(what: str):
-    def parse(value: str) -> str:
+def _checked(check, what: str):
+    """An argparse type that checks a value with one of core.target's checks (AE title, port)."""
+    def parse(value: str):
         try:
-            return check_ae_title(value, what)
+            return check(value, what)
         except TargetError as exc:
             raise argparse.ArgumentTypeError(str(exc)) from None
     return parse
+
+
+def _ae(what: str):
+    return _checked(check_ae_title, what)
 
 
 def _port(what: str):
-    def parse(value: str) -> int:
-        try:
-            return check_port(value, what)
-        except TargetError as exc:
-            raise argparse.ArgumentTypeError(str(exc)) from None
-    return parse
+    return _checked(check_port, what)
 
 
 def _store_port(value: str) -> int:
@@ -79,14 +79,20 @@ def _store_port(value: str) -> int:
     return _port("The store port")(value)
 
 
-def _count(value: str) -> int:
-    try:
-        n = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{value!r} is not a whole number") from None
-    if n < 1 or n > 200_000:
-        raise argparse.ArgumentTypeError(f"{n} is out of range (1-200000)")
-    return n
+def whole_number(low: int, high: int):
+    """An argparse type: a whole number from ``low`` to ``high``."""
+    def parse(value: str) -> int:
+        try:
+            n = int(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{value!r} is not a whole number") from None
+        if not low <= n <= high:
+            raise argparse.ArgumentTypeError(f"{n} is out of range ({low}-{high})")
+        return n
+    return parse
+
+
+_count = whole_number(1, 200_000)
 
 
 def _timeout(value: str) -> float:

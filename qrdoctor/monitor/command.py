@@ -9,6 +9,7 @@ import argparse
 import sys
 from typing import TYPE_CHECKING
 
+from qrdoctor.cliargs import whole_number
 from qrdoctor.core.target import TargetError
 
 if TYPE_CHECKING:
@@ -28,16 +29,6 @@ def _range(value: str) -> str:
     except RangeError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
     return value
-
-
-def _positive(value: str) -> int:
-    try:
-        n = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{value!r} is not a whole number") from None
-    if not 1 <= n <= 256:
-        raise argparse.ArgumentTypeError(f"{n} is out of range (1-256)")
-    return n
 
 
 def add_monitoring_options(p: argparse.ArgumentParser, fleet: bool = False) -> None:
@@ -110,7 +101,7 @@ def fleet_parser(p: argparse.ArgumentParser, timeout_type, timeout_help: str) ->
     p.add_argument("inventory", metavar="FILE", help="the inventory: a profiles TOML with [profiles.NAME] nodes")
     p.add_argument("--only", metavar="CHECK,...", default=None,
                    help="run only these checks on every node (instead of the nodes' and groups' selections)")
-    p.add_argument("--parallel", type=_positive, default=8, metavar="N", help="nodes checked at once (default 8)")
+    p.add_argument("--parallel", type=whole_number(1, 256), default=8, metavar="N", help="nodes checked at once (default 8)")
     p.add_argument("--timeout", type=timeout_type, default=None, metavar="S", help=timeout_help)
     p.add_argument("--node-deadline", type=timeout_type, default=None, metavar="S",
                    help="longest a node's whole run may take (default: the sum of its checks' deadlines + 5 s)")
