@@ -232,7 +232,11 @@ def enabled(check: Check, options: Any) -> bool:
     ``options`` is the run's :class:`~qrdoctor.core.options.RunOptions`."""
     if check.enabled_by is None or check.options is None:
         return True
-    value = getattr(options.get(check.options), check.enabled_by, None)
+    return _enables(getattr(options.get(check.options), check.enabled_by, None))
+
+
+def _enables(value: Any) -> bool:
+    """Whether an option's value enables the checks it gates (a URL given: not None, "" or False)."""
     return value is not None and value != "" and value is not False
 
 
@@ -291,9 +295,9 @@ def option_models(checks: Iterable[Check] | None = None) -> list[type[Options]]:
 
 
 def declared_option_models(check_ids: Iterable[str]) -> list[type[Options]]:
-    """The option models of these checks (each the first check declaring it, as
-    :func:`~qrdoctor.core.option_fields.option_owners` gives them), imported from their own modules
-    (:data:`catalog.OPTION_MODELS`) without loading the checks, then :class:`SchedulingOptions`."""
+    """The distinct option models these checks declare, in their order, imported from their own
+    modules (:data:`catalog.OPTION_MODELS`) without loading the checks, then
+    :class:`SchedulingOptions`."""
     models: list[type[Options]] = []
     for cid in check_ids:
         path = catalog.OPTION_MODELS.get(cid)
@@ -311,8 +315,7 @@ def enabled_by_options(check_id: str, flat: dict[str, Any]) -> bool:
     option = catalog.ENABLED_BY.get(check_id)
     if option is None:
         return True
-    value = flat.get(option)
-    return value is not None and value != "" and value is not False
+    return _enables(flat.get(option))
 
 
 def typed_facts(check_id: str, facts: dict[str, Any]) -> Facts:

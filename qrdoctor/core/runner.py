@@ -241,7 +241,8 @@ OPTION_ENABLED_STAGES = {"dicomweb": "dicomweb"}
 
 
 # The stages whose checks' modules import no DICOM library (tests/test_runner_loading.py proves
-# it): loaded before the run starts; the later stages' modules are loaded while these run.
+# it): loaded before the run starts; the later stages' modules once the first of those checks is
+# ready and nothing runs (see the module's docstring).
 EARLY_STAGES = frozenset({Stage.NETWORK.label, Stage.ASSOCIATION.label})
 
 
@@ -281,16 +282,14 @@ class Loader:
     def __init__(self) -> None:
         self.modules: list[str] = []
         self.loaded = False
-        self.seconds: float | None = None  # how long the import took
 
     def load(self) -> None:
         if self.loaded:
             return
-        t0 = time.monotonic()
         with LIBRARIES:
             for module in self.modules:
                 importlib.import_module(module)
-        self.loaded, self.seconds = True, time.monotonic() - t0
+        self.loaded = True
 
 
 def _enabled(c: Check | DeferredCheck, options: RunOptions) -> bool:
