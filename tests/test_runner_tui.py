@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
 from functools import partial
 
 import pytest
@@ -19,6 +18,7 @@ from qrdoctor.tui.render import RUNNING
 from qrdoctor.tui.widgets import CheckRow
 
 from support.run import adhoc_check
+from support.tui import wait_for
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(60)]
 
@@ -40,11 +40,6 @@ CHECKS = [adhoc_check("match.one", Stage.MATCHING, "One", held),
           adhoc_check("match.three", Stage.MATCHING, "Three", held)]
 
 
-async def wait_for(pilot, condition, what: str, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        await pilot.pause(0.05)
 
 
 async def test_every_running_check_shows_as_running_at_once():
@@ -61,7 +56,7 @@ async def test_every_running_check_shows_as_running_at_once():
                 return {row.check.id: row.state for row in screen.query(CheckRow)}
 
             # Then the first two show as running together, the third waits for a free association
-            await wait_for(pilot, lambda: list(states().values()).count(RUNNING) == 2, "two running rows")
+            await wait_for(pilot, lambda: list(states().values()).count(RUNNING) == 2, what="two running rows")
             assert states() == {"match.one": RUNNING, "match.two": RUNNING, "match.three": "waiting"}
             status = str(screen.query_one("#status").render())
             assert "match.one" in status and "match.two" in status
@@ -71,7 +66,7 @@ async def test_every_running_check_shows_as_running_at_once():
             other = ({"match.one", "match.two"} - {selected}).pop()
             assert f"Running alongside {other}." in str(screen.detail.render())
             GO.set()
-            await wait_for(pilot, lambda: screen.report is not None, "the end of the run")
+            await wait_for(pilot, lambda: screen.report is not None, what="the end of the run")
             assert set(states().values()) == {"pass"}
     finally:
         GO.set()

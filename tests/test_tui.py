@@ -43,6 +43,7 @@ from qrdoctor.tui.widgets import CheckRow, part_lead
 from support.faults import silent_listener
 from support.ports import free_port
 from support.run import adhoc_check
+from support.tui import wait_for
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(60)]
 
@@ -98,12 +99,6 @@ class Recorder:
         return len(self.of(RunFinished))
 
 
-async def wait_for(pilot, condition, timeout: float = 20.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        await pilot.pause(0.05)
 
 
 def rows(app: QRDoctorApp) -> dict[str, CheckRow]:

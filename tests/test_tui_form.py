@@ -4,12 +4,9 @@ replacing a file, dialogs show their own keys, and the registration request can 
 
 from __future__ import annotations
 
-import io
-import time
 from pathlib import Path
 
 import pytest
-from rich.console import Console
 from textual import events
 from textual.widgets import Checkbox, Input, RadioButton
 
@@ -23,6 +20,7 @@ from qrdoctor.tui.connect import ConnectScreen, tls_badge
 from qrdoctor.tui.modals import ConfirmScreen, ExportScreen, HelpScreen, RegistrationScreen
 
 from support.run import adhoc_check
+from support.tui import screen_lines, wait_for
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(60)]
 
@@ -60,12 +58,6 @@ def recording_app(seen: list, target: Target | None = None, fn=lambda ctx: Outco
     return QRDoctorApp(target, checks=[chk], runner_factory=factory, cursor_blink=False, **kw)
 
 
-async def wait_for(pilot, condition, timeout: float = 20.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        await pilot.pause(0.05)
 
 
 def burst(app: QRDoctorApp, text: str) -> None:
@@ -81,12 +73,6 @@ def burst(app: QRDoctorApp, text: str) -> None:
         app._driver.send_message(event)
 
 
-def screen_lines(app: QRDoctorApp) -> list[str]:
-    w, h = app.size
-    console = Console(width=w, height=h, file=io.StringIO(), record=True, color_system=None,
-                      legacy_windows=False, safe_box=False)
-    console.print(app.screen._compositor.render_update(full=True, screen_stack=app._background_screens))
-    return console.export_text().splitlines()
 
 
 def value(app: QRDoctorApp, field: str) -> str:

@@ -5,12 +5,9 @@ end; all of it fits an 80x24 terminal. Fixes show one line per audience."""
 
 from __future__ import annotations
 
-import io
-import time
 from functools import partial
 
 import pytest
-from rich.console import Console
 
 from qrdoctor.core.context import Context, Outcome
 from qrdoctor.core.model import Finding, Severity, Stage, actions
@@ -24,6 +21,7 @@ from qrdoctor.tui.render import HINT_WIDTH, NOTICE_WIDTH, identity_hint, identit
 
 from support.ports import free_port
 from support.run import adhoc_check
+from support.tui import screen_lines, wait_for
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(90)]
 
@@ -50,21 +48,8 @@ def target(pacs: SimulatedPACS, **identity) -> Target:
     return Target(host="127.0.0.1", port=pacs.port, called_ae=pacs.ae_title, timeout=3.0, **identity)
 
 
-async def wait_for(pilot, condition, timeout: float = 40.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        await pilot.pause(0.05)
 
 
-def screen_lines(app: QRDoctorApp) -> list[str]:
-    """What the terminal shows, line by line."""
-    w, h = app.size
-    console = Console(width=w, height=h, file=io.StringIO(), record=True, color_system=None,
-                      legacy_windows=False, safe_box=False)
-    console.print(app.screen._compositor.render_update(full=True, screen_stack=app._background_screens))
-    return console.export_text().splitlines()
 
 
 def flat(text: str) -> str:

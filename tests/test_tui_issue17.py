@@ -24,6 +24,7 @@ from qrdoctor.tui.widgets import CheckRow
 from support.faults import dicom_scp
 from support.ports import free_port
 from support.run import adhoc_check
+from support.tui import wait_for
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(90)]
 
@@ -37,12 +38,6 @@ def anyio_backend() -> str:
     return "asyncio"  # Textual runs on asyncio
 
 
-async def wait_for(pilot, condition, timeout: float = 30.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        await pilot.pause(0.05)
 
 
 def status_line(app: QRDoctorApp) -> str:

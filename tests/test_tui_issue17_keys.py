@@ -6,12 +6,10 @@ header never cuts the target; `q Quit` stays in a 60-column footer; toasts stay 
 
 from __future__ import annotations
 
-import io
 import time
 from functools import partial
 
 import pytest
-from rich.console import Console
 
 from qrdoctor.core.context import Context, Outcome
 from qrdoctor.core.model import CheckResult, Finding, Severity, Stage, Status, actions
@@ -23,6 +21,7 @@ from qrdoctor.tui.render import HEADER_CHROME, fit_header
 from qrdoctor.tui.summaries import shown_summary
 
 from support.run import adhoc_check
+from support.tui import screen_lines, wait_for
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(60)]
 
@@ -36,21 +35,8 @@ def anyio_backend() -> str:
     return "asyncio"  # Textual runs on asyncio
 
 
-async def wait_for(pilot, condition, timeout: float = 20.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        await pilot.pause(0.05)
 
 
-def screen_lines(app: QRDoctorApp) -> list[str]:
-    """What the terminal shows, line by line."""
-    w, h = app.size
-    console = Console(width=w, height=h, file=io.StringIO(), record=True, color_system=None,
-                      legacy_windows=False, safe_box=False)
-    console.print(app.screen._compositor.render_update(full=True, screen_stack=app._background_screens))
-    return console.export_text().splitlines()
 
 
 def passing(n: int):
