@@ -3,8 +3,6 @@ answer what a broken endpoint answers, and the real Orthanc DICOMweb plugin."""
 
 from __future__ import annotations
 
-import http.server
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -18,6 +16,7 @@ from qrdoctor.core.target import Target
 from qrdoctor.simulator import SimulatedPACS, parse_quirks
 from qrdoctor.simulator import web as simweb
 
+from support import faults
 from support.audience_rules import audience_problems
 from support.corpus import make_corpus
 from support.orthanc_web import WEB_PASSWORD, WEB_USER, start_web_orthanc
@@ -62,33 +61,10 @@ def finding(report: Report, code: str):
     return found[0]
 
 
-@contextmanager
-def http_server(status: int, content_type: str, body: bytes, answer=None) -> Iterator[int]:
+def http_server(status: int, content_type: str, body: bytes, answer=None):
     """An HTTP server on loopback: every GET gets this status, type and body (or what
     ``answer(path)`` returns for the path, as (status, type, body))."""
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
-            nonlocal status, content_type, body
-            if answer is not None:
-                status, content_type, body = answer(self.path)
-            self.send_response(status)
-            self.send_header("Content-Type", content_type)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args) -> None:
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield server.server_address[1]
-    finally:
-        server.shutdown()
-        server.server_close()
+    return faults.http_server(answer or (lambda path: (status, content_type, body)))
 
 
 # -- options ------------------------------------------------------------------------------------

@@ -66,15 +66,22 @@ def occupied_scp(**options) -> Iterator[int]:
 
 
 @contextmanager
-def http_server() -> Iterator[int]:
+def http_server(answer=None) -> Iterator[int]:
+    """An HTTP server on loopback (its port): every GET gets ``answer(path)`` as (status,
+    content type, body); without ``answer``, 200 and "hello"."""
+    respond = answer or (lambda path: (200, "text/plain", b"hello"))
+
     class Quiet(http.server.BaseHTTPRequestHandler):
         def log_message(self, *args) -> None:
             pass
 
-        def do_GET(self) -> None:
-            self.send_response(200)
+        def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
+            status, content_type, body = respond(self.path)
+            self.send_response(status)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(body)))
             self.end_headers()
-            self.wfile.write(b"hello")
+            self.wfile.write(body)
 
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Quiet)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
