@@ -58,13 +58,19 @@ class Tmux:
         return self("capture-pane", "-p", "-t", "e2e")
 
     def wait_for(self, pattern: str, timeout: float = 20.0) -> str:
+        """The screen once ``pattern`` is on it and the terminal has settled.
+
+        tmux can be captured half way through a redraw (a row's start drawn, its end not yet),
+        so a match counts only when two captures 0.1 s apart are the same screen."""
         deadline = time.monotonic() + timeout
+        previous = None
         while True:
             text = self.screen()
-            if re.search(pattern, text):
+            if re.search(pattern, text) and text == previous:
                 return text
             if time.monotonic() > deadline:
-                raise AssertionError(f"{pattern!r} did not appear on the screen:\n{text}")
+                raise AssertionError(f"{pattern!r} did not appear on a settled screen:\n{text}")
+            previous = text
             time.sleep(0.1)
 
     def keys(self, *keys: str) -> None:
@@ -119,8 +125,7 @@ def test_tui_in_a_real_terminal(tmp_path):
             text = flat(screen)
             assert "Do this:" in text and "To test further:" in text and "--advertise ADDRESS" in text, screen
             tmux.keys("Down")
-            assert re.search(r"- association\.ae_titles .*skipped: blocked by association\.echo",
-                             tmux.wait_for(r"association\.ae_titles"))
+            tmux.wait_for(r"- association\.ae_titles .*skipped: blocked by association\.echo")
             tmux.keys("Up")
 
             # When the user moves to another check, the details follow the selection
