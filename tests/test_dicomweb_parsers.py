@@ -156,9 +156,9 @@ def test_fuzz_multipart(seed):
         else:
             body = _mutate(rng, valid)
         ct = rng.choice(cts) if i % 5 else _mutate(rng, CT.encode()).decode("latin-1")
-        t0 = time.monotonic()
+        t0 = time.thread_time()  # CPU time: a busy machine's scheduling is not backtracking
         m = parse_related(ct, body)
-        assert time.monotonic() - t0 < 0.5
+        assert time.thread_time() - t0 < 0.5
         assert sum(len(p.body) for p in m.parts) <= len(body)
         assert len(m.parts) <= MAX_PARTS and len(m.problems) <= 20
         assert all(isinstance(p, str) and p for p in m.problems)
@@ -174,9 +174,9 @@ def test_fuzz_dicom_json(seed):
     start = time.monotonic()
     for i in range(1500):
         body = bytes(rng.randrange(256) for _ in range(rng.randint(0, 200))) if i % 3 == 0 else _mutate(rng, valid)
-        t0 = time.monotonic()
+        t0 = time.thread_time()  # CPU time: a busy machine's scheduling is not backtracking
         rows, problem = parse_dataset_list(body)
-        assert time.monotonic() - t0 < 0.5
+        assert time.thread_time() - t0 < 0.5
         assert isinstance(rows, list) and (problem is None or isinstance(problem, str))
         for row in rows:  # the helpers never raise on any row the parser accepted
             for tag in ("0020000D", "00100010", "00201208", "00081190"):
@@ -194,9 +194,9 @@ def test_fuzz_challenges_and_warnings(seed):
     for i in range(1500):
         raw = bytes(rng.randrange(256) for _ in range(rng.randint(0, 120))) if i % 3 == 0 else _mutate(rng, rng.choice(seeds))
         text = raw.decode("latin-1")
-        t0 = time.monotonic()
+        t0 = time.thread_time()  # CPU time: a busy machine's scheduling is not backtracking
         challenges = parse_challenges(text)
         warnings = parse_warning([text, text])
-        assert time.monotonic() - t0 < 0.5
+        assert time.thread_time() - t0 < 0.5
         assert len(challenges) <= 32 and len(warnings) <= 32
         assert all(c.scheme for c in challenges) and all(100 <= w.code <= 999 for w in warnings)
