@@ -215,10 +215,10 @@ def test_only_format_refusals_tells_a_transfer_syntax_refusal_from_others():
     rejected.inbound[0].result = "rejected"
     assert not only_format_refusals(rejected)
     assert not only_format_refusals(None)
-    # a SOP class the images do not have, refused (dcmqrscp proposes Hardcopy and retired classes)
-    hardcopy = receiver("all", association([(CT, [EXPLICIT]), ("1.2.840.10008.5.1.1.30", [EXPLICIT])], "all"))
-    assert not only_format_refusals(hardcopy)
-    assert only_format_refusals(hardcopy, [CT])
+    # a SOP class the images do not have, refused (Storage Commitment is not a storage class)
+    commitment = receiver("all", association([(CT, [EXPLICIT]), ("1.2.840.10008.1.20.1", [EXPLICIT])], "all"))
+    assert not only_format_refusals(commitment)
+    assert only_format_refusals(commitment, [CT])
 
 
 MANY = [CT, MR, SC, "1.2.840.10008.5.1.4.1.1.1", "1.2.840.10008.5.1.4.1.1.128", "1.2.840.10008.5.1.4.1.1.20"]

@@ -92,6 +92,51 @@ def test_a_private_sop_class_is_taken_by_default_and_refused_with_standard_class
     assert [cx.outcome for cx in rec.association.contexts] == ["rejected: SOP class", "accepted"]
 
 
+LEGACY_US = "1.2.840.10008.5.1.4.1.1.6"  # Ultrasound Image Storage, retired (PS3.6 Table A-1)
+
+
+@pytest.mark.parametrize("policy", ["any", "standard"])
+def test_a_retired_storage_class_is_taken_whatever_the_policy(policy):
+    # Given a PACS sending a 1990s ultrasound image, stored under the retired US class
+    legacy = make_instance(size=16)
+    legacy.SOPClassUID = legacy.file_meta.MediaStorageSOPClassUID = LEGACY_US
+    with StoreSCP("QRDOCTOR", "127.0.0.1", 0, sop_classes=policy) as scp:
+        # When it stores it
+        statuses = store(scp.port, [legacy])
+    # Then it is accepted and kept, as a workstation pulling priors would
+    assert statuses == [0]
+    (rec,) = scp.records()
+    assert rec.accepted_contexts == 1 and not rec.rejected_contexts and rec.stores == 1
+
+
+def test_the_standard_decides_what_is_a_storage_class():
+    from pydicom.uid import UID_dictionary
+
+    from qrdoctor.dicom.syntaxes import is_standard_storage_class, storage_class_verdict
+
+    # Every current storage class pynetdicom knows and every retired one the standard lists is
+    # taken by both policies
+    for uid in (str(CTImageStorage), LEGACY_US, "1.2.840.10008.5.1.4.1.1.5", "1.2.840.10008.5.1.4.1.1.3",
+                "1.2.840.10008.5.1.4.1.1.88.1", "1.2.840.10008.5.1.1.30", "1.2.840.10008.5.1.4.38.1"):
+        assert is_standard_storage_class(uid), uid
+        assert storage_class_verdict(uid, "standard") is None and storage_class_verdict(uid, "any") is None
+    # What only sounds like storage, or is another service, is refused with its name
+    for uid, name in (("1.2.840.10008.1.20.1", "Storage Commitment Push Model SOP Class"),
+                      ("1.2.840.10008.1.3.10", "Media Storage Directory Storage"),
+                      ("1.2.840.10008.5.1.4.1.2.2.2", "Study Root Query/Retrieve Information Model - MOVE"),
+                      ("1.2.840.10008.1.2.4.80", "JPEG-LS Lossless Image Compression")):
+        assert not is_standard_storage_class(uid)
+        assert storage_class_verdict(uid, "any") == f"not a storage SOP class ({name})"
+    # A private class: taken by default, refused when only the standard's classes are
+    assert storage_class_verdict("1.3.12.2.1107.5.9.1", "any") is None
+    assert storage_class_verdict("1.3.12.2.1107.5.9.1", "standard") == "not a standard storage SOP class"
+    # and across pydicom's whole table, every SOP class named "... Storage ..." but the three
+    # above is a storage class
+    named = {uid for uid, entry in UID_dictionary.items() if entry[1] == "SOP Class" and "Storage" in entry[0]}
+    assert {uid for uid in named if not is_standard_storage_class(uid)} == {
+        "1.2.840.10008.1.20.1", "1.2.840.10008.1.20.2", "1.2.840.10008.1.3.10"}
+
+
 def test_too_many_associations_are_rejected_and_recorded():
     with StoreSCP("QRDOCTOR", "127.0.0.1", 0, max_associations=1) as scp:
         ae = AE(ae_title="PACSAE")

@@ -87,6 +87,13 @@ MODALITY_CLASSES: dict[str, tuple[str, ...]] = {
     "OT": ("SecondaryCaptureImageStorage",),
     "SC": ("SecondaryCaptureImageStorage",),
 }
+# Retired storage SOP classes (PS3.6 Table A-1) that old studies of a modality still hold, by
+# UID (pynetdicom has no names for them): a prior from the 1990s is often one of these.
+RETIRED_MODALITY_CLASSES: dict[str, tuple[str, ...]] = {
+    "US": ("1.2.840.10008.5.1.4.1.1.6", "1.2.840.10008.5.1.4.1.1.3"),  # (Multi-frame) Image Storage
+    "NM": ("1.2.840.10008.5.1.4.1.1.5",),  # Nuclear Medicine Image Storage
+    "XA": ("1.2.840.10008.5.1.4.1.1.12.3",),  # X-Ray Angiographic Bi-Plane Image Storage
+}
 
 
 class Negotiation(Observation):
@@ -181,10 +188,12 @@ def storage_classes(subject: Subject) -> tuple[list[str], str]:
     if subject.sop_classes:
         return sorted(set(subject.sop_classes)), "SOP Class UIDs returned by C-FIND"
     names: list[str] = []
+    retired: list[str] = []
     for modality in subject.modalities or list(MODALITY_CLASSES):
         names += list(MODALITY_CLASSES.get(modality.upper(), ()))
+        retired += list(RETIRED_MODALITY_CLASSES.get(modality.upper(), ()))
     names.append("SecondaryCaptureImageStorage")
-    uids = sorted({str(getattr(sc, name)) for name in names if hasattr(sc, name)})
+    uids = sorted({str(getattr(sc, name)) for name in names if hasattr(sc, name)} | set(retired))
     source = (f"modality {', '.join(subject.modalities)}" if subject.modalities
               else "common storage SOP classes (modality unknown)")
     return uids, source

@@ -97,7 +97,7 @@ REJECTED_TRANSFER_SYNTAX = "rejected: no accepted transfer syntax"
 ACCEPTED = "accepted"
 
 SOP_CLASSES_ANY = "any"  # every valid UID that is not a known non-storage SOP class
-SOP_CLASSES_STANDARD = "standard"  # only the storage SOP classes pynetdicom knows
+SOP_CLASSES_STANDARD = "standard"  # only the standard's storage SOP classes (retired included)
 SOP_CLASS_POLICIES = (SOP_CLASSES_ANY, SOP_CLASSES_STANDARD)
 
 
@@ -215,21 +215,40 @@ def _checked_uid(part: str) -> str:
 # ----------------------------------------------------------------------------------------------
 
 
+# PS3.6 names these "... Storage ..." but neither stores an object over the network: Storage
+# Commitment is a separate service (PS3.4 J) and the DICOMDIR class exists only on media.
+_NOT_STORAGE = ("1.2.840.10008.1.20.1", "1.2.840.10008.1.20.2", "1.2.840.10008.1.3.10")
+_STORAGE_SERVICES = ("StorageServiceClass", "NonPatientObjectStorageServiceClass")
+
+
+def is_standard_storage_class(uid: str) -> bool:
+    """Whether the standard defines ``uid`` as a storage SOP class, retired ones included.
+
+    pynetdicom's table knows the current ones. A retired class is still what a PACS holds for
+    an old study and proposes when it sends it (the 1990s Ultrasound Image Storage,
+    1.2.840.10008.5.1.4.1.1.6, in a long-term archive; DCMTK's ``dcmqrscp`` proposes them on every
+    C-MOVE), and a workstation that pulls priors takes them: PS3.6 names every one of them
+    "... Storage ...", which pydicom's table of UIDs carries."""
+    if library("pynetdicom.sop_class").uid_to_service_class(uid).__name__ in _STORAGE_SERVICES:
+        return True
+    entry = _uid_dictionary().get(uid)
+    return (entry is not None and entry[1] == "SOP Class" and "Storage" in entry[0]
+            and uid not in _NOT_STORAGE)
+
+
 def storage_class_verdict(uid: str, policy: str = SOP_CLASSES_ANY) -> str | None:
     """Why the Store SCP refuses a proposed abstract syntax, or None when it takes it.
 
-    Taken: the storage SOP classes pynetdicom knows, Verification, and -- with the ``any``
-    policy -- every other valid UID the standard does not give to something else (a vendor's
-    private storage class, a storage class newer than pynetdicom). Refused: a malformed UID, a
-    standard UID that is not a storage SOP class (a query model, a transfer syntax, ...), and
-    with ``standard`` every class pynetdicom does not know as storage.
+    Taken: every storage SOP class of the standard, retired ones included (see
+    :func:`is_standard_storage_class`), Verification, and -- with the ``any`` policy -- every
+    other valid UID the standard does not give to something else (a vendor's private storage
+    class, a storage class newer than pydicom). Refused: a malformed UID, a standard UID that is
+    not a storage SOP class (a query model, Storage Commitment, a transfer syntax, ...), and
+    with ``standard`` every UID the standard does not define as a storage SOP class.
     """
     if not _valid_uid(uid):
         return "not a valid UID"
-    if uid == VERIFICATION:
-        return None
-    service = library("pynetdicom.sop_class").uid_to_service_class(uid).__name__
-    if service == "StorageServiceClass":
+    if uid == VERIFICATION or is_standard_storage_class(uid):
         return None
     entry = _uid_dictionary().get(uid)
     if entry is not None:
