@@ -63,6 +63,20 @@ def test_find_and_retrieve_commands_carry_the_model_level_keys_and_subject():
     assert reproduction(report, "network.tls") is None
 
 
+@pytest.mark.parametrize("sample", ["orthanc", "dcmqrscp"])
+def test_a_patient_level_query_asks_only_for_patient_level_keys(sample):
+    # Given a run whose checks queried the PATIENT level of Patient Root
+    report = _sample(sample)
+    found = [reproduction(report, cid) for cid in ("find.levels", "find.conformance", "find.return_keys")]
+    lines = [c.argv for r in found if r is not None for c in r.commands]
+    patient = [argv for argv in lines if "QueryRetrieveLevel=PATIENT" in argv]
+    assert patient, lines
+    # Then each asks for the patient's unique key and no key of a lower level (PS3.4 C.6.1.1)
+    for argv in patient:
+        keys = [argv[i + 1].split("=")[0] for i, a in enumerate(argv) if a == "-k"]
+        assert "PatientID" in keys and not {"StudyInstanceUID", "SeriesInstanceUID"} & set(keys), argv
+
+
 def test_values_are_shell_quoted():
     report = _with_target(_sample(), called_ae="MY PACS", calling_ae="WS'7")
     line = reproduction(report, "association.echo").commands[0].line

@@ -192,14 +192,19 @@ def _models(b: _Builder, c: CheckResult) -> list[Command]:
     return out
 
 
+def _unique(level: str) -> str:
+    """The unique key of a top query level (PS3.4 C.6.1.1.2, C.6.2.1.2): the one return key a
+    universal query at that level asks for (a key of a lower level does not belong in it)."""
+    return "PatientID" if level == "PATIENT" else "StudyInstanceUID"
+
+
 def _levels(b: _Builder, c: CheckResult) -> list[Command]:
     out = []
     for row in _rows(_facts(c).get("levels")):
         if row.get("matching_keys") or row.get("skipped") or row.get("model") not in MODEL_FLAGS:
             continue
         level = row.get("level") or "STUDY"
-        unique = {"PATIENT": "PatientID", "STUDY": "StudyInstanceUID"}.get(level, "StudyInstanceUID")
-        argv = b.find(row["model"], level, {unique: ""})
+        argv = b.find(row["model"], level, {_unique(level): ""})
         if argv:
             complete = row.get("complete") is not False
             saw = _matches(row.get("matches"), row.get("status") if complete else None)
@@ -223,7 +228,7 @@ def _return_keys(b: _Builder, c: CheckResult) -> list[Command]:
         seen.add(where)
         keys = [str(r.get("key")) for r in _rows(_facts(c).get("empty_keys"))
                 if (r.get("model"), r.get("level")) == where and r.get("key")]
-        argv = b.find(where[0], where[1], {"StudyInstanceUID": "", **dict.fromkeys(keys, "")})
+        argv = b.find(where[0], where[1], {_unique(where[1]): "", **dict.fromkeys(keys, "")})
         if argv:
             out.append(Command(argv, f"{where[1]}-level C-FIND asking for {', '.join(keys)}",
                                f"{', '.join(keys)} empty or absent"))
@@ -235,7 +240,7 @@ def _conformance(b: _Builder, c: CheckResult) -> list[Command]:
     for row in _rows(_facts(c).get("levels")):
         model, level = row.get("model"), row.get("level")
         if model in MODEL_FLAGS and level == TOP_LEVEL.get(model):
-            argv = b.find(model, level, {{"PATIENT": "PatientID"}.get(level, "StudyInstanceUID"): ""})
+            argv = b.find(model, level, {_unique(level): ""})
             if argv:
                 out.append(Command(argv, f"{level}-level C-FIND, {model.replace('_', ' ')}",
                                    f"{row.get('rows')} answers, {row.get('distinct')} distinct"))
