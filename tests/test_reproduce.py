@@ -77,6 +77,21 @@ def test_a_patient_level_query_asks_only_for_patient_level_keys(sample):
         assert "PatientID" in keys and not {"StudyInstanceUID", "SeriesInstanceUID"} & set(keys), argv
 
 
+def test_a_query_qrdoctor_cut_short_says_so_and_one_the_pacs_cut_short_says_that():
+    # Given find.levels, which reads a sample of each top level and cancels the rest
+    report = _sample()
+    levels = next(c for c in report.checks if c.id == "find.levels")
+    study = next(r for r in levels.facts["levels"] if r["level"] == "STUDY" and not r["matching_keys"])
+    assert study["complete"] is False and study["matches"] >= levels.facts["sample_size"]
+    [line] = [c for c in reproduction(report, levels).commands if "QueryRetrieveLevel=STUDY" in c.argv]
+    # Then its line says qrdoctor cancelled it, not that the PACS's answer was incomplete
+    assert line.qrdoctor_saw.endswith(f"; qrdoctor cancelled the query after a sample of {levels.facts['sample_size']}")
+    # and a query that timed out says the answer was not complete
+    study.update(timed_out=True, status=None, matches=3)
+    [line] = [c for c in reproduction(report, levels).commands if "QueryRetrieveLevel=STUDY" in c.argv]
+    assert line.qrdoctor_saw == "3 matches; the answer was not complete"
+
+
 def test_values_are_shell_quoted():
     report = _with_target(_sample(), called_ae="MY PACS", calling_ae="WS'7")
     line = reproduction(report, "association.echo").commands[0].line

@@ -200,6 +200,7 @@ def _unique(level: str) -> str:
 
 def _levels(b: _Builder, c: CheckResult) -> list[Command]:
     out = []
+    sample = _facts(c).get("sample_size")
     for row in _rows(_facts(c).get("levels")):
         if row.get("matching_keys") or row.get("skipped") or row.get("model") not in MODEL_FLAGS:
             continue
@@ -209,7 +210,11 @@ def _levels(b: _Builder, c: CheckResult) -> list[Command]:
             complete = row.get("complete") is not False
             saw = _matches(row.get("matches"), row.get("status") if complete else None)
             if not complete:
-                saw += "; the answer was not complete"
+                # find.levels reads a sample and cancels the rest (findscu lists every match)
+                sampled = (isinstance(sample, int) and (row.get("matches") or 0) >= sample > 0
+                           and row.get("status") and not (row.get("timed_out") or row.get("aborted")))
+                saw += (f"; qrdoctor cancelled the query after a sample of {sample}" if sampled
+                        else "; the answer was not complete")
             out.append(Command(argv, f"universal {level}-level C-FIND, {row['model'].replace('_', ' ')}", saw))
     if any(r.get("matching_keys") for r in _rows(_facts(c).get("levels"))):
         b.note("The lower levels were queried with UIDs from the PACS's answers, which the report "
