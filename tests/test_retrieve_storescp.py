@@ -137,6 +137,29 @@ def test_the_standard_decides_what_is_a_storage_class():
         "1.2.840.10008.1.20.1", "1.2.840.10008.1.20.2", "1.2.840.10008.1.3.10"}
 
 
+def test_a_c_get_without_sop_classes_offers_the_modalitys_classes_retired_ones_included():
+    from pynetdicom import sop_class
+
+    from qrdoctor.checks.retrieve.get import MODALITY_CLASSES, get_contexts, storage_classes
+    from qrdoctor.checks.retrieve.model import Subject
+    from qrdoctor.dicom.syntaxes import is_standard_storage_class
+
+    # Every class named in the table is a storage class pynetdicom knows (a typo would be dropped)
+    named = {name for names in MODALITY_CLASSES.values() for name in names}
+    assert {n for n in named if not hasattr(sop_class, n)} == set()
+    # Given a PACS that returns no SOP Class UID for a US study
+    classes, source = storage_classes(Subject(level="STUDY", study_uid="1.2.3", modalities=["US"]))
+    # Then the C-GET offers the current and the retired ultrasound classes, and Secondary Capture
+    assert LEGACY_US in classes and "1.2.840.10008.5.1.4.1.1.6.1" in classes
+    assert "1.2.840.10008.5.1.4.1.1.7" in classes and source == "modality US"
+    assert all(is_standard_storage_class(uid) for uid in classes)
+    # and with the modality unknown, every class of the table fits one association, each class
+    # with its uncompressed and its compressed syntaxes in contexts of their own
+    everything, _ = storage_classes(Subject(level="STUDY", study_uid="1.2.3"))
+    contexts, roles, dropped = get_contexts("study_root", everything)
+    assert not dropped and len(contexts) == 1 + 2 * len(everything) <= 128 and len(roles) == len(everything)
+
+
 def test_too_many_associations_are_rejected_and_recorded():
     with StoreSCP("QRDOCTOR", "127.0.0.1", 0, max_associations=1) as scp:
         ae = AE(ae_title="PACSAE")
