@@ -73,6 +73,17 @@ class Tmux:
             previous = text
             time.sleep(0.1)
 
+    def wait_until(self, condition, timeout: float = 20.0) -> str:
+        """The first screen ``condition`` holds for (a screen that keeps changing never settles)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            text = self.screen()
+            if condition(text):
+                return text
+            if time.monotonic() > deadline:
+                raise AssertionError(f"the screen never showed what was waited for:\n{text}")
+            time.sleep(0.1)
+
     def keys(self, *keys: str) -> None:
         for key in keys:
             self("send-keys", "-t", "e2e", key)
@@ -235,9 +246,13 @@ def test_waiting_on_a_silent_peer_in_a_real_terminal(tmp_path):
         tmux(*args, shell)
         try:
             # Then the screen says what qrdoctor waits for, since when and for how long at most
-            screen = tmux.wait_for(r"Waiting for the A-ASSOCIATE response, request sent \d+\.\d s ago", timeout=20)
-            assert "timeout at most 8 s" in flat(screen), screen
-            assert re.search(r"» association\.echo .*waiting for the A-ASSOCIATE", screen), screen
+            # (the screen keeps changing while it waits: its clock ticks, so no settled screen)
+            def waiting(screen: str) -> bool:
+                return bool(re.search(r"Waiting for the A-ASSOCIATE response, request sent \d+\.\d s ago", screen)
+                            and "timeout at most 8 s" in flat(screen)
+                            and re.search(r"» association\.echo .*waiting for the A-ASSOCIATE", screen))
+
+            tmux.wait_until(waiting, timeout=20)
             # When the user cancels, the run ends as interrupted; q leaves with 130
             tmux.keys("x")
             tmux.wait_for(r"Cancelled\. ", timeout=15)
