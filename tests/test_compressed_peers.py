@@ -504,6 +504,11 @@ def test_a_run_against_dcmqrscp_that_cannot_convert_names_the_format_problem(
     move = _move_result(report).findings[0]
     assert named in move.summary
     assert "the storage SOP classes of modality CT" in move.summary  # dcmqrscp returns no SOP Class UID
+    # On C-GET qrdoctor offered the classes it guessed from the modality: an image of another
+    # class fails the same way, and the finding says so; on C-MOVE the PACS chose the classes
+    get = next(c for c in retrieves if c.id == "retrieve.get").findings[0]
+    assert "or the images have a SOP class qrdoctor did not offer" in get.summary
+    assert "did not offer" not in move.summary
 
 
 def test_a_run_against_orthanc_without_transcoding_names_the_stored_format(peers: Peers) -> None:
@@ -515,4 +520,7 @@ def test_a_run_against_orthanc_without_transcoding_names_the_stored_format(peers
         assert {f.code for f in r.findings} == {CONVERSION_FAILED}, (r.id, r.findings)
     move = _move_result(report).findings[0]
     assert "JPEG-LS Lossless Image Compression (1.2.840.10008.1.2.4.80)" in move.summary
+    # Orthanc names the SOP classes in its C-FIND: the C-GET offered them, nothing to hedge
+    get = next(c for c in retrieves if c.id == "retrieve.get").findings[0]
+    assert "did not offer" not in get.summary and "the PACS offered a format it could not produce" in get.summary
     assert any("TranscodeDicomProtocol" in a.text for a in move.actions)

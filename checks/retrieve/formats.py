@@ -376,9 +376,14 @@ def _conversion_failed(s: Situation, run: Run, tally: Tally, r: Reading, stores:
         offered = (f"The PACS accepted {names(r.accepted)} for {r.images()} on the C-GET "
                    "association")
     sent = "without sending a C-STORE for them" if stores == 0 else f"after sending {stores} C-STORE(s) for them"
+    # On a C-GET qrdoctor offers the SOP classes; when the C-FIND did not name the images' classes
+    # they were guessed, and an image of another class fails the same way (no context to send on).
+    guessed = r.op != "C-MOVE" and r.classes_from != "c-find"
+    cause = ("either the PACS could not produce that format, or the images have a SOP class qrdoctor did "
+             "not offer (it offered the usual classes, as the C-FIND named none)" if guessed
+             else "the PACS offered a format it could not produce")
     summary = (f"{offered}, then failed {failed} {sent} ({describe_run_status(run)}, {counts(run)}; "
-               f"{tally.received} arrived): the PACS offered a format it could not produce. "
-               f"{_stored_sentence(r)}")
+               f"{tally.received} arrived): {cause}. {_stored_sentence(r)}")
     take = "'s receiver to accept" if r.op == "C-MOVE" else " to offer on its C-GET association"
     if r.stored:
         workstation = (f"Configure the workstation{take} {names(r.stored[:2])} for {r.short()}, so that "
@@ -386,13 +391,19 @@ def _conversion_failed(s: Situation, run: Run, tally: Tally, r: Reading, stores:
     else:
         workstation = (f"Ask the PACS administrator which format these images are stored in, and configure "
                        f"the workstation{take} it, so that the PACS can send them without converting.")
+    if guessed:
+        workstation += (" If the log names a SOP class instead, have the workstation offer that class on its "
+                        "C-GET association.")
+    why = ["DCMTK dcmqrscp logs 'unable to convert DICOM file ...' for a format it cannot convert",
+           "a file it cannot read at all is a storage problem instead"]
+    if guessed:
+        why.append("a SOP class the C-GET association did not negotiate is the workstation's to offer")
     return s.finding(
         CONVERSION_FAILED, Severity.FAIL, " ".join(summary.split()),
         actions(
             pacs=f"{t.called_ae} did not produce these images as {names(r.accepted[:2])}. Its log at the "
-                 "time of this run names the objects it could not send and why (DCMTK dcmqrscp logs "
-                 "'unable to convert DICOM file ...' for a format it cannot convert; a file it cannot "
-                 f"read at all is a storage problem instead). If it cannot convert them: either "
+                 f"time of this run names the objects it could not send and why ({'; '.join(why)}). "
+                 "If it cannot convert them: either "
                  f"{_propose_stored(s, r)}, or {_conversion_setting(s, r)}.",
             workstation=workstation,
             users=_users(s, r),

@@ -72,7 +72,7 @@ MODALITY_CLASSES: dict[str, tuple[str, ...]] = {
     "IO": ("DigitalIntraOralXRayImageStorageForPresentation", "DigitalIntraOralXRayImageStorageForProcessing"),
     "MG": ("DigitalMammographyXRayImageStorageForPresentation",
            "DigitalMammographyXRayImageStorageForProcessing", "BreastTomosynthesisImageStorage"),
-    "US": ("UltrasoundImageStorage", "UltrasoundMultiFrameImageStorage"),
+    "US": ("UltrasoundImageStorage", "UltrasoundMultiFrameImageStorage", "EnhancedUSVolumeStorage"),
     "NM": ("NuclearMedicineImageStorage",),
     "PT": ("PositronEmissionTomographyImageStorage", "EnhancedPETImageStorage"),
     "XA": ("XRayAngiographicImageStorage", "EnhancedXAImageStorage"),
