@@ -240,7 +240,8 @@ async def test_the_details_and_the_selected_row_are_readable_on_both_themes(them
         background = detail.background_colors[1].rich_color
         # Then the muted parts of the details (evidence, facts, why, hints) stand out from their
         # background as WCAG asks of body text (4.5:1); on the light theme they were near white
-        for part in ("detail--evidence", "detail--why", "detail--hint", "detail--dim", "detail--skipped"):
+        for part in ("detail--evidence", "detail--why", "detail--hint", "detail--dim", "detail--skipped",
+                     "detail--info", "detail--transcript", "detail--waiting"):
             color = detail.get_component_rich_style(part, partial=True).color  # as it renders them
             assert _contrast(color, background) >= 4.5, (theme, part, color, background)
         # and the selected row's summary takes the highlight's own colours, as every Textual list
