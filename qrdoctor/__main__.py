@@ -1,5 +1,3 @@
-import sys
+from qrdoctor.cli import run
 
-from qrdoctor.cli import main
-
-sys.exit(main())
+run()
