@@ -1,8 +1,8 @@
 """How the qrdoctor process ends: exit handlers run, output flushed, the heap not torn down.
 
-``qrdoctor`` and ``python -m qrdoctor`` end through :func:`qrdoctor.cli.exit_process`, which skips
-the interpreter's own shutdown (tens of milliseconds of freeing objects one by one). These tests
-hold it to what that shutdown guaranteed."""
+``qrdoctor`` and ``python -m qrdoctor`` run :func:`qrdoctor.cli.run`, whose last exit handler
+skips the interpreter's teardown of its objects (tens of milliseconds). These tests hold it to
+what the ordinary exit guaranteed."""
 
 from __future__ import annotations
 
@@ -15,41 +15,55 @@ import textwrap
 from support.ports import free_port
 
 
-def _python(code: str, timeout: float = 30) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True,
-                          timeout=timeout)
+def _program(main_body: str, timeout: float = 30) -> subprocess.CompletedProcess:
+    """Run qrdoctor's program entry with ``main_body`` as its main()."""
+    code = "import atexit, sys, threading, time\nimport qrdoctor.cli as cli\n\ndef main():\n" + \
+        textwrap.indent(textwrap.dedent(main_body), "    ") + "\ncli.main = main\ncli.run()\n"
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout,
+                          env=_buffered())
+
+
+def _buffered() -> dict[str, str]:
+    """The environment with block-buffered output, as in production (a test runner may set
+    PYTHONUNBUFFERED)."""
+    return {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
 
 
 def test_exit_handlers_run_buffered_output_is_written_and_the_code_kept():
-    # Given a program with an exit handler and output still in its buffers
-    proc = _python("""
-        import atexit, sys
-        from qrdoctor.cli import exit_process
+    # Given a run that registered an exit handler and left output in its buffers
+    proc = _program("""
         atexit.register(lambda: print("handler ran"))
         print("report", end=" ")
         print("to people", end="", file=sys.stderr)
-        exit_process(3)
+        return 3
     """)
-    # Then both streams are complete, the handler ran, and the exit code is the one given
+    # Then both streams are complete, the handler ran, and the exit code is main()'s
     assert (proc.returncode, proc.stdout, proc.stderr) == (3, "report handler ran\n", "to people")
 
 
 def test_a_thread_still_running_is_waited_for_as_by_an_ordinary_exit():
-    # Given a non-daemon thread that has not finished when the program ends
-    proc = _python("""
-        import threading, time
-        from qrdoctor.cli import exit_process
+    # Given a non-daemon thread that has not finished when main() returns
+    proc = _program("""
         threading.Thread(target=lambda: (time.sleep(0.3), print("thread done", flush=True))).start()
-        exit_process(1)
+        return 1
     """)
     # Then the process waits for it, as Python's own exit does
     assert (proc.returncode, proc.stdout) == (1, "thread done\n")
 
 
+def test_a_main_that_raises_exits_as_python_does():
+    # Given a main() that fails
+    proc = _program("""
+        raise RuntimeError("a defect")
+    """)
+    # Then the traceback is printed and the exit code is Python's for an uncaught exception
+    assert proc.returncode == 1 and "RuntimeError: a defect" in proc.stderr
+
+
 def test_a_reader_that_goes_away_ends_the_program_quietly():
     # Given `qrdoctor checks` writing into a pipe whose reader closed it at once (`| head -0`)
     proc = subprocess.Popen([sys.executable, "-m", "qrdoctor", "checks"], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE)
+                            stderr=subprocess.PIPE, env=_buffered())
     proc.stdout.close()
     err = proc.stderr.read().decode()
     proc.stderr.close()

@@ -17,14 +17,9 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 HEAVY = ("pynetdicom", "pydicom", "pydantic", "numpy", "textual")
 
-# Run the CLI as `python -m qrdoctor` does, then report the top-level modules loaded (the
-# program's os._exit, see qrdoctor.cli.exit_process, becomes a SystemExit here, so that the
-# probe outlives it).
+# Run the CLI as `python -m qrdoctor` does, then report the top-level modules loaded.
 PROBE = """
-import json, os, runpy, sys
-def _exit(code):
-    raise SystemExit(code)
-os._exit = _exit
+import json, runpy, sys
 sys.argv = ["qrdoctor", *json.loads(sys.argv[1])]
 code = 0
 try:
