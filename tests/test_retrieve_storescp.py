@@ -213,3 +213,28 @@ def test_file_meta_matches_pydicoms_reading(tmp_path: Path):
     back = pydicom.dcmread(path)
     assert back.file_meta.MediaStorageSOPInstanceUID == ds.SOPInstanceUID
     assert back.PatientName == ds.PatientName and back.PixelData == ds.PixelData
+
+
+def test_any_proposed_abstract_syntax_gets_a_verdict_and_never_an_exception():
+    import random
+
+    from qrdoctor.dicom.syntaxes import storage_class_verdict
+
+    # Given abstract syntaxes as a hostile peer may propose them: UIDs cut short, overlong, with
+    # leading zeros, letters, control characters and non-ASCII, and standard UIDs mutated
+    rng = random.Random(2026)
+    seeds = [LEGACY_US, "1.2.840.10008.1.20.1", "1.2.840.10008.5.1.4.1.1.2", "1.3.12.2.1107.5.9.1"]
+    alphabet = "0123456789.." + "a\x00\x7f\u00e9 -"
+    for _ in range(3000):
+        if rng.random() < 0.5:
+            uid = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 80)))
+        else:
+            uid = list(rng.choice(seeds))
+            for _ in range(rng.randint(1, 4)):
+                i = rng.randrange(len(uid) + 1)
+                uid[i:i + rng.randint(0, 2)] = rng.choice(alphabet) * rng.randint(0, 2)
+            uid = "".join(uid)
+        # Then each gets an answer: taken (None) or refused with a reason, whatever the policy
+        for policy in ("any", "standard"):
+            verdict = storage_class_verdict(uid, policy)
+            assert verdict is None or (isinstance(verdict, str) and verdict), (uid, verdict)
